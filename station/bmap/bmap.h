@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libbmap: block maps (bmap files), image sources, create, copy and verify.
+ *
+ * Conventions: functions return >= 0 on success and -errno on failure;
+ * out-parameters are named ret_* and set only on success. The library never
+ * prints: a human-readable detail of the last failure is kept in the context
+ * (bmap_ctx_get_error()), and warnings/info go to the context's log callback.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- context ---------------------------------------------------------- */
+
+struct bmap_ctx;
+
+enum bmap_log_level {
+	BMAP_LOG_ERROR,
+	BMAP_LOG_WARNING,
+	BMAP_LOG_INFO,
+	BMAP_LOG_DEBUG,
+};
+
+typedef void (*bmap_log_fn)(void *userdata, enum bmap_log_level level, const char *msg);
+
+struct bmap_ctx *bmap_ctx_new(void);
+struct bmap_ctx *bmap_ctx_free(struct bmap_ctx *ctx);
+void bmap_ctx_set_log_fn(struct bmap_ctx *ctx, bmap_log_fn fn, void *userdata);
+/* Detail of the last failure ("" when none). Valid until the next call. */
+const char *bmap_ctx_get_error(const struct bmap_ctx *ctx);
+
+/* ---- block map -------------------------------------------------------- */
+
+/* Largest bmap file we agree to parse. */
+#define BMAP_FILE_MAX_SIZE (256u * 1024 * 1024)
+
+struct bmap_range {
+	uint64_t first; /* first block, inclusive */
+	uint64_t last;  /* last block, inclusive */
+};
+
+struct bmap_map;
+
+/* Parse a bmap file of any version the reference wrote (1.2 .. 2.0). */
+int bmap_map_load(struct bmap_ctx *ctx, const char *path, struct bmap_map **ret_map);
+/* Same, from memory; @name is used in messages. */
+int bmap_map_parse(struct bmap_ctx *ctx, const char *name, const void *buf, size_t len,
+		   struct bmap_map **ret_map);
+/* An in-memory map without range checksums (e.g. from a sparse file's holes). */
+int bmap_map_new(struct bmap_ctx *ctx, uint64_t image_size, uint32_t block_size,
+		 struct bmap_map **ret_map);
+int bmap_map_append_range(struct bmap_map *map, uint64_t first, uint64_t last);
+struct bmap_map *bmap_map_free(struct bmap_map *map);
+
+const char *bmap_map_get_version(const struct bmap_map *map); /* "2.0", or "" when computed */
+uint64_t bmap_map_get_image_size(const struct bmap_map *map);
+uint32_t bmap_map_get_block_size(const struct bmap_map *map);
+uint64_t bmap_map_get_blocks_count(const struct bmap_map *map);
+uint64_t bmap_map_get_mapped_blocks(const struct bmap_map *map);
+/* Bytes of image covered by the ranges (the last block cut at the image's end). */
+uint64_t bmap_map_get_mapped_bytes(const struct bmap_map *map);
+size_t bmap_map_get_range_count(const struct bmap_map *map);
+const struct bmap_range *bmap_map_get_ranges(const struct bmap_map *map);
+/* Byte span of range i within the image: [*ret_off, *ret_off + *ret_len). */
+void bmap_map_range_bytes(const struct bmap_map *map, size_t i, uint64_t *ret_off,
+			  uint64_t *ret_len);
+/* Checksum type name ("sha256", "sha1", ...) or NULL when the file has none. */
+const char *bmap_map_get_checksum_type(const struct bmap_map *map);
+/* True when every range carries a checksum. */
+bool bmap_map_has_range_checksums(const struct bmap_map *map);
+size_t bmap_map_get_checksum_size(const struct bmap_map *map); /* bytes of one digest */
+/* Binary digest of range i, or NULL. */
+const uint8_t *bmap_map_get_range_checksum(const struct bmap_map *map, size_t i);
+/* Whether the file carried its own checksum (a bad one is refused at load). */
+bool bmap_map_has_self_checksum(const struct bmap_map *map);
+/* SHA-256 of the bmap file's bytes as read (zero when computed). */
+const uint8_t *bmap_map_get_file_sha256(const struct bmap_map *map);
+
+/* ---- writing a 2.0 bmap, byte for byte as the reference 3.6 does ------- */
+
+struct bmap_writer;
+
+/* @fd must be open read-write, seekable, and empty: the writer patches
+ * placeholders in place and hashes the file back at the end. */
+int bmap_writer_new(struct bmap_ctx *ctx, int fd, const char *fd_name, uint64_t image_size,
+		    uint32_t block_size, const char *checksum_type, struct bmap_writer **ret_writer);
+/* @digest: binary digest of the range, or NULL for a range without checksum. */
+int bmap_writer_add_range(struct bmap_writer *w, uint64_t first, uint64_t last,
+			  const uint8_t *digest);
+int bmap_writer_finish(struct bmap_writer *w);
+uint64_t bmap_writer_get_mapped_blocks(const struct bmap_writer *w);
+struct bmap_writer *bmap_writer_free(struct bmap_writer *w);
+
+/* ---- create ------------------------------------------------------------ */
+
+/* Calls @fn for each maximal run of mapped blocks of the file, in order.
+ * Uses FIEMAP (unwritten extents count as mapped), or SEEK_DATA/SEEK_HOLE. */
+typedef int (*bmap_range_fn)(void *userdata, uint64_t first, uint64_t last);
+int bmap_scan_file(struct bmap_ctx *ctx, int fd, const char *name, uint64_t size,
+		   uint32_t block_size, bmap_range_fn fn, void *userdata);
+
+struct bmap_create_opts {
+	uint32_t block_size;  /* 0: 4096 */
+	bool no_checksum;     /* ranges without chksum= */
+	unsigned threads;     /* hashing threads, 0: automatic */
+};
+
+struct bmap_create_result {
+	uint64_t image_size;
+	uint64_t blocks_count;
+	uint64_t mapped_blocks;
+};
+
+/* Write the bmap of image @image_fd into @out_fd (see bmap_writer_new). */
+int bmap_create(struct bmap_ctx *ctx, int image_fd, const char *image_name, int out_fd,
+		const char *out_name, const struct bmap_create_opts *opts,
+		struct bmap_create_result *ret_result);
+
+/* The map of a sparse file's holes, without checksums. */
+int bmap_map_from_file(struct bmap_ctx *ctx, int fd, const char *name, uint32_t block_size,
+		       struct bmap_map **ret_map);
+
+/* ---- compression ------------------------------------------------------- */
+
+enum bmap_compression {
+	BMAP_COMP_RAW,
+	BMAP_COMP_ZSTD,
+	BMAP_COMP_GZIP,
+	BMAP_COMP_XZ,
+	BMAP_COMP_BZIP2,
+	BMAP_COMP_LZ4,
+};
+
+/* From the first bytes of a file (at least 6 for a sure answer). */
+enum bmap_compression bmap_compression_detect(const void *buf, size_t len);
+const char *bmap_compression_name(enum bmap_compression c);
+
+/* ---- discovery ---------------------------------------------------------- */
+
+/* Finds IMAGE.bmap, then strips one extension at a time (disk.img.zst.bmap,
+ * disk.img.bmap, disk.bmap). Returns 0 and a malloc'd path, or -ENOENT. */
+int bmap_discover(const char *image_path, char **ret_path);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Image sources: a sequential reader of an image's bytes, decompressing
+ * zstd, gzip (ISA-L), xz, bzip2 or lz4 as recognised by magic bytes, from a
+ * file or a pipe. Concatenated streams / multi-member files are read whole.
+ */
+#pragma once
+
+#include "bmap-private.h"
+
+struct bmap_source;
+
+/* @path "-" means standard input. */
+int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source **ret_source);
+/* Takes ownership of @fd. @name is used in messages. */
+int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			struct bmap_source **ret_source);
+enum bmap_compression bmap_source_get_compression(const struct bmap_source *s);
+const char *bmap_source_get_name(const struct bmap_source *s);
+
+/* Reads the next bytes of the image (decompressed). Returns the number of
+ * bytes read: less than @len only at the end of the image, 0 at the end;
+ * -errno on failure with a detail in the context naming the file and what
+ * is wrong (truncated input, corrupt data at compressed offset N, I/O). */
+ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len);
+/* Skips @n bytes of image data (a seek for raw regular files). Reaching the
+ * end of the image early is -EPIPE ("truncated"). */
+int bmap_source_skip(struct bmap_source *s, uint64_t n);
+/* Image bytes consumed so far (read or skipped). */
+uint64_t bmap_source_tell(const struct bmap_source *s);
+/* Compressed bytes consumed so far (file position for raw). */
+uint64_t bmap_source_input_pos(const struct bmap_source *s);
+/* For a raw, seekable regular file: its fd (callers may pread it instead of
+ * reading sequentially); -1 otherwise. */
+int bmap_source_get_raw_fd(const struct bmap_source *s);
+struct bmap_source *bmap_source_free(struct bmap_source *s);

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Small helpers shared by the library, the tools and the daemon. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+
+static inline void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+
+/* The reference bmaptool's human_size(): "1 byte", "N bytes" below 512,
+ * otherwise "%.1f KiB|MiB|GiB|TiB|EiB". @buf needs 32 bytes. */
+const char *human_size(uint64_t size, char buf[static 32]);
+
+/* Lowercase hex of @len bytes into @out (2*len+1 bytes). */
+void hex_encode(const uint8_t *in, size_t len, char *out);
+/* Parses exactly 2*@len hex digits; returns 0 or -EINVAL. */
+int hex_decode(const char *in, size_t in_len, uint8_t *out, size_t len);
+
+/* read()/write() until done or error; return bytes moved or -errno. */
+ssize_t loop_read(int fd, void *buf, size_t len);
+ssize_t loop_pread(int fd, void *buf, size_t len, uint64_t off);
+int loop_write(int fd, const void *buf, size_t len);
+int loop_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Parses a size such as "4096", "64K", "4G", "1.5M" (binary units). */
+int parse_size(const char *s, uint64_t *ret);
+
+/* Monotonic clock in seconds. */
+double now_monotonic(void);
+
+/* Writes @s as a JSON string literal (quotes included) to @f. */
+#include <stdio.h>
+void json_write_string(FILE *f, const char *s);

@@ -1,0 +1,23 @@
+/* Helpers for the cmocka unit tests: temporary folders and files. */
+#pragma once
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+/* A fresh temporary directory under $TMPDIR (or /tmp); removed by tu_rmtree. */
+char *tu_mkdtemp(void);
+void tu_rmtree(const char *dir);
+/* Path join into a malloc'd string. */
+char *tu_path(const char *dir, const char *name);
+/* Writes @len bytes at @off of @path (created if needed, not truncated). */
+void tu_pwrite(const char *path, const void *buf, size_t len, uint64_t off);
+/* Creates (or truncates) @path to @size bytes, all a hole. */
+void tu_truncate(const char *path, uint64_t size);
+/* Reads a whole file into a malloc'd, NUL-terminated buffer. */
+char *tu_read_file(const char *path, size_t *ret_len);
+void tu_write_file(const char *path, const void *buf, size_t len);
+/* Fills @buf with a deterministic pattern from @seed. */
+void tu_pattern(void *buf, size_t len, uint32_t seed);
