@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Internal to the image sources: the state shared by source.c and the
+ * per-codec decoders (source-<codec>.c), and the helpers the decoders use to
+ * pull compressed input and to word their errors the same way.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "source.h"
+
+/* Compressed input is read in chunks of this size. */
+#define SOURCE_IN_BUF_SIZE (1024u * 1024)
+
+struct source_codec {
+	enum bmap_compression comp;
+	/* Sets s->codec_state; -errno with a detail on failure. */
+	int (*init)(struct bmap_source *s);
+	/* Decodes into @buf, at most @len bytes (@len > 0). Returns > 0 bytes
+	 * produced, 0 at the clean end of the image, -errno with a detail. */
+	ssize_t (*read)(struct bmap_source *s, void *buf, size_t len);
+	void (*free)(struct bmap_source *s);
+};
+
+struct bmap_source {
+	struct bmap_ctx *ctx;
+	int fd;
+	char *name;
+	/* "image file 'x.zst'" or "the image on standard input", for messages. */
+	char *what;
+	enum bmap_compression comp;
+	const struct source_codec *codec;
+	void *codec_state;
+
+	/* A regular file read from its start: raw reads can seek and pread. */
+	bool seekable;
+	bool at_start;
+
+	/* Compressed input not yet handed to the decoder. */
+	uint8_t *in_buf;
+	size_t in_size;
+	const uint8_t *in_next;
+	size_t in_avail;
+	bool in_eof;
+
+	uint64_t in_pos;  /* input bytes consumed by the decoder */
+	uint64_t out_pos; /* image bytes read or skipped */
+	bool eof;
+	int err; /* sticky: a failed decoder is not resumed */
+
+	uint8_t *scratch; /* skip() target for sources that cannot seek */
+};
+
+extern const struct source_codec source_codec_zstd;
+extern const struct source_codec source_codec_gzip;
+extern const struct source_codec source_codec_xz;
+extern const struct source_codec source_codec_bzip2;
+extern const struct source_codec source_codec_lz4;
+
+/* Makes s->in_avail > 0 if any input is left. Returns s->in_avail, 0 at the
+ * end of the input, -errno with a detail on a read error. */
+ssize_t source_fill(struct bmap_source *s);
+
+static inline void source_consume(struct bmap_source *s, size_t n)
+{
+	s->in_next += n;
+	s->in_avail -= n;
+	s->in_pos += n;
+}
+
+/* -EPIPE: "<what> is truncated: the <codec> stream ends early (...)". */
+int source_truncated(struct bmap_source *s);
+/* -EBADMSG: "<what> is corrupt: <codec> data error at compressed offset N (@why)". */
+int source_corrupt(struct bmap_source *s, const char *why);
+int source_nomem(struct bmap_source *s);
+
+/* -EBADMSG: "<what> is corrupt: unexpected data after the end of the <codec>
+ * stream at compressed offset N". */
+int source_trailing_garbage(struct bmap_source *s);
+/* At the end of a stream, when the next input byte is zero: accepts the
+ * rest of the input if it is all zeros (padding, as gzip tolerates) and
+ * consumes it. 0 when it was padding, -EBADMSG otherwise. */
+int source_check_padding(struct bmap_source *s);

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * xz images through liblzma: concatenated streams and stream padding, and
+ * the threaded decoder (liblzma >= 5.4) so that multi-block files, as
+ * written by xz -T, decode on two cores.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lzma.h>
+
+#include "source-codec.h"
+
+#define XZ_THREADS 2
+/* Above this the threaded decoder falls back to one thread rather than
+ * buffer more blocks; decoding never fails because of it. */
+#define XZ_MEMLIMIT_THREADING (1024ull * 1024 * 1024)
+
+struct xz_state {
+	lzma_stream strm;
+	bool done;
+	/* liblzma holds no output: it needs input to make progress. */
+	bool drained;
+};
+
+static int xz_init(struct bmap_source *s)
+{
+	struct xz_state *x = calloc(1, sizeof(*x));
+	lzma_stream init = LZMA_STREAM_INIT;
+	lzma_ret ret;
+
+	if (!x)
+		return source_nomem(s);
+	x->strm = init;
+	x->drained = true;
+#if LZMA_VERSION >= 50040002
+	{
+		uint64_t limit = lzma_physmem() / 4;
+		lzma_mt mt;
+
+		memset(&mt, 0, sizeof(mt));
+		mt.flags = LZMA_CONCATENATED;
+		mt.threads = XZ_THREADS;
+		mt.timeout = 0; /* block until output or end: we have nothing else to do */
+		mt.memlimit_threading =
+		    limit && limit < XZ_MEMLIMIT_THREADING ? limit : XZ_MEMLIMIT_THREADING;
+		mt.memlimit_stop = UINT64_MAX;
+		ret = lzma_stream_decoder_mt(&x->strm, &mt);
+	}
+#else
+	ret = lzma_stream_decoder(&x->strm, UINT64_MAX, LZMA_CONCATENATED);
+#endif
+	if (ret != LZMA_OK) {
+		free(x);
+		if (ret == LZMA_MEM_ERROR)
+			return source_nomem(s);
+		return bmap_error(s->ctx, -EINVAL, "cannot set up the xz decoder for %s (error %d)",
+				  s->what, (int)ret);
+	}
+	s->codec_state = x;
+	return 0;
+}
+
+static ssize_t xz_read(struct bmap_source *s, void *buf, size_t len)
+{
+	struct xz_state *x = s->codec_state;
+
+	if (x->done)
+		return 0;
+	x->strm.next_out = buf;
+	x->strm.avail_out = len;
+	while (x->strm.avail_out > 0) {
+		lzma_action action;
+		lzma_ret ret;
+
+		if (s->in_avail == 0 && x->drained) {
+			ssize_t n = source_fill(s);
+
+			if (n < 0)
+				return n;
+		}
+		/* With LZMA_CONCATENATED only LZMA_FINISH lets liblzma say
+		 * whether the input ended at a stream boundary. */
+		action = s->in_avail == 0 && s->in_eof ? LZMA_FINISH : LZMA_RUN;
+		x->strm.next_in = s->in_next;
+		x->strm.avail_in = s->in_avail;
+		ret = lzma_code(&x->strm, action);
+		source_consume(s, s->in_avail - x->strm.avail_in);
+
+		switch (ret) {
+		case LZMA_OK:
+			break;
+		case LZMA_STREAM_END:
+			x->done = true;
+			return (ssize_t)(len - x->strm.avail_out);
+		case LZMA_BUF_ERROR:
+			/* No progress twice in a row: only at LZMA_FINISH, when
+			 * the input stopped inside a stream. */
+			return source_truncated(s);
+		case LZMA_MEM_ERROR:
+			return source_nomem(s);
+		case LZMA_MEMLIMIT_ERROR:
+			return bmap_error(s->ctx, -ENOMEM,
+					  "%s needs more memory to decode than allowed", s->what);
+		case LZMA_FORMAT_ERROR:
+			return source_corrupt(s, "not in the .xz format");
+		case LZMA_OPTIONS_ERROR:
+			return source_corrupt(s, "unsupported compression options");
+		case LZMA_DATA_ERROR:
+			return source_corrupt(s, "compressed data is corrupt");
+		default:
+			return source_corrupt(s, "decoder error");
+		}
+		x->drained = x->strm.avail_out > 0;
+	}
+	return (ssize_t)(len - x->strm.avail_out);
+}
+
+static void xz_free(struct bmap_source *s)
+{
+	struct xz_state *x = s->codec_state;
+
+	lzma_end(&x->strm);
+	free(x);
+	s->codec_state = NULL;
+}
+
+const struct source_codec source_codec_xz = {
+    .comp = BMAP_COMP_XZ,
+    .init = xz_init,
+    .read = xz_read,
+    .free = xz_free,
+};

@@ -1,0 +1,476 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Image sources: opening a file or a pipe, recognising its compression from
+ * magic bytes, reading raw images, and the input buffer and error wording
+ * shared with the decoders in source-<codec>.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "source-codec.h"
+#include "util.h"
+
+/* Enough for every magic we recognise. */
+#define SOURCE_PEEK_SIZE 8
+#define SOURCE_SCRATCH_SIZE (256u * 1024)
+
+enum bmap_compression bmap_compression_detect(const void *buf, size_t len)
+{
+	static const uint8_t zstd[] = {0x28, 0xb5, 0x2f, 0xfd};
+	/* The third byte is the method; gzip only ever defined 8 (deflate). */
+	static const uint8_t gzip[] = {0x1f, 0x8b, 0x08};
+	static const uint8_t xz[] = {0xfd, '7', 'z', 'X', 'Z', 0x00};
+	static const uint8_t lz4[] = {0x04, 0x22, 0x4d, 0x18};
+	const uint8_t *p = buf;
+
+	if (len >= sizeof(zstd) && memcmp(p, zstd, sizeof(zstd)) == 0)
+		return BMAP_COMP_ZSTD;
+	if (len >= sizeof(gzip) && memcmp(p, gzip, sizeof(gzip)) == 0)
+		return BMAP_COMP_GZIP;
+	if (len >= sizeof(xz) && memcmp(p, xz, sizeof(xz)) == 0)
+		return BMAP_COMP_XZ;
+	if (len >= 4 && memcmp(p, "BZh", 3) == 0 && p[3] >= '1' && p[3] <= '9')
+		return BMAP_COMP_BZIP2;
+	if (len >= sizeof(lz4) && memcmp(p, lz4, sizeof(lz4)) == 0)
+		return BMAP_COMP_LZ4;
+	return BMAP_COMP_RAW;
+}
+
+const char *bmap_compression_name(enum bmap_compression c)
+{
+	switch (c) {
+	case BMAP_COMP_RAW:
+		return "raw";
+	case BMAP_COMP_ZSTD:
+		return "zstd";
+	case BMAP_COMP_GZIP:
+		return "gzip";
+	case BMAP_COMP_XZ:
+		return "xz";
+	case BMAP_COMP_BZIP2:
+		return "bzip2";
+	case BMAP_COMP_LZ4:
+		return "lz4";
+	}
+	return "unknown";
+}
+
+/* ---- helpers for the decoders ------------------------------------------ */
+
+ssize_t source_fill(struct bmap_source *s)
+{
+	ssize_t n;
+
+	if (s->in_avail > 0)
+		return (ssize_t)s->in_avail;
+	if (s->in_eof)
+		return 0;
+	do
+		n = read(s->fd, s->in_buf, s->in_size);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		int r = -errno;
+
+		return bmap_error(s->ctx, r,
+				  "cannot read %s (at compressed offset %" PRIu64 "): %s", s->what,
+				  s->in_pos, strerror(-r));
+	}
+	if (n == 0)
+		s->in_eof = true;
+	s->in_next = s->in_buf;
+	s->in_avail = (size_t)n;
+	return n;
+}
+
+int source_truncated(struct bmap_source *s)
+{
+	return bmap_error(s->ctx, -EPIPE,
+			  "%s is truncated: the %s stream ends early (after %" PRIu64
+			  " compressed bytes)",
+			  s->what, bmap_compression_name(s->comp), s->in_pos);
+}
+
+int source_corrupt(struct bmap_source *s, const char *why)
+{
+	return bmap_error(s->ctx, -EBADMSG,
+			  "%s is corrupt: %s data error at compressed offset %" PRIu64 " (%s)",
+			  s->what, bmap_compression_name(s->comp), s->in_pos, why);
+}
+
+int source_nomem(struct bmap_source *s)
+{
+	return bmap_error(s->ctx, -ENOMEM, "out of memory decoding %s", s->what);
+}
+
+int source_trailing_garbage(struct bmap_source *s)
+{
+	return bmap_error(s->ctx, -EBADMSG,
+			  "%s is corrupt: unexpected data after the end of the %s stream at "
+			  "compressed offset %" PRIu64,
+			  s->what, bmap_compression_name(s->comp), s->in_pos);
+}
+
+int source_check_padding(struct bmap_source *s)
+{
+	for (;;) {
+		ssize_t n = source_fill(s);
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return 0;
+		for (size_t i = 0; i < s->in_avail; i++) {
+			if (s->in_next[i] != 0) {
+				source_consume(s, i);
+				return source_trailing_garbage(s);
+			}
+		}
+		source_consume(s, s->in_avail);
+	}
+}
+
+/* ---- raw images ---------------------------------------------------------- */
+
+static ssize_t raw_read(struct bmap_source *s, void *buf, size_t len)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	/* Bytes peeked from a pipe come first. */
+	if (s->in_avail > 0) {
+		done = len < s->in_avail ? len : s->in_avail;
+		memcpy(buf, s->in_next, done);
+		source_consume(s, done);
+	}
+	if (done == len || s->in_eof)
+		return (ssize_t)done;
+
+	n = loop_read(s->fd, (char *)buf + done, len - done);
+	if (n < 0)
+		return bmap_error(s->ctx, (int)n, "cannot read %s (at offset %" PRIu64 "): %s",
+				  s->what, s->in_pos, strerror((int)-n));
+	if ((size_t)n < len - done)
+		s->in_eof = true;
+	s->in_pos += (uint64_t)n;
+	return (ssize_t)(done + (size_t)n);
+}
+
+static const struct source_codec source_codec_raw = {
+    .comp = BMAP_COMP_RAW,
+    .read = raw_read,
+};
+
+static const struct source_codec *source_codec_for(enum bmap_compression c)
+{
+	switch (c) {
+	case BMAP_COMP_RAW:
+		return &source_codec_raw;
+	case BMAP_COMP_ZSTD:
+		return &source_codec_zstd;
+	case BMAP_COMP_GZIP:
+		return &source_codec_gzip;
+	case BMAP_COMP_XZ:
+		return &source_codec_xz;
+	case BMAP_COMP_BZIP2:
+		return &source_codec_bzip2;
+	case BMAP_COMP_LZ4:
+		return &source_codec_lz4;
+	}
+	return NULL;
+}
+
+/* ---- opening ------------------------------------------------------------- */
+
+static int source_alloc_in_buf(struct bmap_source *s)
+{
+	void *p;
+
+	if (s->in_buf)
+		return 0;
+	/* Page aligned: the kernel copies whole pages into it fastest. */
+	if (posix_memalign(&p, 4096, SOURCE_IN_BUF_SIZE) != 0)
+		return source_nomem(s);
+	s->in_buf = p;
+	s->in_size = SOURCE_IN_BUF_SIZE;
+	s->in_next = s->in_buf;
+	return 0;
+}
+
+/* Finds the magic bytes without losing any: a regular file is peeked with
+ * pread() and left where it was; anything else is read into the input
+ * buffer, which the decoder (or raw_read) consumes first. */
+static int source_peek(struct bmap_source *s, uint8_t *magic, size_t *ret_len)
+{
+	ssize_t n;
+	int r;
+
+	if (s->seekable) {
+		off_t off = lseek(s->fd, 0, SEEK_CUR);
+
+		n = off < 0 ? -errno : loop_pread(s->fd, magic, SOURCE_PEEK_SIZE, (uint64_t)off);
+		if (n < 0)
+			return bmap_error(s->ctx, (int)n, "cannot read %s: %s", s->what,
+					  strerror((int)-n));
+		*ret_len = (size_t)n;
+		return 0;
+	}
+
+	r = source_alloc_in_buf(s);
+	if (r < 0)
+		return r;
+	/* A pipe may deliver the first bytes in pieces. */
+	while (s->in_avail < SOURCE_PEEK_SIZE) {
+		do
+			n = read(s->fd, s->in_buf + s->in_avail, s->in_size - s->in_avail);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			r = -errno;
+			return bmap_error(s->ctx, r, "cannot read %s: %s", s->what, strerror(-r));
+		}
+		if (n == 0) {
+			s->in_eof = true;
+			break;
+		}
+		s->in_avail += (size_t)n;
+	}
+	*ret_len = s->in_avail < SOURCE_PEEK_SIZE ? s->in_avail : SOURCE_PEEK_SIZE;
+	memcpy(magic, s->in_buf, *ret_len);
+	return 0;
+}
+
+int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			struct bmap_source **ret_source)
+{
+	uint8_t magic[SOURCE_PEEK_SIZE];
+	struct bmap_source *s;
+	struct stat st;
+	size_t magic_len = 0;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		if (fd >= 0)
+			close(fd);
+		return bmap_error(ctx, -ENOMEM, "out of memory opening image '%s'", name);
+	}
+	s->ctx = ctx;
+	s->fd = fd;
+	s->name = strdup(name);
+	if (!s->name || asprintf(&s->what, "image file '%s'", name) < 0) {
+		s->what = NULL;
+		r = bmap_error(ctx, -ENOMEM, "out of memory opening image '%s'", name);
+		goto fail;
+	}
+
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		r = bmap_error(ctx, r, "cannot stat %s: %s", s->what, strerror(-r));
+		goto fail;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		r = bmap_error(ctx, -EISDIR, "%s is a directory", s->what);
+		goto fail;
+	}
+	if (S_ISREG(st.st_mode)) {
+		off_t off = lseek(fd, 0, SEEK_CUR);
+
+		s->seekable = off >= 0;
+		s->at_start = off == 0;
+		/* Doubles the kernel's readahead: we read front to back. */
+		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
+
+	r = source_peek(s, magic, &magic_len);
+	if (r < 0)
+		goto fail;
+	s->comp = bmap_compression_detect(magic, magic_len);
+	s->codec = source_codec_for(s->comp);
+	if (s->comp != BMAP_COMP_RAW) {
+		r = source_alloc_in_buf(s);
+		if (r < 0)
+			goto fail;
+		r = s->codec->init(s);
+		if (r < 0)
+			goto fail;
+	}
+
+	*ret_source = s;
+	return 0;
+
+fail:
+	bmap_source_free(s);
+	return r;
+}
+
+int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source **ret_source)
+{
+	struct bmap_source *s;
+	int fd, r;
+
+	if (strcmp(path, "-") == 0) {
+		/* Our own descriptor, so that freeing the source leaves fd 0 alone. */
+		fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0) {
+			r = -errno;
+			return bmap_error(ctx, r, "cannot use standard input: %s", strerror(-r));
+		}
+		r = bmap_source_open_fd(ctx, fd, "standard input", &s);
+		if (r < 0)
+			return r;
+		free(s->what);
+		s->what = strdup("the image on standard input");
+		if (!s->what) {
+			bmap_source_free(s);
+			return bmap_error(ctx, -ENOMEM, "out of memory");
+		}
+		*ret_source = s;
+		return 0;
+	}
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		return bmap_error(ctx, r, "cannot open image file '%s': %s", path, strerror(-r));
+	}
+	return bmap_source_open_fd(ctx, fd, path, ret_source);
+}
+
+struct bmap_source *bmap_source_free(struct bmap_source *s)
+{
+	if (!s)
+		return NULL;
+	if (s->codec && s->codec->free && s->codec_state)
+		s->codec->free(s);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->in_buf);
+	free(s->scratch);
+	free(s->what);
+	free(s->name);
+	free(s);
+	return NULL;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+enum bmap_compression bmap_source_get_compression(const struct bmap_source *s)
+{
+	return s->comp;
+}
+
+const char *bmap_source_get_name(const struct bmap_source *s)
+{
+	return s->name;
+}
+
+ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	if (s->err)
+		return s->err;
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	/* Decoders may stop short (at frame ends, after one pipe read); only
+	 * the end of the image may make the caller's read short. */
+	while (done < len && !s->eof) {
+		ssize_t n = s->codec->read(s, (char *)buf + done, len - done);
+
+		if (n < 0) {
+			s->err = (int)n;
+			return n;
+		}
+		if (n == 0)
+			s->eof = true;
+		done += (size_t)n;
+	}
+	s->out_pos += done;
+	return (ssize_t)done;
+}
+
+static int source_skip_short(struct bmap_source *s, uint64_t want)
+{
+	return bmap_error(s->ctx, -EPIPE,
+			  "%s is truncated: the image ends after %" PRIu64 " bytes, %" PRIu64
+			  " bytes short of the data to skip",
+			  s->what, s->out_pos, want);
+}
+
+int bmap_source_skip(struct bmap_source *s, uint64_t n)
+{
+	if (s->err)
+		return s->err;
+
+	if (s->comp == BMAP_COMP_RAW && s->seekable) {
+		struct stat st;
+		off_t cur;
+		uint64_t left;
+
+		cur = lseek(s->fd, 0, SEEK_CUR);
+		if (cur < 0 || fstat(s->fd, &st) < 0) {
+			int r = -errno;
+
+			return bmap_error(s->ctx, r, "cannot seek in %s: %s", s->what,
+					  strerror(-r));
+		}
+		left =
+		    (uint64_t)st.st_size > (uint64_t)cur ? (uint64_t)st.st_size - (uint64_t)cur : 0;
+		if (n > left) {
+			lseek(s->fd, (off_t)left, SEEK_CUR);
+			s->out_pos += left;
+			s->in_pos += left;
+			s->in_eof = true;
+			return source_skip_short(s, n - left);
+		}
+		if (lseek(s->fd, (off_t)n, SEEK_CUR) < 0) {
+			int r = -errno;
+
+			return bmap_error(s->ctx, r, "cannot seek in %s: %s", s->what,
+					  strerror(-r));
+		}
+		s->out_pos += n;
+		s->in_pos += n;
+		return 0;
+	}
+
+	if (!s->scratch) {
+		s->scratch = malloc(SOURCE_SCRATCH_SIZE);
+		if (!s->scratch)
+			return source_nomem(s);
+	}
+	while (n > 0) {
+		size_t chunk = n < SOURCE_SCRATCH_SIZE ? (size_t)n : SOURCE_SCRATCH_SIZE;
+		ssize_t got = bmap_source_read(s, s->scratch, chunk);
+
+		if (got < 0)
+			return (int)got;
+		n -= (uint64_t)got;
+		if ((size_t)got < chunk)
+			return source_skip_short(s, n);
+	}
+	return 0;
+}
+
+uint64_t bmap_source_tell(const struct bmap_source *s)
+{
+	return s->out_pos;
+}
+
+uint64_t bmap_source_input_pos(const struct bmap_source *s)
+{
+	return s->in_pos;
+}
+
+int bmap_source_get_raw_fd(const struct bmap_source *s)
+{
+	/* Callers pread() at image offsets, which are file offsets only when
+	 * the image starts at the file's start. */
+	return s->comp == BMAP_COMP_RAW && s->seekable && s->at_start ? s->fd : -1;
+}
