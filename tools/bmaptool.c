@@ -15,7 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include "bmap.h"
+#include "source.h"
 #include "util.h"
 #include "version.h"
 
@@ -458,15 +461,435 @@ out:
 	return ret;
 }
 
+/* ---- copy and verify ---- */
+
+static volatile int interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+struct progress {
+	bool tty;
+	const char *psplash;
+	double start;
+	int last_percent;
+	bool printed;
+};
+
+static void psplash_write(const char *pipe_path, int percent)
+{
+	char line[32];
+	int fd, n;
+
+	/* Like the reference: opened non-blocking each time, errors ignored
+	 * (psplash may not be listening). */
+	fd = open(pipe_path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = snprintf(line, sizeof(line), "PROGRESS %d\n", percent);
+	(void)!write(fd, line, (size_t)n);
+	close(fd);
+}
+
+static void on_progress(void *userdata, uint64_t done, uint64_t total)
+{
+	struct progress *p = userdata;
+	double elapsed = now_monotonic() - p->start;
+	double rate = elapsed > 0 ? (double)done / elapsed : 0;
+	int percent = total ? (int)(done * 100 / total) : 0;
+
+	if (p->psplash && total && percent != p->last_percent)
+		psplash_write(p->psplash, percent);
+	p->last_percent = percent;
+	if (!p->tty)
+		return;
+	if (total) {
+		double left = rate > 0 ? (double)(total - done) / rate : 0;
+
+		fprintf(stderr, "\r\033[Kbmaptool: %3d%%  %7.1f MB/s  %d:%02d left", percent,
+			rate / 1e6, (int)left / 60, (int)left % 60);
+	} else {
+		fprintf(stderr, "\r\033[Kbmaptool: %7.1f MiB  %7.1f MB/s", (double)done / 1048576.0,
+			rate / 1e6);
+	}
+	p->printed = true;
+}
+
+static void progress_end(struct progress *p)
+{
+	if (p->printed)
+		fputs("\r\033[K", stderr);
+	p->printed = false;
+}
+
+static const char *human_time(double seconds, char buf[static 32])
+{
+	int s = (int)seconds, h = s / 3600, m = s / 60 % 60;
+	int n = 0;
+
+	if (h)
+		n += snprintf(buf + n, 32 - (size_t)n, "%dh ", h);
+	if (m)
+		n += snprintf(buf + n, 32 - (size_t)n, "%dm ", m);
+	snprintf(buf + n, 32 - (size_t)n, "%.1fs", seconds - 60.0 * (h * 60 + m));
+	return buf;
+}
+
+/* The bmap for IMAGE: --bmap, discovered, or computed from a raw sparse
+ * file's holes. Returns 0 with *ret_map NULL for --nobmap. */
+static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
+		    struct bmap_source *src, const char *cmd, struct bmap_map **ret_map)
+{
+	_cleanup_free_ char *found = NULL;
+	int r, raw_fd;
+
+	*ret_map = NULL;
+	if (nobmap)
+		return 0;
+	if (bmap_arg) {
+		struct stat a, b;
+
+		if (strcmp(image, "-") != 0 && stat(bmap_arg, &a) == 0 && stat(image, &b) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			error("the bmap file '%s' is the image file itself", bmap_arg);
+			return -EINVAL;
+		}
+		r = bmap_map_load(ctx, bmap_arg, ret_map);
+		if (r < 0)
+			error("%s", bmap_ctx_get_error(ctx));
+		return r;
+	}
+	if (strcmp(image, "-") != 0 && bmap_discover(image, &found) == 0) {
+		info("discovered bmap file '%s'", found);
+		r = bmap_map_load(ctx, found, ret_map);
+		if (r < 0)
+			error("%s", bmap_ctx_get_error(ctx));
+		return r;
+	}
+	raw_fd = bmap_source_get_raw_fd(src);
+	if (raw_fd >= 0) {
+		info("no bmap found for '%s': using the holes of the raw sparse image "
+		     "(its data is not checksummed)",
+		     image);
+		r = bmap_map_from_file(ctx, raw_fd, image, 4096, ret_map);
+		if (r < 0)
+			error("%s", bmap_ctx_get_error(ctx));
+		return r;
+	}
+	error("bmap file not found for %s '%s'; give it with --bmap FILE, or use --nobmap to "
+	      "%s every byte without a bmap",
+	      strcmp(image, "-") == 0 ? "the image on" : bmap_compression_name(
+		      bmap_source_get_compression(src)),
+	      strcmp(image, "-") == 0 ? "standard input" : image,
+	      strcmp(cmd, "copy") == 0 ? "flash" : "compare");
+	return -ENOENT;
+}
+
+static const char copy_help[] =
+	"Usage: bmaptool copy [OPTIONS] IMAGE DEST\n"
+	"\n"
+	"Copy the mapped blocks of IMAGE (a file, or '-' for standard input; raw or\n"
+	"compressed with zstd, gzip, xz, bzip2 or lz4, recognised by magic bytes) to\n"
+	"DEST, a block device or a regular file. Each range's checksum is checked as\n"
+	"its data passes. The bmap is --bmap FILE, or found next to the image\n"
+	"(IMAGE.bmap, then the name without each extension), or, for a raw sparse\n"
+	"image, computed from its holes.\n"
+	"\n"
+	"A block device must be a whole disk, not mounted or held, not read-only and\n"
+	"big enough; it is checked before any byte is written, locked while writing,\n"
+	"and synced when copy returns.\n"
+	"\n"
+	"Options:\n"
+	"  -b, --bmap FILE          the bmap file to use\n"
+	"      --nobmap             copy every byte of the image, without a bmap\n"
+	"      --no-verify          do not check the ranges' checksums while copying\n"
+	"      --psplash-pipe PIPE  write 'PROGRESS n' lines to the psplash FIFO PIPE\n"
+	"      --removable-device   refuse DEST unless it is a removable device\n"
+	"  -q, --quiet              print errors only\n"
+	"  -d, --debug              print debugging messages\n"
+	"  -h, --help               show this help\n";
+
+static int cmd_copy(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bmap", required_argument, NULL, 'b' },
+		{ "nobmap", no_argument, NULL, 'n' },
+		{ "no-verify", no_argument, NULL, 'V' },
+		{ "psplash-pipe", required_argument, NULL, 'P' },
+		{ "removable-device", no_argument, NULL, 'R' },
+		COMMON_LONGOPTS,
+		{}
+	};
+	const char *bmap_arg = NULL, *image, *dest;
+	bool nobmap = false, removable = false;
+	struct bmap_copy_opts copts = { .cancel = &interrupted };
+	struct progress prog = { .last_percent = -1 };
+	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
+	struct bmap_source *src = NULL;
+	struct bmap_target *dst = NULL;
+	struct bmap_map *map = NULL;
+	struct bmap_copy_result res;
+	struct bmap_ctx *ctx;
+	int c, r, ret = EXIT_FAILURE;
+
+	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
+		if (handle_common(c))
+			continue;
+		switch (c) {
+		case 'b':
+			bmap_arg = optarg;
+			break;
+		case 'n':
+			nobmap = true;
+			break;
+		case 'V':
+			copts.no_verify = true;
+			break;
+		case 'P':
+			prog.psplash = optarg;
+			break;
+		case 'R':
+			removable = true;
+			break;
+		case 'h':
+			fputs(copy_help, stdout);
+			return EXIT_SUCCESS;
+		default:
+			return usage_error("copy ", "bad usage");
+		}
+	}
+	if (argc - optind != 2)
+		return usage_error("copy ", "IMAGE and DEST are needed");
+	if (nobmap && bmap_arg)
+		return usage_error("copy ", "--nobmap and --bmap cannot be used together");
+	image = argv[optind];
+	dest = argv[optind + 1];
+
+	ctx = ctx_new();
+	catch_signals();
+	r = bmap_source_open(ctx, image, &src);
+	if (r < 0) {
+		error("%s", bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	if (load_map(ctx, image, bmap_arg, nobmap, src, "copy", &map) < 0)
+		goto out;
+
+	if (map) {
+		topts.image_size = bmap_map_get_image_size(map);
+	} else {
+		struct stat st;
+		int fd = bmap_source_get_raw_fd(src);
+
+		if (fd >= 0 && fstat(fd, &st) == 0)
+			topts.image_size = (uint64_t)st.st_size;
+	}
+	topts.removable_only = removable;
+	r = bmap_target_open(ctx, dest, &topts, &dst);
+	if (r < 0) {
+		error("%s", bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	if (map && bmap_target_is_blockdev(dst) && bmap_map_has_range_checksums(map) &&
+	    copts.no_verify)
+		info("--no-verify: the ranges' checksums are not checked");
+	info("block map format version %s", map && *bmap_map_get_version(map)
+						     ? bmap_map_get_version(map)
+						     : "(none)");
+	if (map) {
+		char h1[32], h2[32];
+
+		info("%" PRIu64 " blocks of size %" PRIu32 " (%s), mapped %" PRIu64
+		     " blocks (%s or %.1f%%)",
+		     bmap_map_get_blocks_count(map), bmap_map_get_block_size(map),
+		     human_size(bmap_map_get_image_size(map), h1), bmap_map_get_mapped_blocks(map),
+		     human_size(bmap_map_get_mapped_bytes(map), h2),
+		     (double)bmap_map_get_mapped_blocks(map) * 100.0 /
+			     (double)bmap_map_get_blocks_count(map));
+	}
+	info("copying image '%s' to %s '%s'", image,
+	     bmap_target_is_blockdev(dst) ? "block device" : "file", dest);
+
+	prog.tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO) && log_max >= BMAP_LOG_INFO;
+	prog.start = now_monotonic();
+	if (prog.tty || prog.psplash) {
+		copts.progress = on_progress;
+		copts.progress_userdata = &prog;
+	}
+	r = bmap_copy(ctx, src, map, dst, &copts, &res);
+	progress_end(&prog);
+	if (r < 0) {
+		if (r == -EINTR)
+			error("interrupted; '%s' was synced and closed, its content is incomplete",
+			      dest);
+		else
+			error("%s", bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	{
+		char t[32], sp[32], hex[65];
+
+		hex_encode(res.data_sha256, 32, hex);
+		info("synchronizing '%s'", dest);
+		info("copying time: %s, copying speed %s/sec", human_time(res.seconds, t),
+		     human_size(res.seconds > 0 ? (uint64_t)((double)res.bytes_written / res.seconds)
+						: res.bytes_written,
+				sp));
+		info("sha256 of the data written: %s", hex);
+	}
+	ret = EXIT_SUCCESS;
+out:
+	bmap_target_free(dst);
+	bmap_map_free(map);
+	bmap_source_free(src);
+	bmap_ctx_free(ctx);
+	return ret;
+}
+
+static const char verify_help[] =
+	"Usage: bmaptool verify [OPTIONS] IMAGE DEST\n"
+	"\n"
+	"Read DEST (a block device or a file) back from the media, bypassing the page\n"
+	"cache, and check every mapped range against the bmap's checksums. When the\n"
+	"bmap has no checksums, or with --nobmap, DEST is compared byte for byte with\n"
+	"IMAGE (decompressed as needed). Prints the SHA-256 over all mapped data as\n"
+	"read back, the same digest 'copy' prints for what it wrote.\n"
+	"\n"
+	"Options:\n"
+	"  -b, --bmap FILE      the bmap file to use\n"
+	"      --nobmap         compare every byte of the image with DEST\n"
+	"  -q, --quiet          print errors only\n"
+	"  -d, --debug          print debugging messages\n"
+	"  -h, --help           show this help\n"
+	"\n"
+	"Exit status: 0 when everything matches, 1 when something does not (the first\n"
+	"bad range is named) or on failure, 2 on usage errors.\n";
+
+static int cmd_verify(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bmap", required_argument, NULL, 'b' },
+		{ "nobmap", no_argument, NULL, 'n' },
+		COMMON_LONGOPTS,
+		{}
+	};
+	const char *bmap_arg = NULL, *image, *dest;
+	bool nobmap = false;
+	struct bmap_copy_opts copts = { .cancel = &interrupted };
+	struct progress prog = { .last_percent = -1 };
+	struct bmap_target_opts topts = { .mode = BMAP_TARGET_READ };
+	struct bmap_source *src = NULL;
+	struct bmap_target *dst = NULL;
+	struct bmap_map *map = NULL;
+	struct bmap_verify_result res;
+	struct bmap_ctx *ctx;
+	int c, r, ret = EXIT_FAILURE;
+
+	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
+		if (handle_common(c))
+			continue;
+		switch (c) {
+		case 'b':
+			bmap_arg = optarg;
+			break;
+		case 'n':
+			nobmap = true;
+			break;
+		case 'h':
+			fputs(verify_help, stdout);
+			return EXIT_SUCCESS;
+		default:
+			return usage_error("verify ", "bad usage");
+		}
+	}
+	if (argc - optind != 2)
+		return usage_error("verify ", "IMAGE and DEST are needed");
+	if (nobmap && bmap_arg)
+		return usage_error("verify ", "--nobmap and --bmap cannot be used together");
+	image = argv[optind];
+	dest = argv[optind + 1];
+
+	ctx = ctx_new();
+	catch_signals();
+	r = bmap_source_open(ctx, image, &src);
+	if (r < 0) {
+		error("%s", bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	if (load_map(ctx, image, bmap_arg, nobmap, src, "verify", &map) < 0)
+		goto out;
+	r = bmap_target_open(ctx, dest, &topts, &dst);
+	if (r < 0) {
+		error("%s", bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	if (map && bmap_target_get_size(dst) < bmap_map_get_image_size(map)) {
+		error("'%s' is smaller (%" PRIu64 " bytes) than the image (%" PRIu64 " bytes)", dest,
+		      bmap_target_get_size(dst), bmap_map_get_image_size(map));
+		goto out;
+	}
+	info("verifying '%s' against %s", dest,
+	     map && bmap_map_has_range_checksums(map) ? "the bmap's checksums"
+						      : "the image, byte for byte");
+	prog.tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO) && log_max >= BMAP_LOG_INFO;
+	prog.start = now_monotonic();
+	if (prog.tty) {
+		copts.progress = on_progress;
+		copts.progress_userdata = &prog;
+	}
+	r = bmap_verify(ctx, dst, map, src, &copts, &res);
+	progress_end(&prog);
+	if (r < 0 && r != -EBADMSG) {
+		error("%s", r == -EINTR ? "interrupted" : bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	if (r == -EBADMSG) {
+		error("%s", bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	{
+		char t[32], sz[32], sp[32], hex[65];
+
+		hex_encode(res.data_sha256, 32, hex);
+		info("verified %s in %s (%s/sec): everything matches",
+		     human_size(res.bytes_read, sz), human_time(res.seconds, t),
+		     human_size(res.seconds > 0 ? (uint64_t)((double)res.bytes_read / res.seconds)
+						: res.bytes_read,
+				sp));
+		info("sha256 of the data read back: %s", hex);
+	}
+	ret = EXIT_SUCCESS;
+out:
+	bmap_target_free(dst);
+	bmap_map_free(map);
+	bmap_source_free(src);
+	bmap_ctx_free(ctx);
+	return ret;
+}
+
 /* ---- main ---- */
 
 static const char main_help[] =
 	"Usage: bmaptool [OPTIONS] COMMAND [ARGS]\n"
 	"\n"
-	"Create and inspect block maps (bmap files) of disk images.\n"
+	"Flash disk images quickly with block maps (bmap files), and check the result.\n"
 	"\n"
 	"Commands:\n"
 	"  create    generate the bmap of a sparse image file\n"
+	"  copy      write an image's mapped blocks to a device or file\n"
+	"  verify    read a device or file back and check it against the image\n"
 	"  info      show an image's block map, sizes and compression\n"
 	"\n"
 	"Options:\n"
@@ -489,6 +912,8 @@ int main(int argc, char **argv)
 		int (*fn)(int argc, char **argv);
 	} commands[] = {
 		{ "create", cmd_create },
+		{ "copy", cmd_copy },
+		{ "verify", cmd_verify },
 		{ "info", cmd_info },
 	};
 	int c;

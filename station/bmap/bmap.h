@@ -143,6 +143,82 @@ enum bmap_compression {
 enum bmap_compression bmap_compression_detect(const void *buf, size_t len);
 const char *bmap_compression_name(enum bmap_compression c);
 
+/* ---- destinations ------------------------------------------------------ */
+
+struct bmap_target;
+
+enum bmap_target_mode {
+	BMAP_TARGET_WRITE, /* copy: exclusive, locked, checked before any write */
+	BMAP_TARGET_READ,  /* verify: read back bypassing the page cache */
+};
+
+struct bmap_target_opts {
+	enum bmap_target_mode mode;
+	uint64_t image_size;  /* refuse a smaller device; 0: unknown */
+	bool removable_only;  /* require /sys/block/<disk>/removable = 1 */
+	bool keep_size;       /* regular file: do not truncate (verify) */
+};
+
+/* Opens and guards a destination. A block device must be a whole disk, not
+ * read-only, not mounted or held (O_EXCL), and big enough; it is locked with
+ * flock(LOCK_EX) so udev keeps off. A regular file is created or truncated to
+ * the image size (left sparse). A missing path under /dev is an error. */
+int bmap_target_open(struct bmap_ctx *ctx, const char *path, const struct bmap_target_opts *opts,
+		     struct bmap_target **ret_target);
+/* Adopts an fd the caller opened (the station's worker); same checks. */
+int bmap_target_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			const struct bmap_target_opts *opts, struct bmap_target **ret_target);
+bool bmap_target_is_blockdev(const struct bmap_target *t);
+uint64_t bmap_target_get_size(const struct bmap_target *t);
+const char *bmap_target_get_name(const struct bmap_target *t);
+/* Data on the media (fsync), partition table re-read for block devices. */
+int bmap_target_sync(struct bmap_target *t);
+struct bmap_target *bmap_target_free(struct bmap_target *t);
+
+/* ---- copy and verify ---------------------------------------------------- */
+
+struct bmap_source;
+
+typedef void (*bmap_progress_fn)(void *userdata, uint64_t done, uint64_t total);
+
+struct bmap_copy_opts {
+	bool no_verify;                /* do not check range checksums */
+	bmap_progress_fn progress;     /* called from a worker thread, ~4 times a second */
+	void *progress_userdata;
+	volatile int *cancel;          /* set non-zero (e.g. from a signal handler) to stop */
+};
+
+struct bmap_copy_result {
+	uint64_t bytes_written;        /* image bytes written (mapped data) */
+	uint8_t data_sha256[32];       /* SHA-256 over all mapped data, in order */
+	double seconds;
+};
+
+/* Copies the mapped ranges of @map (every byte when @map is NULL) from @src to
+ * @dst, checking each range's checksum as its data passes. */
+int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
+	      struct bmap_target *dst, const struct bmap_copy_opts *opts,
+	      struct bmap_copy_result *ret_result);
+
+struct bmap_verify_result {
+	uint64_t bytes_read;
+	uint8_t data_sha256[32]; /* same definition as bmap_copy_result's */
+	size_t bad_ranges;       /* ranges that did not match */
+	size_t first_bad;        /* index of the first bad range */
+	uint64_t first_bad_offset; /* byte offset of the first difference when comparing bytes */
+	bool compared_bytes;     /* true: compared with the image, not checksums */
+	double seconds;
+};
+
+/* Reads @dst back (bypassing the page cache) and checks every mapped range
+ * against the map's checksums, or, when the map has none or @map is NULL,
+ * byte for byte against @image (which must then be given). Returns 0 when
+ * everything matches, -EBADMSG when some range does not (see the result),
+ * other -errno on failure. */
+int bmap_verify(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap_map *map,
+		struct bmap_source *image, const struct bmap_copy_opts *opts,
+		struct bmap_verify_result *ret_result);
+
 /* ---- discovery ---------------------------------------------------------- */
 
 /* Finds IMAGE.bmap, then strips one extension at a time (disk.img.zst.bmap,

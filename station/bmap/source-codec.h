@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "bmap-private.h"
 #include "source.h"
 
 /* Compressed input is read in chunks of this size. */

@@ -6,7 +6,7 @@
  */
 #pragma once
 
-#include "bmap-private.h"
+#include "bmap.h"
 
 struct bmap_source;
 

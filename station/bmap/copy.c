@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The copy engine. A raw image file is copied by a pool of workers, each
+ * taking whole ranges (read, hash, write). A stream (compressed, or a pipe)
+ * is read or decompressed by the calling thread into a ring of 4 MiB aligned
+ * buffers, and a writer thread and a hasher thread consume it, so
+ * decompression, hashing and writing overlap. Block devices are written with
+ * O_DIRECT. Each range's checksum is checked as its data passes.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine.h"
+#include "source.h"
+#include "target.h"
+#include "util.h"
+
+/* Per worker: a 1 MiB piece is hashed while the previous ones are written. */
+#define COPY_WORKER_CHUNK (1u << 20)
+#define COPY_WORKER_SLOTS 4
+
+static void *writer_thread(void *arg)
+{
+	struct engine_consumer *c = arg;
+	struct engine *e = c->e;
+	struct bmap_target *t = e->target;
+	struct chunk *ch;
+
+	while ((ch = ring_next(c->ring, c->index))) {
+		size_t len = ch->len; /* the slot is reused once released */
+		int r = 0;
+
+		if (ch->off + ch->len > t->size && t->blockdev)
+			r = engine_fail(e, -ENOSPC,
+					"the image does not fit on device '%s' (%" PRIu64
+					" bytes): it goes on past byte %" PRIu64,
+					t->name, t->size, t->size);
+		else if ((r = target_pwrite(t, ch->data, ch->len, ch->off)) < 0)
+			engine_fail(e, r, "cannot write to '%s' at byte %" PRIu64 " (%zu bytes): %s",
+				    t->name, ch->off, ch->len, strerror(-r));
+		ring_release(c->ring, c->index);
+		if (r < 0) {
+			ring_abort(c->ring, r); /* wakes this ring's producer */
+			break;
+		}
+		engine_progress(e, len);
+	}
+	return NULL;
+}
+
+/* Reads exactly @len image bytes at image offset @off into @buf. */
+static int read_image(struct engine *e, int raw_fd, uint8_t *buf, size_t len, uint64_t off,
+		      const char *what)
+{
+	struct bmap_source *src = e->source;
+	ssize_t n;
+	int r;
+
+	if (raw_fd >= 0) {
+		n = loop_pread(raw_fd, buf, len, off);
+	} else {
+		uint64_t pos = bmap_source_tell(src);
+
+		if (off > pos) {
+			r = bmap_source_skip(src, off - pos);
+			if (r == -EPIPE)
+				return engine_fail(e, -EPIPE,
+						   "%s ends before byte %" PRIu64
+						   " (%s): the bmap does not belong to this image, "
+						   "or the image is truncated",
+						   e->image_name, off, what);
+			if (r < 0)
+				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+		}
+		n = bmap_source_read(src, buf, len);
+	}
+	if (n < 0)
+		return engine_fail(e, (int)n, "%s",
+				   raw_fd >= 0 ? strerror((int)-n) : bmap_ctx_get_error(e->ctx));
+	if ((size_t)n < len)
+		return engine_fail(e, -EPIPE,
+				   "%s ends at byte %" PRIu64 ", inside %s: the bmap does not belong "
+				   "to this image, or the image is truncated",
+				   e->image_name, off + (uint64_t)n, what);
+	return 0;
+}
+
+static int produce_ranges(struct engine *e, int raw_fd)
+{
+	const struct bmap_map *map = e->map;
+	size_t n_ranges = bmap_map_get_range_count(map);
+	size_t slot = ring_slot_size(e->ring);
+
+	for (size_t i = 0; i < n_ranges; i++) {
+		const struct bmap_range *rg = &bmap_map_get_ranges(map)[i];
+		uint64_t off, len;
+		char what[96];
+
+		bmap_map_range_bytes(map, i, &off, &len);
+		snprintf(what, sizeof(what), "blocks range %" PRIu64 "-%" PRIu64, rg->first,
+			 rg->last);
+		for (uint64_t done = 0; done < len;) {
+			struct chunk *ch;
+			size_t n = len - done > slot ? slot : (size_t)(len - done);
+
+			if (engine_stopped(e))
+				return -ECANCELED;
+			ch = ring_acquire(e->ring);
+			if (!ch)
+				return ring_error(e->ring);
+			if (read_image(e, raw_fd, ch->data, n, off + done, what) < 0)
+				return -1;
+			ch->len = n;
+			ch->off = off + done;
+			ch->range = i;
+			ch->range_start = done == 0;
+			done += n;
+			ch->range_end = done == len;
+			ring_publish(e->ring);
+		}
+	}
+	return 0;
+}
+
+/* A stream is read to its end: the decoder checks its integrity (CRCs) and
+ * an image of another size means the bmap is not this image's. */
+static int drain_stream(struct engine *e)
+{
+	uint64_t size = bmap_map_get_image_size(e->map), pos = bmap_source_tell(e->source);
+	uint8_t extra;
+	ssize_t n;
+	int r;
+
+	if (pos < size) {
+		r = bmap_source_skip(e->source, size - pos);
+		if (r == -EPIPE)
+			return engine_fail(e, r,
+					   "%s is shorter than the bmap's image size (%" PRIu64
+					   " bytes): the bmap does not belong to this image, or the "
+					   "image is truncated",
+					   e->image_name, size);
+		if (r < 0)
+			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+	}
+	n = bmap_source_read(e->source, &extra, 1);
+	if (n < 0)
+		return engine_fail(e, (int)n, "%s", bmap_ctx_get_error(e->ctx));
+	if (n > 0)
+		return engine_fail(e, -EBADMSG,
+				   "%s is longer than the bmap's image size (%" PRIu64
+				   " bytes): the bmap does not belong to this image",
+				   e->image_name, size);
+	return 0;
+}
+
+/* No map: every byte of the image, in order. */
+static int produce_all(struct engine *e, int raw_fd)
+{
+	size_t slot = ring_slot_size(e->ring);
+	uint64_t off = 0;
+
+	for (;;) {
+		struct chunk *ch;
+		ssize_t n;
+
+		if (engine_stopped(e))
+			return -ECANCELED;
+		ch = ring_acquire(e->ring);
+		if (!ch)
+			return ring_error(e->ring);
+		if (raw_fd >= 0)
+			n = loop_pread(raw_fd, ch->data, slot, off);
+		else
+			n = bmap_source_read(e->source, ch->data, slot);
+		if (n < 0)
+			return engine_fail(e, (int)n, "%s",
+					   raw_fd >= 0 ? strerror((int)-n)
+						       : bmap_ctx_get_error(e->ctx));
+		if (n == 0)
+			return 0; /* the slot is simply not published */
+		ch->len = (size_t)n;
+		ch->off = off;
+		ch->range_start = off == 0;
+		off += (uint64_t)n;
+		ring_publish(e->ring);
+		if ((size_t)n < slot && raw_fd >= 0)
+			return 0;
+	}
+}
+
+/* One whole range of a raw image file: read and hashed by the worker, and
+ * handed to the worker's own writer thread so writing overlaps hashing. */
+static int copy_range(struct engine *e, struct ring *ring, size_t i, struct range_hash *h)
+{
+	int raw_fd = bmap_source_get_raw_fd(e->source);
+	const struct bmap_range *rg = &bmap_map_get_ranges(e->map)[i];
+	uint64_t off, len;
+
+	bmap_map_range_bytes(e->map, i, &off, &len);
+	range_hash_start(h);
+	for (uint64_t done = 0; done < len;) {
+		size_t n = len - done > COPY_WORKER_CHUNK ? COPY_WORKER_CHUNK : (size_t)(len - done);
+		struct chunk *ch;
+		ssize_t got;
+
+		if (engine_stopped(e))
+			return -ECANCELED;
+		ch = ring_acquire(ring);
+		if (!ch)
+			return -ECANCELED;
+		got = loop_pread(raw_fd, ch->data, n, off + done);
+		if (got < 0)
+			return engine_fail(e, (int)got, "cannot read %s at byte %" PRIu64 ": %s",
+					   e->image_name, off + done, strerror((int)-got));
+		if ((size_t)got < n)
+			return engine_fail(e, -EPIPE,
+					   "%s ends at byte %" PRIu64 ", inside blocks range %" PRIu64
+					   "-%" PRIu64 ": the bmap does not belong to this image",
+					   e->image_name, off + done + (uint64_t)got, rg->first,
+					   rg->last);
+		range_hash_update(h, ch->data, n);
+		ch->len = n;
+		ch->off = off + done;
+		ring_publish(ring);
+		done += n;
+	}
+	return range_hash_end(e, h, i);
+}
+
+static void *copy_worker(void *arg)
+{
+	struct engine *e = arg;
+	struct engine_consumer writer = { .e = e, .index = 0 };
+	struct range_hash h;
+	pthread_t tid;
+	size_t i;
+
+	if (range_hash_init(e, &h) < 0)
+		return NULL;
+	if (ring_new(COPY_WORKER_SLOTS, COPY_WORKER_CHUNK, 1, &writer.ring) < 0) {
+		engine_fail(e, -ENOMEM, "out of memory for the copy buffers");
+		goto out;
+	}
+	if (pthread_create(&tid, NULL, writer_thread, &writer) != 0) {
+		engine_fail(e, -EAGAIN, "cannot start a thread");
+		goto out;
+	}
+	while (engine_take_range(e, &i))
+		if (copy_range(e, writer.ring, i, &h) < 0 && atomic_load(&e->failed))
+			break;
+	if (atomic_load(&e->failed))
+		ring_abort(writer.ring, -ECANCELED);
+	ring_close(writer.ring);
+	pthread_join(tid, NULL);
+out:
+	ring_free(writer.ring);
+	range_hash_free(&h);
+	return NULL;
+}
+
+static int copy_stream(struct engine *e, int raw_fd)
+{
+	struct engine_consumer cons[2];
+	pthread_t tids[2];
+	unsigned started = 0;
+	int r;
+
+	r = engine_init_ring(e, 2);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < 2; i++) {
+		cons[i] = (struct engine_consumer){ .e = e, .ring = e->ring, .index = i };
+		if (pthread_create(&tids[i], NULL, i == 0 ? writer_thread : engine_range_hasher,
+				   &cons[i]) != 0) {
+			engine_fail(e, -EAGAIN, "cannot start a thread");
+			break;
+		}
+		started++;
+	}
+	if (started == 2) {
+		if (e->map)
+			r = produce_ranges(e, raw_fd);
+		else
+			r = produce_all(e, raw_fd);
+		if (r >= 0 && e->map && raw_fd < 0)
+			drain_stream(e);
+	}
+	ring_close(e->ring);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	return 0;
+}
+
+int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
+	      struct bmap_target *dst, const struct bmap_copy_opts *opts,
+	      struct bmap_copy_result *ret_result)
+{
+	struct engine e;
+	int raw_fd = bmap_source_get_raw_fd(src);
+	uint64_t expected = map ? bmap_map_get_mapped_bytes(map) : 0;
+	double t0 = now_monotonic();
+	struct stat st;
+	int r, rs;
+
+	if (map && raw_fd >= 0 && fstat(raw_fd, &st) == 0 &&
+	    (uint64_t)st.st_size != bmap_map_get_image_size(map))
+		return bmap_error(ctx, -EINVAL,
+				  "image file '%s' is %" PRIu64 " bytes but the bmap describes a "
+				  "%" PRIu64 "-byte image: the bmap does not belong to this image",
+				  bmap_source_get_name(src), (uint64_t)st.st_size,
+				  bmap_map_get_image_size(map));
+	if (map && dst->blockdev && dst->size < bmap_map_get_image_size(map))
+		return bmap_error(ctx, -ENOSPC, "device '%s' is smaller than the image", dst->name);
+
+	r = engine_init(&e, ctx, map, opts);
+	if (r < 0)
+		return r;
+	e.source = src;
+	e.target = dst;
+	e.check = map && bmap_map_has_range_checksums(map) && !(opts && opts->no_verify);
+	e.abort_on_mismatch = true;
+	e.image_name = bmap_source_get_name(src);
+	if (map)
+		e.total = expected;
+	else if (raw_fd >= 0 && fstat(raw_fd, &st) == 0)
+		e.total = (uint64_t)st.st_size;
+
+	if (map && raw_fd >= 0)
+		engine_run_workers(&e, copy_worker);
+	else
+		copy_stream(&e, raw_fd);
+	r = engine_status(&e);
+
+	/* Synced even after a failure or an interruption: what was written is
+	 * on the media and the device is left consistent. */
+	rs = bmap_target_sync(dst);
+	if (r >= 0 && rs < 0)
+		r = bmap_error(ctx, rs, "cannot sync '%s': %s (the data may not be on the media)",
+			       dst->name, strerror(-rs));
+	if (r >= 0 && map && atomic_load(&e.done) != expected)
+		r = bmap_error(ctx, -EIO,
+			       "wrote %" PRIu64 " bytes but the bmap maps %" PRIu64
+			       ": the bmap does not belong to this image",
+			       (uint64_t)atomic_load(&e.done), expected);
+	if (r >= 0 && ret_result) {
+		ret_result->bytes_written = atomic_load(&e.done);
+		engine_data_digest(&e, ret_result->data_sha256);
+		ret_result->seconds = now_monotonic() - t0;
+	}
+	engine_done(&e);
+	return r;
+}

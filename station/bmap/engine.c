@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Shared parts of the copy and verify engines (see engine.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "util.h"
+
+int engine_init(struct engine *e, struct bmap_ctx *ctx, const struct bmap_map *map,
+		const struct bmap_copy_opts *opts)
+{
+	static const struct bmap_copy_opts no_opts;
+
+	memset(e, 0, sizeof(*e));
+	e->ctx = ctx;
+	e->map = map;
+	e->opts = opts ? opts : &no_opts;
+	pthread_mutex_init(&e->lock, NULL);
+	e->n_digests = map ? bmap_map_get_range_count(map) : 1;
+	e->range_sha256 = calloc(e->n_digests ? e->n_digests : 1, 32);
+	if (!e->range_sha256)
+		return bmap_error(ctx, -ENOMEM, "out of memory");
+	return 0;
+}
+
+int engine_init_ring(struct engine *e, unsigned n_consumers)
+{
+	int r = ring_new(ENGINE_SLOTS, ENGINE_SLOT_SIZE, n_consumers, &e->ring);
+
+	if (r < 0)
+		return bmap_error(e->ctx, r, "out of memory for the copy buffers");
+	return 0;
+}
+
+void engine_done(struct engine *e)
+{
+	e->ring = ring_free(e->ring);
+	free(e->range_sha256);
+	free(e->order);
+	pthread_mutex_destroy(&e->lock);
+}
+
+int engine_fail(struct engine *e, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&e->lock);
+	if (!e->has_error) {
+		va_start(ap, fmt);
+		vsnprintf(e->error, sizeof(e->error), fmt, ap);
+		va_end(ap);
+		e->has_error = true;
+		atomic_store(&e->failed, err < 0 ? err : -ECANCELED);
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (e->ring)
+		ring_abort(e->ring, err);
+	return err;
+}
+
+bool engine_stopped(struct engine *e)
+{
+	if (atomic_load(&e->failed))
+		return true;
+	if (engine_cancelled(e)) {
+		engine_fail(e, -EINTR, "interrupted");
+		return true;
+	}
+	return false;
+}
+
+bool engine_cancelled(const struct engine *e)
+{
+	return e->opts->cancel && *e->opts->cancel;
+}
+
+void engine_progress(struct engine *e, uint64_t bytes)
+{
+	uint64_t done = atomic_fetch_add(&e->done, bytes) + bytes;
+	double now;
+
+	if (!e->opts->progress)
+		return;
+	/* Several workers may get here; one reports at a time. */
+	if (pthread_mutex_trylock(&e->lock) != 0)
+		return;
+	now = now_monotonic();
+	if (now - e->last_progress >= 0.25 || done == e->total) {
+		e->last_progress = now;
+		e->opts->progress(e->opts->progress_userdata, done, e->total);
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+int engine_status(struct engine *e)
+{
+	int r = atomic_load(&e->failed);
+
+	if (!r && e->ring)
+		r = ring_error(e->ring);
+	if (r < 0 && e->has_error)
+		bmap_error(e->ctx, r, "%s", e->error);
+	else if (r < 0)
+		bmap_error(e->ctx, r, "%s", strerror(-r));
+	return r;
+}
+
+void engine_data_digest(const struct engine *e, uint8_t out[32])
+{
+	bmap_digest_buffer("sha256", e->range_sha256, e->n_digests * 32, out);
+}
+
+/* ---- per-range hashing ---- */
+
+int range_hash_init(struct engine *e, struct range_hash *h)
+{
+	const char *type = e->map ? bmap_map_get_checksum_type(e->map) : NULL;
+
+	h->other = NULL;
+	h->sha256 = bmap_digest_new("sha256");
+	if (e->check && type && strcmp(type, "sha256") != 0)
+		h->other = bmap_digest_new(type);
+	if (!h->sha256 || (e->check && type && strcmp(type, "sha256") != 0 && !h->other)) {
+		range_hash_free(h);
+		return engine_fail(e, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+void range_hash_free(struct range_hash *h)
+{
+	h->sha256 = bmap_digest_free(h->sha256);
+	h->other = bmap_digest_free(h->other);
+}
+
+void range_hash_start(struct range_hash *h)
+{
+	bmap_digest_reset(h->sha256);
+	if (h->other)
+		bmap_digest_reset(h->other);
+}
+
+void range_hash_update(struct range_hash *h, const void *buf, size_t len)
+{
+	bmap_digest_update(h->sha256, buf, len);
+	if (h->other)
+		bmap_digest_update(h->other, buf, len);
+}
+
+int range_hash_end(struct engine *e, struct range_hash *h, size_t range)
+{
+	uint8_t *mine = e->range_sha256 + range * 32, other[BMAP_DIGEST_MAX];
+	const uint8_t *got = mine, *want;
+	size_t cs_len;
+
+	bmap_digest_final(h->sha256, mine);
+	if (!e->check)
+		return 0;
+	want = bmap_map_get_range_checksum(e->map, range);
+	if (!want)
+		return 0;
+	if (h->other) {
+		bmap_digest_final(h->other, other);
+		got = other;
+	}
+	cs_len = bmap_map_get_checksum_size(e->map);
+	if (memcmp(got, want, cs_len) == 0)
+		return 0;
+
+	const struct bmap_range *rg = &bmap_map_get_ranges(e->map)[range];
+	char hg[2 * BMAP_DIGEST_MAX + 1], hw[2 * BMAP_DIGEST_MAX + 1];
+
+	hex_encode(got, cs_len, hg);
+	hex_encode(want, cs_len, hw);
+	if (e->abort_on_mismatch)
+		return engine_fail(e, -EBADMSG,
+				   "checksum mismatch for blocks range %" PRIu64 "-%" PRIu64
+				   ": calculated %s, should be %s (image file %s)",
+				   rg->first, rg->last, hg, hw, e->image_name);
+	pthread_mutex_lock(&e->lock);
+	if (atomic_fetch_add(&e->bad_ranges, 1) == 0 || range < e->first_bad)
+		e->first_bad = range;
+	pthread_mutex_unlock(&e->lock);
+	return -EBADMSG;
+}
+
+void *engine_range_hasher(void *arg)
+{
+	struct engine_consumer *c = arg;
+	struct engine *e = c->e;
+	struct range_hash h;
+	struct chunk *ch;
+	bool open = false;
+	size_t range = 0;
+
+	if (range_hash_init(e, &h) < 0)
+		return NULL;
+	while ((ch = ring_next(c->ring, c->index))) {
+		if (ch->range_start) {
+			range_hash_start(&h);
+			open = true;
+		}
+		range = ch->range;
+		range_hash_update(&h, ch->data, ch->len);
+		if (ch->range_end) {
+			open = false;
+			if (range_hash_end(e, &h, ch->range) < 0 && e->abort_on_mismatch) {
+				ring_release(c->ring, c->index);
+				break;
+			}
+		}
+		ring_release(c->ring, c->index);
+	}
+	/* A range of unknown length (no bmap) ends with the stream. */
+	if (open && !atomic_load(&e->failed) && !ring_error(c->ring))
+		range_hash_end(e, &h, range);
+	range_hash_free(&h);
+	return NULL;
+}
+
+/* ---- worker pool ---- */
+
+bool engine_take_range(struct engine *e, size_t *ret_range)
+{
+	size_t i = atomic_fetch_add(&e->next, 1);
+
+	if (i >= bmap_map_get_range_count(e->map) || engine_stopped(e))
+		return false;
+	*ret_range = e->order[i];
+	return true;
+}
+
+static int by_size_desc(const void *a, const void *b, void *arg)
+{
+	const struct bmap_range *r = arg;
+	const struct bmap_range *ra = &r[*(const size_t *)a], *rb = &r[*(const size_t *)b];
+	uint64_t sa = ra->last - ra->first, sb = rb->last - rb->first;
+
+	if (sa != sb)
+		return sa < sb ? 1 : -1;
+	/* Equal sizes keep disk order. */
+	return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+int engine_run_workers(struct engine *e, void *(*thread)(void *e))
+{
+	size_t n = bmap_map_get_range_count(e->map);
+	pthread_t tids[ENGINE_MAX_WORKERS];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned want, started = 0;
+
+	e->order = malloc((n ? n : 1) * sizeof(*e->order));
+	if (!e->order)
+		return engine_fail(e, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		e->order[i] = i;
+	/* Largest first balances the workers (LPT scheduling). */
+	qsort_r(e->order, n, sizeof(*e->order), by_size_desc,
+		(void *)bmap_map_get_ranges(e->map));
+	atomic_store(&e->next, 0);
+
+	/* One more worker than cores: while one waits for I/O, the others hash. */
+	want = cpus > 0 ? (unsigned)cpus + 1 : 2;
+	if (want > ENGINE_MAX_WORKERS)
+		want = ENGINE_MAX_WORKERS;
+	if (want > n)
+		want = n ? (unsigned)n : 1;
+	for (unsigned t = 0; t < want; t++) {
+		if (pthread_create(&tids[t], NULL, thread, e) != 0)
+			break;
+		started++;
+	}
+	if (!started)
+		thread(e);
+	for (unsigned t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	return atomic_load(&e->failed);
+}

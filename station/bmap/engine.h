@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the copy and verify engines share: the first error of any thread,
+ * progress, the per-range hashing, and a pool of range workers.
+ *
+ * Every range's data is hashed once with SHA-256. That digest checks the
+ * range when the bmap's checksums are SHA-256 (the usual case), and the
+ * digests of all ranges, in order, make the mapped-data digest: the SHA-256
+ * of the concatenated per-range SHA-256 digests. It identifies the mapped
+ * data as well as one SHA-256 over all of it would, costs no second pass,
+ * and lets different ranges be hashed on different cores.
+ *
+ * Two shapes run on this:
+ *  - a pipeline (streams): the calling thread reads or decompresses in order
+ *    into a ring of buffers; consumer threads write and hash;
+ *  - a worker pool (random access on both sides: a raw image file, or a
+ *    device read back): each worker takes whole ranges, largest first, and
+ *    reads, hashes and writes them with its own buffer.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "bmap-private.h"
+#include "ring.h"
+
+#define ENGINE_SLOT_SIZE (4u << 20)
+#define ENGINE_SLOTS 8
+#define ENGINE_MAX_WORKERS 4
+
+struct bmap_target;
+
+struct engine {
+	struct bmap_ctx *ctx;
+	struct ring *ring; /* pipeline shape only */
+	const struct bmap_map *map;
+	const struct bmap_copy_opts *opts;
+	const char *image_name; /* for messages */
+	struct bmap_source *source;
+	struct bmap_target *target;
+
+	pthread_mutex_t lock;
+	char error[1024]; /* first failure, copied into ctx at the end */
+	bool has_error;
+	atomic_int failed;
+
+	/* progress */
+	atomic_uint_fast64_t done;
+	uint64_t total;
+	double last_progress;
+
+	/* per-range hashing */
+	bool check;             /* compare with the bmap's range checksums */
+	bool abort_on_mismatch; /* copy stops; verify counts */
+	size_t n_digests;
+	uint8_t *range_sha256;  /* n_digests * 32 */
+	atomic_size_t bad_ranges;
+	size_t first_bad;       /* under lock */
+
+	/* worker pool */
+	size_t *order;          /* range indexes, largest first */
+	atomic_size_t next;
+};
+
+int engine_init(struct engine *e, struct bmap_ctx *ctx, const struct bmap_map *map,
+		const struct bmap_copy_opts *opts);
+/* The pipeline shape: a ring with @n_consumers consumers. */
+int engine_init_ring(struct engine *e, unsigned n_consumers);
+void engine_done(struct engine *e);
+/* Records the first failure and stops everything; returns @err. */
+int engine_fail(struct engine *e, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+bool engine_stopped(struct engine *e);
+bool engine_cancelled(const struct engine *e);
+void engine_progress(struct engine *e, uint64_t bytes);
+/* The final status: the first error's detail goes to the context. */
+int engine_status(struct engine *e);
+/* The mapped-data digest (see above). */
+void engine_data_digest(const struct engine *e, uint8_t out[32]);
+
+/* Hashing one range: SHA-256 always, the bmap's own type when it differs. */
+struct range_hash {
+	struct bmap_digest *sha256;
+	struct bmap_digest *other;
+};
+int range_hash_init(struct engine *e, struct range_hash *h);
+void range_hash_free(struct range_hash *h);
+void range_hash_start(struct range_hash *h);
+void range_hash_update(struct range_hash *h, const void *buf, size_t len);
+/* Stores the range's SHA-256 and checks the bmap's checksum; returns
+ * -EBADMSG after recording a mismatch. */
+int range_hash_end(struct engine *e, struct range_hash *h, size_t range);
+
+/* Pipeline consumer: hashes and checks each range as its chunks pass. */
+struct engine_consumer {
+	struct engine *e;
+	struct ring *ring;
+	unsigned index;
+};
+void *engine_range_hasher(void *arg);
+
+/* Worker pool: runs @thread(e) on up to ENGINE_MAX_WORKERS threads; each
+ * takes ranges with engine_take_range() until it returns false. Ranges come
+ * largest first. */
+int engine_run_workers(struct engine *e, void *(*thread)(void *e));
+bool engine_take_range(struct engine *e, size_t *ret_range);

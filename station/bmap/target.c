@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Destinations: opening and guarding a block device or a regular file before
+ * any byte is written, and making sure data reached the media afterwards.
+ * Every refusal happens here, before the copy starts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bmap-private.h"
+#include "target.h"
+#include "util.h"
+
+#define LOCK_WAIT_MS 5000
+
+static int read_sysfs_u64(const char *path, uint64_t *ret)
+{
+	char buf[64];
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	buf[n] = '\0';
+	return parse_size(strtok(buf, "\n"), ret);
+}
+
+/* The kernel name of the whole disk holding @dev ("sdb" for sdb1). */
+static int disk_name(dev_t dev, char *out, size_t len, bool *ret_is_partition)
+{
+	char path[PATH_MAX], link[PATH_MAX], *base, *slash;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u", major(dev), minor(dev));
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -errno;
+	link[n] = '\0';
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/partition", major(dev), minor(dev));
+	*ret_is_partition = access(path, F_OK) == 0;
+	slash = strrchr(link, '/');
+	if (!slash)
+		return -EINVAL;
+	if (*ret_is_partition) {
+		/* .../block/sdb/sdb1: the parent directory is the disk. */
+		*slash = '\0';
+		slash = strrchr(link, '/');
+		if (!slash)
+			return -EINVAL;
+	}
+	base = slash + 1;
+	snprintf(out, len, "%s", base);
+	return 0;
+}
+
+static int lock_device(struct bmap_ctx *ctx, struct bmap_target *t, bool exclusive)
+{
+	/* udev takes a shared lock while probing; wait it out, but not forever.
+	 * Reading back only needs to keep writers (other tools) off. */
+	for (int waited = 0;; waited += 50) {
+		if (flock(t->fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK)
+			return bmap_error(ctx, -errno, "cannot lock device '%s': %m", t->name);
+		if (waited >= LOCK_WAIT_MS)
+			return bmap_error(ctx, -EBUSY,
+					  "device '%s' stays locked by another process (flock); "
+					  "is another flashing tool using it?",
+					  t->name);
+		nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
+	}
+}
+
+static int check_blockdev(struct bmap_ctx *ctx, struct bmap_target *t,
+			  const struct bmap_target_opts *opts, dev_t rdev)
+{
+	char disk[NAME_MAX + 1], path[PATH_MAX];
+	bool is_partition = false;
+	int ro = 0, r;
+	uint64_t v;
+
+	r = disk_name(rdev, disk, sizeof(disk), &is_partition);
+	if (r < 0)
+		return bmap_error(ctx, r, "cannot find device '%s' in /sys/dev/block: %s", t->name,
+				  strerror(-r));
+	if (is_partition)
+		return bmap_error(ctx, -EINVAL,
+				  "'%s' is a partition; give the whole disk (/dev/%s) instead", t->name,
+				  disk);
+	snprintf(t->disk, sizeof(t->disk), "%s", disk);
+	if (ioctl(t->fd, BLKGETSIZE64, &t->size) < 0)
+		return bmap_error(ctx, -errno, "cannot get the size of device '%s': %m", t->name);
+	if (ioctl(t->fd, BLKSSZGET, &t->sector_size) < 0 || t->sector_size < 512)
+		t->sector_size = 512;
+	if (opts->mode == BMAP_TARGET_WRITE) {
+		if (ioctl(t->fd, BLKROGET, &ro) < 0)
+			return bmap_error(ctx, -errno, "cannot ask whether device '%s' is read-only: %m",
+					  t->name);
+		if (ro)
+			return bmap_error(ctx, -EROFS,
+					  "device '%s' is read-only (write-protect switch, or "
+					  "'blockdev --setro'); nothing was written",
+					  t->name);
+	}
+	if (opts->removable_only) {
+		snprintf(path, sizeof(path), "/sys/block/%s/removable", disk);
+		if (read_sysfs_u64(path, &v) < 0 || v != 1)
+			return bmap_error(ctx, -EPERM,
+					  "device '%s' (%s) is not removable, and --removable-device "
+					  "was given; nothing was written",
+					  t->name, disk);
+	}
+	if (opts->image_size && t->size < opts->image_size) {
+		char h1[32], h2[32];
+
+		return bmap_error(ctx, -ENOSPC,
+				  "device '%s' is too small for the image: %" PRIu64
+				  " bytes (%s) < %" PRIu64 " bytes (%s); nothing was written",
+				  t->name, t->size, human_size(t->size, h1), opts->image_size,
+				  human_size(opts->image_size, h2));
+	}
+	return 0;
+}
+
+static struct bmap_target *target_alloc(const char *name)
+{
+	struct bmap_target *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->fd = -1;
+	t->name = strdup(name);
+	if (!t->name) {
+		free(t);
+		return NULL;
+	}
+	t->sector_size = 512;
+	pthread_mutex_init(&t->bounce_lock, NULL);
+	return t;
+}
+
+static int target_setup(struct bmap_ctx *ctx, struct bmap_target *t,
+			const struct bmap_target_opts *opts)
+{
+	struct stat st;
+	int r;
+
+	if (fstat(t->fd, &st) < 0)
+		return bmap_error(ctx, -errno, "cannot stat '%s': %m", t->name);
+	if (S_ISBLK(st.st_mode)) {
+		t->blockdev = true;
+		r = check_blockdev(ctx, t, opts, st.st_rdev);
+		if (r < 0)
+			return r;
+		r = lock_device(ctx, t, opts->mode == BMAP_TARGET_WRITE);
+		if (r < 0)
+			return r;
+		/* Writes and read-back go around the page cache. */
+		target_set_direct(t, true);
+		return 0;
+	}
+	if (!S_ISREG(st.st_mode))
+		return bmap_error(ctx, -EINVAL, "'%s' is neither a block device nor a regular file",
+				  t->name);
+	if (opts->mode == BMAP_TARGET_WRITE && !opts->keep_size) {
+		if (ftruncate(t->fd, 0) < 0 || ftruncate(t->fd, (off_t)opts->image_size) < 0)
+			return bmap_error(ctx, -errno, "cannot size '%s' to %" PRIu64 " bytes: %m",
+					  t->name, opts->image_size);
+		t->size = opts->image_size;
+	} else {
+		t->size = (uint64_t)st.st_size;
+	}
+	return 0;
+}
+
+int bmap_target_open(struct bmap_ctx *ctx, const char *path, const struct bmap_target_opts *opts,
+		     struct bmap_target **ret_target)
+{
+	struct bmap_target *t;
+	struct stat st;
+	int flags, r;
+
+	if (stat(path, &st) < 0) {
+		if (errno != ENOENT)
+			return bmap_error(ctx, -errno, "cannot stat '%s': %m", path);
+		/* The reference silently creates a regular file in /dev for a
+		 * mistyped device name; /dev/shm is an ordinary tmpfs. */
+		if (strncmp(path, "/dev/", 5) == 0 && strncmp(path, "/dev/shm/", 9) != 0)
+			return bmap_error(ctx, -ENOENT,
+					  "device '%s' does not exist (is the card inserted? check "
+					  "the name with lsblk); nothing was written",
+					  path);
+		if (opts->mode == BMAP_TARGET_READ)
+			return bmap_error(ctx, -ENOENT, "'%s' does not exist", path);
+	} else if (S_ISDIR(st.st_mode)) {
+		return bmap_error(ctx, -EISDIR, "'%s' is a directory", path);
+	}
+
+	t = target_alloc(path);
+	if (!t)
+		return bmap_error(ctx, -ENOMEM, "out of memory");
+	if (opts->mode == BMAP_TARGET_READ)
+		flags = O_RDONLY;
+	else if (S_ISBLK(st.st_mode))
+		flags = O_RDWR | O_EXCL; /* O_EXCL: EBUSY when mounted or held */
+	else
+		flags = O_RDWR | O_CREAT;
+	t->fd = open(path, flags | O_CLOEXEC, 0644);
+	if (t->fd < 0) {
+		r = -errno;
+		if (r == -EBUSY)
+			r = bmap_error(ctx, r,
+				       "device '%s' is busy: mounted, or held open exclusively by "
+				       "another process (unmount it first); nothing was written",
+				       path);
+		else if (r == -EROFS || (r == -EACCES && S_ISBLK(st.st_mode)))
+			r = bmap_error(ctx, r, "cannot open '%s' for writing: %s", path,
+				       strerror(-r));
+		else
+			r = bmap_error(ctx, r, "cannot open '%s': %s", path, strerror(-r));
+		bmap_target_free(t);
+		return r;
+	}
+	t->owns_fd = true;
+	r = target_setup(ctx, t, opts);
+	if (r < 0) {
+		bmap_target_free(t);
+		return r;
+	}
+	*ret_target = t;
+	return 0;
+}
+
+int bmap_target_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			const struct bmap_target_opts *opts, struct bmap_target **ret_target)
+{
+	struct bmap_target *t = target_alloc(name);
+	int r;
+
+	if (!t)
+		return bmap_error(ctx, -ENOMEM, "out of memory");
+	t->fd = fd;
+	r = target_setup(ctx, t, opts);
+	if (r < 0) {
+		bmap_target_free(t);
+		return r;
+	}
+	*ret_target = t;
+	return 0;
+}
+
+bool bmap_target_is_blockdev(const struct bmap_target *t)
+{
+	return t->blockdev;
+}
+
+uint64_t bmap_target_get_size(const struct bmap_target *t)
+{
+	return t->size;
+}
+
+const char *bmap_target_get_name(const struct bmap_target *t)
+{
+	return t->name;
+}
+
+/* O_DIRECT wants sector-aligned offsets, lengths and buffers. A piece that
+ * is not aligned (the image's last partial sector, or bmap blocks smaller
+ * than the sector) is read-modify-written through a bounce buffer, so bytes
+ * outside the piece keep their value, under a lock since two pieces may
+ * share a sector. */
+static int bounce_io(struct bmap_target *t, void *buf, size_t len, uint64_t off, bool write)
+{
+	uint64_t ss = t->sector_size, start = off / ss * ss;
+	uint64_t end = (off + len + ss - 1) / ss * ss;
+	size_t span = (size_t)(end - start);
+	uint8_t *b = NULL;
+	ssize_t n;
+	int r = 0;
+
+	if (posix_memalign((void **)&b, 4096, span) != 0)
+		return -ENOMEM;
+	pthread_mutex_lock(&t->bounce_lock);
+	n = loop_pread(t->fd, b, span, start);
+	if (n < 0) {
+		r = (int)n;
+	} else if (write) {
+		/* Block devices are whole sectors long: a short read is an error. */
+		if ((size_t)n < span)
+			r = -ENOSPC;
+		else {
+			memcpy(b + (off - start), buf, len);
+			r = loop_pwrite(t->fd, b, span, start);
+		}
+	} else {
+		size_t avail = (size_t)n > off - start ? (size_t)n - (size_t)(off - start) : 0;
+
+		if (avail > len)
+			avail = len;
+		memcpy(buf, b + (off - start), avail);
+		r = (int)avail;
+	}
+	pthread_mutex_unlock(&t->bounce_lock);
+	free(b);
+	return r;
+}
+
+int target_pwrite(struct bmap_target *t, const void *buf, size_t len, uint64_t off)
+{
+	size_t head;
+	int r;
+
+	if (!t->direct)
+		return loop_pwrite(t->fd, buf, len, off);
+	if (off % t->sector_size || (uintptr_t)buf % 4096)
+		return bounce_io(t, (void *)buf, len, off, true);
+	head = len / t->sector_size * t->sector_size;
+	if (head) {
+		r = loop_pwrite(t->fd, buf, head, off);
+		if (r < 0 || head == len)
+			return r;
+	}
+	return bounce_io(t, (uint8_t *)buf + head, len - head, off + head, true);
+}
+
+ssize_t target_pread(struct bmap_target *t, void *buf, size_t len, uint64_t off)
+{
+	size_t head;
+	ssize_t n;
+	int r;
+
+	if (!t->direct)
+		return loop_pread(t->fd, buf, len, off);
+	if (off % t->sector_size || (uintptr_t)buf % 4096)
+		return bounce_io(t, buf, len, off, false);
+	head = len / t->sector_size * t->sector_size;
+	if (head) {
+		n = loop_pread(t->fd, buf, head, off);
+		if (n < 0 || (size_t)n < head || head == len)
+			return n;
+	}
+	r = bounce_io(t, (uint8_t *)buf + head, len - head, off + head, false);
+	return r < 0 ? r : (ssize_t)(head + (size_t)r);
+}
+
+/* Drops what the page cache holds of the device so reads come from the media. */
+int target_drop_cache(struct bmap_target *t)
+{
+	if (fsync(t->fd) < 0 && errno != EINVAL)
+		return -errno;
+	if (t->blockdev && ioctl(t->fd, BLKFLSBUF, 0) < 0 && errno != EACCES && errno != EPERM)
+		return -errno;
+	posix_fadvise(t->fd, 0, 0, POSIX_FADV_DONTNEED);
+	return 0;
+}
+
+int target_set_direct(struct bmap_target *t, bool on)
+{
+	int fl = fcntl(t->fd, F_GETFL);
+
+	if (fl < 0)
+		return -errno;
+	if (fcntl(t->fd, F_SETFL, on ? fl | O_DIRECT : fl & ~O_DIRECT) < 0)
+		return -errno;
+	t->direct = on;
+	return 0;
+}
+
+int bmap_target_sync(struct bmap_target *t)
+{
+	if (fsync(t->fd) < 0)
+		return -errno;
+	/* Let the kernel see the new partition table. Best effort: devices
+	 * without partition support (loop without -P) answer EINVAL, and the
+	 * data is safe either way. */
+	if (t->blockdev)
+		(void)ioctl(t->fd, BLKRRPART, 0);
+	return 0;
+}
+
+struct bmap_target *bmap_target_free(struct bmap_target *t)
+{
+	if (t) {
+		if (t->owns_fd && t->fd >= 0)
+			close(t->fd);
+		free(t->name);
+		pthread_mutex_destroy(&t->bounce_lock);
+		free(t);
+	}
+	return NULL;
+}
