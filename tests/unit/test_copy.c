@@ -1,0 +1,287 @@
+/* Unit tests for the copy and verify engines, with regular files as targets. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "bmap-private.h"
+#include "source.h"
+#include "util.h"
+
+#define IMG_SIZE (8u * 1024 * 1024 + 1000) /* a partial last block */
+
+struct fixture {
+	char *dir, *img, *bmap, *out;
+	struct bmap_ctx *ctx;
+	struct bmap_map *map;
+};
+
+/* An image with data islands, a run of zero data and a partial last block. */
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct bmap_create_opts opts = { 0 };
+	char *buf = malloc(1 << 20), zeros[8192] = { 0 };
+	int ifd, ofd;
+
+	f->dir = tu_mkdtemp();
+	f->img = tu_path(f->dir, "disk.img");
+	f->bmap = tu_path(f->dir, "disk.img.bmap");
+	f->out = tu_path(f->dir, "card.img");
+	f->ctx = bmap_ctx_new();
+	tu_truncate(f->img, IMG_SIZE);
+	for (int i = 0; i < 6; i++) {
+		tu_pattern(buf, 1 << 20, (uint32_t)i);
+		tu_pwrite(f->img, buf, (size_t)(100 + i * 4096), (uint64_t)i * 1300000);
+	}
+	tu_pattern(buf, 1 << 20, 99);
+	tu_pwrite(f->img, buf, 1 << 20, 5 << 20);
+	tu_pwrite(f->img, zeros, sizeof(zeros), 7 << 20);
+	tu_pwrite(f->img, buf, 1000, 8u * 1024 * 1024);
+	free(buf);
+
+	ifd = open(f->img, O_RDONLY | O_CLOEXEC);
+	ofd = open(f->bmap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_int_equal(bmap_create(f->ctx, ifd, f->img, ofd, f->bmap, &opts, NULL), 0);
+	close(ifd);
+	close(ofd);
+	assert_int_equal(bmap_map_load(f->ctx, f->bmap, &f->map), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	bmap_map_free(f->map);
+	tu_rmtree(f->dir);
+	free(f->dir);
+	free(f->img);
+	free(f->bmap);
+	free(f->out);
+	bmap_ctx_free(f->ctx);
+	free(f);
+	return 0;
+}
+
+static int do_copy(struct fixture *f, const char *image, const struct bmap_map *map,
+		   const struct bmap_copy_opts *opts, struct bmap_copy_result *res)
+{
+	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
+	struct bmap_source *src = NULL;
+	struct bmap_target *dst = NULL;
+	int r;
+
+	assert_int_equal(bmap_source_open(f->ctx, image, &src), 0);
+	topts.image_size = map ? bmap_map_get_image_size(map) : IMG_SIZE;
+	assert_int_equal(bmap_target_open(f->ctx, f->out, &topts, &dst), 0);
+	r = bmap_copy(f->ctx, src, map, dst, opts, res);
+	bmap_target_free(dst);
+	bmap_source_free(src);
+	return r;
+}
+
+static int do_verify(struct fixture *f, const char *image, const struct bmap_map *map,
+		     struct bmap_verify_result *res)
+{
+	struct bmap_target_opts topts = { .mode = BMAP_TARGET_READ };
+	struct bmap_source *src = NULL;
+	struct bmap_target *dst = NULL;
+	int r;
+
+	assert_int_equal(bmap_source_open(f->ctx, image, &src), 0);
+	assert_int_equal(bmap_target_open(f->ctx, f->out, &topts, &dst), 0);
+	r = bmap_verify(f->ctx, dst, map, src, NULL, res);
+	bmap_target_free(dst);
+	bmap_source_free(src);
+	return r;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+	size_t la, lb;
+	char *da = tu_read_file(a, &la), *db = tu_read_file(b, &lb);
+
+	assert_int_equal(la, lb);
+	assert_memory_equal(da, db, la);
+	free(da);
+	free(db);
+}
+
+static void test_copy_raw_and_verify(void **state)
+{
+	struct fixture *f = *state;
+	struct bmap_copy_result cr;
+	struct bmap_verify_result vr;
+
+	assert_int_equal(do_copy(f, f->img, f->map, NULL, &cr), 0);
+	assert_int_equal(cr.bytes_written, bmap_map_get_mapped_bytes(f->map));
+	assert_same_file(f->img, f->out);
+	assert_int_equal(do_verify(f, f->img, f->map, &vr), 0);
+	assert_false(vr.compared_bytes);
+	assert_int_equal(vr.bad_ranges, 0);
+	/* The same digest for what was written and what was read back. */
+	assert_memory_equal(cr.data_sha256, vr.data_sha256, 32);
+}
+
+static void test_copy_zstd_matches_raw(void **state)
+{
+	struct fixture *f = *state;
+	struct bmap_copy_result raw, zst;
+	char *zpath = tu_path(f->dir, "disk.img.zst"), cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "zstd -q -f '%s' -o '%s'", f->img, zpath);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(do_copy(f, f->img, f->map, NULL, &raw), 0);
+	assert_int_equal(do_copy(f, zpath, f->map, NULL, &zst), 0);
+	assert_same_file(f->img, f->out);
+	assert_memory_equal(raw.data_sha256, zst.data_sha256, 32);
+	free(zpath);
+}
+
+static void test_verify_names_bad_range(void **state)
+{
+	struct fixture *f = *state;
+	struct bmap_verify_result vr;
+	const struct bmap_range *rg;
+	uint64_t off, len;
+
+	assert_int_equal(do_copy(f, f->img, f->map, NULL, NULL), 0);
+	/* Damage one byte in the middle of the third range. */
+	bmap_map_range_bytes(f->map, 2, &off, &len);
+	tu_pwrite(f->out, "\x42\x43", 2, off + len / 2);
+	assert_int_equal(do_verify(f, f->img, f->map, &vr), -EBADMSG);
+	assert_int_equal(vr.bad_ranges, 1);
+	assert_int_equal(vr.first_bad, 2);
+	rg = &bmap_map_get_ranges(f->map)[2];
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "blocks %llu-%llu", (unsigned long long)rg->first,
+			 (unsigned long long)rg->last);
+		assert_non_null(strstr(bmap_ctx_get_error(f->ctx), want));
+	}
+	assert_non_null(strstr(bmap_ctx_get_error(f->ctx), "1 of"));
+}
+
+static void test_verify_compare_without_checksums(void **state)
+{
+	struct fixture *f = *state;
+	struct bmap_verify_result vr;
+	struct bmap_map *holes = NULL;
+	int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+
+	assert_int_equal(bmap_map_from_file(f->ctx, fd, f->img, 4096, &holes), 0);
+	close(fd);
+	assert_int_equal(do_copy(f, f->img, holes, NULL, NULL), 0);
+	assert_int_equal(do_verify(f, f->img, holes, &vr), 0);
+	assert_true(vr.compared_bytes);
+	tu_pwrite(f->out, "!", 1, 5 * 1024 * 1024 + 17);
+	assert_int_equal(do_verify(f, f->img, holes, &vr), -EBADMSG);
+	assert_int_equal(vr.first_bad_offset, 5 * 1024 * 1024 + 17);
+	assert_non_null(strstr(bmap_ctx_get_error(f->ctx), "first difference at byte 5242897"));
+	/* No map at all: the whole image byte for byte. */
+	assert_int_equal(do_verify(f, f->img, NULL, &vr), -EBADMSG);
+	assert_int_equal(vr.first_bad_offset, 5 * 1024 * 1024 + 17);
+	bmap_map_free(holes);
+}
+
+static void test_copy_checksum_mismatch(void **state)
+{
+	struct fixture *f = *state;
+	char *bad = tu_path(f->dir, "other.img");
+	char *data = tu_read_file(f->img, NULL);
+	uint64_t off, len;
+
+	/* The same layout with one byte changed: the bmap's checksum must catch it. */
+	bmap_map_range_bytes(f->map, 1, &off, &len);
+	data[off + 3] ^= 1;
+	tu_truncate(bad, IMG_SIZE);
+	for (size_t i = 0; i < bmap_map_get_range_count(f->map); i++) {
+		bmap_map_range_bytes(f->map, i, &off, &len);
+		tu_pwrite(bad, data + off, len, off);
+	}
+	assert_int_equal(do_copy(f, bad, f->map, NULL, NULL), -EBADMSG);
+	assert_non_null(strstr(bmap_ctx_get_error(f->ctx), "checksum mismatch for blocks range"));
+	/* --no-verify copies it anyway. */
+	assert_int_equal(do_copy(f, bad, f->map, &(struct bmap_copy_opts){ .no_verify = true },
+			     NULL),
+			 0);
+	free(bad);
+	free(data);
+}
+
+static void test_copy_wrong_size_image(void **state)
+{
+	struct fixture *f = *state;
+	char *other = tu_path(f->dir, "short.img");
+
+	tu_truncate(other, IMG_SIZE - 4096);
+	assert_int_equal(do_copy(f, other, f->map, NULL, NULL), -EINVAL);
+	assert_non_null(strstr(bmap_ctx_get_error(f->ctx), "does not belong to this image"));
+	free(other);
+}
+
+static void test_copy_nobmap(void **state)
+{
+	struct fixture *f = *state;
+	struct bmap_copy_result cr;
+
+	assert_int_equal(do_copy(f, f->img, NULL, NULL, &cr), 0);
+	assert_int_equal(cr.bytes_written, IMG_SIZE);
+	assert_same_file(f->img, f->out);
+}
+
+static void test_copy_cancelled(void **state)
+{
+	struct fixture *f = *state;
+	volatile int cancel = 1;
+
+	assert_int_equal(do_copy(f, f->img, f->map, &(struct bmap_copy_opts){ .cancel = &cancel },
+			     NULL),
+			 -EINTR);
+	assert_non_null(strstr(bmap_ctx_get_error(f->ctx), "interrupted"));
+}
+
+static void progress_count(void *userdata, uint64_t done, uint64_t total)
+{
+	uint64_t *last = userdata;
+
+	assert_true(done <= total);
+	*last = done;
+}
+
+static void test_copy_progress(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t last = 0;
+
+	assert_int_equal(do_copy(f, f->img, f->map,
+				 &(struct bmap_copy_opts){ .progress = progress_count,
+							   .progress_userdata = &last },
+				 NULL),
+			 0);
+	assert_int_equal(last, bmap_map_get_mapped_bytes(f->map));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_copy_raw_and_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_zstd_matches_raw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_names_bad_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_compare_without_checksums, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_copy_checksum_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_wrong_size_image, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_nobmap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_cancelled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_progress, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
