@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The station's configuration (libconfig): station settings, named slots and
+ * profiles, and matching a device's identity against them.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum verify_mode {
+	VERIFY_READBACK,  /* read the card back through the device, bypassing the cache */
+	VERIFY_CHECKSUMS, /* check range checksums while copying only */
+	VERIFY_NONE,
+};
+
+struct slot_def {
+	char *name;
+	char *path; /* udev ID_PATH */
+};
+
+/* Every given key must fit; strings are fnmatch(3) globs. NULL / 0 = any. */
+struct match {
+	char *slot, *bus, *vendor, *model, *serial;
+	uint64_t min_size, max_size; /* bytes; 0 = no bound */
+};
+
+struct profile {
+	char *name;
+	char *image;
+	char *bmap; /* NULL: discovered next to the image */
+	enum verify_mode verify;
+	bool removable_only; /* default true */
+	struct match match;
+};
+
+struct station_config {
+	char *path;        /* the file it was read from */
+	char *name;        /* station.name, default: the host name */
+	char *database;    /* station.database */
+	unsigned max_workers;      /* default 4 */
+	char *require_tag;         /* default "bmap-station"; "" = any block disk */
+	uint64_t max_device_size;  /* default 256 GiB; never touch anything bigger */
+	unsigned job_timeout;      /* seconds, default 3600 */
+	struct slot_def *slots;
+	size_t n_slots;
+	struct profile *profiles;
+	size_t n_profiles;
+};
+
+/* What the station knows of a device when matching. Strings may be NULL. */
+struct device_identity {
+	const char *devnode;
+	const char *serial;  /* ID_SERIAL_SHORT, else ID_SERIAL, else MMC serial */
+	const char *vendor;
+	const char *model;
+	const char *bus;     /* ID_BUS, "mmc" for native MMC */
+	const char *id_path; /* ID_PATH */
+	uint64_t size;       /* bytes */
+	bool removable;
+};
+
+/* Loads and validates @path. On failure returns -errno and a malloc'd message
+ * in *ret_error naming the file, the line and the setting
+ * ("station.conf:12: profiles.[0].verify: must be readback, checksums or none"). */
+int config_load(const char *path, struct station_config **ret_config, char **ret_error);
+void config_free(struct station_config *cfg);
+
+/* The slot name whose path equals @id_path, or NULL. */
+const char *config_slot_name(const struct station_config *cfg, const char *id_path);
+
+/* The first profile whose match block fits @id (slot name as given), or NULL.
+ * When no profile fits, *ret_why (if given) says why the closest one did not
+ * (a static or cfg-owned string is fine; e.g. "serial does not match"). */
+const struct profile *config_match(const struct station_config *cfg,
+				   const struct device_identity *id, const char *slot_name,
+				   const char **ret_why);
+
+const char *verify_mode_name(enum verify_mode m);
