@@ -147,8 +147,9 @@ static int cmd_create(int argc, char **argv)
 	struct bmap_create_opts opts = { .block_size = 4096 };
 	struct bmap_create_result res;
 	const char *output = NULL, *image;
-	_cleanup_free_ char *tmp_path = NULL;
 	_cleanup_close_ int img_fd = -1, out_fd = -1;
+	int stream_fd = -1;
+	bool created = false;
 	struct bmap_ctx *ctx;
 	int c, r, ret = EXIT_FAILURE;
 
@@ -193,27 +194,35 @@ static int cmd_create(int argc, char **argv)
 	}
 
 	/* The writer patches its placeholders in place and hashes the result,
-	 * so it writes a seekable temporary file: next to OUTPUT (renamed over
-	 * it when complete, so a failure never leaves half a bmap), or in
-	 * $TMPDIR when the bmap goes to standard output. */
+	 * so it needs a seekable, readable file. A regular OUTPUT is written in
+	 * place, as the reference does (through symlinks, keeping its mode);
+	 * standard output, a FIFO or a device get a finished copy from a
+	 * temporary file in $TMPDIR. */
 	if (output) {
-		if (asprintf(&tmp_path, "%s.tmpXXXXXX", output) < 0) {
-			error("out of memory");
-			goto out;
-		}
-		out_fd = mkostemp(tmp_path, O_CLOEXEC);
-		if (out_fd < 0) {
-			error("cannot create the output file '%s': %m", output);
-			free(tmp_path);
-			tmp_path = NULL;
-			goto out;
-		}
-		/* mkostemp makes 0600; give the bmap the usual mode. */
-		mode_t mask = umask(0);
+		struct stat st;
 
-		umask(mask);
-		fchmod(out_fd, 0666 & ~mask);
+		if (stat(output, &st) == 0 && !S_ISREG(st.st_mode)) {
+			if (S_ISDIR(st.st_mode)) {
+				error("the output '%s' is a directory", output);
+				goto out;
+			}
+			stream_fd = open(output, O_WRONLY | O_CLOEXEC);
+			if (stream_fd < 0) {
+				error("cannot open the output '%s': %m", output);
+				goto out;
+			}
+		} else {
+			created = stat(output, &st) < 0;
+			out_fd = open(output, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+			if (out_fd < 0) {
+				error("cannot open the output file '%s': %m", output);
+				goto out;
+			}
+		}
 	} else {
+		stream_fd = STDOUT_FILENO;
+	}
+	if (out_fd < 0) {
 		const char *dir = getenv("TMPDIR");
 
 		out_fd = open(dir && *dir ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -230,19 +239,16 @@ static int cmd_create(int argc, char **argv)
 		error("%s", bmap_ctx_get_error(ctx));
 		goto out;
 	}
-	if (output) {
-		if (fsync(out_fd) < 0 || rename(tmp_path, output) < 0) {
-			error("cannot write the output file '%s': %m", output);
-			goto out;
-		}
-		free(tmp_path);
-		tmp_path = NULL;
-	} else {
-		r = copy_out(out_fd, STDOUT_FILENO);
+	if (stream_fd >= 0) {
+		r = copy_out(out_fd, stream_fd);
 		if (r < 0) {
-			error("cannot write the bmap to standard output: %s", strerror(-r));
+			error("cannot write the bmap to %s: %s", output ? output : "standard output",
+			      strerror(-r));
 			goto out;
 		}
+	} else if (fsync(out_fd) < 0) {
+		error("cannot write the output file '%s': %m", output);
+		goto out;
 	}
 	if (res.mapped_blocks == res.blocks_count) {
 		char human[32];
@@ -253,8 +259,14 @@ static int cmd_create(int argc, char **argv)
 	}
 	ret = EXIT_SUCCESS;
 out:
-	if (tmp_path)
-		unlink(tmp_path);
+	/* Never leave half a bmap behind: a file we created goes, one we
+	 * truncated stays empty. */
+	if (ret != EXIT_SUCCESS && created)
+		unlink(output);
+	else if (ret != EXIT_SUCCESS && output && stream_fd < 0 && out_fd >= 0)
+		(void)!ftruncate(out_fd, 0);
+	if (stream_fd >= 0 && stream_fd != STDOUT_FILENO)
+		close(stream_fd);
 	bmap_ctx_free(ctx);
 	return ret;
 }
