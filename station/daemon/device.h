@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A block disk as the station sees it: identity from udev and sysfs, and the
+ * safety gate every write must pass.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct udev_device;
+
+struct device {
+	char *syspath;
+	char *sysname; /* "sdb", "mmcblk0", "loop3" */
+	char *devnode;
+	dev_t devnum;
+	uint64_t diskseq; /* 0 when the kernel has none */
+	uint64_t size;    /* bytes; 0 = no media */
+	bool removable;
+	bool read_only;
+	bool tagged; /* carries the configured udev tag */
+	char *serial, *reader_serial, *vendor, *model, *bus, *id_path;
+	char *mmc_cid, *mmc_serial, *mmc_manfid, *mmc_oemid, *mmc_name, *mmc_date;
+};
+
+/* Fills @d from a udev device ("block"/"disk"). @tag: required tag or NULL/"" */
+int device_from_udev(struct udev_device *u, const char *tag, struct device *d);
+void device_clear(struct device *d);
+/* Never candidates: partitions and eMMC boot partitions (mmcblkNbootM), rpmb. */
+bool device_never_candidate(const struct device *d);
+
+/* The safety gate's checks that need no open fd: returns 0 when the device may
+ * be written, or -errno with a reason in @why (mounted, held, holds / or swap,
+ * read-only, too big). */
+int device_gate(const struct device *d, uint64_t max_device_size, char *why, size_t why_len);
+
+/* Partition table or file system found by libblkid on @fd ("gpt 1234-...",
+ * "dos 0x1234abcd", "ext4 UUID", or "none"); malloc'd. */
+char *device_probe_content(int fd);

@@ -1,0 +1,1240 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The journal (sqlite3): opening and migrating the file, the job rows the
+ * daemon writes around each worker, and the reports (table, CSV, JSON) that
+ * `bmap-station report` prints from it. Times are UTC ISO 8601 strings with
+ * milliseconds, so the file reads well in the stock sqlite3 shell.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "journal.h"
+#include "util.h"
+
+/* PRAGMA application_id: "bmst", so a foreign database is never migrated. */
+#define JOURNAL_APP_ID 0x626d7374
+#define JOURNAL_BUSY_MS 5000
+
+/*
+ * Schema migrations: migrations[i] takes a file from user_version i to i + 1.
+ * Append only; never edit a step that has shipped.
+ */
+static const char *const migrations[] = {
+	/* 0 -> 1: the jobs table. AUTOINCREMENT so a job number is never reused. */
+	"CREATE TABLE jobs (\n"
+	"\tjob INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"\tstation TEXT,\n"
+	"\tstarted TEXT NOT NULL,\n"
+	"\tfinished TEXT,\n"
+	"\tduration REAL,\n"
+	"\tslot TEXT,\n"
+	"\tdevnode TEXT,\n"
+	"\tsyspath TEXT,\n"
+	"\tdiskseq INTEGER,\n"
+	"\tserial TEXT,\n"
+	"\treader_serial TEXT,\n"
+	"\tvendor TEXT,\n"
+	"\tmodel TEXT,\n"
+	"\tbus TEXT,\n"
+	"\tid_path TEXT,\n"
+	"\tsize INTEGER,\n"
+	"\tremovable INTEGER,\n"
+	"\tmmc_cid TEXT,\n"
+	"\tmmc_manfid TEXT,\n"
+	"\tmmc_oemid TEXT,\n"
+	"\tmmc_name TEXT,\n"
+	"\tmmc_date TEXT,\n"
+	"\tcontent_before TEXT,\n"
+	"\tcontent_after TEXT,\n"
+	"\tprofile TEXT,\n"
+	"\timage TEXT,\n"
+	"\timage_size INTEGER,\n"
+	"\tbmap TEXT,\n"
+	"\tbmap_sha256 TEXT,\n"
+	"\toutcome TEXT NOT NULL,\n"
+	"\terror TEXT,\n"
+	"\tbytes_written INTEGER,\n"
+	"\tthroughput REAL,\n"
+	"\tdata_sha256 TEXT,\n"
+	"\treadback_sha256 TEXT\n"
+	");\n"
+	"CREATE INDEX jobs_serial ON jobs(serial);\n"
+	"CREATE INDEX jobs_started ON jobs(started);\n"
+	"CREATE INDEX jobs_profile ON jobs(profile);\n"
+	"CREATE INDEX jobs_outcome ON jobs(outcome);\n",
+};
+
+#define JOURNAL_VERSION ((int)ARRAY_SIZE(migrations))
+
+/* Report columns: the ones promised in journal.h first, then the rest. */
+static const char *const report_columns[] = {
+	"job", "started", "finished", "slot", "devnode", "serial", "vendor", "model", "size",
+	"profile", "image", "outcome", "error", "bytes_written", "data_sha256", "readback_sha256",
+	"station", "duration", "throughput", "syspath", "diskseq", "reader_serial", "bus",
+	"id_path", "removable", "mmc_cid", "mmc_manfid", "mmc_oemid", "mmc_name", "mmc_date",
+	"content_before", "content_after", "image_size", "bmap", "bmap_sha256",
+};
+
+static const char sql_insert[] =
+	"INSERT INTO jobs (station, started, finished, duration, slot, devnode, syspath,"
+	" diskseq, serial, reader_serial, vendor, model, bus, id_path, size, removable,"
+	" mmc_cid, mmc_manfid, mmc_oemid, mmc_name, mmc_date, content_before, content_after,"
+	" profile, image, image_size, bmap, bmap_sha256, outcome, error, bytes_written,"
+	" data_sha256, readback_sha256)"
+	" VALUES (:station, :started, :finished, :duration, :slot, :devnode, :syspath,"
+	" :diskseq, :serial, :reader_serial, :vendor, :model, :bus, :id_path, :size, :removable,"
+	" :mmc_cid, :mmc_manfid, :mmc_oemid, :mmc_name, :mmc_date, :content_before,"
+	" :content_after, :profile, :image, :image_size, :bmap, :bmap_sha256, :outcome, :error,"
+	" :bytes_written, :data_sha256, :readback_sha256)";
+
+/*
+ * :duration is the monotonic measurement when this process started the job;
+ * NULL falls back to the wall-clock difference (a job from before a restart).
+ */
+static const char sql_end[] =
+	"UPDATE jobs SET finished = :finished, duration = d.dur, outcome = :outcome,"
+	" error = :error, bytes_written = :bytes_written,"
+	" throughput = CASE WHEN d.dur > 0 THEN :bytes_written / d.dur END,"
+	" data_sha256 = :data_sha256, readback_sha256 = :readback_sha256,"
+	" content_after = :content_after"
+	" FROM (SELECT coalesce(:duration, max(0.0, round((julianday(:finished)"
+	"       - julianday(started)) * 86400.0, 3))) AS dur"
+	"       FROM jobs WHERE job = :job) AS d"
+	" WHERE job = :job AND outcome = 'running'";
+
+/*
+ * The true end of an interrupted job is unknown (the daemon was down), so
+ * finished is when it was noticed and duration/throughput stay NULL.
+ */
+static const char sql_interrupt[] = "UPDATE jobs SET outcome = 'interrupted', error = :error,"
+				    " finished = :finished WHERE outcome = 'running'";
+
+static const char sql_outcome[] = "SELECT outcome FROM jobs WHERE job = :job";
+
+/* A job started by this process: its monotonic start, for an exact duration. */
+struct journal_start {
+	int64_t job;
+	double t0;
+};
+
+struct journal {
+	sqlite3 *db;
+	char *path;
+	char *error;
+	bool readonly;
+	sqlite3_stmt *insert, *end, *interrupt, *outcome, *last;
+	struct journal_start *starts;
+	size_t n_starts, cap_starts;
+};
+
+static int journal_fail(struct journal *j, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int journal_fail(struct journal *j, int err, const char *fmt, ...)
+{
+	char *msg = NULL, *full = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	if (msg && asprintf(&full, "journal %s: %s", j->path, msg) < 0)
+		full = NULL;
+	free(msg);
+	free(j->error);
+	j->error = full; /* NULL reads as "out of memory" */
+	return err;
+}
+
+static int journal_errno_from_sqlite(sqlite3 *db, int rc)
+{
+	int sys = sqlite3_system_errno(db);
+
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+		return sys > 0 ? -sys : -ENOENT;
+	case SQLITE_IOERR:
+		return sys > 0 ? -sys : -EIO;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return -EBADMSG;
+	case SQLITE_CONSTRAINT:
+	case SQLITE_MISMATCH:
+	case SQLITE_RANGE:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+/* Records sqlite's last error on @j with what we were doing; returns -errno. */
+static int journal_sqlfail(struct journal *j, int rc, const char *what)
+{
+	int err = journal_errno_from_sqlite(j->db, rc);
+
+	if (!err)
+		err = -EIO;
+	if (j->readonly && ((rc & 0xff) == SQLITE_READONLY || (rc & 0xff) == SQLITE_CANTOPEN))
+		return journal_fail(j, err,
+				    "%s: %s (a read-only reader needs the journal's -wal and -shm "
+				    "files, which the daemon keeps; start it once, or read as a "
+				    "user who may write the directory)",
+				    what, sqlite3_errmsg(j->db));
+	return journal_fail(j, err, "%s: %s", what, sqlite3_errmsg(j->db));
+}
+
+/* "2026-11-26T05:41:12.345Z" (UTC); @buf needs 40 bytes. */
+static void journal_now(char buf[static 40])
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, 40 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/*
+ * UTF-8 per Unicode's Table 3-7 (no overlongs, surrogates or values above
+ * U+10FFFF). Returns the length of the valid character at @s and sets
+ * @ret_cp, or minus the length of the maximal invalid subpart to skip.
+ */
+static int utf8_next(const unsigned char *s, size_t n, uint32_t *ret_cp)
+{
+	unsigned char b = s[0], lo = 0x80, hi = 0xbf;
+	uint32_t cp;
+	int need;
+
+	if (b < 0x80) {
+		*ret_cp = b;
+		return 1;
+	}
+	if (b >= 0xc2 && b <= 0xdf) {
+		need = 1;
+		cp = b & 0x1f;
+	} else if (b >= 0xe0 && b <= 0xef) {
+		need = 2;
+		cp = b & 0x0f;
+		if (b == 0xe0)
+			lo = 0xa0;
+		else if (b == 0xed)
+			hi = 0x9f;
+	} else if (b >= 0xf0 && b <= 0xf4) {
+		need = 3;
+		cp = b & 0x07;
+		if (b == 0xf0)
+			lo = 0x90;
+		else if (b == 0xf4)
+			hi = 0x8f;
+	} else {
+		return -1;
+	}
+	for (int i = 1; i <= need; i++) {
+		if ((size_t)i >= n || s[i] < lo || s[i] > hi)
+			return -i;
+		cp = (cp << 6) | (s[i] & 0x3f);
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	*ret_cp = cp;
+	return need + 1;
+}
+
+/*
+ * SQL function bmap_utf8(x): text (or a blob) with every invalid UTF-8
+ * sequence replaced by U+FFFD; other values unchanged. sqlite's JSON
+ * functions copy bytes as they are, which would make the report invalid JSON.
+ */
+static void journal_sql_utf8(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	static const unsigned char repl[] = { 0xef, 0xbf, 0xbd };
+	int type = sqlite3_value_type(argv[0]);
+	const unsigned char *s;
+	unsigned char *out, *o;
+	size_t n, i;
+	uint32_t cp;
+	bool valid = true;
+
+	(void)argc;
+	if (type != SQLITE_TEXT && type != SQLITE_BLOB) {
+		sqlite3_result_value(ctx, argv[0]);
+		return;
+	}
+	s = type == SQLITE_TEXT ? sqlite3_value_text(argv[0]) : sqlite3_value_blob(argv[0]);
+	n = (size_t)sqlite3_value_bytes(argv[0]);
+	for (i = 0; i < n;) {
+		int l = utf8_next(s + i, n - i, &cp);
+
+		if (l < 0) {
+			valid = false;
+			break;
+		}
+		i += (size_t)l;
+	}
+	if (valid) {
+		if (type == SQLITE_TEXT)
+			sqlite3_result_value(ctx, argv[0]);
+		else
+			sqlite3_result_text(ctx, (const char *)s, (int)n, SQLITE_TRANSIENT);
+		return;
+	}
+	/* At worst every byte becomes three. */
+	o = out = malloc(3 * n + 1);
+	if (!out) {
+		sqlite3_result_error_nomem(ctx);
+		return;
+	}
+	for (i = 0; i < n;) {
+		int l = utf8_next(s + i, n - i, &cp);
+
+		if (l > 0) {
+			memcpy(o, s + i, (size_t)l);
+			o += l;
+			i += (size_t)l;
+		} else {
+			memcpy(o, repl, sizeof(repl));
+			o += sizeof(repl);
+			i += (size_t)-l;
+		}
+	}
+	sqlite3_result_text(ctx, (const char *)out, (int)(o - out), free);
+}
+
+static int journal_exec(struct journal *j, const char *sql, const char *what)
+{
+	int rc = sqlite3_exec(j->db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, what);
+	return 0;
+}
+
+/* Ends a failed write transaction; the error already recorded stays. */
+static void journal_rollback(struct journal *j)
+{
+	if (!sqlite3_get_autocommit(j->db))
+		sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int journal_commit(struct journal *j, const char *what)
+{
+	int r = journal_exec(j, "COMMIT", what);
+
+	if (r < 0)
+		journal_rollback(j);
+	return r;
+}
+
+/* A single integer from @sql (a PRAGMA or a count). */
+static int journal_query_int(struct journal *j, const char *sql, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = 0;
+
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "reading the schema");
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		r = journal_sqlfail(j, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
+				    "reading the schema");
+		goto out_finalize;
+	}
+	*ret = sqlite3_column_int64(st, 0);
+out_finalize:
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* Whether the file is a journal this version may read (and migrate). */
+static int journal_check_header(struct journal *j, int *ret_version)
+{
+	int64_t version, app_id, objects;
+	int r;
+
+	r = journal_query_int(j, "PRAGMA application_id", &app_id);
+	if (r < 0)
+		return r;
+	r = journal_query_int(j, "PRAGMA user_version", &version);
+	if (r < 0)
+		return r;
+	r = journal_query_int(j, "SELECT count(*) FROM sqlite_schema", &objects);
+	if (r < 0)
+		return r;
+	if (app_id != JOURNAL_APP_ID && (app_id != 0 || version != 0 || objects != 0))
+		return journal_fail(j, -EINVAL,
+				    "not a bmap-station journal (application_id %" PRId64
+				    ", user_version %" PRId64 "); refusing to touch it",
+				    app_id, version);
+	if (version > JOURNAL_VERSION)
+		return journal_fail(j, -EPROTONOSUPPORT,
+				    "schema version %" PRId64
+				    " is newer than this bmap-station knows (%d); "
+				    "a newer bmap-station wrote it, use that one",
+				    version, JOURNAL_VERSION);
+	*ret_version = (int)version;
+	return 0;
+}
+
+static int journal_migrate(struct journal *j)
+{
+	char sql[128];
+	int version, r;
+
+	r = journal_exec(j, "BEGIN IMMEDIATE", "starting the migration");
+	if (r < 0)
+		return r;
+	/* Again inside the transaction: another process may have migrated it. */
+	r = journal_check_header(j, &version);
+	if (r < 0)
+		goto out_rollback;
+	if (version == JOURNAL_VERSION) {
+		journal_rollback(j);
+		return 0;
+	}
+	for (int v = version; v < JOURNAL_VERSION; v++) {
+		snprintf(sql, sizeof(sql), "migrating the schema to version %d", v + 1);
+		r = journal_exec(j, migrations[v], sql);
+		if (r < 0)
+			goto out_rollback;
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = %d",
+		 JOURNAL_APP_ID, JOURNAL_VERSION);
+	r = journal_exec(j, sql, "setting the schema version");
+	if (r < 0)
+		goto out_rollback;
+	return journal_commit(j, "committing the migration");
+
+out_rollback:
+	journal_rollback(j);
+	return r;
+}
+
+static int journal_setup_writer(struct journal *j)
+{
+	sqlite3_stmt *st = NULL;
+	int persist = 1, version, rc, r;
+
+	/* Refuse a foreign or newer file before switching it to WAL. */
+	r = journal_check_header(j, &version);
+	if (r < 0)
+		return r;
+	rc = sqlite3_prepare_v2(j->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		r = journal_sqlfail(j, rc, "switching to WAL mode");
+		goto out_finalize;
+	}
+	if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+		r = journal_fail(j, -ENOTSUP, "cannot use WAL mode (journal_mode stays %s)",
+				 sqlite3_column_text(st, 0));
+		goto out_finalize;
+	}
+	/* A statement still active would keep the migration from committing. */
+	sqlite3_finalize(st);
+	st = NULL;
+	/* Durable at each commit, not merely consistent. */
+	r = journal_exec(j, "PRAGMA synchronous = FULL", "setting synchronous=FULL");
+	if (r < 0)
+		return r;
+	/*
+	 * Keep -wal and -shm after the last close: without them a read-only
+	 * reader (an operator running reports) cannot open a WAL database in a
+	 * directory it may not write.
+	 */
+	sqlite3_file_control(j->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	return journal_migrate(j);
+
+out_finalize:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int journal_open(const char *path, bool readonly, struct journal **ret, char **ret_error)
+{
+	struct journal *j;
+	int flags = SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_NOMUTEX;
+	int rc, r, version;
+
+	if (!path || !ret)
+		return -EINVAL;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->readonly = readonly;
+	j->path = strdup(path);
+	if (!j->path) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	flags |= readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	rc = sqlite3_open_v2(path, &j->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		if (!j->db) {
+			r = -ENOMEM;
+			goto out_free;
+		}
+		r = journal_errno_from_sqlite(j->db, rc);
+		journal_fail(j, r, "cannot open%s: %s", readonly ? " for reading" : "",
+			     strerror(-r));
+		goto out_error;
+	}
+	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
+	rc = sqlite3_create_function(j->db, "bmap_utf8", 1,
+				     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+				     journal_sql_utf8, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		r = journal_sqlfail(j, rc, "registering bmap_utf8()");
+		goto out_error;
+	}
+	if (readonly) {
+		r = journal_check_header(j, &version);
+		if (r < 0)
+			goto out_error;
+		if (version == 0) {
+			r = journal_fail(j, -EPROTO, "holds no journal yet (schema version 0)");
+			goto out_error;
+		}
+		if (version < JOURNAL_VERSION) {
+			r = journal_fail(j, -EPROTO,
+					 "has schema version %d, older than %d; start the daemon "
+					 "once to migrate it",
+					 version, JOURNAL_VERSION);
+			goto out_error;
+		}
+	} else {
+		r = journal_setup_writer(j);
+		if (r < 0)
+			goto out_error;
+	}
+	*ret = j;
+	return 0;
+
+out_error:
+	if (ret_error)
+		*ret_error = strdup(j->error ? j->error : "journal: out of memory");
+out_free:
+	journal_close(j);
+	return r;
+}
+
+void journal_close(struct journal *j)
+{
+	if (!j)
+		return;
+	sqlite3_finalize(j->insert);
+	sqlite3_finalize(j->end);
+	sqlite3_finalize(j->interrupt);
+	sqlite3_finalize(j->outcome);
+	sqlite3_finalize(j->last);
+	sqlite3_close_v2(j->db);
+	free(j->starts);
+	free(j->error);
+	free(j->path);
+	free(j);
+}
+
+const char *journal_error(const struct journal *j)
+{
+	if (!j)
+		return "no journal";
+	/* No message after a failure means it could not be allocated. */
+	return j->error ? j->error : "journal: no error recorded (out of memory?)";
+}
+
+/* A cached statement, reset and with every parameter NULL again. */
+static int journal_stmt(struct journal *j, sqlite3_stmt **st, const char *sql)
+{
+	int rc;
+
+	if (!*st) {
+		rc = sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+		if (rc != SQLITE_OK)
+			return journal_sqlfail(j, rc, "preparing a statement");
+	}
+	sqlite3_reset(*st);
+	sqlite3_clear_bindings(*st);
+	return 0;
+}
+
+/* An unknown name gives index 0, which sqlite's binds refuse (SQLITE_RANGE). */
+static int bind_index(sqlite3_stmt *st, const char *name)
+{
+	return sqlite3_bind_parameter_index(st, name);
+}
+
+static int bind_text(sqlite3_stmt *st, const char *name, const char *s)
+{
+	int idx = bind_index(st, name);
+
+	if (!s)
+		return sqlite3_bind_null(st, idx);
+	return sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
+}
+
+static int bind_u64(sqlite3_stmt *st, const char *name, uint64_t v)
+{
+	int idx = bind_index(st, name);
+
+	if (v > INT64_MAX)
+		return sqlite3_bind_double(st, idx, (double)v);
+	return sqlite3_bind_int64(st, idx, (int64_t)v);
+}
+
+/* 0 means unknown for sizes and diskseq (the kernel's diskseq starts at 1). */
+static int bind_u64_known(sqlite3_stmt *st, const char *name, uint64_t v)
+{
+	if (!v)
+		return sqlite3_bind_null(st, bind_index(st, name));
+	return bind_u64(st, name, v);
+}
+
+/* Binds in sequence until one fails; @rc keeps the first error. */
+#define B(call)                      \
+	do {                         \
+		if (rc == SQLITE_OK) \
+			rc = (call); \
+	} while (0)
+
+static int bind_start(sqlite3_stmt *st, const struct job_start *s)
+{
+	int rc = SQLITE_OK;
+
+	B(bind_text(st, ":station", s->station));
+	B(bind_text(st, ":slot", s->slot));
+	B(bind_text(st, ":devnode", s->devnode));
+	B(bind_text(st, ":syspath", s->syspath));
+	B(bind_u64_known(st, ":diskseq", s->diskseq));
+	B(bind_text(st, ":serial", s->serial));
+	B(bind_text(st, ":reader_serial", s->reader_serial));
+	B(bind_text(st, ":vendor", s->vendor));
+	B(bind_text(st, ":model", s->model));
+	B(bind_text(st, ":bus", s->bus));
+	B(bind_text(st, ":id_path", s->id_path));
+	B(bind_u64_known(st, ":size", s->size));
+	B(sqlite3_bind_int(st, bind_index(st, ":removable"), s->removable ? 1 : 0));
+	B(bind_text(st, ":mmc_cid", s->mmc_cid));
+	B(bind_text(st, ":mmc_manfid", s->mmc_manfid));
+	B(bind_text(st, ":mmc_oemid", s->mmc_oemid));
+	B(bind_text(st, ":mmc_name", s->mmc_name));
+	B(bind_text(st, ":mmc_date", s->mmc_date));
+	B(bind_text(st, ":content_before", s->content_before));
+	B(bind_text(st, ":profile", s->profile));
+	B(bind_text(st, ":image", s->image));
+	B(bind_u64_known(st, ":image_size", s->image_size));
+	B(bind_text(st, ":bmap", s->bmap));
+	B(bind_text(st, ":bmap_sha256", s->bmap_sha256));
+	return rc;
+}
+
+static int bind_end(sqlite3_stmt *st, const struct job_end *e)
+{
+	int rc = SQLITE_OK;
+
+	B(bind_text(st, ":outcome", outcome_name(e->outcome)));
+	B(bind_text(st, ":error", e->error));
+	B(bind_u64(st, ":bytes_written", e->bytes_written));
+	B(bind_text(st, ":data_sha256", e->data_sha256));
+	B(bind_text(st, ":readback_sha256", e->readback_sha256));
+	B(bind_text(st, ":content_after", e->content_after));
+	return rc;
+}
+
+#undef B
+
+static int journal_writable(struct journal *j)
+{
+	if (j->readonly)
+		return journal_fail(j, -EROFS, "opened read-only");
+	return 0;
+}
+
+static bool outcome_final(enum outcome o)
+{
+	return o > OUTCOME_RUNNING && o <= OUTCOME_IGNORED;
+}
+
+/* Inserts one row in its own transaction; @e NULL for a running job. */
+static int journal_insert(struct journal *j, const struct job_start *s, const struct job_end *e,
+			  int64_t *ret_job)
+{
+	char now[40];
+	int rc, r;
+
+	r = journal_writable(j);
+	if (r < 0)
+		return r;
+	r = journal_stmt(j, &j->insert, sql_insert);
+	if (r < 0)
+		return r;
+	journal_now(now);
+	rc = bind_start(j->insert, s);
+	if (rc == SQLITE_OK)
+		rc = bind_text(j->insert, ":started", now);
+	if (rc == SQLITE_OK && e) {
+		rc = bind_end(j->insert, e);
+		if (rc == SQLITE_OK)
+			rc = bind_text(j->insert, ":finished", now);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_double(j->insert, bind_index(j->insert, ":duration"),
+						 0.0);
+	} else if (rc == SQLITE_OK) {
+		rc = bind_text(j->insert, ":outcome", outcome_name(OUTCOME_RUNNING));
+	}
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "binding a job");
+	r = journal_exec(j, "BEGIN IMMEDIATE", "starting a job");
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(j->insert);
+	if (rc != SQLITE_DONE) {
+		r = journal_sqlfail(j, rc, "writing a job");
+		goto out_rollback;
+	}
+	r = journal_commit(j, "committing a job");
+	if (r < 0)
+		goto out_reset;
+	*ret_job = sqlite3_last_insert_rowid(j->db);
+	r = 0;
+	goto out_reset;
+
+out_rollback:
+	journal_rollback(j);
+out_reset:
+	sqlite3_reset(j->insert);
+	return r;
+}
+
+int journal_job_start(struct journal *j, const struct job_start *s, int64_t *ret_job)
+{
+	double t0;
+	int64_t job;
+	int r;
+
+	if (!j || !s || !ret_job)
+		return -EINVAL;
+	t0 = now_monotonic();
+	r = journal_insert(j, s, NULL, &job);
+	if (r < 0)
+		return r;
+	/* Without room here the duration falls back to the wall clock. */
+	if (j->n_starts == j->cap_starts) {
+		size_t cap = j->cap_starts ? 2 * j->cap_starts : 8;
+		struct journal_start *n = reallocarray(j->starts, cap, sizeof(*n));
+
+		if (n) {
+			j->starts = n;
+			j->cap_starts = cap;
+		}
+	}
+	if (j->n_starts < j->cap_starts)
+		j->starts[j->n_starts++] = (struct journal_start){ .job = job, .t0 = t0 };
+	*ret_job = job;
+	return 0;
+}
+
+int journal_job_once(struct journal *j, const struct job_start *s, const struct job_end *e,
+		     int64_t *ret_job)
+{
+	int64_t job;
+	int r;
+
+	if (!j || !s || !e || !ret_job)
+		return -EINVAL;
+	if (!outcome_final(e->outcome))
+		return journal_fail(j, -EINVAL,
+				    "a job without a final outcome cannot be written once");
+	r = journal_insert(j, s, e, &job);
+	if (r < 0)
+		return r;
+	*ret_job = job;
+	return 0;
+}
+
+/* After a failed update: why @job could not be ended. */
+static int journal_explain_end(struct journal *j, int64_t job)
+{
+	int rc, r;
+
+	r = journal_stmt(j, &j->outcome, sql_outcome);
+	if (r < 0)
+		return r;
+	rc = sqlite3_bind_int64(j->outcome, bind_index(j->outcome, ":job"), job);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(j->outcome);
+	if (rc == SQLITE_DONE)
+		r = journal_fail(j, -ENOENT, "ending job %" PRId64 ": no such job", job);
+	else if (rc == SQLITE_ROW)
+		r = journal_fail(j, -EALREADY, "ending job %" PRId64 ": already ended (%s)", job,
+				 sqlite3_column_text(j->outcome, 0));
+	else
+		r = journal_sqlfail(j, rc, "ending a job");
+	sqlite3_reset(j->outcome);
+	return r;
+}
+
+int journal_job_end(struct journal *j, int64_t job, const struct job_end *e)
+{
+	char now[40];
+	double t1 = now_monotonic();
+	size_t slot = SIZE_MAX;
+	int rc, r;
+
+	if (!j || !e)
+		return -EINVAL;
+	if (!outcome_final(e->outcome))
+		return journal_fail(j, -EINVAL, "ending job %" PRId64 ": not a final outcome",
+				    job);
+	r = journal_writable(j);
+	if (r < 0)
+		return r;
+	r = journal_stmt(j, &j->end, sql_end);
+	if (r < 0)
+		return r;
+	journal_now(now);
+	for (size_t i = 0; i < j->n_starts; i++)
+		if (j->starts[i].job == job)
+			slot = i;
+	rc = bind_end(j->end, e);
+	if (rc == SQLITE_OK)
+		rc = bind_text(j->end, ":finished", now);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(j->end, bind_index(j->end, ":job"), job);
+	if (rc == SQLITE_OK && slot != SIZE_MAX) {
+		/* Milliseconds, like the timestamps. */
+		double dur = (double)(int64_t)((t1 - j->starts[slot].t0) * 1000.0 + 0.5) / 1000.0;
+
+		rc = sqlite3_bind_double(j->end, bind_index(j->end, ":duration"), dur);
+	}
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "binding a job's end");
+	r = journal_exec(j, "BEGIN IMMEDIATE", "ending a job");
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(j->end);
+	if (rc != SQLITE_DONE) {
+		r = journal_sqlfail(j, rc, "ending a job");
+		goto out_rollback;
+	}
+	if (sqlite3_changes(j->db) != 1) {
+		r = journal_explain_end(j, job);
+		goto out_rollback;
+	}
+	r = journal_commit(j, "committing a job's end");
+	if (r < 0)
+		goto out_reset;
+	if (slot != SIZE_MAX)
+		j->starts[slot] = j->starts[--j->n_starts];
+	goto out_reset;
+
+out_rollback:
+	journal_rollback(j);
+out_reset:
+	sqlite3_reset(j->end);
+	return r;
+}
+
+int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskseq,
+			 enum outcome *ret)
+{
+	static const char sql[] = "SELECT outcome FROM jobs WHERE syspath = :syspath AND "
+				  "diskseq = :diskseq ORDER BY job DESC LIMIT 1";
+	int rc, r;
+
+	if (!syspath || !diskseq)
+		return -ENOENT;
+	r = journal_stmt(j, &j->last, sql);
+	if (r < 0)
+		return r;
+	rc = bind_text(j->last, ":syspath", syspath);
+	if (rc == SQLITE_OK)
+		rc = bind_u64(j->last, ":diskseq", diskseq);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(j->last);
+	if (rc == SQLITE_ROW)
+		r = outcome_from_name((const char *)sqlite3_column_text(j->last, 0), ret) < 0
+			    ? -ENOENT
+			    : 0;
+	else if (rc == SQLITE_DONE)
+		r = -ENOENT;
+	else
+		r = journal_sqlfail(j, rc, "looking up a card");
+	sqlite3_reset(j->last);
+	return r;
+}
+
+int journal_interrupt_running(struct journal *j, const char *error)
+{
+	char now[40];
+	int rc, r, n;
+
+	if (!j)
+		return -EINVAL;
+	r = journal_writable(j);
+	if (r < 0)
+		return r;
+	r = journal_stmt(j, &j->interrupt, sql_interrupt);
+	if (r < 0)
+		return r;
+	journal_now(now);
+	rc = bind_text(j->interrupt, ":error", error);
+	if (rc == SQLITE_OK)
+		rc = bind_text(j->interrupt, ":finished", now);
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "binding interrupted jobs");
+	r = journal_exec(j, "BEGIN IMMEDIATE", "interrupting running jobs");
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(j->interrupt);
+	if (rc != SQLITE_DONE) {
+		r = journal_sqlfail(j, rc, "interrupting running jobs");
+		journal_rollback(j);
+		goto out_reset;
+	}
+	n = sqlite3_changes(j->db);
+	r = journal_commit(j, "committing interrupted jobs");
+	if (r < 0)
+		goto out_reset;
+	/* No running job remains, so none of their start times matter. */
+	j->n_starts = 0;
+	r = n;
+out_reset:
+	sqlite3_reset(j->interrupt);
+	return r;
+}
+
+/* --- reports ------------------------------------------------------------ */
+
+/* RFC 4180: quoted when needed, quotes doubled. Lines end in LF. */
+static void csv_field(FILE *out, const unsigned char *s, size_t n)
+{
+	bool quote = false;
+
+	if (!s)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n')
+			quote = true;
+	if (!quote) {
+		fwrite(s, 1, n, out);
+		return;
+	}
+	fputc('"', out);
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"')
+			fputc('"', out);
+		fputc(s[i], out);
+	}
+	fputc('"', out);
+}
+
+/* SELECT of the report columns, or of one json_object() of them per row. */
+static char *report_select(bool json)
+{
+	size_t len = 0;
+	char *sql = NULL;
+	FILE *f = open_memstream(&sql, &len);
+
+	if (!f)
+		return NULL;
+	fputs(json ? "SELECT json_object(" : "SELECT ", f);
+	for (size_t i = 0; i < ARRAY_SIZE(report_columns); i++) {
+		/* Column names are ours, never user data. */
+		if (json)
+			fprintf(f, "%s'%s', bmap_utf8(%s)", i ? ", " : "", report_columns[i],
+				report_columns[i]);
+		else
+			fprintf(f, "%s%s", i ? ", " : "", report_columns[i]);
+	}
+	fputs(json ? ") FROM jobs ORDER BY job DESC" : " FROM jobs ORDER BY job DESC", f);
+	if (fclose(f) != 0) {
+		free(sql);
+		return NULL;
+	}
+	return sql;
+}
+
+static int report_prepare(struct journal *j, const char *sql, sqlite3_stmt **ret)
+{
+	int rc = sqlite3_prepare_v2(j->db, sql, -1, ret, NULL);
+
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "preparing the report");
+	return 0;
+}
+
+static int report_csv(struct journal *j, FILE *out)
+{
+	sqlite3_stmt *st = NULL;
+	char *sql;
+	int rc, r;
+
+	sql = report_select(false);
+	if (!sql)
+		return -ENOMEM;
+	r = report_prepare(j, sql, &st);
+	free(sql);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ARRAY_SIZE(report_columns); i++)
+		fprintf(out, "%s%s", i ? "," : "", report_columns[i]);
+	fputc('\n', out);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		for (int i = 0; i < sqlite3_column_count(st); i++) {
+			const unsigned char *v = sqlite3_column_text(st, i);
+
+			if (i)
+				fputc(',', out);
+			csv_field(out, v, (size_t)sqlite3_column_bytes(st, i));
+		}
+		fputc('\n', out);
+	}
+	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the jobs");
+	sqlite3_finalize(st);
+	return r;
+}
+
+/*
+ * One json_object() per row, streamed in job order; only the array's
+ * brackets and commas come from here. (json_group_array would build the
+ * whole report in memory, and sqlite 3.40 cannot order inside an aggregate.)
+ */
+static int report_json(struct journal *j, FILE *out)
+{
+	sqlite3_stmt *st = NULL;
+	bool first = true;
+	char *sql;
+	int rc, r;
+
+	sql = report_select(true);
+	if (!sql)
+		return -ENOMEM;
+	r = report_prepare(j, sql, &st);
+	free(sql);
+	if (r < 0)
+		return r;
+	fputc('[', out);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fputs(first ? "\n" : ",\n", out);
+		fwrite(sqlite3_column_text(st, 0), 1, (size_t)sqlite3_column_bytes(st, 0), out);
+		first = false;
+	}
+	fputs(first ? "]\n" : "\n]\n", out);
+	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the jobs");
+	sqlite3_finalize(st);
+	return r;
+}
+
+struct table_col {
+	const char *title;
+	size_t max; /* display columns, an ellipsis included */
+	bool right;
+};
+
+static const struct table_col table_cols[] = {
+	{ "JOB", 10, true },
+	{ "STARTED", 24, false },
+	{ "SLOT", 16, false },
+	{ "DEVNODE", 16, false },
+	{ "SERIAL", 24, false },
+	{ "PROFILE", 20, false },
+	{ "OUTCOME", 13, false },
+	{ "MB/S", 10, true },
+	{ "DURATION", 10, true },
+	{ "ERROR", 60, false },
+};
+
+#define TABLE_NCOLS ARRAY_SIZE(table_cols)
+
+struct table_cell {
+	char *text;
+	size_t width;
+};
+
+/* Code points a terminal must not get from a hostile serial: controls, bidi overrides. */
+static bool table_unsafe(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x200e || cp == 0x200f ||
+	       (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
+}
+
+/*
+ * @s made safe for a terminal (unsafe code points and invalid bytes become
+ * '?') and cut to @max code points with an ellipsis. Width counts code points.
+ */
+static int table_cell_set(struct table_cell *c, const unsigned char *s, size_t n, size_t max)
+{
+	static const char ellipsis[] = "\xe2\x80\xa6";
+	size_t i = 0, w = 0, cut = 0;
+	char *o;
+	uint32_t cp;
+
+	if (!s) {
+		s = (const unsigned char *)"-";
+		n = 1;
+	}
+	o = c->text = malloc(n + sizeof(ellipsis));
+	if (!o)
+		return -ENOMEM;
+	while (i < n) {
+		int l = utf8_next(s + i, n - i, &cp);
+
+		if (w == max - 1)
+			cut = (size_t)(o - c->text);
+		if (w == max) {
+			o = c->text + cut;
+			memcpy(o, ellipsis, sizeof(ellipsis) - 1);
+			o += sizeof(ellipsis) - 1;
+			break;
+		}
+		if (l < 0 || table_unsafe(cp)) {
+			*o++ = '?';
+			i += (size_t)(l < 0 ? -l : l);
+		} else {
+			memcpy(o, s + i, (size_t)l);
+			o += l;
+			i += (size_t)l;
+		}
+		w++;
+	}
+	*o = '\0';
+	c->width = w;
+	return 0;
+}
+
+static void table_print_cell(FILE *out, const char *text, size_t w, const struct table_col *col,
+			     size_t width, bool last)
+{
+	size_t pad = width - w;
+
+	if (col->right)
+		fprintf(out, "%*s", (int)pad, "");
+	fputs(text, out);
+	if (!col->right && !last)
+		fprintf(out, "%*s", (int)pad, "");
+}
+
+static int report_table(struct journal *j, FILE *out)
+{
+	static const char sql[] =
+		"SELECT job, started, slot, devnode, serial, profile, outcome,"
+		" iif(throughput IS NULL, NULL, printf('%.1f', throughput / 1e6)),"
+		" iif(duration IS NULL, NULL, printf('%.1f', duration)), error"
+		" FROM jobs ORDER BY job DESC";
+	struct table_cell *cells = NULL, *n;
+	size_t rows = 0, cap = 0, width[TABLE_NCOLS];
+	sqlite3_stmt *st = NULL;
+	int rc, r;
+
+	r = report_prepare(j, sql, &st);
+	if (r < 0)
+		return r;
+	for (size_t c = 0; c < TABLE_NCOLS; c++)
+		width[c] = strlen(table_cols[c].title);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (rows == cap) {
+			cap = cap ? 2 * cap : 64;
+			n = reallocarray(cells, cap * TABLE_NCOLS, sizeof(*cells));
+			if (!n) {
+				r = -ENOMEM;
+				goto out_free;
+			}
+			cells = n;
+		}
+		for (size_t c = 0; c < TABLE_NCOLS; c++) {
+			struct table_cell *cell = &cells[rows * TABLE_NCOLS + c];
+
+			r = table_cell_set(cell, sqlite3_column_text(st, (int)c),
+					   (size_t)sqlite3_column_bytes(st, (int)c),
+					   table_cols[c].max);
+			if (r < 0) {
+				/* Keep the cells so far freeable. */
+				for (size_t k = 0; k < c; k++)
+					free(cells[rows * TABLE_NCOLS + k].text);
+				goto out_free;
+			}
+			if (cell->width > width[c])
+				width[c] = cell->width;
+		}
+		rows++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = journal_sqlfail(j, rc, "reading the jobs");
+		goto out_free;
+	}
+	for (size_t c = 0; c < TABLE_NCOLS; c++) {
+		if (c)
+			fputs("  ", out);
+		table_print_cell(out, table_cols[c].title, strlen(table_cols[c].title),
+				 &table_cols[c], width[c], c == TABLE_NCOLS - 1);
+	}
+	fputc('\n', out);
+	for (size_t row = 0; row < rows; row++) {
+		for (size_t c = 0; c < TABLE_NCOLS; c++) {
+			if (c)
+				fputs("  ", out);
+			const struct table_cell *cell = &cells[row * TABLE_NCOLS + c];
+
+			table_print_cell(out, cell->text, cell->width, &table_cols[c], width[c],
+					 c == TABLE_NCOLS - 1);
+		}
+		fputc('\n', out);
+	}
+	r = 0;
+out_free:
+	for (size_t i = 0; i < rows * TABLE_NCOLS; i++)
+		free(cells[i].text);
+	free(cells);
+	sqlite3_finalize(st);
+	return r;
+}
+
+int journal_report(struct journal *j, enum report_format fmt, FILE *out)
+{
+	int r;
+
+	if (!j || !out)
+		return -EINVAL;
+	switch (fmt) {
+	case REPORT_TABLE:
+		r = report_table(j, out);
+		break;
+	case REPORT_CSV:
+		r = report_csv(j, out);
+		break;
+	case REPORT_JSON:
+		r = report_json(j, out);
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (r < 0)
+		return r;
+	if (fflush(out) != 0 || ferror(out))
+		return journal_fail(j, errno ? -errno : -EIO, "writing the report: %m");
+	return 0;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The journal: one SQLite file (WAL) recording every job of the station:
+ * what was written onto which card, when, and how it ended. Only the daemon
+ * writes it; reports read it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum outcome {
+	OUTCOME_RUNNING, /* not an outcome: the job row exists, no end yet */
+	OUTCOME_SUCCESS,
+	OUTCOME_FAILED,
+	OUTCOME_VERIFY_FAILED,
+	OUTCOME_REMOVED,
+	OUTCOME_TIMEOUT,
+	OUTCOME_INTERRUPTED,
+	OUTCOME_REFUSED,
+	OUTCOME_IGNORED,
+};
+
+const char *outcome_name(enum outcome o); /* "running", "success", ... */
+int outcome_from_name(const char *name, enum outcome *ret);
+
+/* Everything known when a job starts (or is refused/ignored). NULL = unknown. */
+struct job_start {
+	const char *station;
+	const char *slot;
+	const char *devnode;
+	const char *syspath;
+	uint64_t diskseq;
+	const char *serial;
+	const char *reader_serial; /* a USB reader's own serial when the card's is known */
+	const char *vendor;
+	const char *model;
+	const char *bus;
+	const char *id_path;
+	uint64_t size;
+	bool removable;
+	const char *mmc_cid, *mmc_manfid, *mmc_oemid, *mmc_name, *mmc_date; /* native MMC */
+	const char *content_before; /* e.g. "gpt 1234-..." from libblkid, or "none" */
+	const char *profile;
+	const char *image;
+	uint64_t image_size;
+	const char *bmap;
+	const char *bmap_sha256;
+};
+
+struct job_end {
+	enum outcome outcome;
+	const char *error;     /* NULL on success */
+	uint64_t bytes_written;
+	const char *data_sha256;     /* hex */
+	const char *readback_sha256; /* hex */
+	const char *content_after;
+};
+
+struct journal;
+
+/* Opens (creating and migrating as needed) the journal at @path: WAL mode,
+ * synchronous FULL, a busy timeout. @readonly for reports. -errno and a
+ * malloc'd message naming the file on failure. */
+int journal_open(const char *path, bool readonly, struct journal **ret, char **ret_error);
+void journal_close(struct journal *j);
+/* The last error's text (sqlite's message with context). */
+const char *journal_error(const struct journal *j);
+
+/* A running job row, written (durably) before the worker starts. */
+int journal_job_start(struct journal *j, const struct job_start *s, int64_t *ret_job);
+/* The job's outcome, durable when this returns. Started/finished times are
+ * UTC ISO 8601 with milliseconds; duration and throughput are derived. */
+int journal_job_end(struct journal *j, int64_t job, const struct job_end *e);
+/* A job that never ran (refused or ignored): start and end in one row. */
+int journal_job_once(struct journal *j, const struct job_start *s, const struct job_end *e,
+		     int64_t *ret_job);
+/* On start-up: jobs left running by a crash become interrupted. Returns how many. */
+int journal_interrupt_running(struct journal *j, const char *error);
+
+/* The outcome of the newest job for one insertion (syspath + DISKSEQ): 0 and
+ * *ret when there is one, -ENOENT when there is none. The station uses it to
+ * leave alone, after a restart, cards it has already dealt with. */
+int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskseq,
+			 enum outcome *ret);
+
+enum report_format { REPORT_TABLE, REPORT_CSV, REPORT_JSON };
+
+/* Lists the jobs, newest first. CSV has a header row with at least: job, started,
+ * finished, slot, devnode, serial, vendor, model, size, profile, image, outcome,
+ * error, bytes_written, data_sha256, readback_sha256. JSON is one array of
+ * objects made by SQLite's JSON functions. */
+int journal_report(struct journal *j, enum report_format fmt, FILE *out);

@@ -1,0 +1,924 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The station: listens for block-disk hotplug events (libudev), matches each
+ * inserted card against the profiles, checks the safety gate, records a job
+ * row and forks one worker per card (up to max_workers, the rest queued in
+ * arrival order), follows their progress over pipes, and records outcomes.
+ * Only this process touches SQLite and libudev; workers never do.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libudev.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bmap.h"
+#include "config.h"
+#include "device.h"
+#include "journal.h"
+#include "station.h"
+#include "util.h"
+#include "worker.h"
+
+#define MONITOR_RCVBUF (128 * 1024 * 1024)
+#define KILL_GRACE 5.0 /* seconds between SIGTERM and SIGKILL */
+
+enum slot_state { ST_IDLE, ST_WAITING, ST_RUNNING, ST_DONE };
+
+/* One known disk (keyed by syspath) and its current job, if any. */
+struct slot {
+	struct slot *next;
+	struct device dev;
+	char *slot_name;
+	enum slot_state state;
+	bool handled; /* this insertion was dealt with */
+	uint64_t handled_diskseq;
+	uint64_t queue_seq;
+
+	/* the profile's settings, copied: a reload may free the profile */
+	char *profile, *image, *bmap;
+	enum verify_mode verify;
+	uint64_t image_size;
+	char *bmap_sha256;
+
+	/* the running job */
+	int64_t job;
+	pid_t pid;
+	int pipe_fd;
+	double started, kill_at;
+	bool removed, timed_out, stopping, reaped;
+	int wstatus;
+	char line[4096];
+	size_t line_len;
+	char phase[16];
+	uint64_t done, total;
+	char *error, *content_before, *content_after;
+	char outcome[32];
+	uint64_t bytes;
+	char data_sha256[65], readback_sha256[65];
+};
+
+struct station {
+	struct station_config *cfg;
+	struct journal *journal;
+	struct udev *udev;
+	struct udev_monitor *mon;
+	int sfd;
+	struct slot *slots;
+	unsigned running;
+	uint64_t next_seq;
+	bool stopping;
+	double stop_deadline;
+};
+
+__attribute__((format(printf, 1, 2))) static void logmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("bmap-station: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Device strings go into one log line: keep control characters out of it. */
+static const char *printable(const char *s, char *buf, size_t len)
+{
+	size_t i = 0;
+
+	if (!s)
+		return "-";
+	for (; *s && i + 1 < len; s++)
+		buf[i++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+	buf[i] = '\0';
+	return buf;
+}
+
+static const char *slot_label(const struct slot *sl, char *buf, size_t len)
+{
+	char serial[128];
+
+	snprintf(buf, len, "%s (serial %s%s%s)", sl->dev.devnode ? sl->dev.devnode : sl->dev.sysname,
+		 printable(sl->dev.serial, serial, sizeof(serial)), sl->slot_name ? ", slot " : "",
+		 sl->slot_name ? sl->slot_name : "");
+	return buf;
+}
+
+static void slot_reset_job(struct slot *sl)
+{
+	free(sl->error);
+	free(sl->content_before);
+	free(sl->content_after);
+	free(sl->profile);
+	free(sl->image);
+	free(sl->bmap);
+	free(sl->bmap_sha256);
+	sl->error = sl->content_before = sl->content_after = NULL;
+	sl->profile = sl->image = sl->bmap = sl->bmap_sha256 = NULL;
+	sl->job = 0;
+	sl->pid = 0;
+	sl->pipe_fd = -1;
+	sl->removed = sl->timed_out = sl->stopping = sl->reaped = false;
+	sl->line_len = 0;
+	sl->done = sl->total = 0;
+	sl->outcome[0] = '\0';
+	sl->bytes = 0;
+	strcpy(sl->data_sha256, "-");
+	strcpy(sl->readback_sha256, "-");
+}
+
+static void slot_free(struct slot *sl)
+{
+	slot_reset_job(sl);
+	device_clear(&sl->dev);
+	free(sl->slot_name);
+	free(sl);
+}
+
+static struct slot *slot_find(struct station *st, const char *syspath)
+{
+	for (struct slot *sl = st->slots; sl; sl = sl->next)
+		if (strcmp(sl->dev.syspath, syspath) == 0)
+			return sl;
+	return NULL;
+}
+
+static void fill_start(const struct station *st, const struct slot *sl, struct job_start *js)
+{
+	memset(js, 0, sizeof(*js));
+	js->station = st->cfg->name;
+	js->slot = sl->slot_name;
+	js->devnode = sl->dev.devnode;
+	js->syspath = sl->dev.syspath;
+	js->diskseq = sl->dev.diskseq;
+	js->serial = sl->dev.serial;
+	js->reader_serial = sl->dev.reader_serial;
+	js->vendor = sl->dev.vendor;
+	js->model = sl->dev.model;
+	js->bus = sl->dev.bus;
+	js->id_path = sl->dev.id_path;
+	js->size = sl->dev.size;
+	js->removable = sl->dev.removable;
+	js->mmc_cid = sl->dev.mmc_cid;
+	js->mmc_manfid = sl->dev.mmc_manfid;
+	js->mmc_oemid = sl->dev.mmc_oemid;
+	js->mmc_name = sl->dev.mmc_name;
+	js->mmc_date = sl->dev.mmc_date;
+	js->profile = sl->profile;
+	js->image = sl->image;
+	js->image_size = sl->image_size;
+	js->bmap = sl->bmap;
+	js->bmap_sha256 = sl->bmap_sha256;
+}
+
+/* A card that will not be written: one row, start and end at once. */
+static void record_once(struct station *st, struct slot *sl, enum outcome o, const char *why)
+{
+	struct job_start js;
+	struct job_end je = { .outcome = o, .error = why };
+	char label[512];
+	int64_t job;
+
+	fill_start(st, sl, &js);
+	if (journal_job_once(st->journal, &js, &je, &job) < 0) {
+		logmsg("%s: %s, and the journal could not record it: %s",
+		       slot_label(sl, label, sizeof(label)), outcome_name(o),
+		       journal_error(st->journal));
+		return;
+	}
+	logmsg("%s: %s (job %" PRId64 "): %s", slot_label(sl, label, sizeof(label)),
+	       outcome_name(o), job, why);
+}
+
+/* What the profile's image needs: its bmap (image size) and the bmap's hash. */
+static int load_image_facts(struct slot *sl, char *why, size_t why_len)
+{
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_map *map = NULL;
+	_cleanup_free_ char *found = NULL;
+	const char *path = sl->bmap;
+	struct stat st;
+	int r = 0;
+
+	if (!ctx)
+		return -ENOMEM;
+	if (!path && bmap_discover(sl->image, &found) == 0)
+		path = found;
+	if (path) {
+		r = bmap_map_load(ctx, path, &map);
+		if (r < 0) {
+			snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
+		} else {
+			char hex[65];
+
+			sl->image_size = bmap_map_get_image_size(map);
+			hex_encode(bmap_map_get_file_sha256(map), 32, hex);
+			sl->bmap_sha256 = strdup(hex);
+			if (!sl->bmap)
+				sl->bmap = strdup(path);
+		}
+	} else if (stat(sl->image, &st) == 0) {
+		sl->image_size = (uint64_t)st.st_size; /* a raw image mapped from its holes */
+	} else {
+		r = -errno;
+		snprintf(why, why_len, "cannot read image '%s': %m", sl->image);
+	}
+	bmap_map_free(map);
+	bmap_ctx_free(ctx);
+	return r;
+}
+
+static void enqueue(struct station *st, struct slot *sl)
+{
+	const struct profile *p;
+	struct device_identity id = {
+		.devnode = sl->dev.devnode, .serial = sl->dev.serial, .vendor = sl->dev.vendor,
+		.model = sl->dev.model, .bus = sl->dev.bus, .id_path = sl->dev.id_path,
+		.size = sl->dev.size, .removable = sl->dev.removable,
+	};
+	const char *why_match = NULL;
+	char why[1024], h1[32], h2[32];
+
+	slot_reset_job(sl);
+	if (!sl->dev.tagged) {
+		snprintf(why, sizeof(why), "not tagged '%s' by the udev rules",
+			 st->cfg->require_tag);
+		record_once(st, sl, OUTCOME_IGNORED, why);
+		sl->state = ST_DONE;
+		return;
+	}
+	p = config_match(st->cfg, &id, sl->slot_name, &why_match);
+	if (!p) {
+		snprintf(why, sizeof(why), "no profile matches%s%s", why_match ? ": " : "",
+			 why_match ? why_match : "");
+		record_once(st, sl, OUTCOME_IGNORED, why);
+		sl->state = ST_DONE;
+		return;
+	}
+	sl->profile = strdup(p->name);
+	sl->image = strdup(p->image);
+	sl->bmap = p->bmap ? strdup(p->bmap) : NULL;
+	sl->verify = p->verify;
+	if (device_gate(&sl->dev, st->cfg->max_device_size, why, sizeof(why)) < 0) {
+		record_once(st, sl, OUTCOME_REFUSED, why);
+		sl->state = ST_DONE;
+		return;
+	}
+	if (p->removable_only && !sl->dev.removable) {
+		record_once(st, sl, OUTCOME_REFUSED,
+			    "not removable, and the profile has removable_only = true");
+		sl->state = ST_DONE;
+		return;
+	}
+	if (load_image_facts(sl, why, sizeof(why)) < 0) {
+		record_once(st, sl, OUTCOME_FAILED, why);
+		sl->state = ST_DONE;
+		return;
+	}
+	if (sl->dev.size < sl->image_size) {
+		snprintf(why, sizeof(why), "too small for the image: %s < %s",
+			 human_size(sl->dev.size, h1), human_size(sl->image_size, h2));
+		record_once(st, sl, OUTCOME_REFUSED, why);
+		sl->state = ST_DONE;
+		return;
+	}
+	sl->state = ST_WAITING;
+	sl->queue_seq = ++st->next_seq;
+}
+
+static int start_worker(struct station *st, struct slot *sl)
+{
+	struct job_start js;
+	struct worker_job wj = {
+		.devnode = sl->dev.devnode, .diskseq = sl->dev.diskseq, .image = sl->image,
+		.bmap = sl->bmap, .verify = sl->verify,
+	};
+	char label[512];
+	int fds[2];
+	pid_t pid;
+
+	fill_start(st, sl, &js);
+	/* The row comes first: a job never runs unrecorded. */
+	if (journal_job_start(st->journal, &js, &sl->job) < 0) {
+		logmsg("%s: cannot record the job, not flashing it (will retry): %s",
+		       slot_label(sl, label, sizeof(label)), journal_error(st->journal));
+		return -EIO;
+	}
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		struct job_end je = { .outcome = OUTCOME_FAILED, .error = "cannot create a pipe" };
+
+		journal_job_end(st->journal, sl->job, &je);
+		sl->state = ST_DONE;
+		return -errno;
+	}
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		struct job_end je = { .outcome = OUTCOME_FAILED, .error = "cannot fork a worker" };
+
+		close(fds[0]);
+		close(fds[1]);
+		journal_job_end(st->journal, sl->job, &je);
+		sl->state = ST_DONE;
+		return -errno;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		_exit(worker_run(&wj, fds[1]));
+	}
+	close(fds[1]);
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	sl->pid = pid;
+	sl->pipe_fd = fds[0];
+	sl->started = now_monotonic();
+	sl->state = ST_RUNNING;
+	snprintf(sl->phase, sizeof(sl->phase), "starting");
+	st->running++;
+	logmsg("%s: profile %s: job %" PRId64 " started (worker %d)",
+	       slot_label(sl, label, sizeof(label)), sl->profile, sl->job, (int)pid);
+	return 0;
+}
+
+static void schedule(struct station *st)
+{
+	while (!st->stopping && st->running < st->cfg->max_workers) {
+		struct slot *next = NULL;
+
+		for (struct slot *sl = st->slots; sl; sl = sl->next)
+			if (sl->state == ST_WAITING && (!next || sl->queue_seq < next->queue_seq))
+				next = sl;
+		if (!next || start_worker(st, next) == -EIO)
+			return;
+	}
+}
+
+static void handle_line(struct slot *sl, char *line)
+{
+	struct worker_msg m;
+
+	if (worker_parse_line(line, &m) < 0)
+		return;
+	switch (m.type) {
+	case WMSG_PROGRESS:
+		snprintf(sl->phase, sizeof(sl->phase), "%s", m.phase);
+		sl->done = m.done;
+		sl->total = m.total;
+		break;
+	case WMSG_CONTENT_BEFORE:
+		free(sl->content_before);
+		sl->content_before = strdup(m.text);
+		break;
+	case WMSG_CONTENT_AFTER:
+		free(sl->content_after);
+		sl->content_after = strdup(m.text);
+		break;
+	case WMSG_ERROR:
+		free(sl->error);
+		sl->error = strdup(m.text);
+		break;
+	case WMSG_RESULT:
+		snprintf(sl->outcome, sizeof(sl->outcome), "%s", m.outcome);
+		sl->bytes = m.bytes;
+		snprintf(sl->data_sha256, sizeof(sl->data_sha256), "%s", m.data_sha256);
+		snprintf(sl->readback_sha256, sizeof(sl->readback_sha256), "%s",
+			 m.readback_sha256);
+		break;
+	}
+}
+
+/* Reads what the worker wrote; returns true at end of file. */
+static bool read_pipe(struct slot *sl)
+{
+	for (;;) {
+		ssize_t n = read(sl->pipe_fd, sl->line + sl->line_len,
+				 sizeof(sl->line) - 1 - sl->line_len);
+		char *start, *nl;
+
+		if (n < 0)
+			return errno != EAGAIN && errno != EINTR;
+		if (n == 0)
+			return true;
+		sl->line_len += (size_t)n;
+		sl->line[sl->line_len] = '\0';
+		start = sl->line;
+		while ((nl = strchr(start, '\n'))) {
+			*nl = '\0';
+			handle_line(sl, start);
+			start = nl + 1;
+		}
+		sl->line_len -= (size_t)(start - sl->line);
+		memmove(sl->line, start, sl->line_len);
+		if (sl->line_len == sizeof(sl->line) - 1)
+			sl->line_len = 0; /* an overlong line: drop it */
+	}
+}
+
+static void finish_job(struct station *st, struct slot *sl)
+{
+	struct job_end je = { 0 };
+	enum outcome o = OUTCOME_FAILED;
+	char why[256], label[512];
+	const char *err = sl->error;
+
+	if (sl->pipe_fd >= 0) {
+		read_pipe(sl);
+		close(sl->pipe_fd);
+		sl->pipe_fd = -1;
+	}
+	if (sl->removed) {
+		o = OUTCOME_REMOVED;
+		err = "the card was removed during the job";
+	} else if (sl->timed_out) {
+		o = OUTCOME_TIMEOUT;
+		snprintf(why, sizeof(why), "the job took longer than job_timeout (%u s)",
+			 st->cfg->job_timeout);
+		err = why;
+	} else if (sl->stopping) {
+		o = OUTCOME_INTERRUPTED;
+		err = "the station was stopped during the job";
+	} else if (sl->outcome[0] && outcome_from_name(sl->outcome, &o) == 0) {
+		/* as the worker said */
+	} else {
+		o = OUTCOME_FAILED;
+		if (WIFSIGNALED(sl->wstatus))
+			snprintf(why, sizeof(why), "the worker died of signal %d",
+				 WTERMSIG(sl->wstatus));
+		else
+			snprintf(why, sizeof(why), "the worker ended (status %d) without a result",
+				 WEXITSTATUS(sl->wstatus));
+		err = why;
+	}
+	je.outcome = o;
+	je.error = o == OUTCOME_SUCCESS ? NULL : err;
+	je.bytes_written = sl->bytes;
+	je.data_sha256 = strcmp(sl->data_sha256, "-") ? sl->data_sha256 : NULL;
+	je.readback_sha256 = strcmp(sl->readback_sha256, "-") ? sl->readback_sha256 : NULL;
+	je.content_after = sl->content_after;
+	/* content_before is known only now; the start row was written before. */
+	if (journal_job_end(st->journal, sl->job, &je) < 0)
+		logmsg("%s: job %" PRId64 " ended %s but the journal could not record it: %s",
+		       slot_label(sl, label, sizeof(label)), sl->job, outcome_name(o),
+		       journal_error(st->journal));
+	else
+		logmsg("%s: job %" PRId64 " %s%s%s (%.1f s)", slot_label(sl, label, sizeof(label)),
+		       sl->job, outcome_name(o), je.error ? ": " : "", je.error ? je.error : "",
+		       now_monotonic() - sl->started);
+	st->running--;
+	sl->pid = 0;
+	sl->state = ST_DONE;
+}
+
+static void reap(struct station *st)
+{
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+
+		if (pid <= 0)
+			return;
+		for (struct slot *sl = st->slots; sl; sl = sl->next)
+			if (sl->state == ST_RUNNING && sl->pid == pid) {
+				sl->wstatus = status;
+				finish_job(st, sl);
+				break;
+			}
+	}
+}
+
+static void stop_worker(struct slot *sl)
+{
+	if (sl->pid > 0 && sl->kill_at == 0) {
+		kill(sl->pid, SIGTERM);
+		sl->kill_at = now_monotonic() + KILL_GRACE;
+	}
+}
+
+static void handle_device(struct station *st, struct udev_device *u, const char *action)
+{
+	struct device d;
+	struct slot *sl;
+	char label[512];
+	bool removal;
+
+	if (device_from_udev(u, st->cfg->require_tag, &d) < 0)
+		return;
+	if (device_never_candidate(&d)) {
+		device_clear(&d);
+		return;
+	}
+	sl = slot_find(st, d.syspath);
+	removal = strcmp(action, "remove") == 0 || d.size == 0;
+	if (!sl) {
+		if (removal) {
+			device_clear(&d);
+			return;
+		}
+		sl = calloc(1, sizeof(*sl));
+		if (!sl) {
+			device_clear(&d);
+			return;
+		}
+		sl->pipe_fd = -1;
+		sl->next = st->slots;
+		st->slots = sl;
+	}
+
+	if (removal) {
+		if (sl->state == ST_RUNNING) {
+			sl->removed = true;
+			stop_worker(sl);
+			logmsg("%s: removed during job %" PRId64 ", stopping its worker",
+			       slot_label(sl, label, sizeof(label)), sl->job);
+		} else if (sl->state == ST_WAITING) {
+			logmsg("%s: removed before its turn", slot_label(sl, label, sizeof(label)));
+			sl->state = ST_IDLE;
+		}
+		sl->handled = false;
+		if (sl->state != ST_RUNNING)
+			sl->state = ST_IDLE;
+		sl->dev.size = 0;
+		device_clear(&d);
+		return;
+	}
+
+	/* udev's re-probe after our own writes, or a change on the same medium. */
+	if (udev_device_get_property_value(u, "SYNTH_UUID") || sl->state == ST_RUNNING ||
+	    sl->state == ST_WAITING || (sl->handled && (d.diskseq == 0 || d.diskseq ==
+								     sl->handled_diskseq))) {
+		device_clear(&d);
+		return;
+	}
+
+	/* A new medium in this device: an insertion. */
+	device_clear(&sl->dev);
+	sl->dev = d;
+	free(sl->slot_name);
+	sl->slot_name = sl->dev.id_path && config_slot_name(st->cfg, sl->dev.id_path)
+				? strdup(config_slot_name(st->cfg, sl->dev.id_path))
+				: NULL;
+	sl->handled = true;
+	sl->handled_diskseq = sl->dev.diskseq;
+	{
+		enum outcome last;
+
+		/* Seen by an earlier run (a restart, or events lost and the disks
+		 * looked at again): an interrupted job is done again, anything
+		 * else was dealt with. */
+		if (journal_last_outcome(st->journal, sl->dev.syspath, sl->dev.diskseq, &last) == 0 &&
+		    last != OUTCOME_INTERRUPTED && last != OUTCOME_RUNNING) {
+			sl->state = ST_DONE;
+			return;
+		}
+	}
+	logmsg("%s: inserted (%s, %" PRIu64 " bytes)", slot_label(sl, label, sizeof(label)),
+	       action, sl->dev.size);
+	enqueue(st, sl);
+	schedule(st);
+}
+
+static void enumerate(struct station *st)
+{
+	struct udev_enumerate *en = udev_enumerate_new(st->udev);
+	struct udev_list_entry *e;
+
+	if (!en)
+		return;
+	udev_enumerate_add_match_subsystem(en, "block");
+	udev_enumerate_add_match_property(en, "DEVTYPE", "disk");
+	udev_enumerate_scan_devices(en);
+	udev_list_entry_foreach(e, udev_enumerate_get_list_entry(en))
+	{
+		struct udev_device *u =
+			udev_device_new_from_syspath(st->udev, udev_list_entry_get_name(e));
+
+		if (!u)
+			continue;
+		handle_device(st, u, "present");
+		udev_device_unref(u);
+	}
+	udev_enumerate_unref(en);
+}
+
+static void drain_monitor(struct station *st)
+{
+	for (;;) {
+		struct udev_device *u;
+
+		errno = 0;
+		u = udev_monitor_receive_device(st->mon);
+		if (!u) {
+			if (errno == ENOBUFS) {
+				logmsg("udev events were lost (ENOBUFS); looking at every disk again");
+				enumerate(st);
+				continue;
+			}
+			return;
+		}
+		handle_device(st, u, udev_device_get_action(u) ? udev_device_get_action(u)
+							      : "change");
+		udev_device_unref(u);
+	}
+}
+
+static void reload(struct station *st, const char *path)
+{
+	struct station_config *cfg = NULL;
+	char *err = NULL;
+
+	if (config_load(path, &cfg, &err) < 0) {
+		logmsg("SIGHUP: keeping the old configuration: %s", err ? err : "cannot load");
+		free(err);
+		return;
+	}
+	if (strcmp(cfg->database, st->cfg->database) != 0)
+		logmsg("SIGHUP: the database setting changed; it takes effect at the next start");
+	free(cfg->database);
+	cfg->database = strdup(st->cfg->database);
+	config_free(st->cfg);
+	st->cfg = cfg;
+	logmsg("SIGHUP: configuration reloaded from %s (%zu profiles)", path, cfg->n_profiles);
+	schedule(st);
+}
+
+/* Whether the medium is still there: sysfs size, read directly. udevd
+ * holds back events for a disk we keep locked (flock) until we let go, so
+ * a card pulled mid-job shows up here first. */
+static bool medium_gone(const struct slot *sl)
+{
+	char path[PATH_MAX], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/size", sl->dev.syspath);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strtoull(buf, NULL, 10) == 0;
+}
+
+static void check_timers(struct station *st)
+{
+	double now = now_monotonic();
+	char label[512];
+
+	for (struct slot *sl = st->slots; sl; sl = sl->next) {
+		if (sl->state != ST_RUNNING)
+			continue;
+		if (!sl->removed && medium_gone(sl)) {
+			sl->removed = true;
+			stop_worker(sl);
+			logmsg("%s: medium gone during job %" PRId64 ", stopping its worker",
+			       slot_label(sl, label, sizeof(label)), sl->job);
+		}
+		if (!sl->timed_out && st->cfg->job_timeout &&
+		    now - sl->started > st->cfg->job_timeout) {
+			sl->timed_out = true;
+			kill(sl->pid, SIGKILL);
+		}
+		if (sl->kill_at && now > sl->kill_at) {
+			kill(sl->pid, SIGKILL);
+			sl->kill_at = 0;
+		}
+	}
+}
+
+static int setup(struct station *st, const char *config_path)
+{
+	char *err = NULL;
+	sigset_t mask;
+	int n;
+
+	if (config_load(config_path, &st->cfg, &err) < 0) {
+		logmsg("%s", err ? err : "cannot load the configuration");
+		free(err);
+		return -EINVAL;
+	}
+	if (journal_open(st->cfg->database, false, &st->journal, &err) < 0) {
+		logmsg("%s", err ? err : "cannot open the journal");
+		free(err);
+		return -EIO;
+	}
+	n = journal_interrupt_running(st->journal, "the station stopped during the job");
+	if (n > 0)
+		logmsg("%d job(s) left running by an earlier run marked interrupted", n);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	st->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (st->sfd < 0) {
+		logmsg("signalfd: %m");
+		return -errno;
+	}
+
+	st->udev = udev_new();
+	if (!st->udev) {
+		logmsg("cannot talk to udev");
+		return -EIO;
+	}
+	/* The monitor first, then the devices already present: a card can be
+	 * seen twice (deduplicated) but never missed. */
+	st->mon = udev_monitor_new_from_netlink(st->udev, "udev");
+	if (!st->mon || udev_monitor_filter_add_match_subsystem_devtype(st->mon, "block", "disk") < 0 ||
+	    udev_monitor_enable_receiving(st->mon) < 0) {
+		logmsg("cannot listen to udev events (is systemd-udevd running?)");
+		return -EIO;
+	}
+	udev_monitor_set_receive_buffer_size(st->mon, MONITOR_RCVBUF);
+	fcntl(udev_monitor_get_fd(st->mon), F_SETFL, O_NONBLOCK);
+	logmsg("station '%s' running: %zu profile(s), up to %u worker(s), journal %s",
+	       st->cfg->name, st->cfg->n_profiles, st->cfg->max_workers, st->cfg->database);
+	enumerate(st);
+	return 0;
+}
+
+int station_run(const char *config_path)
+{
+	struct station st = { .sfd = -1 };
+	int ret = EXIT_FAILURE;
+
+	if (setup(&st, config_path) < 0)
+		goto out;
+	for (;;) {
+		struct pollfd pfd[2 + 64];
+		struct slot *owners[64];
+		nfds_t n = 0;
+		int r;
+
+		if (st.stopping && st.running == 0)
+			break;
+		pfd[n++] = (struct pollfd){ .fd = st.sfd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = udev_monitor_get_fd(st.mon), .events = POLLIN };
+		for (struct slot *sl = st.slots; sl && n < 2 + 64; sl = sl->next)
+			if (sl->state == ST_RUNNING && sl->pipe_fd >= 0) {
+				owners[n - 2] = sl;
+				pfd[n++] = (struct pollfd){ .fd = sl->pipe_fd, .events = POLLIN };
+			}
+		r = poll(pfd, n, 500);
+		if (r < 0 && errno != EINTR) {
+			logmsg("poll: %m");
+			break;
+		}
+		for (nfds_t i = 2; r > 0 && i < n; i++)
+			if (pfd[i].revents) {
+				struct slot *sl = owners[i - 2];
+
+				if (read_pipe(sl)) {
+					close(sl->pipe_fd);
+					sl->pipe_fd = -1;
+				}
+			}
+		if (r > 0 && pfd[0].revents) {
+			struct signalfd_siginfo si;
+
+			while (read(st.sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGCHLD) {
+					reap(&st);
+				} else if (si.ssi_signo == SIGHUP) {
+					reload(&st, config_path);
+				} else if (!st.stopping) {
+					logmsg("signal %u: stopping; running jobs are interrupted",
+					       si.ssi_signo);
+					st.stopping = true;
+					for (struct slot *sl = st.slots; sl; sl = sl->next)
+						if (sl->state == ST_RUNNING) {
+							sl->stopping = true;
+							stop_worker(sl);
+						}
+				}
+			}
+		}
+		if (r > 0 && pfd[1].revents && !st.stopping)
+			drain_monitor(&st);
+		reap(&st);
+		check_timers(&st);
+		schedule(&st);
+	}
+	logmsg("stopped");
+	ret = EXIT_SUCCESS;
+out:
+	while (st.slots) {
+		struct slot *next = st.slots->next;
+
+		if (st.slots->pipe_fd >= 0)
+			close(st.slots->pipe_fd);
+		slot_free(st.slots);
+		st.slots = next;
+	}
+	if (st.mon)
+		udev_monitor_unref(st.mon);
+	if (st.udev)
+		udev_unref(st.udev);
+	if (st.sfd >= 0)
+		close(st.sfd);
+	journal_close(st.journal);
+	config_free(st.cfg);
+	return ret;
+}
+
+int station_check(const char *config_path, FILE *out)
+{
+	struct station_config *cfg = NULL;
+	struct udev *udev = NULL;
+	struct udev_enumerate *en = NULL;
+	struct udev_list_entry *e;
+	char *err = NULL;
+	int ret = EXIT_FAILURE;
+
+	if (config_load(config_path, &cfg, &err) < 0) {
+		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load the configuration");
+		free(err);
+		return EXIT_FAILURE;
+	}
+	fprintf(out, "configuration %s: ok\n", config_path);
+	fprintf(out, "station '%s', journal %s, up to %u workers, require_tag '%s'\n", cfg->name,
+		cfg->database, cfg->max_workers, cfg->require_tag);
+	for (size_t i = 0; i < cfg->n_profiles; i++)
+		fprintf(out, "profile %s: image %s, verify %s%s\n", cfg->profiles[i].name,
+			cfg->profiles[i].image, verify_mode_name(cfg->profiles[i].verify),
+			cfg->profiles[i].removable_only ? ", removable only" : "");
+
+	udev = udev_new();
+	en = udev ? udev_enumerate_new(udev) : NULL;
+	if (!en) {
+		fprintf(stderr, "bmap-station: cannot talk to udev\n");
+		goto out;
+	}
+	udev_enumerate_add_match_subsystem(en, "block");
+	udev_enumerate_add_match_property(en, "DEVTYPE", "disk");
+	udev_enumerate_scan_devices(en);
+	fprintf(out, "\n%-14s %-20s %-10s %s\n", "DEVICE", "SERIAL", "SIZE", "PROFILE OR WHY NOT");
+	udev_list_entry_foreach(e, udev_enumerate_get_list_entry(en))
+	{
+		struct udev_device *u = udev_device_new_from_syspath(udev, udev_list_entry_get_name(e));
+		struct device d;
+		const struct profile *p = NULL;
+		const char *why_match = NULL, *slot;
+		char why[1024] = "", h[32], ser[64];
+
+		if (!u)
+			continue;
+		if (device_from_udev(u, cfg->require_tag, &d) < 0 || device_never_candidate(&d)) {
+			udev_device_unref(u);
+			continue;
+		}
+		slot = d.id_path ? config_slot_name(cfg, d.id_path) : NULL;
+		if (d.size == 0) {
+			snprintf(why, sizeof(why), "no medium");
+		} else if (!d.tagged) {
+			snprintf(why, sizeof(why), "ignored: not tagged '%s'", cfg->require_tag);
+		} else {
+			struct device_identity id = {
+				.devnode = d.devnode, .serial = d.serial, .vendor = d.vendor,
+				.model = d.model, .bus = d.bus, .id_path = d.id_path,
+				.size = d.size, .removable = d.removable,
+			};
+
+			p = config_match(cfg, &id, slot, &why_match);
+			if (!p)
+				snprintf(why, sizeof(why), "ignored: no profile matches%s%s",
+					 why_match ? ": " : "", why_match ? why_match : "");
+			else if (device_gate(&d, cfg->max_device_size, why + 9,
+					     sizeof(why) - 9) < 0)
+				memcpy(why, "refused: ", 9);
+			else if (p->removable_only && !d.removable)
+				snprintf(why, sizeof(why), "refused: not removable (profile %s)",
+					 p->name);
+			else
+				snprintf(why, sizeof(why), "profile %s%s%s", p->name,
+					 slot ? ", slot " : "", slot ? slot : "");
+		}
+		fprintf(out, "%-14s %-20s %-10s %s\n", d.devnode ? d.devnode : d.sysname,
+			printable(d.serial, ser, sizeof(ser)), human_size(d.size, h), why);
+		device_clear(&d);
+		udev_device_unref(u);
+	}
+	ret = EXIT_SUCCESS;
+out:
+	if (en)
+		udev_enumerate_unref(en);
+	if (udev)
+		udev_unref(udev);
+	config_free(cfg);
+	return ret;
+}

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The worker process that flashes one card (see worker.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "bmap.h"
+#include "device.h"
+#include "source.h"
+#include "util.h"
+#include "worker.h"
+
+static volatile int worker_cancel;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	worker_cancel = 1;
+}
+
+struct wctx {
+	int fd;
+	const char *phase;
+};
+
+__attribute__((format(printf, 2, 3))) static void emit(int fd, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	/* One message per line: no newline may hide inside a text. */
+	for (int i = 0; i < n; i++)
+		if (line[i] == '\n' || line[i] == '\r')
+			line[i] = ' ';
+	line[n++] = '\n';
+	(void)loop_write(fd, line, (size_t)n);
+}
+
+static void on_progress(void *userdata, uint64_t done, uint64_t total)
+{
+	struct wctx *w = userdata;
+
+	emit(w->fd, "progress %s %" PRIu64 " %" PRIu64, w->phase, done, total);
+}
+
+static int finish(int fd, const char *outcome, uint64_t bytes, const uint8_t *data,
+		  const uint8_t *readback, const char *error)
+{
+	char h1[65] = "-", h2[65] = "-";
+
+	if (data)
+		hex_encode(data, 32, h1);
+	if (readback)
+		hex_encode(readback, 32, h2);
+	if (error)
+		emit(fd, "error %s", error);
+	emit(fd, "result %s %" PRIu64 " %s %s", outcome, bytes, h1, h2);
+	return strcmp(outcome, "success") == 0 ? 0 : 1;
+}
+
+int worker_run(const struct worker_job *job, int fd)
+{
+	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
+	struct bmap_copy_opts copts = { .cancel = &worker_cancel, .progress = on_progress };
+	struct wctx w = { .fd = fd, .phase = "writing" };
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_source *src = NULL;
+	struct bmap_target *dst = NULL;
+	struct bmap_map *map = NULL;
+	struct bmap_copy_result cres;
+	struct bmap_verify_result vres;
+	_cleanup_free_ char *bmap_path = NULL, *content = NULL;
+	struct sigaction sa = { .sa_handler = on_term };
+	sigset_t all;
+	uint64_t seq = 0;
+	int r, ret;
+
+	/* The daemon blocks signals for its signalfd; the child must not. */
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	copts.progress_userdata = &w;
+
+	if (!ctx)
+		return finish(fd, "failed", 0, NULL, NULL, "out of memory");
+
+	/* The map first: its image size decides whether the card is big enough. */
+	if (job->bmap)
+		bmap_path = strdup(job->bmap);
+	else if (bmap_discover(job->image, &bmap_path) < 0)
+		bmap_path = NULL;
+	r = bmap_source_open(ctx, job->image, &src);
+	if (r < 0) {
+		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	if (!bmap_path && bmap_source_get_raw_fd(src) < 0) {
+		char why[PATH_MAX + 96];
+
+		snprintf(why, sizeof(why),
+			 "no bmap found for the compressed image '%s': set bmap in the profile",
+			 job->image);
+		ret = finish(fd, "failed", 0, NULL, NULL, why);
+		goto out;
+	}
+	if (bmap_path)
+		r = bmap_map_load(ctx, bmap_path, &map);
+	else
+		r = bmap_map_from_file(ctx, bmap_source_get_raw_fd(src), job->image, 4096, &map);
+	if (r < 0) {
+		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
+		goto out;
+	}
+
+	topts.image_size = bmap_map_get_image_size(map);
+	r = bmap_target_open(ctx, job->devnode, &topts, &dst);
+	if (r < 0) {
+		/* Nothing was written: a refusal, with the library's reason. */
+		ret = finish(fd, "refused", 0, NULL, NULL, bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	if (job->diskseq) {
+		if (ioctl(bmap_target_get_fd(dst), BLKGETDISKSEQ, &seq) < 0)
+			seq = 0;
+		if (seq && seq != job->diskseq) {
+			char why[160];
+
+			snprintf(why, sizeof(why),
+				 "the medium changed since it was seen (DISKSEQ %" PRIu64
+				 ", now %" PRIu64 "): nothing was written",
+				 job->diskseq, seq);
+			ret = finish(fd, "refused", 0, NULL, NULL, why);
+			goto out;
+		}
+	}
+	content = device_probe_content(bmap_target_get_fd(dst));
+	emit(fd, "content-before %s", content);
+
+	r = bmap_copy(ctx, src, map, dst, &copts, &cres);
+	if (r < 0) {
+		ret = finish(fd, r == -EINTR ? "interrupted" : "failed", 0, NULL, NULL,
+			     bmap_ctx_get_error(ctx));
+		goto out;
+	}
+
+	if (job->verify == VERIFY_READBACK) {
+		struct bmap_source *again = NULL;
+
+		w.phase = "verifying";
+		/* Without range checksums the image itself is read again. */
+		if (!bmap_map_has_range_checksums(map) &&
+		    bmap_source_open(ctx, job->image, &again) < 0) {
+			ret = finish(fd, "verify_failed", cres.bytes_written, cres.data_sha256, NULL,
+				     bmap_ctx_get_error(ctx));
+			goto out;
+		}
+		r = bmap_verify(ctx, dst, map, again, &copts, &vres);
+		bmap_source_free(again);
+		if (r < 0) {
+			ret = finish(fd, r == -EINTR ? "interrupted" : "verify_failed",
+				     cres.bytes_written, cres.data_sha256, NULL,
+				     bmap_ctx_get_error(ctx));
+			goto out;
+		}
+	}
+	free(content);
+	content = device_probe_content(bmap_target_get_fd(dst));
+	emit(fd, "content-after %s", content);
+	ret = finish(fd, "success", cres.bytes_written, cres.data_sha256,
+		     job->verify == VERIFY_READBACK ? vres.data_sha256 : NULL, NULL);
+out:
+	bmap_target_free(dst);
+	bmap_map_free(map);
+	bmap_source_free(src);
+	bmap_ctx_free(ctx);
+	return ret;
+}
+
+int worker_parse_line(char *line, struct worker_msg *m)
+{
+	char *sp = strchr(line, ' ');
+	const char *rest = sp ? sp + 1 : "";
+
+	memset(m, 0, sizeof(*m));
+	if (sp)
+		*sp = '\0';
+	if (strcmp(line, "progress") == 0) {
+		m->type = WMSG_PROGRESS;
+		if (sscanf(rest, "%15s %" SCNu64 " %" SCNu64, m->phase, &m->done, &m->total) != 3)
+			return -EINVAL;
+	} else if (strcmp(line, "content-before") == 0) {
+		m->type = WMSG_CONTENT_BEFORE;
+		m->text = rest;
+	} else if (strcmp(line, "content-after") == 0) {
+		m->type = WMSG_CONTENT_AFTER;
+		m->text = rest;
+	} else if (strcmp(line, "result") == 0) {
+		m->type = WMSG_RESULT;
+		if (sscanf(rest, "%31s %" SCNu64 " %64s %64s", m->outcome, &m->bytes, m->data_sha256,
+			   m->readback_sha256) != 4)
+			return -EINVAL;
+	} else if (strcmp(line, "error") == 0) {
+		m->type = WMSG_ERROR;
+		m->text = rest;
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The worker: the child process that flashes one card. It opens the disk
+ * (O_EXCL, flock), checks DISKSEQ, copies with libbmap, syncs, verifies per
+ * the profile, and reports to the daemon over a pipe, one line per message:
+ *
+ *   content-before TEXT
+ *   progress writing|verifying DONE TOTAL
+ *   content-after TEXT
+ *   result OUTCOME BYTES DATA_SHA256|- READBACK_SHA256|-
+ *   error TEXT
+ *
+ * It never touches SQLite or libudev (the daemon's), and ends with _exit().
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "config.h"
+
+struct worker_job {
+	const char *devnode;
+	uint64_t diskseq; /* expected; 0 = do not check */
+	const char *image;
+	const char *bmap; /* NULL: discovered next to the image */
+	enum verify_mode verify;
+};
+
+/* Runs in the child; writes messages to @fd; returns the exit status. */
+int worker_run(const struct worker_job *job, int fd);
+
+/* Parent side: one parsed line. */
+struct worker_msg {
+	enum { WMSG_PROGRESS, WMSG_CONTENT_BEFORE, WMSG_CONTENT_AFTER, WMSG_RESULT, WMSG_ERROR } type;
+	char phase[16];
+	uint64_t done, total;
+	char outcome[32];
+	uint64_t bytes;
+	char data_sha256[65], readback_sha256[65];
+	const char *text; /* points into the parsed line */
+};
+int worker_parse_line(char *line, struct worker_msg *m);

@@ -1,0 +1,100 @@
+# Helpers for the station's end-to-end tests (sourced after common.sh):
+# a real systemd-udevd (started when none runs, stopped by its pid), a test
+# rule that gives our loop devices an identity, cards, and the daemon.
+
+BMAP_STATION=${BMAP_STATION:-${BUILD_DIR:+$BUILD_DIR/bmap-station}}
+UDEVD=${UDEVD:-/lib/systemd/systemd-udevd}
+
+need_station_env() {
+	need_root
+	need_cmd losetup
+	need_cmd udevadm
+	need_cmd sqlite3
+	[[ -x $UDEVD ]] || skip "systemd-udevd missing (Debian package udev)"
+	[[ -n $BMAP_STATION && -x $BMAP_STATION ]] || fail "bmap-station not built"
+	have_loop || skip "needs free loop devices"
+}
+
+# Starts systemd-udevd unless one answers already.
+ensure_udevd() {
+	if udevadm control --ping >/dev/null 2>&1; then
+		return
+	fi
+	"$UDEVD" >"$TEST_TMP/udevd.log" 2>&1 &
+	local pid=$!
+	on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+	for _ in $(seq 50); do
+		udevadm control --ping >/dev/null 2>&1 && return
+		sleep 0.1
+	done
+	fail "systemd-udevd did not start (see $TEST_TMP/udevd.log)"
+}
+
+# Cards live in memory (/dev/shm): the virtual disk here is slow and noisy.
+CARD_DIR=/dev/shm/bmap-station-test.$$
+
+# Loop devices backed by files in $CARD_DIR get a serial (the file's name),
+# bus "loop" and the station's tag; nothing else is touched.
+install_test_rule() {
+	mkdir -p "$CARD_DIR" /run/udev/rules.d
+	on_exit "rm -rf '$CARD_DIR'"
+	STATION_RULE=/run/udev/rules.d/61-bmap-station-test-$$.rules
+	cat >"$STATION_RULE" <<-RULE
+	SUBSYSTEM=="block", KERNEL=="loop*", ENV{DEVTYPE}=="disk", ATTR{loop/backing_file}=="$CARD_DIR/*", PROGRAM="/usr/bin/basename \$attr{loop/backing_file}", ENV{ID_SERIAL}="%c", ENV{ID_SERIAL_SHORT}="%c", ENV{ID_BUS}="loop", ENV{ID_VENDOR}="TestVendor", ENV{ID_MODEL}="LoopCard", TAG+="bmap-station"
+	RULE
+	on_exit "rm -f '$STATION_RULE'; udevadm control --reload"
+	udevadm control --reload
+}
+
+# make_card NAME SIZE: a backing file full of 0xA5 bytes (not attached yet).
+make_card() {
+	local f=$CARD_DIR/$1
+	head -c "$(to_bytes "$2")" /dev/zero | tr '\0' '\245' >"$f"
+	echo "$f"
+}
+
+# insert_card FILE: attaches it (the station sees a card inserted); sets LOOP_DEV.
+insert_card() {
+	attach_loop "$1"
+}
+
+# pull_card DEV FILE: the medium goes away under the station (size 0, I/O fails).
+pull_card() {
+	truncate -s 0 "$2"
+	losetup -c "$1"
+}
+
+# start_station CONFIG: runs the daemon in the background; sets STATION_PID.
+start_station() {
+	"$BMAP_STATION" run --config "$1" >>"$TEST_TMP/station.log" 2>&1 &
+	STATION_PID=$!
+	on_exit "stop_station"
+}
+
+stop_station() {
+	[[ -n ${STATION_PID:-} ]] || return 0
+	kill -TERM "$STATION_PID" 2>/dev/null
+	for _ in $(seq 100); do
+		kill -0 "$STATION_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$STATION_PID" 2>/dev/null
+	wait "$STATION_PID" 2>/dev/null
+	STATION_PID=
+}
+
+# q DB SQL: one value from the journal.
+q() { sqlite3 -cmd '.timeout 5000' "$1" "$2"; }
+
+# wait_for DB SQL WANT [SECONDS]: polls until the query prints WANT.
+wait_for() {
+	local db=$1 sql=$2 want=$3 t=${4:-60} got=
+	for _ in $(seq $((t * 10))); do
+		got=$(q "$db" "$sql" 2>/dev/null)
+		[[ $got == "$want" ]] && return 0
+		sleep 0.1
+	done
+	log "waited ${t}s for [$sql] = $want, got '$got'; station log:"
+	tail -n 30 "$TEST_TMP/station.log" >&2
+	return 1
+}

@@ -1,0 +1,1152 @@
+/* Unit tests for the journal: job rows, schema versions, concurrency and reports. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "journal.h"
+
+/* Values a hostile or broken device might report. */
+static const char h_quote[] = "a\"b\"\"c\"";
+static const char h_comma[] = "x,y,,z,";
+static const char h_lines[] = "line1\nline2\r\nline3\r";
+static const char h_shell[] = "; rm -rf / $(reboot) `id` | && >x";
+static const char h_ctrl[] = "\x1b[31mRED\x1b[0m\t\x07" "bell\x7f";
+static const char h_utf8[] = "Gr\xc3\xbc\xc3\x9f" "e \xe2\x80\x93 \xe2\x9c\x93 \xe6\x97\xa5";
+static const char h_sql[] = "'); DROP TABLE jobs; --";
+/* Invalid UTF-8, and what JSON reports carry instead (U+FFFD per maximal subpart). */
+static const char h_bad[] = "bad\xff\xfe mid\x80 end\xe2\x82 x\xc3";
+static const char h_bad_json[] = "bad\xef\xbf\xbd\xef\xbf\xbd mid\xef\xbf\xbd end\xef\xbf\xbd"
+				 " x\xef\xbf\xbd";
+
+struct fixture {
+	char *dir, *path;
+	char h_long[4097];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->dir = tu_mkdtemp();
+	f->path = tu_path(f->dir, "journal.db");
+	/* 4 KiB of printable text with a quote, a comma and a newline in it. */
+	for (size_t i = 0; i < 4096; i++)
+		f->h_long[i] = (char)('!' + i % 90);
+	f->h_long[100] = '"';
+	f->h_long[200] = ',';
+	f->h_long[300] = '\n';
+	f->h_long[4096] = '\0';
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	tu_rmtree(f->dir);
+	free(f->path);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct journal *open_rw(const char *path)
+{
+	struct journal *j = NULL;
+	char *err = NULL;
+	int r = journal_open(path, false, &j, &err);
+
+	if (r < 0)
+		fail_msg("journal_open(%s): %d %s", path, r, err);
+	assert_null(err);
+	return j;
+}
+
+static struct job_start plain_start(void)
+{
+	return (struct job_start){
+		.station = "line-1",
+		.slot = "slot-a",
+		.devnode = "/dev/sdb",
+		.syspath = "/sys/devices/pci0000:00/usb1/1-1/block/sdb",
+		.diskseq = 42,
+		.serial = "0x1234abcd",
+		.reader_serial = "READER-9",
+		.vendor = "Generic",
+		.model = "SD Card Reader",
+		.bus = "usb",
+		.id_path = "pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0",
+		.size = 31914983424ull,
+		.removable = true,
+		.mmc_cid = "035344534333324780a1b2c3d4015e01",
+		.mmc_manfid = "0x000003",
+		.mmc_oemid = "0x5344",
+		.mmc_name = "SC32G",
+		.mmc_date = "05/2021",
+		.content_before = "dos 1234-abcd",
+		.profile = "pi-os",
+		.image = "/srv/images/pi.img.zst",
+		.image_size = 2147483648ull,
+		.bmap = "/srv/images/pi.img.bmap",
+		.bmap_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+	};
+}
+
+/* --- reading the file back with plain sqlite ----------------------------- */
+
+static sqlite3 *db_open(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+/* The single value of "SELECT @expr FROM jobs WHERE job = @job" (job < 0: no WHERE). */
+static sqlite3_stmt *db_value(sqlite3 *db, const char *expr, int64_t job)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[512];
+
+	if (job >= 0)
+		snprintf(sql, sizeof(sql), "SELECT %s FROM jobs WHERE job = %" PRId64, expr, job);
+	else
+		snprintf(sql, sizeof(sql), "SELECT %s", expr);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	return st;
+}
+
+/* Text column: must be stored as TEXT with exactly @want's bytes (NULL: SQL NULL). */
+static void check_text(sqlite3 *db, int64_t job, const char *col, const char *want)
+{
+	sqlite3_stmt *st = db_value(db, col, job);
+
+	if (!want) {
+		assert_int_equal(sqlite3_column_type(st, 0), SQLITE_NULL);
+	} else {
+		assert_int_equal(sqlite3_column_type(st, 0), SQLITE_TEXT);
+		assert_int_equal(sqlite3_column_bytes(st, 0), (int)strlen(want));
+		assert_memory_equal(sqlite3_column_text(st, 0), want, strlen(want));
+	}
+	sqlite3_finalize(st);
+}
+
+static int64_t get_int(sqlite3 *db, int64_t job, const char *expr)
+{
+	sqlite3_stmt *st = db_value(db, expr, job);
+	int64_t v;
+
+	assert_int_equal(sqlite3_column_type(st, 0), SQLITE_INTEGER);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static double get_real(sqlite3 *db, int64_t job, const char *expr)
+{
+	sqlite3_stmt *st = db_value(db, expr, job);
+	double v;
+
+	assert_int_equal(sqlite3_column_type(st, 0), SQLITE_FLOAT);
+	v = sqlite3_column_double(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static bool is_null(sqlite3 *db, int64_t job, const char *expr)
+{
+	sqlite3_stmt *st = db_value(db, expr, job);
+	bool null = sqlite3_column_type(st, 0) == SQLITE_NULL;
+
+	sqlite3_finalize(st);
+	return null;
+}
+
+static char *get_str(sqlite3 *db, int64_t job, const char *expr)
+{
+	sqlite3_stmt *st = db_value(db, expr, job);
+	char *s;
+
+	assert_int_equal(sqlite3_column_type(st, 0), SQLITE_TEXT);
+	s = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	assert_non_null(s);
+	return s;
+}
+
+/* 2026-11-26T05:41:12.345Z */
+static void check_iso_ms(const char *s)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+
+	assert_int_equal(strlen(s), strlen(shape));
+	for (size_t i = 0; shape[i]; i++)
+		if (shape[i] == 'd')
+			assert_true(s[i] >= '0' && s[i] <= '9');
+		else
+			assert_int_equal(s[i], shape[i]);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static void check_start_fields(sqlite3 *db, int64_t job, const struct job_start *s)
+{
+	check_text(db, job, "station", s->station);
+	check_text(db, job, "slot", s->slot);
+	check_text(db, job, "devnode", s->devnode);
+	check_text(db, job, "syspath", s->syspath);
+	check_text(db, job, "serial", s->serial);
+	check_text(db, job, "reader_serial", s->reader_serial);
+	check_text(db, job, "vendor", s->vendor);
+	check_text(db, job, "model", s->model);
+	check_text(db, job, "bus", s->bus);
+	check_text(db, job, "id_path", s->id_path);
+	check_text(db, job, "mmc_cid", s->mmc_cid);
+	check_text(db, job, "mmc_manfid", s->mmc_manfid);
+	check_text(db, job, "mmc_oemid", s->mmc_oemid);
+	check_text(db, job, "mmc_name", s->mmc_name);
+	check_text(db, job, "mmc_date", s->mmc_date);
+	check_text(db, job, "content_before", s->content_before);
+	check_text(db, job, "profile", s->profile);
+	check_text(db, job, "image", s->image);
+	check_text(db, job, "bmap", s->bmap);
+	check_text(db, job, "bmap_sha256", s->bmap_sha256);
+	if (s->diskseq)
+		assert_int_equal(get_int(db, job, "diskseq"), s->diskseq);
+	else
+		assert_true(is_null(db, job, "diskseq"));
+	if (s->size)
+		assert_int_equal(get_int(db, job, "size"), s->size);
+	else
+		assert_true(is_null(db, job, "size"));
+	if (s->image_size)
+		assert_int_equal(get_int(db, job, "image_size"), s->image_size);
+	else
+		assert_true(is_null(db, job, "image_size"));
+	assert_int_equal(get_int(db, job, "removable"), s->removable ? 1 : 0);
+}
+
+/* --- job rows -------------------------------------------------------------- */
+
+static void test_start_end_roundtrip(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct job_end e = {
+		.outcome = OUTCOME_SUCCESS,
+		.bytes_written = 1500000000ull,
+		.data_sha256 = "aa11",
+		.readback_sha256 = "aa11",
+		.content_after = "dos 5678-ef01",
+	};
+	struct journal *j = open_rw(f->path);
+	int64_t job = -1;
+	sqlite3 *db;
+	char *started, *finished;
+	double dur;
+
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	assert_true(job > 0);
+
+	/* Visible to another connection (the row is committed) before the end. */
+	db = db_open(f->path);
+	check_start_fields(db, job, &s);
+	check_text(db, job, "outcome", "running");
+	assert_true(is_null(db, job, "finished"));
+	assert_true(is_null(db, job, "duration"));
+	assert_true(is_null(db, job, "bytes_written"));
+	started = get_str(db, job, "started");
+	check_iso_ms(started);
+
+	sleep_ms(60);
+	assert_int_equal(journal_job_end(j, job, &e), 0);
+	check_start_fields(db, job, &s);
+	check_text(db, job, "outcome", "success");
+	check_text(db, job, "error", NULL);
+	check_text(db, job, "data_sha256", "aa11");
+	check_text(db, job, "readback_sha256", "aa11");
+	check_text(db, job, "content_after", "dos 5678-ef01");
+	assert_int_equal(get_int(db, job, "bytes_written"), 1500000000);
+	finished = get_str(db, job, "finished");
+	check_iso_ms(finished);
+	assert_true(strcmp(started, finished) < 0);
+	dur = get_real(db, job, "duration");
+	assert_true(dur >= 0.05 && dur < 10.0);
+	assert_true(get_real(db, job, "throughput") > 0);
+	assert_true(fabs(get_real(db, job, "throughput") - 1500000000.0 / dur) < 1e-3);
+	/* Same as the wall clock, within the clocks' jitter. */
+	assert_true(fabs(get_real(db, job, "(julianday(finished) - julianday(started)) * 86400") -
+			 dur) < 0.05);
+
+	free(started);
+	free(finished);
+	sqlite3_close(db);
+	journal_close(j);
+}
+
+static void test_unknowns_are_null(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = { .serial = "only-this" };
+	struct journal *j = open_rw(f->path);
+	int64_t job;
+	sqlite3 *db;
+
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	db = db_open(f->path);
+	check_start_fields(db, job, &s);
+	sqlite3_close(db);
+	journal_close(j);
+}
+
+static void test_end_unknown_or_finished_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS, .bytes_written = 10 };
+	struct job_end bad = { .outcome = OUTCOME_FAILED, .error = "second end" };
+	struct journal *j = open_rw(f->path);
+	int64_t job;
+	sqlite3 *db;
+
+	assert_int_equal(journal_job_end(j, 999, &ok), -ENOENT);
+	assert_non_null(strstr(journal_error(j), f->path));
+	assert_non_null(strstr(journal_error(j), "999"));
+
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	/* "running" is not an end. */
+	assert_int_equal(journal_job_end(j, job, &(struct job_end){ .outcome = OUTCOME_RUNNING }),
+			 -EINVAL);
+	assert_int_equal(journal_job_end(j, job, &ok), 0);
+	assert_int_equal(journal_job_end(j, job, &bad), -EALREADY);
+	assert_non_null(strstr(journal_error(j), "already ended"));
+
+	db = db_open(f->path);
+	check_text(db, job, "outcome", "success");
+	check_text(db, job, "error", NULL);
+	assert_int_equal(get_int(db, job, "bytes_written"), 10);
+	/* Nothing was left in a transaction: a write from elsewhere goes through. */
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE; COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	journal_close(j);
+}
+
+static void test_once(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct job_end e = { .outcome = OUTCOME_REFUSED, .error = "mounted at /media/x" };
+	struct journal *j = open_rw(f->path);
+	int64_t job;
+	sqlite3 *db;
+	char *started, *finished;
+
+	assert_int_equal(journal_job_once(j, &s, &(struct job_end){ .outcome = OUTCOME_RUNNING },
+					  &job),
+			 -EINVAL);
+	assert_int_equal(journal_job_once(j, &s, &e, &job), 0);
+	db = db_open(f->path);
+	check_start_fields(db, job, &s);
+	check_text(db, job, "outcome", "refused");
+	check_text(db, job, "error", "mounted at /media/x");
+	started = get_str(db, job, "started");
+	finished = get_str(db, job, "finished");
+	check_iso_ms(started);
+	assert_string_equal(started, finished);
+	assert_true(get_real(db, job, "duration") == 0.0);
+	assert_true(is_null(db, job, "throughput"));
+	assert_int_equal(get_int(db, job, "bytes_written"), 0);
+	/* Not running, so it cannot be ended again. */
+	assert_int_equal(journal_job_end(j, job, &(struct job_end){ .outcome = OUTCOME_SUCCESS }),
+			 -EALREADY);
+
+	e.outcome = OUTCOME_IGNORED;
+	e.error = NULL;
+	assert_int_equal(journal_job_once(j, &s, &e, &job), 0);
+	check_text(db, job, "outcome", "ignored");
+
+	free(started);
+	free(finished);
+	sqlite3_close(db);
+	journal_close(j);
+}
+
+static void test_interrupt_running(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS, .bytes_written = 1 };
+	struct journal *j = open_rw(f->path);
+	int64_t a, b, c;
+	sqlite3 *db;
+
+	assert_int_equal(journal_interrupt_running(j, "nothing"), 0);
+	assert_int_equal(journal_job_start(j, &s, &a), 0);
+	assert_int_equal(journal_job_start(j, &s, &b), 0);
+	assert_int_equal(journal_job_start(j, &s, &c), 0);
+	assert_int_equal(journal_job_end(j, b, &ok), 0);
+	journal_close(j);
+
+	/* As after a crash: a new process finds a and c still running. */
+	j = open_rw(f->path);
+	assert_int_equal(journal_interrupt_running(j, "daemon restarted"), 2);
+	assert_int_equal(journal_interrupt_running(j, "again"), 0);
+	db = db_open(f->path);
+	check_text(db, a, "outcome", "interrupted");
+	check_text(db, c, "outcome", "interrupted");
+	check_text(db, a, "error", "daemon restarted");
+	check_text(db, b, "outcome", "success");
+	check_text(db, b, "error", NULL);
+	assert_false(is_null(db, a, "finished"));
+	assert_true(is_null(db, a, "duration"));
+	assert_int_equal(journal_job_end(j, a, &ok), -EALREADY);
+	check_text(db, a, "outcome", "interrupted");
+	sqlite3_close(db);
+	journal_close(j);
+}
+
+/* --- the file: versions, reopening, read-only -------------------------------- */
+
+static void test_version_and_reopen(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct journal *j = open_rw(f->path);
+	int64_t a, b;
+	sqlite3 *db;
+	char *mode, *wal, *shm;
+
+	assert_int_equal(journal_job_start(j, &s, &a), 0);
+	journal_close(j);
+
+	/*
+	 * Kept for read-only readers in directories they cannot write (until
+	 * another kind of writer, such as the sqlite3 shell, closes it last).
+	 */
+	wal = tu_path(f->dir, "journal.db-wal");
+	shm = tu_path(f->dir, "journal.db-shm");
+	assert_int_equal(access(wal, F_OK), 0);
+	assert_int_equal(access(shm, F_OK), 0);
+	free(wal);
+	free(shm);
+
+	db = db_open(f->path);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 1);
+	assert_int_equal(get_int(db, -1, "application_id FROM pragma_application_id"),
+			 0x626d7374);
+	mode = get_str(db, -1, "journal_mode FROM pragma_journal_mode");
+	assert_string_equal(mode, "wal");
+	free(mode);
+	sqlite3_close(db);
+
+	j = open_rw(f->path);
+	assert_int_equal(journal_job_start(j, &s, &b), 0);
+	assert_true(b > a);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(get_int(db, -1, "count(*) FROM jobs"), 2);
+	check_text(db, a, "outcome", "running");
+	sqlite3_close(db);
+}
+
+static void test_newer_version_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	char *err = NULL;
+	sqlite3 *db;
+
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	j = NULL;
+	assert_int_equal(journal_open(f->path, false, &j, &err), -EPROTONOSUPPORT);
+	assert_null(j);
+	assert_non_null(err);
+	assert_non_null(strstr(err, f->path));
+	assert_non_null(strstr(err, "newer"));
+	free(err);
+	err = NULL;
+	assert_int_equal(journal_open(f->path, true, &j, &err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "newer"));
+	free(err);
+
+	/* Left as it was. */
+	db = db_open(f->path);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 99);
+	sqlite3_close(db);
+}
+
+static void test_foreign_database_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = NULL;
+	char *err = NULL, *mode;
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE precious(x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(journal_open(f->path, false, &j, &err), -EINVAL);
+	assert_non_null(strstr(err, "not a bmap-station journal"));
+	assert_non_null(strstr(err, f->path));
+	free(err);
+
+	db = db_open(f->path);
+	mode = get_str(db, -1, "journal_mode FROM pragma_journal_mode");
+	assert_string_equal(mode, "delete");
+	assert_int_equal(get_int(db, -1, "count(*) FROM sqlite_schema"), 1);
+	free(mode);
+	sqlite3_close(db);
+}
+
+static void test_open_errors_name_the_file(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = NULL;
+	char *missing = tu_path(f->dir, "missing.db");
+	char *nodir = tu_path(f->dir, "no/such/dir/journal.db");
+	char *empty = tu_path(f->dir, "empty.db");
+	char *err = NULL;
+
+	assert_int_equal(journal_open(missing, true, &j, &err), -ENOENT);
+	assert_null(j);
+	assert_non_null(strstr(err, missing));
+	free(err);
+	err = NULL;
+	/* A reader never creates it. */
+	assert_int_equal(access(missing, F_OK), -1);
+
+	assert_true(journal_open(nodir, false, &j, &err) < 0);
+	assert_null(j);
+	assert_non_null(strstr(err, nodir));
+	free(err);
+	err = NULL;
+
+	tu_write_file(empty, "", 0);
+	assert_int_equal(journal_open(empty, true, &j, &err), -EPROTO);
+	assert_non_null(strstr(err, empty));
+	free(err);
+
+	free(missing);
+	free(nodir);
+	free(empty);
+}
+
+static void test_readonly_while_writer_open(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct journal *w = open_rw(f->path), *r = NULL;
+	char *err = NULL, *buf = NULL;
+	size_t len = 0;
+	FILE *out;
+	int64_t job;
+
+	assert_int_equal(journal_job_start(w, &s, &job), 0);
+	assert_int_equal(journal_open(f->path, true, &r, &err), 0);
+	assert_int_equal(journal_job_start(r, &s, &job), -EROFS);
+	assert_int_equal(journal_interrupt_running(r, "x"), -EROFS);
+
+	out = open_memstream(&buf, &len);
+	assert_int_equal(journal_report(r, REPORT_CSV, out), 0);
+	fclose(out);
+	assert_non_null(strstr(buf, "0x1234abcd"));
+	free(buf);
+
+	/* A job ended after the reader opened is seen by its next report. */
+	assert_int_equal(journal_job_end(w, job, &(struct job_end){ .outcome = OUTCOME_TIMEOUT }),
+			 0);
+	out = open_memstream(&buf, &len);
+	assert_int_equal(journal_report(r, REPORT_CSV, out), 0);
+	fclose(out);
+	assert_non_null(strstr(buf, "timeout"));
+	free(buf);
+
+	journal_close(r);
+	journal_close(w);
+}
+
+/*
+ * An operator (not root) reading the daemon's journal from a directory they
+ * may not write, after the daemon has stopped: possible only because the
+ * -wal/-shm files are kept. Needs root to become "nobody".
+ */
+/* In a forked child: as "nobody", read the journal; the exit code says how it went. */
+static int read_as_nobody(const char *path, const char *dir)
+{
+	struct journal *r = NULL;
+	char *err = NULL;
+	FILE *null;
+	int ret;
+
+	if (setgid(65534) < 0 || setuid(65534) < 0)
+		return 77;
+	if (access(path, R_OK) < 0)
+		return 77; /* a parent directory is closed to nobody */
+	if (access(dir, W_OK) == 0)
+		return 3;
+	if (journal_open(path, true, &r, &err) < 0) {
+		ret = err && strstr(err, "-wal") && strstr(err, path) ? 10 : 2;
+		free(err);
+		return ret;
+	}
+	null = fopen("/dev/null", "we");
+	ret = null && journal_report(r, REPORT_JSON, null) == 0 ? 0 : 1;
+	if (null)
+		fclose(null);
+	journal_close(r);
+	return ret;
+}
+
+static void test_readonly_unwritable_dir(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	char wal[4096], shm[4096];
+	struct journal *j;
+	int64_t job;
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		skip();
+	j = open_rw(f->path);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	journal_close(j);
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	snprintf(shm, sizeof(shm), "%s-shm", f->path);
+	assert_int_equal(chmod(f->dir, 0755), 0);
+	assert_int_equal(chmod(f->path, 0644), 0);
+	assert_int_equal(chmod(wal, 0644), 0);
+	assert_int_equal(chmod(shm, 0644), 0);
+
+	for (int round = 0; round < 2; round++) {
+		if (round == 1) {
+			/* Without them a reader cannot start, and says why. */
+			assert_int_equal(unlink(wal), 0);
+			assert_int_equal(unlink(shm), 0);
+		}
+		fflush(NULL);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			_exit(read_as_nobody(f->path, f->dir));
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		if (WEXITSTATUS(status) == 77)
+			skip();
+		assert_int_equal(WEXITSTATUS(status), round == 0 ? 0 : 10);
+	}
+}
+
+/* --- concurrency ------------------------------------------------------------- */
+
+static void test_concurrent_reader(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct job_end e = { .outcome = OUTCOME_SUCCESS, .bytes_written = 5 };
+	struct journal *j = open_rw(f->path);
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int64_t a, b;
+
+	assert_int_equal(journal_job_start(j, &s, &a), 0);
+	/* A long report: a read transaction held open on another connection. */
+	db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT job FROM jobs", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+
+	assert_int_equal(journal_job_end(j, a, &e), 0);
+	assert_int_equal(journal_job_start(j, &s, &b), 0);
+	assert_int_equal(journal_job_end(j, b, &e), 0);
+	assert_int_equal(journal_interrupt_running(j, "x"), 0);
+
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	check_text(db, a, "outcome", "success");
+	check_text(db, b, "outcome", "success");
+	sqlite3_close(db);
+	journal_close(j);
+}
+
+struct holder {
+	sqlite3 *db;
+	long ms;
+};
+
+static void *release_later(void *arg)
+{
+	struct holder *h = arg;
+
+	sleep_ms(h->ms);
+	sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
+	return NULL;
+}
+
+/* Another writer holding the lock for a moment delays a write; it does not fail it. */
+static void test_busy_writer_waits(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct job_end e = { .outcome = OUTCOME_VERIFY_FAILED, .error = "range 3 differs" };
+	struct journal *j = open_rw(f->path);
+	struct holder h = { .ms = 300 };
+	struct timespec t0, t1;
+	pthread_t thread;
+	int64_t job;
+	double waited;
+
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	h.db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(h.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(pthread_create(&thread, NULL, release_later, &h), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(journal_job_end(j, job, &e), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(pthread_join(thread, NULL), 0);
+	waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	assert_true(waited > 0.2);
+	check_text(h.db, job, "outcome", "verify_failed");
+	check_text(h.db, job, "error", "range 3 differs");
+	sqlite3_close(h.db);
+	journal_close(j);
+}
+
+/* --- reports -------------------------------------------------------------- */
+
+/* A journal with a few hostile rows; returns the ids, newest last. */
+static void fill_hostile(struct fixture *f, struct journal *j, int64_t ids[3])
+{
+	struct job_start s = plain_start();
+	struct job_end e = {
+		.outcome = OUTCOME_FAILED,
+		.error = h_lines,
+		.bytes_written = 77,
+		.data_sha256 = h_sql,
+		.readback_sha256 = NULL,
+		.content_after = h_bad,
+	};
+	sqlite3 *db;
+
+	s.serial = h_ctrl;
+	s.vendor = h_quote;
+	s.model = h_comma;
+	s.profile = h_shell;
+	s.image = h_utf8;
+	s.slot = h_bad;
+	s.devnode = f->h_long;
+	s.mmc_name = h_sql;
+	assert_int_equal(journal_job_start(j, &s, &ids[0]), 0);
+	sleep_ms(20);
+	assert_int_equal(journal_job_end(j, ids[0], &e), 0);
+
+	s = plain_start();
+	s.serial = f->h_long;
+	assert_int_equal(journal_job_once(j, &s,
+					  &(struct job_end){ .outcome = OUTCOME_REFUSED,
+							     .error = h_ctrl },
+					  &ids[1]),
+			 0);
+	s = (struct job_start){ .serial = h_bad };
+	assert_int_equal(journal_job_start(j, &s, &ids[2]), 0);
+
+	/* Stored exactly. */
+	db = db_open(f->path);
+	check_text(db, ids[0], "serial", h_ctrl);
+	check_text(db, ids[0], "slot", h_bad);
+	check_text(db, ids[0], "devnode", f->h_long);
+	check_text(db, ids[0], "error", h_lines);
+	check_text(db, ids[0], "content_after", h_bad);
+	check_text(db, ids[1], "serial", f->h_long);
+	sqlite3_close(db);
+}
+
+static char *report(struct journal *j, enum report_format fmt, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	assert_int_equal(journal_report(j, fmt, out), 0);
+	assert_int_equal(fclose(out), 0);
+	if (ret_len)
+		*ret_len = len;
+	return buf;
+}
+
+/* A strict RFC 4180 reader: records end in LF; CR only inside quotes. */
+struct csv_field {
+	char *s;
+	size_t len;
+};
+
+struct csv_row {
+	struct csv_field *f;
+	size_t n;
+};
+
+static size_t csv_parse(const char *p, size_t len, struct csv_row **ret)
+{
+	struct csv_row *rows = NULL;
+	size_t nrows = 0, i = 0;
+
+	while (i < len) {
+		struct csv_row row = { 0 };
+
+		for (;;) {
+			struct csv_field fl = { malloc(len + 1), 0 };
+
+			assert_non_null(fl.s);
+			if (p[i] == '"') {
+				i++;
+				for (;;) {
+					assert_true(i < len);
+					if (p[i] == '"' && i + 1 < len && p[i + 1] == '"') {
+						fl.s[fl.len++] = '"';
+						i += 2;
+					} else if (p[i] == '"') {
+						i++;
+						break;
+					} else {
+						fl.s[fl.len++] = p[i++];
+					}
+				}
+			} else {
+				while (i < len && p[i] != ',' && p[i] != '\n') {
+					assert_true(p[i] != '"' && p[i] != '\r');
+					fl.s[fl.len++] = p[i++];
+				}
+			}
+			fl.s[fl.len] = '\0';
+			row.f = realloc(row.f, (row.n + 1) * sizeof(*row.f));
+			row.f[row.n++] = fl;
+			assert_true(i < len); /* every record ends in LF */
+			if (p[i++] == '\n')
+				break;
+			assert_int_equal(p[i - 1], ',');
+		}
+		rows = realloc(rows, (nrows + 1) * sizeof(*rows));
+		rows[nrows++] = row;
+	}
+	*ret = rows;
+	return nrows;
+}
+
+static void csv_free(struct csv_row *rows, size_t n)
+{
+	for (size_t r = 0; r < n; r++) {
+		for (size_t i = 0; i < rows[r].n; i++)
+			free(rows[r].f[i].s);
+		free(rows[r].f);
+	}
+	free(rows);
+}
+
+static const struct csv_field *csv_get(struct csv_row *rows, size_t row, const char *col)
+{
+	for (size_t i = 0; i < rows[0].n; i++)
+		if (strcmp(rows[0].f[i].s, col) == 0)
+			return &rows[row].f[i];
+	fail_msg("no column %s", col);
+	return NULL;
+}
+
+static void check_csv(struct csv_row *rows, size_t row, const char *col, const char *want)
+{
+	const struct csv_field *v = csv_get(rows, row, col);
+
+	assert_int_equal(v->len, strlen(want));
+	assert_memory_equal(v->s, want, v->len);
+}
+
+static void test_csv_hostile(void **state)
+{
+	static const char *const first[] = {
+		"job",	 "started", "finished", "slot",	   "devnode",	    "serial",
+		"vendor", "model",   "size",	 "profile", "image",	    "outcome",
+		"error", "bytes_written", "data_sha256", "readback_sha256",
+	};
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct csv_row *rows;
+	int64_t ids[3];
+	char *buf, idbuf[32];
+	size_t len, n;
+
+	buf = report(j, REPORT_CSV, &len);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 1); /* the header alone */
+	for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++)
+		assert_string_equal(rows[0].f[i].s, first[i]);
+	assert_int_equal(rows[0].n, 35);
+	csv_free(rows, n);
+	free(buf);
+
+	fill_hostile(f, j, ids);
+	buf = report(j, REPORT_CSV, &len);
+	assert_int_equal(strlen(buf), len);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 4);
+	for (size_t r = 0; r < n; r++)
+		assert_int_equal(rows[r].n, 35);
+	/* Newest first. */
+	for (size_t r = 1; r < n; r++) {
+		snprintf(idbuf, sizeof(idbuf), "%" PRId64, ids[3 - r]);
+		check_csv(rows, r, "job", idbuf);
+	}
+	check_csv(rows, 3, "serial", h_ctrl);
+	check_csv(rows, 3, "vendor", h_quote);
+	check_csv(rows, 3, "model", h_comma);
+	check_csv(rows, 3, "profile", h_shell);
+	check_csv(rows, 3, "image", h_utf8);
+	check_csv(rows, 3, "slot", h_bad);
+	check_csv(rows, 3, "devnode", f->h_long);
+	check_csv(rows, 3, "mmc_name", h_sql);
+	check_csv(rows, 3, "error", h_lines);
+	check_csv(rows, 3, "data_sha256", h_sql);
+	check_csv(rows, 3, "readback_sha256", "");
+	check_csv(rows, 3, "content_after", h_bad);
+	check_csv(rows, 3, "outcome", "failed");
+	check_csv(rows, 3, "bytes_written", "77");
+	check_csv(rows, 3, "size", "31914983424");
+	check_csv(rows, 3, "removable", "1");
+	check_csv(rows, 2, "serial", f->h_long);
+	check_csv(rows, 2, "error", h_ctrl);
+	check_csv(rows, 2, "outcome", "refused");
+	check_csv(rows, 2, "duration", "0.0");
+	check_csv(rows, 1, "serial", h_bad);
+	check_csv(rows, 1, "outcome", "running");
+	check_csv(rows, 1, "finished", "");
+	check_csv(rows, 1, "size", "");
+	assert_true(strtod(csv_get(rows, 3, "duration")->s, NULL) > 0.0);
+	assert_true(strtod(csv_get(rows, 3, "throughput")->s, NULL) > 0.0);
+	csv_free(rows, n);
+	free(buf);
+	journal_close(j);
+}
+
+/* Runs python3's json module over @file; returns its output (one line per object). */
+static char *python_json(const char *file)
+{
+	static const char script[] =
+		"import json, sys\n"
+		"d = json.load(open(sys.argv[1], encoding='utf-8', errors='strict'))\n"
+		"assert isinstance(d, list)\n"
+		"for o in d:\n"
+		"    out = []\n"
+		"    for k, v in o.items():\n"
+		"        if v is None: out.append(k + '=null')\n"
+		"        elif isinstance(v, str): out.append(k + '=str:' + v.encode().hex())\n"
+		"        else: out.append(k + '=' + type(v).__name__ + ':' + repr(v))\n"
+		"    print(' '.join(out))\n";
+	char *cmd, *out;
+	int status;
+
+	if (system("command -v python3 >/dev/null 2>&1") != 0)
+		skip();
+	assert_true(asprintf(&cmd, "python3 -c \"$BMAP_PY\" '%s' >'%s.out'", file, file) > 0);
+	setenv("BMAP_PY", script, 1);
+	status = system(cmd);
+	if (status != 0)
+		fail_msg("python3 rejected the JSON report (status %d)", status);
+	free(cmd);
+	assert_true(asprintf(&cmd, "%s.out", file) > 0);
+	out = tu_read_file(cmd, NULL);
+	free(cmd);
+	return out;
+}
+
+static char *hexstr(const char *s)
+{
+	char *h = malloc(2 * strlen(s) + 1);
+
+	assert_non_null(h);
+	for (size_t i = 0; s[i]; i++)
+		sprintf(h + 2 * i, "%02x", (unsigned char)s[i]);
+	h[2 * strlen(s)] = '\0';
+	return h;
+}
+
+/* Line @idx (0 = first object) of python's output, with a space at each end. */
+static char *json_line(const char *lines, int idx)
+{
+	const char *l = lines, *end;
+	char *line;
+
+	for (int i = 0; i < idx; i++) {
+		l = strchr(l, '\n');
+		assert_non_null(l);
+		l++;
+	}
+	end = strchr(l, '\n');
+	assert_non_null(end);
+	assert_true(asprintf(&line, " %.*s ", (int)(end - l), l) > 0);
+	return line;
+}
+
+static bool json_has(const char *lines, int idx, const char *token)
+{
+	char *line = json_line(lines, idx);
+	bool found = strstr(line, token) != NULL;
+
+	free(line);
+	return found;
+}
+
+/* Object @idx has @key equal to the string @want (NULL: null). */
+static void check_json(const char *lines, int idx, const char *key, const char *want)
+{
+	char *hex = want ? hexstr(want) : NULL, *token;
+
+	if (want)
+		assert_true(asprintf(&token, " %s=str:%s ", key, hex) > 0);
+	else
+		assert_true(asprintf(&token, " %s=null ", key) > 0);
+	if (!json_has(lines, idx, token))
+		fail_msg("%s not in object %d", token, idx);
+	free(token);
+	free(hex);
+}
+
+static void test_json_hostile(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	char *buf, *file, *lines, tok[64];
+	int64_t ids[3];
+	size_t len;
+
+	buf = report(j, REPORT_JSON, &len);
+	assert_string_equal(buf, "[]\n");
+	free(buf);
+
+	fill_hostile(f, j, ids);
+	buf = report(j, REPORT_JSON, &len);
+	assert_true(len > 2 && buf[len - 1] == '\n');
+	file = tu_path(f->dir, "report.json");
+	tu_write_file(file, buf, len);
+	lines = python_json(file);
+
+	/* Newest first; numbers are numbers. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(tok, sizeof(tok), " job=int:%" PRId64 " ", ids[2 - i]);
+		assert_true(json_has(lines, i, tok));
+	}
+	assert_true(json_has(lines, 2, " size=int:31914983424 "));
+	assert_true(json_has(lines, 2, " bytes_written=int:77 "));
+	assert_true(json_has(lines, 2, " duration=float:"));
+	assert_true(json_has(lines, 2, " throughput=float:"));
+	assert_true(json_has(lines, 2, " removable=int:1 "));
+	assert_true(json_has(lines, 0, " finished=null"));
+	assert_true(json_has(lines, 0, " size=null"));
+
+	check_json(lines, 2, "serial", h_ctrl);
+	check_json(lines, 2, "vendor", h_quote);
+	check_json(lines, 2, "model", h_comma);
+	check_json(lines, 2, "profile", h_shell);
+	check_json(lines, 2, "image", h_utf8);
+	check_json(lines, 2, "devnode", f->h_long);
+	check_json(lines, 2, "mmc_name", h_sql);
+	check_json(lines, 2, "error", h_lines);
+	check_json(lines, 2, "readback_sha256", NULL);
+	/* Invalid UTF-8 arrives as U+FFFD, and the document stays valid JSON. */
+	check_json(lines, 2, "slot", h_bad_json);
+	check_json(lines, 2, "content_after", h_bad_json);
+	check_json(lines, 1, "serial", f->h_long);
+	check_json(lines, 1, "error", h_ctrl);
+	check_json(lines, 0, "serial", h_bad_json);
+
+	free(lines);
+	free(file);
+	free(buf);
+	journal_close(j);
+}
+
+static void test_table_hostile(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	size_t len, lines = 0, width = 0;
+	int64_t ids[3];
+	char *buf;
+
+	fill_hostile(f, j, ids);
+	buf = report(j, REPORT_TABLE, &len);
+	assert_int_equal(strlen(buf), len);
+	assert_true(strncmp(buf, "JOB  ", 5) == 0);
+	assert_non_null(strstr(buf, "MB/S"));
+	assert_non_null(strstr(buf, "refused"));
+	assert_non_null(strstr(buf, "\xe2\x80\xa6")); /* long values cut with an ellipsis */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		/* Only line ends; no escape, tab, CR, BEL or DEL reaches the terminal. */
+		assert_true(c == '\n' || (c >= 0x20 && c != 0x7f));
+		if (c == '\n') {
+			lines++;
+			assert_true(width < 300);
+			width = 0;
+		} else if ((c & 0xc0) != 0x80) {
+			width++; /* code points */
+		}
+	}
+	assert_int_equal(lines, 4);
+	/* Invalid UTF-8 became '?', valid UTF-8 stays. */
+	assert_non_null(strstr(buf, "?[31mRED?[0m??bell?"));
+	assert_null(strstr(buf, "\xff"));
+	free(buf);
+	journal_close(j);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_start_end_roundtrip),
+		T(test_unknowns_are_null),
+		T(test_end_unknown_or_finished_fails),
+		T(test_once),
+		T(test_interrupt_running),
+		T(test_version_and_reopen),
+		T(test_newer_version_refused),
+		T(test_foreign_database_refused),
+		T(test_open_errors_name_the_file),
+		T(test_readonly_while_writer_open),
+		T(test_readonly_unwritable_dir),
+		T(test_concurrent_reader),
+		T(test_busy_writer_waits),
+		T(test_csv_hostile),
+		T(test_json_hostile),
+		T(test_table_hostile),
+	};
+
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
