@@ -169,6 +169,7 @@ int bmap_target_open(struct bmap_ctx *ctx, const char *path, const struct bmap_t
 int bmap_target_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			const struct bmap_target_opts *opts, struct bmap_target **ret_target);
 bool bmap_target_is_blockdev(const struct bmap_target *t);
+int bmap_target_get_fd(const struct bmap_target *t);
 uint64_t bmap_target_get_size(const struct bmap_target *t);
 const char *bmap_target_get_name(const struct bmap_target *t);
 /* Data on the media (fsync), partition table re-read for block devices. */

@@ -270,6 +270,11 @@ bool bmap_target_is_blockdev(const struct bmap_target *t)
 	return t->blockdev;
 }
 
+int bmap_target_get_fd(const struct bmap_target *t)
+{
+	return t->fd;
+}
+
 uint64_t bmap_target_get_size(const struct bmap_target *t)
 {
 	return t->size;
