@@ -24,7 +24,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "making a 256 MiB sample image with a GPT and an ext4 partition"
 img=$work/demo.img
 truncate -s 256M "$img"
-sgdisk -q -n 1:2048:0 -t 1:8300 -c 1:rootfs "$img" >/dev/null
+sgdisk -n 1:2048:0 -t 1:8300 -c 1:rootfs "$img" >/dev/null
 mkdir -p "$work/root"
 cp -r /usr/share/doc/. "$work/root/" 2>/dev/null || true
 truncate -s $((256 * 1024 * 1024 - 2048 * 512 - 34 * 512)) "$work/part.img"

@@ -299,11 +299,22 @@ char *device_probe_content(int fd)
 {
 	blkid_probe pr = blkid_new_probe();
 	const char *type = NULL, *id = NULL;
-	char *out = NULL;
+	char *out = NULL, path[64];
+	int rfd;
 
 	if (!pr)
 		return strdup("unknown");
-	if (blkid_probe_set_device(pr, fd, 0, 0) == 0) {
+	/* libblkid reads with unaligned buffers, which the worker's O_DIRECT fd
+	 * refuses: probe through a plain read-only descriptor of the same
+	 * open device (allowed next to our O_EXCL one; a read-only close does
+	 * not make udev re-probe). */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0) {
+		blkid_free_probe(pr);
+		return strdup("unknown");
+	}
+	if (blkid_probe_set_device(pr, rfd, 0, 0) == 0) {
 		blkid_probe_enable_partitions(pr, 1);
 		blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
 		blkid_probe_enable_superblocks(pr, 1);
@@ -319,5 +330,6 @@ char *device_probe_content(int fd)
 	if (type && asprintf(&out, "%s%s%s", type, id ? " " : "", id ? id : "") < 0)
 		out = NULL;
 	blkid_free_probe(pr);
+	close(rfd);
 	return out ? out : strdup("none");
 }

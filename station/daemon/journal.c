@@ -102,7 +102,8 @@ static const char sql_end[] =
 	" error = :error, bytes_written = :bytes_written,"
 	" throughput = CASE WHEN d.dur > 0 THEN :bytes_written / d.dur END,"
 	" data_sha256 = :data_sha256, readback_sha256 = :readback_sha256,"
-	" content_after = :content_after"
+	" content_after = :content_after,"
+	" content_before = coalesce(:content_before_end, content_before)"
 	" FROM (SELECT coalesce(:duration, max(0.0, round((julianday(:finished)"
 	"       - julianday(started)) * 86400.0, 3))) AS dur"
 	"       FROM jobs WHERE job = :job) AS d"
@@ -822,6 +823,8 @@ int journal_job_end(struct journal *j, int64_t job, const struct job_end *e)
 	rc = bind_end(j->end, e);
 	if (rc == SQLITE_OK)
 		rc = bind_text(j->end, ":finished", now);
+	if (rc == SQLITE_OK)
+		rc = bind_text(j->end, ":content_before_end", e->content_before);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(j->end, bind_index(j->end, ":job"), job);
 	if (rc == SQLITE_OK && slot != SIZE_MAX) {

@@ -56,6 +56,9 @@ struct job_end {
 	const char *data_sha256;     /* hex */
 	const char *readback_sha256; /* hex */
 	const char *content_after;
+	/* What the disk held before writing, when known only once the worker
+	 * opened it (NULL keeps what the start row said). */
+	const char *content_before;
 };
 
 struct journal;

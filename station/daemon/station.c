@@ -466,7 +466,8 @@ static void finish_job(struct station *st, struct slot *sl)
 	je.data_sha256 = strcmp(sl->data_sha256, "-") ? sl->data_sha256 : NULL;
 	je.readback_sha256 = strcmp(sl->readback_sha256, "-") ? sl->readback_sha256 : NULL;
 	je.content_after = sl->content_after;
-	/* content_before is known only now; the start row was written before. */
+	/* What the disk held is known only once the worker opened it. */
+	je.content_before = sl->content_before;
 	if (journal_job_end(st->journal, sl->job, &je) < 0)
 		logmsg("%s: job %" PRId64 " ended %s but the journal could not record it: %s",
 		       slot_label(sl, label, sizeof(label)), sl->job, outcome_name(o),

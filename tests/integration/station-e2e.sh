@@ -15,12 +15,14 @@ need_station_env
 need_ours
 need_cmd zstd
 need_cmd bc
+need_cmd sgdisk
 ensure_udevd
 install_test_rule
 
 img=$TEST_TMP/images/disk.img
 mkdir -p "$TEST_TMP/images"
 mk_sparse_image "$img" "size=100M data=0:1M data=3M:40M islands=50M:64K:30:256K zero=60M:1M data=64M:30M+512"
+sgdisk -o -n 1:2048:0 "$img" >/dev/null || fail "sgdisk"
 "$BMAPTOOL" -q create -o "$TEST_TMP/images/disk.img.bmap" "$img" || fail "create"
 zstd -q -T2 "$img" -o "$img.zst" || fail "zstd"
 db=$TEST_TMP/journal.db
@@ -90,6 +92,9 @@ overlap=$(q "$db" "select count(*) from jobs a join jobs b on a.job < b.job
 	fail "digests differ between cards"
 [[ $(q "$db" "select count(*) from jobs where outcome='success' and data_sha256 is not readback_sha256") == 0 ]] ||
 	fail "a card's read-back digest differs from what was written"
+# What each card held before and after, as libblkid saw it.
+[[ $(q "$db" "select content_before || ' / ' || substr(content_after, 1, 3) from jobs where serial='card-2.img'") == "none / gpt" ]] ||
+	fail "content before/after: $(q "$db" "select content_before, content_after from jobs where serial='card-2.img'")"
 # Unmapped blocks keep the card's old content (0xA5).
 [[ $(dd if="${card[2]}" bs=1 skip=$((2 * 1024 * 1024)) count=4 status=none | od -An -tx1 | tr -d ' ') == a5a5a5a5 ]] ||
 	fail "an unmapped block of card-2 was written"
