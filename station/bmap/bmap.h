@@ -191,7 +191,9 @@ struct bmap_copy_opts {
 
 struct bmap_copy_result {
 	uint64_t bytes_written;        /* image bytes written (mapped data) */
-	uint8_t data_sha256[32];       /* SHA-256 over all mapped data, in order */
+	/* The mapped-data digest: SHA-256 of the concatenated per-range SHA-256
+	 * digests, in range order (the whole image is one range without a map). */
+	uint8_t data_sha256[32];
 	double seconds;
 };
 
@@ -203,7 +205,7 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 
 struct bmap_verify_result {
 	uint64_t bytes_read;
-	uint8_t data_sha256[32]; /* same definition as bmap_copy_result's */
+	uint8_t data_sha256[32]; /* the mapped-data digest, as bmap_copy_result's */
 	size_t bad_ranges;       /* ranges that did not match */
 	size_t first_bad;        /* index of the first bad range */
 	uint64_t first_bad_offset; /* byte offset of the first difference when comparing bytes */

@@ -151,7 +151,8 @@ static int drain_stream(struct engine *e)
 	if (n > 0)
 		return engine_fail(e, -EBADMSG,
 				   "%s is longer than the bmap's image size (%" PRIu64
-				   " bytes): the bmap does not belong to this image",
+				   " bytes): the bmap does not belong to this image, or the "
+				   "image is corrupt",
 				   e->image_name, size);
 	return 0;
 }
