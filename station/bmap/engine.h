@@ -26,7 +26,7 @@
 #include "ring.h"
 
 #define ENGINE_SLOT_SIZE (4u << 20)
-#define ENGINE_SLOTS 8
+#define ENGINE_SLOTS 4 /* 16 MiB: enough to keep decoder, writer and hasher busy */
 #define ENGINE_MAX_WORKERS 4
 
 struct bmap_target;

@@ -14,7 +14,7 @@
 #define XZ_THREADS 2
 /* Above this the threaded decoder falls back to one thread rather than
  * buffer more blocks; decoding never fails because of it. */
-#define XZ_MEMLIMIT_THREADING (1024ull * 1024 * 1024)
+#define XZ_MEMLIMIT_THREADING ((uint64_t)96 << 20)
 
 struct xz_state {
 	lzma_stream strm;

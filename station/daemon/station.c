@@ -57,6 +57,7 @@ struct slot {
 	pid_t pid;
 	int pipe_fd;
 	double started, kill_at;
+	unsigned timeout; /* job_timeout when the job started: a reload does not touch it */
 	bool removed, timed_out, stopping, reaped;
 	int wstatus;
 	char line[4096];
@@ -343,6 +344,7 @@ static int start_worker(struct station *st, struct slot *sl)
 	sl->pid = pid;
 	sl->pipe_fd = fds[0];
 	sl->started = now_monotonic();
+	sl->timeout = st->cfg->job_timeout;
 	sl->state = ST_RUNNING;
 	snprintf(sl->phase, sizeof(sl->phase), "starting");
 	st->running++;
@@ -443,7 +445,7 @@ static void finish_job(struct station *st, struct slot *sl)
 	} else if (sl->timed_out) {
 		o = OUTCOME_TIMEOUT;
 		snprintf(why, sizeof(why), "the job took longer than job_timeout (%u s)",
-			 st->cfg->job_timeout);
+			 sl->timeout);
 		err = why;
 	} else if (sl->stopping) {
 		o = OUTCOME_INTERRUPTED;
@@ -688,8 +690,7 @@ static void check_timers(struct station *st)
 			logmsg("%s: medium gone during job %" PRId64 ", stopping its worker",
 			       slot_label(sl, label, sizeof(label)), sl->job);
 		}
-		if (!sl->timed_out && st->cfg->job_timeout &&
-		    now - sl->started > st->cfg->job_timeout) {
+		if (!sl->timed_out && sl->timeout && now - sl->started > sl->timeout) {
 			sl->timed_out = true;
 			kill(sl->pid, SIGKILL);
 		}

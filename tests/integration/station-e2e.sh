@@ -7,6 +7,8 @@
 #  - a card too small is refused and recorded
 #  - a card matching no profile is ignored and its bytes are unchanged
 #  - a card pulled mid-copy ends 'removed' while the others finish
+#  - SIGHUP reloads the configuration without touching running jobs; a job
+#    over its job_timeout ends 'timeout'
 #  - the daemon stopped mid-job records 'interrupted' for the cut job, and
 #    after a restart every other row is still there
 . "$TESTS_DIR/lib/common.sh"
@@ -44,7 +46,9 @@ profiles = (
     removable_only = false; verify = "readback";
     match = { serial = "card-*"; min_size = "150M"; }; },
   { name = "slow"; image = "images/slow.img.zst"; bmap = "images/disk.img.bmap";
-    removable_only = false; match = { serial = "slow-*"; }; }
+    removable_only = false; match = { serial = "slow-*"; }; },
+  { name = "stall"; image = "images/stall.img.zst"; bmap = "images/disk.img.bmap";
+    removable_only = false; match = { serial = "stall-*"; }; }
 );
 CONF
 "$BMAP_STATION" check --config "$TEST_TMP/station.conf" >"$TEST_TMP/check.out" ||
@@ -104,6 +108,16 @@ overlap=$(q "$db" "select count(*) from jobs a join jobs b on a.job < b.job
 # Few loop devices at a time: card-2 stays (the restart below must leave it alone).
 for i in 3 4 5; do detach_loop "${cdev[$i]}"; done
 
+# A card whose image stalls (it arrives through a FIFO): its job keeps
+# running while the next cards come and go.
+slow1=$(make_card slow-1.img 112M)
+{ head -c 300000 "$img.zst"; sleep 60; } >"$fifo" &
+feeder=$!
+on_exit "kill $feeder 2>/dev/null"
+insert_card "$slow1"
+slow_dev=$LOOP_DEV
+wait_for "$db" "select outcome from jobs where serial='slow-1.img'" running || fail "slow job did not start"
+
 # Two profiles by size; a card too small; a card no profile wants.
 big=$(make_card card-big.img 160M)
 tiny=$(make_card card-tiny.img 16M)
@@ -126,15 +140,28 @@ wait_for "$db" "select outcome from jobs where serial='other-1.img'" ignored ||
 [[ $(sha256sum <"$other") == "$sum_before" ]] || fail "the ignored card was modified"
 for d in "$big_dev" "$tiny_dev" "$other_dev"; do detach_loop "$d"; done
 
-# A card pulled mid-copy: its image arrives through a FIFO that stalls.
-slow1=$(make_card slow-1.img 112M)
-{ head -c 300000 "$img.zst"; sleep 60; } >"$fifo" &
-feeder=$!
-on_exit "kill $feeder 2>/dev/null"
-insert_card "$slow1"
-slow_dev=$LOOP_DEV
-wait_for "$db" "select outcome from jobs where serial='slow-1.img'" running || fail "slow job did not start"
-sleep 0.5
+# SIGHUP: a new job_timeout applies to new jobs; the running one keeps its own.
+sed -i 's/max_device_size = "1G";/max_device_size = "1G"; job_timeout = 2;/' "$TEST_TMP/station.conf"
+kill -HUP "$STATION_PID"
+for _ in $(seq 50); do grep -q "configuration reloaded" "$TEST_TMP/station.log" && break; sleep 0.1; done
+grep -q "configuration reloaded" "$TEST_TMP/station.log" || fail "SIGHUP did not reload the configuration"
+fifo2=$TEST_TMP/images/stall.img.zst
+mkfifo "$fifo2"
+{ head -c 300000 "$img.zst"; sleep 60; } >"$fifo2" &
+feeder2=$!
+on_exit "kill $feeder2 2>/dev/null"
+stall=$(make_card stall-1.img 112M)
+insert_card "$stall"
+stall_dev=$LOOP_DEV
+wait_for "$db" "select outcome from jobs where serial='stall-1.img'" timeout 20 ||
+	fail "the stalled job did not time out"
+[[ $(q "$db" "select outcome from jobs where serial='slow-1.img'") == running ]] ||
+	fail "the reload touched the job that was running"
+kill "$feeder2" 2>/dev/null
+wait "$feeder2" 2>/dev/null
+detach_loop "$stall_dev"
+
+# The slow card pulled mid-copy: 'removed', while the others finished.
 pull_card "$slow_dev" "$slow1"
 wait_for "$db" "select outcome from jobs where serial='slow-1.img'" removed 20 ||
 	fail "the pulled card did not end 'removed'"
