@@ -609,6 +609,30 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 	return -ENOENT;
 }
 
+/* Opens IMAGE ('-': standard input) and its map; prints what went wrong. */
+static int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
+		      const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map)
+{
+	int r = bmap_source_open(ctx, image, ret_src);
+
+	if (r < 0) {
+		error("%s", bmap_ctx_get_error(ctx));
+		return r;
+	}
+	return load_map(ctx, image, bmap_arg, nobmap, *ret_src, cmd, ret_map);
+}
+
+/* Progress goes to a terminal only, unless -q; psplash gets it regardless. */
+static void progress_setup(struct progress *p, struct bmap_copy_opts *copts)
+{
+	p->tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO) && log_max >= BMAP_LOG_INFO;
+	p->start = now_monotonic();
+	if (p->tty || p->psplash) {
+		copts->progress = on_progress;
+		copts->progress_userdata = p;
+	}
+}
+
 static const char copy_help[] =
 	"Usage: bmaptool copy [OPTIONS] IMAGE DEST\n"
 	"\n"
@@ -691,12 +715,7 @@ static int cmd_copy(int argc, char **argv)
 
 	ctx = ctx_new();
 	catch_signals();
-	r = bmap_source_open(ctx, image, &src);
-	if (r < 0) {
-		error("%s", bmap_ctx_get_error(ctx));
-		goto out;
-	}
-	if (load_map(ctx, image, bmap_arg, nobmap, src, "copy", &map) < 0)
+	if (open_image(ctx, image, bmap_arg, nobmap, "copy", &src, &map) < 0)
 		goto out;
 
 	if (map) {
@@ -734,12 +753,7 @@ static int cmd_copy(int argc, char **argv)
 	info("copying image '%s' to %s '%s'", image,
 	     bmap_target_is_blockdev(dst) ? "block device" : "file", dest);
 
-	prog.tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO) && log_max >= BMAP_LOG_INFO;
-	prog.start = now_monotonic();
-	if (prog.tty || prog.psplash) {
-		copts.progress = on_progress;
-		copts.progress_userdata = &prog;
-	}
+	progress_setup(&prog, &copts);
 	r = bmap_copy(ctx, src, map, dst, &copts, &res);
 	progress_end(&prog);
 	if (r < 0) {
@@ -835,12 +849,7 @@ static int cmd_verify(int argc, char **argv)
 
 	ctx = ctx_new();
 	catch_signals();
-	r = bmap_source_open(ctx, image, &src);
-	if (r < 0) {
-		error("%s", bmap_ctx_get_error(ctx));
-		goto out;
-	}
-	if (load_map(ctx, image, bmap_arg, nobmap, src, "verify", &map) < 0)
+	if (open_image(ctx, image, bmap_arg, nobmap, "verify", &src, &map) < 0)
 		goto out;
 	r = bmap_target_open(ctx, dest, &topts, &dst);
 	if (r < 0) {
@@ -855,12 +864,7 @@ static int cmd_verify(int argc, char **argv)
 	info("verifying '%s' against %s", dest,
 	     map && bmap_map_has_range_checksums(map) ? "the bmap's checksums"
 						      : "the image, byte for byte");
-	prog.tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO) && log_max >= BMAP_LOG_INFO;
-	prog.start = now_monotonic();
-	if (prog.tty) {
-		copts.progress = on_progress;
-		copts.progress_userdata = &prog;
-	}
+	progress_setup(&prog, &copts);
 	r = bmap_verify(ctx, dst, map, src, &copts, &res);
 	progress_end(&prog);
 	if (r < 0 && r != -EBADMSG) {

@@ -160,6 +160,14 @@ wait_for "$db" "select outcome from jobs where serial='stall-1.img'" timeout 20 
 kill "$feeder2" 2>/dev/null
 wait "$feeder2" 2>/dev/null
 detach_loop "$stall_dev"
+# Back to the generous default for what follows.
+sed -i 's/ job_timeout = 2;//' "$TEST_TMP/station.conf"
+kill -HUP "$STATION_PID"
+for _ in $(seq 50); do
+	[[ $(grep -c "configuration reloaded" "$TEST_TMP/station.log") -ge 2 ]] && break
+	sleep 0.1
+done
+[[ $(grep -c "configuration reloaded" "$TEST_TMP/station.log") -ge 2 ]] || fail "the second SIGHUP did not reload"
 
 # The slow card pulled mid-copy: 'removed', while the others finished.
 pull_card "$slow_dev" "$slow1"
