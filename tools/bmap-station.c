@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bmap-station: the flashing station's command line. `run` is the daemon;
- * `check` and `report` only read.
+ * `check`, `report` and `history` only read.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,15 +30,40 @@ static const char main_help[] =
 	"  check   [--config FILE]   validate the configuration and list the block\n"
 	"                            devices present with the profile each would get,\n"
 	"                            or why it would be refused; writes nothing\n"
-	"  report  [--config FILE | --db FILE] [--format table|csv|json]\n"
-	"                            list the journal's jobs, newest first\n"
+	"  report  [--config FILE | --db FILE...] [--format table|csv|json]\n"
+	"          [--summary] [FILTERS]\n"
+	"                            list the journal's jobs, newest first, or with\n"
+	"                            --summary one line per UTC day and profile\n"
+	"  history SERIAL [--config FILE | --db FILE...] [--format FMT] [FILTERS]\n"
+	"                            every job the card SERIAL has had, oldest first\n"
 	"\n"
 	"Options:\n"
 	"  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
-	"      --db FILE       journal database to read (report)\n"
-	"  -f, --format FMT    table (default), csv or json (report)\n"
+	"      --db FILE       journal database to read (report, history); give it\n"
+	"                      several times to read several stations' journals\n"
+	"                      together (ordered by start time, with a STATION column)\n"
+	"  -f, --format FMT    table (default), csv (RFC 4180, header row) or json\n"
+	"      --summary       per UTC day and profile: CARDS (every job except\n"
+	"                      ignored ones), PASSED (success), one column per\n"
+	"                      failing outcome, YIELD% (passed / jobs that ended\n"
+	"                      success, failed, verify_failed, removed or timeout;\n"
+	"                      refused, interrupted and running jobs do not count),\n"
+	"                      median and 95th percentile (nearest rank) duration\n"
+	"                      and median MB/s (10^6 bytes/s) of successful jobs\n"
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n"
+	"\n"
+	"Filters (report, history; they combine with AND):\n"
+	"      --since TIME    jobs started at or after TIME\n"
+	"      --until TIME    jobs started before TIME (a day alone: up to its end)\n"
+	"                      TIME is UTC, as the journal: 2026-11-26,\n"
+	"                      2026-11-26T05:00, 2026-11-26T05:00:00, an optional\n"
+	"                      trailing Z; or today, yesterday (UTC days)\n"
+	"      --profile NAME  jobs of this profile\n"
+	"      --slot NAME     jobs in this slot\n"
+	"      --outcome NAME  success, failed, verify_failed, removed, timeout,\n"
+	"                      interrupted, refused, ignored or running\n"
+	"      --serial SERIAL jobs of this card (exact match; report only)\n"
 	"\n"
 	"Signals to 'run': SIGTERM/SIGINT stop (running jobs end 'interrupted'),\n"
 	"SIGHUP reloads the configuration (running jobs are not touched).\n";
@@ -55,36 +80,83 @@ __attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-static int cmd_report(const char *config, const char *db, const char *format)
+/* What `report` and `history` were asked for. */
+struct report_args {
+	const char **dbs;
+	size_t n_dbs;
+	const char *format;
+	const char *since, *until;
+	bool summary;
+	bool history;
+	struct report_filter filter;
+};
+
+static int cmd_report(const char *config, struct report_args *a)
 {
+	char since[JOURNAL_TIME_MAX], until[JOURNAL_TIME_MAX];
 	struct station_config *cfg = NULL;
 	struct journal *j = NULL;
 	enum report_format fmt;
+	enum outcome o;
+	const char *db;
 	char *err = NULL;
-	int ret = EXIT_FAILURE;
+	int ret = EXIT_FAILURE, r;
 
-	if (strcmp(format, "table") == 0)
+	if (strcmp(a->format, "table") == 0)
 		fmt = REPORT_TABLE;
-	else if (strcmp(format, "csv") == 0)
+	else if (strcmp(a->format, "csv") == 0)
 		fmt = REPORT_CSV;
-	else if (strcmp(format, "json") == 0)
+	else if (strcmp(a->format, "json") == 0)
 		fmt = REPORT_JSON;
 	else
-		return usage("unknown format '%s' (table, csv or json)", format);
-	if (!db) {
+		return usage("unknown format '%s' (table, csv or json)", a->format);
+	if (a->since) {
+		if (journal_parse_time(a->since, false, since) < 0)
+			return usage("bad --since '%s' (a UTC date or date-time such as "
+				     "2026-11-26 or 2026-11-26T05:00Z, today, yesterday)",
+				     a->since);
+		a->filter.since = since;
+	}
+	if (a->until) {
+		if (journal_parse_time(a->until, true, until) < 0)
+			return usage("bad --until '%s' (a UTC date or date-time such as "
+				     "2026-11-26 or 2026-11-26T05:00Z, today, yesterday)",
+				     a->until);
+		a->filter.until = until;
+	}
+	if (a->filter.since && a->filter.until && strcmp(a->filter.since, a->filter.until) >= 0)
+		return usage("--since %s is not before --until %s", a->since, a->until);
+	if (a->filter.outcome && outcome_from_name(a->filter.outcome, &o) < 0)
+		return usage("unknown outcome '%s' (success, failed, verify_failed, removed, "
+			     "timeout, interrupted, refused, ignored, running)",
+			     a->filter.outcome);
+	if (a->n_dbs == 0) {
 		if (config_load(config, &cfg, &err) < 0) {
 			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
 			free(err);
 			return EXIT_FAILURE;
 		}
 		db = cfg->database;
+	} else {
+		db = a->dbs[0];
 	}
 	if (journal_open(db, true, &j, &err) < 0) {
 		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");
 		free(err);
 		goto out;
 	}
-	if (journal_report(j, fmt, stdout) < 0) {
+	for (size_t i = 1; i < a->n_dbs; i++) {
+		if (journal_attach(j, a->dbs[i], &err) < 0) {
+			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");
+			free(err);
+			goto out;
+		}
+	}
+	if (a->summary)
+		r = journal_summary(j, &a->filter, fmt, stdout);
+	else
+		r = journal_report_filtered(j, &a->filter, a->history, fmt, stdout);
+	if (r < 0) {
 		fprintf(stderr, "bmap-station: report failed: %s\n", journal_error(j));
 		goto out;
 	}
@@ -99,19 +171,39 @@ out:
 	return ret;
 }
 
+enum {
+	OPT_DB = 0x100,
+	OPT_VERSION,
+	OPT_SUMMARY,
+	OPT_SINCE,
+	OPT_UNTIL,
+	OPT_PROFILE,
+	OPT_SLOT,
+	OPT_OUTCOME,
+	OPT_SERIAL,
+};
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
-		{ "db", required_argument, NULL, 'D' },
+		{ "db", required_argument, NULL, OPT_DB },
 		{ "format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "summary", no_argument, NULL, OPT_SUMMARY },
+		{ "since", required_argument, NULL, OPT_SINCE },
+		{ "until", required_argument, NULL, OPT_UNTIL },
+		{ "profile", required_argument, NULL, OPT_PROFILE },
+		{ "slot", required_argument, NULL, OPT_SLOT },
+		{ "outcome", required_argument, NULL, OPT_OUTCOME },
+		{ "serial", required_argument, NULL, OPT_SERIAL },
 		{}
 	};
-	const char *config = DEFAULT_CONFIG, *db = NULL, *format = "table", *cmd;
-	bool config_given = false;
-	int c;
+	struct report_args ra = { .format = "table" };
+	const char *config = DEFAULT_CONFIG, *cmd;
+	bool config_given = false, report_opts = false;
+	int c, ret;
 
 	if (argc >= 2 && argv[1][0] != '-') {
 		cmd = argv[1];
@@ -120,41 +212,104 @@ int main(int argc, char **argv)
 	} else {
 		cmd = NULL;
 	}
+	/* --db may be repeated; there are at most argc of them. */
+	ra.dbs = calloc((size_t)argc, sizeof(*ra.dbs));
+	if (!ra.dbs) {
+		fprintf(stderr, "bmap-station: out of memory\n");
+		return EXIT_FAILURE;
+	}
 	while ((c = getopt_long(argc, argv, "c:f:h", longopts, NULL)) != -1) {
+		/* run and check refuse these (an explicit "--format table" was always fine). */
+		if (c != 'c' && c != 'h' && c != OPT_VERSION && c != '?' &&
+		    !(c == 'f' && strcmp(optarg, "table") == 0))
+			report_opts = true;
 		switch (c) {
 		case 'c':
 			config = optarg;
 			config_given = true;
 			break;
-		case 'D':
-			db = optarg;
+		case OPT_DB:
+			ra.dbs[ra.n_dbs++] = optarg;
 			break;
 		case 'f':
-			format = optarg;
+			ra.format = optarg;
 			break;
 		case 'h':
 			fputs(main_help, stdout);
-			return EXIT_SUCCESS;
-		case 'V':
+			ret = EXIT_SUCCESS;
+			goto out;
+		case OPT_VERSION:
 			printf("bmap-station %s\n", BMAP_STATION_VERSION);
-			return EXIT_SUCCESS;
+			ret = EXIT_SUCCESS;
+			goto out;
+		case OPT_SUMMARY:
+			ra.summary = true;
+			break;
+		case OPT_SINCE:
+			ra.since = optarg;
+			break;
+		case OPT_UNTIL:
+			ra.until = optarg;
+			break;
+		case OPT_PROFILE:
+			ra.filter.profile = optarg;
+			break;
+		case OPT_SLOT:
+			ra.filter.slot = optarg;
+			break;
+		case OPT_OUTCOME:
+			ra.filter.outcome = optarg;
+			break;
+		case OPT_SERIAL:
+			ra.filter.serial = optarg;
+			break;
 		default:
-			return usage("%s", "bad usage");
+			ret = usage("%s", "bad usage");
+			goto out;
 		}
 	}
-	if (optind < argc)
-		return usage("unexpected argument '%s'", argv[optind]);
-	if (!cmd)
-		return usage("%s", "no command given");
+	if (!cmd) {
+		ret = optind < argc ? usage("unexpected argument '%s'", argv[optind])
+				    : usage("%s", "no command given");
+		goto out;
+	}
 	if (strcmp(cmd, "run") == 0 || strcmp(cmd, "check") == 0) {
-		if (db || strcmp(format, "table") != 0)
-			return usage("%s", "--db and --format belong to 'report'");
-		return strcmp(cmd, "run") == 0 ? station_run(config) : station_check(config, stdout);
+		if (optind < argc)
+			ret = usage("unexpected argument '%s'", argv[optind]);
+		else if (report_opts)
+			ret = usage("%s", "--db, --format, --summary and the filters belong to "
+					  "'report' and 'history'");
+		else
+			ret = strcmp(cmd, "run") == 0 ? station_run(config)
+						      : station_check(config, stdout);
+		goto out;
 	}
-	if (strcmp(cmd, "report") == 0) {
-		if (db && config_given)
-			return usage("%s", "give --config or --db, not both");
-		return cmd_report(config, db, format);
+	if (strcmp(cmd, "report") == 0 || strcmp(cmd, "history") == 0) {
+		ra.history = cmd[0] == 'h';
+		if (ra.n_dbs && config_given) {
+			ret = usage("%s", "give --config or --db, not both");
+			goto out;
+		}
+		if (ra.history) {
+			if (optind >= argc) {
+				ret = usage("%s", "history needs a SERIAL");
+				goto out;
+			}
+			if (ra.summary || ra.filter.serial) {
+				ret = usage("%s", "history takes no --summary or --serial");
+				goto out;
+			}
+			ra.filter.serial = argv[optind++];
+		}
+		if (optind < argc) {
+			ret = usage("unexpected argument '%s'", argv[optind]);
+			goto out;
+		}
+		ret = cmd_report(config, &ra);
+		goto out;
 	}
-	return usage("unknown command '%s'", cmd);
+	ret = usage("unknown command '%s'", cmd);
+out:
+	free(ra.dbs);
+	return ret;
 }

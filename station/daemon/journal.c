@@ -72,15 +72,6 @@ static const char *const migrations[] = {
 
 #define JOURNAL_VERSION ((int)ARRAY_SIZE(migrations))
 
-/* Report columns: the ones promised in journal.h first, then the rest. */
-static const char *const report_columns[] = {
-	"job", "started", "finished", "slot", "devnode", "serial", "vendor", "model", "size",
-	"profile", "image", "outcome", "error", "bytes_written", "data_sha256", "readback_sha256",
-	"station", "duration", "throughput", "syspath", "diskseq", "reader_serial", "bus",
-	"id_path", "removable", "mmc_cid", "mmc_manfid", "mmc_oemid", "mmc_name", "mmc_date",
-	"content_before", "content_after", "image_size", "bmap", "bmap_sha256",
-};
-
 static const char sql_insert[] =
 	"INSERT INTO jobs (station, started, finished, duration, slot, devnode, syspath,"
 	" diskseq, serial, reader_serial, vendor, model, bus, id_path, size, removable,"
@@ -132,6 +123,7 @@ struct journal {
 	sqlite3_stmt *insert, *end, *interrupt, *outcome, *last;
 	struct journal_start *starts;
 	size_t n_starts, cap_starts;
+	int n_attached; /* other stations' journals, attached as s1, s2, ... */
 };
 
 static int journal_fail(struct journal *j, int err, const char *fmt, ...)
@@ -665,8 +657,6 @@ static int bind_end(sqlite3_stmt *st, const struct job_end *e)
 	return rc;
 }
 
-#undef B
-
 static int journal_writable(struct journal *j)
 {
 	if (j->readonly)
@@ -932,6 +922,66 @@ out_reset:
 
 /* --- reports ------------------------------------------------------------ */
 
+/*
+ * Where reports read from: this journal's jobs, and those of the journals
+ * attached for other stations (schema names s1, s2, ... are ours).
+ */
+static char *report_source(const struct journal *j)
+{
+	size_t len = 0;
+	char *sql = NULL;
+	FILE *f;
+
+	if (j->n_attached == 0)
+		return strdup("main.jobs");
+	f = open_memstream(&sql, &len);
+	if (!f)
+		return NULL;
+	fputs("(SELECT * FROM main.jobs", f);
+	for (int i = 1; i <= j->n_attached; i++)
+		fprintf(f, " UNION ALL SELECT * FROM s%d.jobs", i);
+	fputc(')', f);
+	if (fclose(f) != 0) {
+		free(sql);
+		return NULL;
+	}
+	return sql;
+}
+
+/* Every filter is a bound parameter; NULL means "any". */
+static const char report_where[] =
+	"(:since IS NULL OR started >= :since) AND (:until IS NULL OR started < :until)"
+	" AND (:profile IS NULL OR profile = :profile) AND (:slot IS NULL OR slot = :slot)"
+	" AND (:outcome IS NULL OR outcome = :outcome) AND (:serial IS NULL OR serial = :serial)";
+
+static int report_prepare(struct journal *j, const char *sql, const struct report_filter *flt,
+			  sqlite3_stmt **ret)
+{
+	static const struct report_filter none = { 0 };
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (!flt)
+		flt = &none;
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "preparing the report");
+	B(bind_text(st, ":since", flt->since));
+	B(bind_text(st, ":until", flt->until));
+	B(bind_text(st, ":profile", flt->profile));
+	B(bind_text(st, ":slot", flt->slot));
+	B(bind_text(st, ":outcome", flt->outcome));
+	B(bind_text(st, ":serial", flt->serial));
+	if (rc != SQLITE_OK) {
+		int r = journal_sqlfail(j, rc, "binding the report's filters");
+
+		sqlite3_finalize(st);
+		return r;
+	}
+	*ret = st;
+	return 0;
+}
+
 /* RFC 4180: quoted when needed, quotes doubled. Lines end in LF. */
 static void csv_field(FILE *out, const unsigned char *s, size_t n)
 {
@@ -955,25 +1005,59 @@ static void csv_field(FILE *out, const unsigned char *s, size_t n)
 	fputc('"', out);
 }
 
-/* SELECT of the report columns, or of one json_object() of them per row. */
-static char *report_select(bool json)
+/*
+ * What a report lists: @names are the CSV/JSON columns (SQL expressions over
+ * the query's rows, named by themselves), @table the aligned table's.
+ */
+struct table_col {
+	const char *title;
+	const char *expr; /* SQL over the row; names and literals are ours only */
+	size_t max;       /* display columns, an ellipsis included */
+	bool right;
+};
+
+struct report_kind {
+	const char *const *names;
+	size_t n_names;
+	const struct table_col *table;
+	size_t n_table;
+};
+
+/*
+ * The select list of one report in @format: the table's expressions (less
+ * those @skip leaves out), the CSV columns, or one json_object() of them per
+ * row, made by sqlite so that nothing is escaped here.
+ */
+static char *report_columns_sql(const struct report_kind *k, enum report_format format,
+				const bool *skip)
 {
 	size_t len = 0;
 	char *sql = NULL;
 	FILE *f = open_memstream(&sql, &len);
+	bool first = true;
 
 	if (!f)
 		return NULL;
-	fputs(json ? "SELECT json_object(" : "SELECT ", f);
-	for (size_t i = 0; i < ARRAY_SIZE(report_columns); i++) {
-		/* Column names are ours, never user data. */
-		if (json)
-			fprintf(f, "%s'%s', bmap_utf8(%s)", i ? ", " : "", report_columns[i],
-				report_columns[i]);
-		else
-			fprintf(f, "%s%s", i ? ", " : "", report_columns[i]);
+	if (format == REPORT_TABLE) {
+		for (size_t i = 0; i < k->n_table; i++) {
+			if (skip && skip[i])
+				continue;
+			fprintf(f, "%s%s", first ? "" : ", ", k->table[i].expr);
+			first = false;
+		}
+	} else {
+		if (format == REPORT_JSON)
+			fputs("json_object(", f);
+		for (size_t i = 0; i < k->n_names; i++) {
+			if (format == REPORT_JSON)
+				fprintf(f, "%s'%s', bmap_utf8(%s)", i ? ", " : "", k->names[i],
+					k->names[i]);
+			else
+				fprintf(f, "%s%s", i ? ", " : "", k->names[i]);
+		}
+		if (format == REPORT_JSON)
+			fputc(')', f);
 	}
-	fputs(json ? ") FROM jobs ORDER BY job DESC" : " FROM jobs ORDER BY job DESC", f);
 	if (fclose(f) != 0) {
 		free(sql);
 		return NULL;
@@ -981,30 +1065,12 @@ static char *report_select(bool json)
 	return sql;
 }
 
-static int report_prepare(struct journal *j, const char *sql, sqlite3_stmt **ret)
+static int report_csv(struct journal *j, const struct report_kind *k, sqlite3_stmt *st, FILE *out)
 {
-	int rc = sqlite3_prepare_v2(j->db, sql, -1, ret, NULL);
+	int rc;
 
-	if (rc != SQLITE_OK)
-		return journal_sqlfail(j, rc, "preparing the report");
-	return 0;
-}
-
-static int report_csv(struct journal *j, FILE *out)
-{
-	sqlite3_stmt *st = NULL;
-	char *sql;
-	int rc, r;
-
-	sql = report_select(false);
-	if (!sql)
-		return -ENOMEM;
-	r = report_prepare(j, sql, &st);
-	free(sql);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < ARRAY_SIZE(report_columns); i++)
-		fprintf(out, "%s%s", i ? "," : "", report_columns[i]);
+	for (size_t i = 0; i < k->n_names; i++)
+		fprintf(out, "%s%s", i ? "," : "", k->names[i]);
 	fputc('\n', out);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		for (int i = 0; i < sqlite3_column_count(st); i++) {
@@ -1016,30 +1082,19 @@ static int report_csv(struct journal *j, FILE *out)
 		}
 		fputc('\n', out);
 	}
-	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the jobs");
-	sqlite3_finalize(st);
-	return r;
+	return rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the jobs");
 }
 
 /*
- * One json_object() per row, streamed in job order; only the array's
- * brackets and commas come from here. (json_group_array would build the
- * whole report in memory, and sqlite 3.40 cannot order inside an aggregate.)
+ * One json_object() per row, streamed in order; only the array's brackets
+ * and commas come from here. (json_group_array would build the whole report
+ * in memory, and sqlite 3.40 cannot order inside an aggregate.)
  */
-static int report_json(struct journal *j, FILE *out)
+static int report_json(struct journal *j, sqlite3_stmt *st, FILE *out)
 {
-	sqlite3_stmt *st = NULL;
 	bool first = true;
-	char *sql;
-	int rc, r;
+	int rc;
 
-	sql = report_select(true);
-	if (!sql)
-		return -ENOMEM;
-	r = report_prepare(j, sql, &st);
-	free(sql);
-	if (r < 0)
-		return r;
 	fputc('[', out);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		fputs(first ? "\n" : ",\n", out);
@@ -1047,31 +1102,8 @@ static int report_json(struct journal *j, FILE *out)
 		first = false;
 	}
 	fputs(first ? "]\n" : "\n]\n", out);
-	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the jobs");
-	sqlite3_finalize(st);
-	return r;
+	return rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the jobs");
 }
-
-struct table_col {
-	const char *title;
-	size_t max; /* display columns, an ellipsis included */
-	bool right;
-};
-
-static const struct table_col table_cols[] = {
-	{ "JOB", 10, true },
-	{ "STARTED", 24, false },
-	{ "SLOT", 16, false },
-	{ "DEVNODE", 16, false },
-	{ "SERIAL", 24, false },
-	{ "PROFILE", 20, false },
-	{ "OUTCOME", 13, false },
-	{ "MB/S", 10, true },
-	{ "DURATION", 10, true },
-	{ "ERROR", 60, false },
-};
-
-#define TABLE_NCOLS ARRAY_SIZE(table_cols)
 
 struct table_cell {
 	char *text;
@@ -1141,43 +1173,39 @@ static void table_print_cell(FILE *out, const char *text, size_t w, const struct
 		fprintf(out, "%*s", (int)pad, "");
 }
 
-static int report_table(struct journal *j, FILE *out)
+/* The aligned table of @st's rows; @skip[i] leaves out @k->table[i]. */
+static int report_table(struct journal *j, const struct report_kind *k, const bool *skip,
+			sqlite3_stmt *st, FILE *out)
 {
-	static const char sql[] =
-		"SELECT job, started, slot, devnode, serial, profile, outcome,"
-		" iif(throughput IS NULL, NULL, printf('%.1f', throughput / 1e6)),"
-		" iif(duration IS NULL, NULL, printf('%.1f', duration)), error"
-		" FROM jobs ORDER BY job DESC";
+	const struct table_col *cols[32];
 	struct table_cell *cells = NULL, *n;
-	size_t rows = 0, cap = 0, width[TABLE_NCOLS];
-	sqlite3_stmt *st = NULL;
+	size_t rows = 0, cap = 0, ncols = 0, width[32];
 	int rc, r;
 
-	r = report_prepare(j, sql, &st);
-	if (r < 0)
-		return r;
-	for (size_t c = 0; c < TABLE_NCOLS; c++)
-		width[c] = strlen(table_cols[c].title);
+	for (size_t c = 0; c < k->n_table && ncols < ARRAY_SIZE(cols); c++)
+		if (!skip || !skip[c])
+			cols[ncols++] = &k->table[c];
+	for (size_t c = 0; c < ncols; c++)
+		width[c] = strlen(cols[c]->title);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (rows == cap) {
 			cap = cap ? 2 * cap : 64;
-			n = reallocarray(cells, cap * TABLE_NCOLS, sizeof(*cells));
+			n = reallocarray(cells, cap * ncols, sizeof(*cells));
 			if (!n) {
 				r = -ENOMEM;
 				goto out_free;
 			}
 			cells = n;
 		}
-		for (size_t c = 0; c < TABLE_NCOLS; c++) {
-			struct table_cell *cell = &cells[rows * TABLE_NCOLS + c];
+		for (size_t c = 0; c < ncols; c++) {
+			struct table_cell *cell = &cells[rows * ncols + c];
 
 			r = table_cell_set(cell, sqlite3_column_text(st, (int)c),
-					   (size_t)sqlite3_column_bytes(st, (int)c),
-					   table_cols[c].max);
+					   (size_t)sqlite3_column_bytes(st, (int)c), cols[c]->max);
 			if (r < 0) {
 				/* Keep the cells so far freeable. */
-				for (size_t k = 0; k < c; k++)
-					free(cells[rows * TABLE_NCOLS + k].text);
+				for (size_t i = 0; i < c; i++)
+					free(cells[rows * ncols + i].text);
 				goto out_free;
 			}
 			if (cell->width > width[c])
@@ -1189,55 +1217,323 @@ static int report_table(struct journal *j, FILE *out)
 		r = journal_sqlfail(j, rc, "reading the jobs");
 		goto out_free;
 	}
-	for (size_t c = 0; c < TABLE_NCOLS; c++) {
+	for (size_t c = 0; c < ncols; c++) {
 		if (c)
 			fputs("  ", out);
-		table_print_cell(out, table_cols[c].title, strlen(table_cols[c].title),
-				 &table_cols[c], width[c], c == TABLE_NCOLS - 1);
+		table_print_cell(out, cols[c]->title, strlen(cols[c]->title), cols[c], width[c],
+				 c == ncols - 1);
 	}
 	fputc('\n', out);
 	for (size_t row = 0; row < rows; row++) {
-		for (size_t c = 0; c < TABLE_NCOLS; c++) {
+		for (size_t c = 0; c < ncols; c++) {
+			const struct table_cell *cell = &cells[row * ncols + c];
+
 			if (c)
 				fputs("  ", out);
-			const struct table_cell *cell = &cells[row * TABLE_NCOLS + c];
-
-			table_print_cell(out, cell->text, cell->width, &table_cols[c], width[c],
-					 c == TABLE_NCOLS - 1);
+			table_print_cell(out, cell->text, cell->width, cols[c], width[c],
+					 c == ncols - 1);
 		}
 		fputc('\n', out);
 	}
 	r = 0;
 out_free:
-	for (size_t i = 0; i < rows * TABLE_NCOLS; i++)
+	for (size_t i = 0; i < rows * ncols; i++)
 		free(cells[i].text);
 	free(cells);
+	return r;
+}
+
+/* Report columns: the ones promised in journal.h first, then the rest. */
+static const char *const report_columns[] = {
+	"job", "started", "finished", "slot", "devnode", "serial", "vendor", "model", "size",
+	"profile", "image", "outcome", "error", "bytes_written", "data_sha256", "readback_sha256",
+	"station", "duration", "throughput", "syspath", "diskseq", "reader_serial", "bus",
+	"id_path", "removable", "mmc_cid", "mmc_manfid", "mmc_oemid", "mmc_name", "mmc_date",
+	"content_before", "content_after", "image_size", "bmap", "bmap_sha256",
+};
+
+#define JOBS_STATION_COL 1
+
+static const struct table_col job_table[] = {
+	{ "JOB", "job", 10, true },
+	{ "STATION", "station", 16, false }, /* only when several journals are read */
+	{ "STARTED", "started", 24, false },
+	{ "SLOT", "slot", 16, false },
+	{ "DEVNODE", "devnode", 16, false },
+	{ "SERIAL", "serial", 24, false },
+	{ "PROFILE", "profile", 20, false },
+	{ "OUTCOME", "outcome", 13, false },
+	{ "MB/S", "iif(throughput IS NULL, NULL, printf('%.1f', throughput / 1e6))", 10, true },
+	{ "DURATION", "iif(duration IS NULL, NULL, printf('%.1f', duration))", 10, true },
+	{ "ERROR", "error", 60, false },
+};
+
+static const struct report_kind jobs_kind = {
+	report_columns, ARRAY_SIZE(report_columns), job_table, ARRAY_SIZE(job_table),
+};
+
+static const char *const summary_columns[] = {
+	"day", "profile", "cards", "passed", "failed", "verify_failed", "removed",
+	"timeout", "interrupted", "refused", "yield_pct", "median_s", "p95_s", "median_mbps",
+};
+
+static const struct table_col summary_table[] = {
+	{ "DAY", "day", 10, false },
+	{ "PROFILE", "profile", 20, false },
+	{ "CARDS", "cards", 10, true },
+	{ "PASSED", "passed", 10, true },
+	{ "FAILED", "failed", 10, true },
+	{ "VERIFY_FAILED", "verify_failed", 13, true },
+	{ "REMOVED", "removed", 10, true },
+	{ "TIMEOUT", "timeout", 10, true },
+	{ "INTERRUPTED", "interrupted", 11, true },
+	{ "REFUSED", "refused", 10, true },
+	{ "YIELD%", "iif(yield_pct IS NULL, NULL, printf('%.1f', yield_pct))", 8, true },
+	{ "MEDIAN_S", "iif(median_s IS NULL, NULL, printf('%.1f', median_s))", 10, true },
+	{ "P95_S", "iif(p95_s IS NULL, NULL, printf('%.1f', p95_s))", 10, true },
+	{ "MEDIAN_MB/S", "iif(median_mbps IS NULL, NULL, printf('%.1f', median_mbps))", 11, true },
+};
+
+static const struct report_kind summary_kind = {
+	summary_columns, ARRAY_SIZE(summary_columns), summary_table, ARRAY_SIZE(summary_table),
+};
+
+/*
+ * Per profile and UTC day of `started`. cards: every job but ignored ones;
+ * yield: success over the jobs that ran to an end of their own (success,
+ * failed, verify_failed, removed, timeout), so refusals, interruptions and
+ * jobs still running do not count. Median: the middle value (the mean of
+ * the two middle ones for an even count); p95: nearest rank, the value at
+ * rank ceil(0.95 n). Both over successful jobs only.
+ */
+#define SUMMARY_SQL                                                                          \
+	"WITH k AS (SELECT substr(started, 1, 10) AS day, profile, outcome, duration,"       \
+	"  throughput FROM %s WHERE outcome <> 'ignored' AND %s),"                          \
+	" g AS (SELECT day, profile, count(*) AS cards,"                                    \
+	"  sum(outcome = 'success') AS passed, sum(outcome = 'failed') AS failed,"          \
+	"  sum(outcome = 'verify_failed') AS verify_failed,"                                \
+	"  sum(outcome = 'removed') AS removed, sum(outcome = 'timeout') AS timeout,"       \
+	"  sum(outcome = 'interrupted') AS interrupted, sum(outcome = 'refused') AS refused," \
+	"  sum(outcome IN ('success', 'failed', 'verify_failed', 'removed', 'timeout'))"    \
+	"   AS ended FROM k GROUP BY day, profile),"                                         \
+	" d AS (SELECT day, profile, duration AS v,"                                        \
+	"  row_number() OVER (PARTITION BY day, profile ORDER BY duration) AS rn,"          \
+	"  count(*) OVER (PARTITION BY day, profile) AS n"                                  \
+	"  FROM k WHERE outcome = 'success' AND duration IS NOT NULL),"                     \
+	" ds AS (SELECT day, profile,"                                                      \
+	"  avg(v) FILTER (WHERE rn IN ((n + 1) / 2, (n + 2) / 2)) AS median,"                \
+	"  max(v) FILTER (WHERE rn = (19 * n + 19) / 20) AS p95 FROM d GROUP BY day, profile)," \
+	" t AS (SELECT day, profile, throughput AS v,"                                      \
+	"  row_number() OVER (PARTITION BY day, profile ORDER BY throughput) AS rn,"        \
+	"  count(*) OVER (PARTITION BY day, profile) AS n"                                  \
+	"  FROM k WHERE outcome = 'success' AND throughput IS NOT NULL),"                   \
+	" ts AS (SELECT day, profile,"                                                      \
+	"  avg(v) FILTER (WHERE rn IN ((n + 1) / 2, (n + 2) / 2)) AS median"                 \
+	"  FROM t GROUP BY day, profile),"                                                   \
+	" s AS (SELECT g.day AS day, g.profile AS profile, cards, passed, failed,"          \
+	"  verify_failed, removed, timeout, interrupted, refused,"                          \
+	"  iif(ended > 0, round(100.0 * passed / ended, 1), NULL) AS yield_pct,"            \
+	"  round(ds.median, 3) AS median_s, round(ds.p95, 3) AS p95_s,"                      \
+	"  round(ts.median / 1e6, 1) AS median_mbps FROM g"                                  \
+	"  LEFT JOIN ds ON ds.day = g.day AND ds.profile IS g.profile"                       \
+	"  LEFT JOIN ts ON ts.day = g.day AND ts.profile IS g.profile)"                      \
+	" SELECT %s FROM s ORDER BY day, profile"
+
+static int report_run(struct journal *j, const struct report_filter *flt, bool summary,
+		      bool oldest_first, enum report_format fmt, FILE *out)
+{
+	const struct report_kind *k = summary ? &summary_kind : &jobs_kind;
+	bool skip[ARRAY_SIZE(job_table)] = { false };
+	char *src = NULL, *list = NULL, *sql = NULL;
+	const char *order;
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (fmt != REPORT_TABLE && fmt != REPORT_CSV && fmt != REPORT_JSON)
+		return -EINVAL;
+	/* One station: its table stays as it always was. */
+	if (!summary && j->n_attached == 0)
+		skip[JOBS_STATION_COL] = true;
+	src = report_source(j);
+	list = report_columns_sql(k, fmt, summary ? NULL : skip);
+	if (!src || !list) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	/* Job numbers repeat across stations: then the start time orders. */
+	if (j->n_attached == 0)
+		order = oldest_first ? "job" : "job DESC";
+	else
+		order = oldest_first ? "started, station, job" : "started DESC, station, job DESC";
+	if (summary)
+		r = asprintf(&sql, SUMMARY_SQL, src, report_where, list);
+	else
+		r = asprintf(&sql, "SELECT %s FROM %s WHERE %s ORDER BY %s", list, src,
+			     report_where, order);
+	if (r < 0) {
+		sql = NULL;
+		r = -ENOMEM;
+		goto out_free;
+	}
+	r = report_prepare(j, sql, flt, &st);
+	if (r < 0)
+		goto out_free;
+	switch (fmt) {
+	case REPORT_TABLE:
+		r = report_table(j, k, summary ? NULL : skip, st, out);
+		break;
+	case REPORT_CSV:
+		r = report_csv(j, k, st, out);
+		break;
+	case REPORT_JSON:
+		r = report_json(j, st, out);
+		break;
+	}
+	if (r < 0)
+		goto out_free;
+	if (fflush(out) != 0 || ferror(out))
+		r = journal_fail(j, errno ? -errno : -EIO, "writing the report: %m");
+out_free:
 	sqlite3_finalize(st);
+	free(sql);
+	free(list);
+	free(src);
 	return r;
 }
 
 int journal_report(struct journal *j, enum report_format fmt, FILE *out)
 {
-	int r;
-
 	if (!j || !out)
 		return -EINVAL;
-	switch (fmt) {
-	case REPORT_TABLE:
-		r = report_table(j, out);
-		break;
-	case REPORT_CSV:
-		r = report_csv(j, out);
-		break;
-	case REPORT_JSON:
-		r = report_json(j, out);
-		break;
-	default:
+	return report_run(j, NULL, false, false, fmt, out);
+}
+
+int journal_report_filtered(struct journal *j, const struct report_filter *flt,
+			    bool oldest_first, enum report_format fmt, FILE *out)
+{
+	if (!j || !out)
 		return -EINVAL;
-	}
+	return report_run(j, flt, false, oldest_first, fmt, out);
+}
+
+int journal_summary(struct journal *j, const struct report_filter *flt, enum report_format fmt,
+		    FILE *out)
+{
+	if (!j || !out)
+		return -EINVAL;
+	return report_run(j, flt, true, false, fmt, out);
+}
+
+int journal_attach(struct journal *j, const char *path, char **ret_error)
+{
+	struct journal *other = NULL;
+	sqlite3_stmt *st = NULL;
+	char sql[64];
+	int rc, r;
+
+	if (!j || !path)
+		return -EINVAL;
+	/* The same checks as for the first one: a journal, of this version. */
+	r = journal_open(path, true, &other, ret_error);
 	if (r < 0)
 		return r;
-	if (fflush(out) != 0 || ferror(out))
-		return journal_fail(j, errno ? -errno : -EIO, "writing the report: %m");
+	journal_close(other);
+	if (j->n_attached + 1 >= sqlite3_limit(j->db, SQLITE_LIMIT_ATTACHED, -1)) {
+		r = journal_fail(j, -E2BIG, "cannot read more than %d journals at once",
+				 sqlite3_limit(j->db, SQLITE_LIMIT_ATTACHED, -1));
+		goto out_error;
+	}
+	/* The file name is bound, never pasted; the connection's read-only
+	 * flag carries over to what it attaches. */
+	snprintf(sql, sizeof(sql), "ATTACH DATABASE :path AS s%d", j->n_attached + 1);
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":path", path);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		r = journal_errno_from_sqlite(j->db, rc);
+		r = journal_fail(j, r < 0 ? r : -EIO, "attaching %s: %s", path,
+				 sqlite3_errmsg(j->db));
+		goto out_error;
+	}
+	j->n_attached++;
+	return 0;
+
+out_error:
+	if (ret_error)
+		*ret_error = strdup(journal_error(j));
+	return r;
+}
+
+/* @n digits at @s into @ret; false when they are not all digits. */
+static bool parse_digits(const char *s, int n, int *ret)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*ret = v;
+	return true;
+}
+
+int journal_parse_time(const char *s, bool until, char ret[static JOURNAL_TIME_MAX])
+{
+	struct tm tm = { 0 };
+	bool date_only = true;
+	time_t t;
+	int year, mon, day, hour = 0, min = 0, sec = 0;
+
+	if (!s || !ret)
+		return -EINVAL;
+	if (strcmp(s, "today") == 0 || strcmp(s, "yesterday") == 0) {
+		t = time(NULL);
+		gmtime_r(&t, &tm);
+		tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+		if (s[0] == 'y')
+			tm.tm_mday--;
+	} else {
+		if (strlen(s) < 10 || !parse_digits(s, 4, &year) || s[4] != '-' ||
+		    !parse_digits(s + 5, 2, &mon) || s[7] != '-' || !parse_digits(s + 8, 2, &day))
+			return -EINVAL;
+		s += 10;
+		if (*s == 'T' || *s == ' ') {
+			date_only = false;
+			if (!parse_digits(s + 1, 2, &hour) || s[3] != ':' ||
+			    !parse_digits(s + 4, 2, &min))
+				return -EINVAL;
+			s += 6;
+			if (*s == ':') {
+				if (!parse_digits(s + 1, 2, &sec))
+					return -EINVAL;
+				s += 3;
+			}
+		}
+		/* The journal is UTC: a Z is allowed, no other zone. */
+		if (*s == 'Z')
+			s++;
+		if (*s || year < 1970 || hour > 23 || min > 59 || sec > 59)
+			return -EINVAL;
+		tm = (struct tm){ .tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day,
+				  .tm_hour = hour, .tm_min = min, .tm_sec = sec };
+		/* timegm() would take 2026-02-30 as March 2nd. */
+		t = timegm(&tm);
+		if (t == (time_t)-1 || !gmtime_r(&t, &tm) || tm.tm_year != year - 1900 ||
+		    tm.tm_mon != mon - 1 || tm.tm_mday != day)
+			return -EINVAL;
+	}
+	/* A day alone for --until means up to its end. */
+	if (until && date_only)
+		tm.tm_mday++;
+	t = timegm(&tm);
+	if (t == (time_t)-1 || !gmtime_r(&t, &tm))
+		return -EINVAL;
+	strftime(ret, JOURNAL_TIME_MAX, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
 	return 0;
 }
+
+#undef B

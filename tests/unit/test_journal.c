@@ -1125,7 +1125,561 @@ static void test_table_hostile(void **state)
 	journal_close(j);
 }
 
-int main(void)
+/* --- filters, summary, history, several stations ------------------------- */
+
+/* A finished job with the given fields; its times are set by set_times(). */
+static int64_t add_job(struct journal *j, const char *station, const char *profile,
+		       const char *slot, const char *serial, enum outcome o)
+{
+	struct job_start s = plain_start();
+	struct job_end e = { .outcome = o, .error = o == OUTCOME_SUCCESS ? NULL : "why",
+			     .bytes_written = 1000 };
+	int64_t job;
+
+	s.station = station;
+	s.profile = profile;
+	s.slot = slot;
+	s.serial = serial;
+	assert_int_equal(journal_job_once(j, &s, &e, &job), 0);
+	return job;
+}
+
+/* Known times for @job; @duration or @throughput < 0 leaves them NULL. */
+static void set_times(const char *path, int64_t job, const char *started, double duration,
+		      double throughput)
+{
+	sqlite3 *db = db_open(path);
+	sqlite3_stmt *st = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "UPDATE jobs SET started = ?1, finished = ?1,"
+					    " duration = ?2, throughput = ?3 WHERE job = ?4",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, started, -1, SQLITE_STATIC);
+	if (duration >= 0)
+		sqlite3_bind_double(st, 2, duration);
+	if (throughput >= 0)
+		sqlite3_bind_double(st, 3, throughput);
+	sqlite3_bind_int64(st, 4, job);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	assert_int_equal(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static struct journal *open_ro(const char *path)
+{
+	struct journal *j = NULL;
+	char *err = NULL;
+
+	if (journal_open(path, true, &j, &err) < 0)
+		fail_msg("journal_open(%s, ro): %s", path, err);
+	return j;
+}
+
+enum report_what { WHAT_JOBS, WHAT_HISTORY, WHAT_SUMMARY };
+
+static char *report_f(struct journal *j, const struct report_filter *flt, enum report_what what,
+		      enum report_format fmt, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	int r;
+
+	assert_non_null(out);
+	if (what == WHAT_SUMMARY)
+		r = journal_summary(j, flt, fmt, out);
+	else
+		r = journal_report_filtered(j, flt, what == WHAT_HISTORY, fmt, out);
+	if (r < 0)
+		fail_msg("report: %d %s", r, journal_error(j));
+	assert_int_equal(fclose(out), 0);
+	if (ret_len)
+		*ret_len = len;
+	return buf;
+}
+
+/* The jobs a CSV report lists, as "1,3,4" in report order. */
+static char *csv_jobs(struct journal *j, const struct report_filter *flt, enum report_what what)
+{
+	struct csv_row *rows;
+	size_t len, n;
+	char *buf = report_f(j, flt, what, REPORT_CSV, &len), *ids = NULL;
+	size_t ilen = 0;
+	FILE *f = open_memstream(&ids, &ilen);
+
+	n = csv_parse(buf, len, &rows);
+	assert_true(n >= 1);
+	for (size_t r = 1; r < n; r++) {
+		const struct csv_field *v = csv_get(rows, r, "job");
+
+		fprintf(f, "%s%s", r > 1 ? "," : "", v->s);
+	}
+	fclose(f);
+	csv_free(rows, n);
+	free(buf);
+	return ids;
+}
+
+static void check_jobs(struct journal *j, const struct report_filter *flt, enum report_what what,
+		       const char *want)
+{
+	char *got = csv_jobs(j, flt, what);
+
+	if (strcmp(got, want) != 0)
+		fail_msg("jobs: got '%s', want '%s'", got, want);
+	free(got);
+}
+
+/*
+ * Jobs 1..6: profile, slot, serial, outcome, started.
+ * 1 pi    a  S1      success  2026-11-25T23:59:59.999Z
+ * 2 pi    b  S2      failed   2026-11-26T00:00:00.000Z
+ * 3 other a  S1      refused  2026-11-26T05:00:00.000Z
+ * 4 pi    a  S1      success  2026-11-26T05:00:00.001Z
+ * 5 pi    b  s1      ignored  2026-11-27T00:00:00.000Z
+ * 6 pi    a  x,"y"   timeout  2026-11-26T12:00:00.000Z
+ */
+static void fill_filters(const char *path, struct journal *j)
+{
+	static const struct {
+		const char *profile, *slot, *serial, *started;
+		enum outcome o;
+	} rows[] = {
+		{ "pi", "a", "S1", "2026-11-25T23:59:59.999Z", OUTCOME_SUCCESS },
+		{ "pi", "b", "S2", "2026-11-26T00:00:00.000Z", OUTCOME_FAILED },
+		{ "other", "a", "S1", "2026-11-26T05:00:00.000Z", OUTCOME_REFUSED },
+		{ "pi", "a", "S1", "2026-11-26T05:00:00.001Z", OUTCOME_SUCCESS },
+		{ "pi", "b", "s1", "2026-11-27T00:00:00.000Z", OUTCOME_IGNORED },
+		{ "pi", "a", "x,\"y\"", "2026-11-26T12:00:00.000Z", OUTCOME_TIMEOUT },
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int64_t job = add_job(j, "line-1", rows[i].profile, rows[i].slot, rows[i].serial,
+				      rows[i].o);
+
+		assert_int_equal(job, (int64_t)i + 1);
+		set_times(path, job, rows[i].started, 10.0, 1e6);
+	}
+}
+
+static const char *ptime(const char *s, bool until)
+{
+	static char buf[2][JOURNAL_TIME_MAX];
+
+	if (journal_parse_time(s, until, buf[until]) < 0)
+		fail_msg("journal_parse_time(%s) failed", s);
+	return buf[until];
+}
+
+static void test_report_filters(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct report_filter flt = { 0 };
+
+	fill_filters(f->path, j);
+	/* No filter: all, newest first, as journal_report() does. */
+	check_jobs(j, NULL, WHAT_JOBS, "6,5,4,3,2,1");
+	check_jobs(j, &flt, WHAT_JOBS, "6,5,4,3,2,1");
+
+	/* A day: since inclusive, until (a day alone) up to its end. */
+	flt.since = ptime("2026-11-26", false);
+	flt.until = ptime("2026-11-26", true);
+	check_jobs(j, &flt, WHAT_JOBS, "6,4,3,2");
+	/* A date-time until is exclusive; with or without Z it is UTC. */
+	flt.until = ptime("2026-11-26T05:00", true);
+	check_jobs(j, &flt, WHAT_JOBS, "2");
+	flt.until = ptime("2026-11-26T05:00:00Z", true);
+	check_jobs(j, &flt, WHAT_JOBS, "2");
+	flt.since = ptime("2026-11-26T05:00:00", false);
+	flt.until = NULL;
+	check_jobs(j, &flt, WHAT_JOBS, "6,5,4,3");
+
+	/* Exact matches, combined with AND. */
+	flt = (struct report_filter){ .profile = "pi" };
+	check_jobs(j, &flt, WHAT_JOBS, "6,5,4,2,1");
+	flt.slot = "a";
+	check_jobs(j, &flt, WHAT_JOBS, "6,4,1");
+	flt.outcome = "success";
+	check_jobs(j, &flt, WHAT_JOBS, "4,1");
+	flt.since = ptime("2026-11-26", false);
+	check_jobs(j, &flt, WHAT_JOBS, "4");
+	flt = (struct report_filter){ .serial = "S1" };
+	check_jobs(j, &flt, WHAT_JOBS, "4,3,1"); /* not s1: exact, case and all */
+	flt.serial = "x,\"y\"";
+	check_jobs(j, &flt, WHAT_JOBS, "6");
+	flt.serial = "S";
+	check_jobs(j, &flt, WHAT_JOBS, "");
+	/* Values are bound, never pasted into the SQL. */
+	flt.serial = "' OR 1=1 --";
+	check_jobs(j, &flt, WHAT_JOBS, "");
+	flt = (struct report_filter){ .outcome = "ignored" };
+	check_jobs(j, &flt, WHAT_JOBS, "5");
+	journal_close(j);
+}
+
+static void test_history_order(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct report_filter flt = { .serial = "S1" };
+	char *buf;
+
+	fill_filters(f->path, j);
+	check_jobs(j, &flt, WHAT_HISTORY, "1,3,4");
+	flt.outcome = "success";
+	check_jobs(j, &flt, WHAT_HISTORY, "1,4");
+	/* The table has no STATION column for one journal, as before. */
+	buf = report_f(j, &flt, WHAT_HISTORY, REPORT_TABLE, NULL);
+	assert_true(strncmp(buf, "JOB  STARTED", 12) == 0);
+	assert_null(strstr(buf, "STATION"));
+	free(buf);
+	journal_close(j);
+}
+
+static void test_parse_time(void **state)
+{
+	char buf[JOURNAL_TIME_MAX], want[JOURNAL_TIME_MAX];
+	struct tm tm;
+	time_t t;
+
+	(void)state;
+	assert_int_equal(journal_parse_time("2026-11-26", false, buf), 0);
+	assert_string_equal(buf, "2026-11-26T00:00:00.000Z");
+	assert_int_equal(journal_parse_time("2026-11-26", true, buf), 0);
+	assert_string_equal(buf, "2026-11-27T00:00:00.000Z");
+	assert_int_equal(journal_parse_time("2026-12-31", true, buf), 0);
+	assert_string_equal(buf, "2027-01-01T00:00:00.000Z");
+	assert_int_equal(journal_parse_time("2028-02-29Z", false, buf), 0);
+	assert_string_equal(buf, "2028-02-29T00:00:00.000Z");
+	assert_int_equal(journal_parse_time("2026-11-26T05:07", true, buf), 0);
+	assert_string_equal(buf, "2026-11-26T05:07:00.000Z");
+	assert_int_equal(journal_parse_time("2026-11-26T05:07:09Z", false, buf), 0);
+	assert_string_equal(buf, "2026-11-26T05:07:09.000Z");
+	assert_int_equal(journal_parse_time("2026-11-26 05:07:09", false, buf), 0);
+	assert_string_equal(buf, "2026-11-26T05:07:09.000Z");
+
+	t = time(NULL);
+	gmtime_r(&t, &tm);
+	strftime(want, sizeof(want), "%Y-%m-%dT00:00:00.000Z", &tm);
+	assert_int_equal(journal_parse_time("today", false, buf), 0);
+	/* (At midnight the day may just have turned.) */
+	if (strcmp(buf, want) != 0)
+		fprintf(stderr, "today: %s vs %s\n", buf, want);
+	t -= 86400;
+	gmtime_r(&t, &tm);
+	strftime(want, sizeof(want), "%Y-%m-%dT00:00:00.000Z", &tm);
+	assert_int_equal(journal_parse_time("yesterday", false, buf), 0);
+	assert_int_equal(journal_parse_time("today", true, want), 0);
+	assert_true(strcmp(buf, want) < 0);
+
+	static const char *const bad[] = {
+		"", "2026", "2026-11", "2026-13-01", "2026-02-30", "2027-02-29", "2026-11-26T",
+		"2026-11-26T5:00", "2026-11-26T24:00", "2026-11-26T05:60", "2026-11-26T05:00:61",
+		"2026-11-26T05:00+01:00", "2026-11-26Zx", "26-11-2026", "tomorrow", "1969-12-31",
+		"2026-11-26T05:00:00.5Z", " 2026-11-26",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (journal_parse_time(bad[i], false, buf) != -EINVAL)
+			fail_msg("'%s' was accepted as %s", bad[i], buf);
+}
+
+/* One summary CSV row by day and profile, or NULL. */
+static const struct csv_row *summary_row(struct csv_row *rows, size_t n, const char *day,
+					 const char *profile)
+{
+	for (size_t r = 1; r < n; r++)
+		if (strcmp(csv_get(rows, r, "day")->s, day) == 0 &&
+		    strcmp(csv_get(rows, r, "profile")->s, profile) == 0)
+			return &rows[r];
+	return NULL;
+}
+
+static void check_summary(struct csv_row *rows, size_t n, const char *day, const char *profile,
+			  const char *col, const char *want)
+{
+	const struct csv_row *row = summary_row(rows, n, day, profile);
+
+	if (!row)
+		fail_msg("no summary row %s %s", day, profile);
+	check_csv(rows, (size_t)(row - rows), col, want);
+}
+
+static void test_summary_math(void **state)
+{
+	static const char *const header =
+		"day,profile,cards,passed,failed,verify_failed,removed,timeout,interrupted,"
+		"refused,yield_pct,median_s,p95_s,median_mbps\n";
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct csv_row *rows;
+	char started[40], *buf, *file, *lines;
+	size_t len, n;
+	int64_t job;
+
+	/*
+	 * Day 1, "pi": successes of 40, 10, 30, 20 s (median 25, p95 rank
+	 * ceil(3.8) = 4: 40) at 4, 1, 3, 2 MB/s (median 2.5); one each of
+	 * failed, verify_failed, removed, timeout, interrupted, refused, ignored.
+	 * cards = 10 (not the ignored one); yield = 4 / 8 = 50.0.
+	 */
+	static const double dur[] = { 40, 10, 30, 20 };
+	for (int i = 0; i < 4; i++) {
+		job = add_job(j, "l", "pi", "a", "s", OUTCOME_SUCCESS);
+		snprintf(started, sizeof(started), "2026-11-25T0%d:00:00.000Z", i);
+		set_times(f->path, job, started, dur[i], 1e6 * dur[i] / 10);
+	}
+	static const enum outcome bad[] = {
+		OUTCOME_FAILED, OUTCOME_VERIFY_FAILED, OUTCOME_REMOVED, OUTCOME_TIMEOUT,
+		OUTCOME_INTERRUPTED, OUTCOME_REFUSED, OUTCOME_IGNORED,
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		job = add_job(j, "l", "pi", "a", "s", bad[i]);
+		/* Failures are fast; they must not count in the durations. */
+		set_times(f->path, job, "2026-11-25T23:59:59.999Z", 1, 1e9);
+	}
+	/* Day 2, "pi": 20 successes of 1..20 s: median 10.5, p95 rank 19: 19. */
+	for (int i = 1; i <= 20; i++) {
+		job = add_job(j, "l", "pi", "a", "s", OUTCOME_SUCCESS);
+		set_times(f->path, job, "2026-11-26T00:00:00.000Z", i, 2e6 * i);
+	}
+	/* Day 2, "big": 5 successes of 1..5 (odd: median 3, p95 5), 1 failure. */
+	for (int i = 5; i >= 1; i--) {
+		job = add_job(j, "l", "big", "a", "s", OUTCOME_SUCCESS);
+		set_times(f->path, job, "2026-11-26T23:00:00.000Z", i, 1.5e6);
+	}
+	job = add_job(j, "l", "big", "a", "s", OUTCOME_FAILED);
+	set_times(f->path, job, "2026-11-26T23:00:00.000Z", -1, -1);
+	/* Day 3, "pi": only refusals and ignored cards: no yield, no durations. */
+	job = add_job(j, "l", "pi", "a", "s", OUTCOME_REFUSED);
+	set_times(f->path, job, "2026-11-27T08:00:00.000Z", 0, -1);
+	job = add_job(j, "l", "pi", "a", "s", OUTCOME_IGNORED);
+	set_times(f->path, job, "2026-11-27T08:00:00.000Z", 0, -1);
+	/* A day with only an ignored card has no row at all. */
+	job = add_job(j, "l", "pi", "a", "s", OUTCOME_IGNORED);
+	set_times(f->path, job, "2026-11-28T08:00:00.000Z", 0, -1);
+
+	buf = report_f(j, NULL, WHAT_SUMMARY, REPORT_CSV, &len);
+	assert_true(strncmp(buf, header, strlen(header)) == 0);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 1 + 4);
+	/* Oldest day first, then profile. */
+	check_csv(rows, 1, "day", "2026-11-25");
+	check_csv(rows, 2, "profile", "big");
+	check_csv(rows, 3, "profile", "pi");
+	check_csv(rows, 4, "day", "2026-11-27");
+
+	check_summary(rows, n, "2026-11-25", "pi", "cards", "10");
+	check_summary(rows, n, "2026-11-25", "pi", "passed", "4");
+	static const char *const one[] = { "failed",	  "verify_failed", "removed",
+					   "timeout",	  "interrupted",   "refused" };
+	for (size_t i = 0; i < 6; i++)
+		check_summary(rows, n, "2026-11-25", "pi", one[i], "1");
+	check_summary(rows, n, "2026-11-25", "pi", "yield_pct", "50.0");
+	check_summary(rows, n, "2026-11-25", "pi", "median_s", "25.0");
+	check_summary(rows, n, "2026-11-25", "pi", "p95_s", "40.0");
+	check_summary(rows, n, "2026-11-25", "pi", "median_mbps", "2.5");
+
+	check_summary(rows, n, "2026-11-26", "pi", "cards", "20");
+	check_summary(rows, n, "2026-11-26", "pi", "yield_pct", "100.0");
+	check_summary(rows, n, "2026-11-26", "pi", "median_s", "10.5");
+	check_summary(rows, n, "2026-11-26", "pi", "p95_s", "19.0");
+	check_summary(rows, n, "2026-11-26", "pi", "median_mbps", "21.0");
+
+	check_summary(rows, n, "2026-11-26", "big", "cards", "6");
+	check_summary(rows, n, "2026-11-26", "big", "failed", "1");
+	check_summary(rows, n, "2026-11-26", "big", "refused", "0");
+	check_summary(rows, n, "2026-11-26", "big", "yield_pct", "83.3");
+	check_summary(rows, n, "2026-11-26", "big", "median_s", "3.0");
+	check_summary(rows, n, "2026-11-26", "big", "p95_s", "5.0");
+	check_summary(rows, n, "2026-11-26", "big", "median_mbps", "1.5");
+
+	check_summary(rows, n, "2026-11-27", "pi", "cards", "1");
+	check_summary(rows, n, "2026-11-27", "pi", "refused", "1");
+	check_summary(rows, n, "2026-11-27", "pi", "yield_pct", "");
+	check_summary(rows, n, "2026-11-27", "pi", "median_s", "");
+	csv_free(rows, n);
+	free(buf);
+
+	/* Filters apply before grouping. */
+	buf = report_f(j, &(struct report_filter){ .profile = "big" }, WHAT_SUMMARY, REPORT_CSV,
+		       &len);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 2);
+	check_csv(rows, 1, "cards", "6");
+	csv_free(rows, n);
+	free(buf);
+
+	/* JSON: valid, numbers as numbers, null where there is no value. */
+	buf = report_f(j, NULL, WHAT_SUMMARY, REPORT_JSON, &len);
+	file = tu_path(f->dir, "summary.json");
+	tu_write_file(file, buf, len);
+	lines = python_json(file);
+	assert_true(json_has(lines, 0, " cards=int:10 "));
+	assert_true(json_has(lines, 0, " yield_pct=float:50.0 "));
+	assert_true(json_has(lines, 0, " p95_s=float:40.0 "));
+	assert_true(json_has(lines, 3, " yield_pct=null "));
+	free(lines);
+	free(file);
+	free(buf);
+
+	/* Table: a header, one line per row. */
+	buf = report_f(j, NULL, WHAT_SUMMARY, REPORT_TABLE, &len);
+	assert_true(strncmp(buf, "DAY         PROFILE  CARDS", 26) == 0);
+	assert_non_null(strstr(buf, "YIELD%"));
+	assert_non_null(strstr(buf, " 83.3 "));
+	free(buf);
+	journal_close(j);
+}
+
+static void test_multi_db(void **state)
+{
+	struct fixture *f = *state;
+	char *p2 = tu_path(f->dir, "two.db"), *p3 = tu_path(f->dir, "missing.db"), *err = NULL;
+	char *buf;
+	struct journal *j, *j2;
+	struct csv_row *rows;
+	size_t len, n;
+	int64_t a1, a2, b1, b2;
+
+	j = open_rw(f->path);
+	j2 = open_rw(p2);
+	a1 = add_job(j, "line-1", "pi", "a", "S1", OUTCOME_SUCCESS);
+	a2 = add_job(j, "line-1", "pi", "a", "S2", OUTCOME_FAILED);
+	b1 = add_job(j2, "line-2", "pi", "a", "S1", OUTCOME_SUCCESS);
+	b2 = add_job(j2, "line-2", "pi", "b", "S3", OUTCOME_SUCCESS);
+	/* The same job numbers on both stations. */
+	assert_int_equal(a1, b1);
+	assert_int_equal(a2, b2);
+	set_times(f->path, a1, "2026-11-26T01:00:00.000Z", 10, 1e6);
+	set_times(p2, b1, "2026-11-26T02:00:00.000Z", 10, 1e6);
+	set_times(f->path, a2, "2026-11-26T03:00:00.000Z", 10, 1e6);
+	set_times(p2, b2, "2026-11-26T04:00:00.000Z", 10, 1e6);
+	journal_close(j);
+	journal_close(j2);
+
+	j = open_ro(f->path);
+	assert_int_equal(journal_attach(j, p2, &err), 0);
+	assert_null(err);
+	/* Ordered by start time; station always in CSV. */
+	buf = report_f(j, NULL, WHAT_JOBS, REPORT_CSV, &len);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 5);
+	check_csv(rows, 1, "station", "line-2");
+	check_csv(rows, 1, "serial", "S3");
+	check_csv(rows, 2, "station", "line-1");
+	check_csv(rows, 3, "station", "line-2");
+	check_csv(rows, 4, "station", "line-1");
+	check_csv(rows, 4, "serial", "S1");
+	csv_free(rows, n);
+	free(buf);
+	/* History across stations, oldest first. */
+	check_jobs(j, &(struct report_filter){ .serial = "S1" }, WHAT_HISTORY, "1,1");
+	buf = report_f(j, &(struct report_filter){ .serial = "S1" }, WHAT_HISTORY, REPORT_CSV,
+		       &len);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 3);
+	check_csv(rows, 1, "station", "line-1");
+	check_csv(rows, 2, "station", "line-2");
+	csv_free(rows, n);
+	free(buf);
+	/* The table names the station. */
+	buf = report_f(j, NULL, WHAT_JOBS, REPORT_TABLE, NULL);
+	assert_true(strncmp(buf, "JOB  STATION  STARTED", 21) == 0);
+	assert_non_null(strstr(buf, "line-2"));
+	free(buf);
+	/* The summary counts both. */
+	buf = report_f(j, NULL, WHAT_SUMMARY, REPORT_CSV, &len);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 2);
+	check_csv(rows, 1, "cards", "4");
+	check_csv(rows, 1, "passed", "3");
+	csv_free(rows, n);
+	free(buf);
+
+	/* A missing journal is an error naming it, and changes nothing. */
+	assert_true(journal_attach(j, p3, &err) < 0);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "missing.db"));
+	free(err);
+	check_jobs(j, NULL, WHAT_JOBS, "2,2,1,1");
+	journal_close(j);
+	free(p2);
+	free(p3);
+}
+
+/*
+ * For tests/integration/report.sh: a journal with known contents at @path
+ * (every row from @station when given), written through this API so that
+ * the schema lives in journal.c alone.
+ */
+static int write_fixture(const char *path, const char *station)
+{
+	static const struct {
+		const char *station, *profile, *slot, *serial, *started;
+		enum outcome o;
+		double duration, throughput;
+	} rows[] = {
+		{ "line-1", "pi", "slot-a", "A1", "2026-11-25T10:00:00.000Z", OUTCOME_SUCCESS, 20, 5e6 },
+		{ "line-1", "pi", "slot-b", "x,\"q\"\n$(touch PWNED)`id`", "2026-11-25T11:00:00.000Z",
+		  OUTCOME_SUCCESS, 40, 10e6 },
+		{ "line-1", "pi", "slot-a", "A1", "2026-11-26T05:00:00.000Z", OUTCOME_VERIFY_FAILED,
+		  30, 4e6 },
+		{ "line-1", "other", "slot-b", "B2", "2026-11-26T06:00:00.000Z", OUTCOME_REFUSED, 0,
+		  -1 },
+		{ "line-1", "pi", "slot-a", "A1", "2026-11-26T07:00:00.000Z", OUTCOME_SUCCESS, 10, 3e6 },
+		{ "line-1", "pi", "slot-b", "C3", "2026-11-26T08:00:00.000Z", OUTCOME_IGNORED, 0, -1 },
+	};
+	struct journal *j = NULL;
+	char *err = NULL;
+	int64_t job;
+
+	if (journal_open(path, false, &j, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct job_start s = plain_start();
+		struct job_end e = { .outcome = rows[i].o,
+				     .error = rows[i].o == OUTCOME_SUCCESS ? NULL : "why, \"this\"",
+				     .bytes_written = 1000 };
+		sqlite3 *db;
+		sqlite3_stmt *st = NULL;
+
+		s.station = station ? station : rows[i].station;
+		s.profile = rows[i].profile;
+		s.slot = rows[i].slot;
+		s.serial = rows[i].serial;
+		if (journal_job_once(j, &s, &e, &job) < 0) {
+			fprintf(stderr, "%s\n", journal_error(j));
+			return 1;
+		}
+		if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+			return 1;
+		sqlite3_busy_timeout(db, 5000);
+		if (sqlite3_prepare_v2(db,
+				       "UPDATE jobs SET started = ?1, finished = ?1, duration = ?2,"
+				       " throughput = ?3 WHERE job = ?4",
+				       -1, &st, NULL) != SQLITE_OK)
+			return 1;
+		sqlite3_bind_text(st, 1, rows[i].started, -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 2, rows[i].duration);
+		if (rows[i].throughput >= 0)
+			sqlite3_bind_double(st, 3, rows[i].throughput);
+		sqlite3_bind_int64(st, 4, job);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			return 1;
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+	journal_close(j);
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
@@ -1145,7 +1699,16 @@ int main(void)
 		T(test_csv_hostile),
 		T(test_json_hostile),
 		T(test_table_hostile),
+		T(test_report_filters),
+		T(test_history_order),
+		T(test_parse_time),
+		T(test_summary_math),
+		T(test_multi_db),
 	};
+
+	/* test_journal --write-fixture PATH [STATION]: see write_fixture(). */
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "--write-fixture") == 0)
+		return write_fixture(argv[2], argc == 4 ? argv[3] : NULL);
 
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
