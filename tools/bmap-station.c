@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bmap-station: the flashing station's command line. `run` is the daemon;
- * `check`, `report` and `history` only read.
+ * `check`, `report` and `history` only read; `forget` adds one row.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "journal.h"
@@ -36,6 +37,9 @@ static const char main_help[] =
 	"                            --summary one line per UTC day and profile\n"
 	"  history SERIAL [--config FILE | --db FILE...] [--format FMT] [FILTERS]\n"
 	"                            every job the card SERIAL has had, oldest first\n"
+	"  forget SERIAL [--config FILE | --db FILE]\n"
+	"                            let a card that passed a once_per_serial profile\n"
+	"                            be flashed again (its jobs stay in the journal)\n"
 	"\n"
 	"Options:\n"
 	"  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
@@ -183,6 +187,44 @@ enum {
 	OPT_SERIAL,
 };
 
+static int cmd_forget(const char *config, const char *db, const char *serial)
+{
+	struct station_config *cfg = NULL;
+	struct journal *j = NULL;
+	char *err = NULL;
+	int ret = EXIT_FAILURE;
+
+	if (!db) {
+		if (config_load(config, &cfg, &err) < 0) {
+			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
+			free(err);
+			return EXIT_FAILURE;
+		}
+		db = cfg->database;
+	}
+	/* Forgetting never creates a journal: a mistyped path is an error. */
+	if (access(db, F_OK) < 0) {
+		fprintf(stderr, "bmap-station: no journal at '%s': %m\n", db);
+		goto out;
+	}
+	/* The daemon may be running: WAL and the busy timeout let both write. */
+	if (journal_open(db, false, &j, &err) < 0) {
+		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");
+		free(err);
+		goto out;
+	}
+	if (journal_forget(j, serial) < 0) {
+		fprintf(stderr, "bmap-station: cannot forget serial: %s\n", journal_error(j));
+		goto out;
+	}
+	printf("serial forgotten: once_per_serial profiles will flash it again\n");
+	ret = EXIT_SUCCESS;
+out:
+	journal_close(j);
+	config_free(cfg);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -306,6 +348,20 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		ret = cmd_report(config, &ra);
+		goto out;
+	}
+	if (strcmp(cmd, "forget") == 0) {
+		if (optind >= argc)
+			ret = usage("%s", "forget needs a SERIAL");
+		else if (optind + 1 < argc)
+			ret = usage("unexpected argument '%s'", argv[optind + 1]);
+		else if (ra.n_dbs > 1 || (ra.n_dbs && config_given))
+			ret = usage("%s", "forget takes one --db, or --config");
+		else if (ra.summary || ra.since || ra.until || ra.filter.profile || ra.filter.slot ||
+			 ra.filter.outcome || ra.filter.serial || strcmp(ra.format, "table") != 0)
+			ret = usage("%s", "forget takes no report options");
+		else
+			ret = cmd_forget(config, ra.n_dbs ? ra.dbs[0] : NULL, argv[optind]);
 		goto out;
 	}
 	ret = usage("unknown command '%s'", cmd);

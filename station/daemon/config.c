@@ -55,7 +55,7 @@ static const char *const slot_keys[] = {
     NULL,
 };
 static const char *const profile_keys[] = {
-    "name", "image", "bmap", "verify", "removable_only", "match", NULL,
+    "name", "image", "bmap", "verify", "removable_only", "once_per_serial", "match", NULL,
 };
 static const char *const match_keys[] = {
     "slot", "bus", "vendor", "model", "serial", "min_size", "max_size", NULL,
@@ -702,6 +702,13 @@ static int config_parse_profile(struct config_ctx *c, const config_setting_t *e,
 	s = config_setting_get_member(e, "removable_only");
 	if (s) {
 		r = config_get_bool(c, s, &p->removable_only);
+		if (r < 0)
+			return r;
+	}
+
+	s = config_setting_get_member(e, "once_per_serial");
+	if (s) {
+		r = config_get_bool(c, s, &p->once_per_serial);
 		if (r < 0)
 			return r;
 	}

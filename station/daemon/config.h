@@ -32,6 +32,7 @@ struct profile {
 	char *bmap; /* NULL: discovered next to the image */
 	enum verify_mode verify;
 	bool removable_only; /* default true */
+	bool once_per_serial; /* refuse a serial that already passed with this profile */
 	struct match match;
 };
 

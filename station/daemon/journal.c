@@ -68,6 +68,14 @@ static const char *const migrations[] = {
 	"CREATE INDEX jobs_started ON jobs(started);\n"
 	"CREATE INDEX jobs_profile ON jobs(profile);\n"
 	"CREATE INDEX jobs_outcome ON jobs(outcome);\n",
+	/* 1 -> 2: 'bmap-station forget SERIAL' for once_per_serial profiles. The
+	 * jobs stay as they were (an audit trail); a later row here makes the
+	 * serial's earlier successes not count. */
+	"CREATE TABLE forgotten (\n"
+	"\tserial TEXT NOT NULL,\n"
+	"\tat TEXT NOT NULL\n"
+	");\n"
+	"CREATE INDEX forgotten_serial ON forgotten(serial);\n",
 };
 
 #define JOURNAL_VERSION ((int)ARRAY_SIZE(migrations))
@@ -877,6 +885,59 @@ int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskse
 	else
 		r = journal_sqlfail(j, rc, "looking up a card");
 	sqlite3_reset(j->last);
+	return r;
+}
+
+int journal_serial_passed(struct journal *j, const char *serial, const char *profile,
+			  int64_t *ret_job)
+{
+	static const char sql[] =
+		"SELECT job FROM jobs WHERE serial = :serial AND profile = :profile"
+		" AND outcome = 'success' AND started > coalesce((SELECT max(at) FROM"
+		" forgotten WHERE serial = :serial), '') ORDER BY job DESC LIMIT 1";
+	sqlite3_stmt *st = NULL;
+	int rc, r;
+
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "looking up a serial");
+	rc = bind_text(st, ":serial", serial);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":profile", profile);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_job = sqlite3_column_int64(st, 0);
+		r = 0;
+	} else if (rc == SQLITE_DONE) {
+		r = -ENOENT;
+	} else {
+		r = journal_sqlfail(j, rc, "looking up a serial");
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+int journal_forget(struct journal *j, const char *serial)
+{
+	static const char sql[] = "INSERT INTO forgotten (serial, at) VALUES (:serial, :at)";
+	sqlite3_stmt *st = NULL;
+	char now[40];
+	int rc, r;
+
+	r = journal_writable(j);
+	if (r < 0)
+		return r;
+	journal_now(now);
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":serial", serial);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":at", now);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "forgetting a serial");
+	sqlite3_finalize(st);
 	return r;
 }
 

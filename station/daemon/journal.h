@@ -88,6 +88,14 @@ int journal_interrupt_running(struct journal *j, const char *error);
 int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskseq,
 			 enum outcome *ret);
 
+/* For once_per_serial profiles: the newest success of @serial with @profile
+ * since the serial was last forgotten. 0 and *ret_job, or -ENOENT. */
+int journal_serial_passed(struct journal *j, const char *serial, const char *profile,
+			  int64_t *ret_job);
+/* 'bmap-station forget SERIAL': its earlier successes no longer count. The
+ * jobs themselves are kept. */
+int journal_forget(struct journal *j, const char *serial);
+
 enum report_format { REPORT_TABLE, REPORT_CSV, REPORT_JSON };
 
 /* Lists the jobs, newest first. CSV has a header row with at least: job, started,

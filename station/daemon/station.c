@@ -272,6 +272,26 @@ static void enqueue(struct station *st, struct slot *sl)
 	sl->image = strdup(p->image);
 	sl->bmap = p->bmap ? strdup(p->bmap) : NULL;
 	sl->verify = p->verify;
+	if (p->once_per_serial) {
+		int64_t earlier;
+		char ser[128];
+
+		if (!sl->dev.serial) {
+			record_once(st, sl, OUTCOME_REFUSED,
+				    "no serial, and the profile has once_per_serial = true");
+			sl->state = ST_DONE;
+			return;
+		}
+		if (journal_serial_passed(st->journal, sl->dev.serial, p->name, &earlier) == 0) {
+			snprintf(why, sizeof(why),
+				 "serial %s already passed with profile %s (job %" PRId64
+				 "); 'bmap-station forget' allows it again",
+				 printable(sl->dev.serial, ser, sizeof(ser)), p->name, earlier);
+			record_once(st, sl, OUTCOME_REFUSED, why);
+			sl->state = ST_DONE;
+			return;
+		}
+	}
 	if (device_gate(&sl->dev, st->cfg->max_device_size, why, sizeof(why)) < 0) {
 		record_once(st, sl, OUTCOME_REFUSED, why);
 		sl->state = ST_DONE;

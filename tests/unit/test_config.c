@@ -172,6 +172,7 @@ static void test_defaults(void **state)
 	assert_null(p->bmap);
 	assert_int_equal(p->verify, VERIFY_READBACK);
 	assert_true(p->removable_only);
+	assert_false(p->once_per_serial);
 	assert_null(p->match.slot);
 	assert_null(p->match.bus);
 	assert_null(p->match.vendor);
@@ -200,6 +201,7 @@ static void test_values(void **state)
 	       "};\n"
 	       "profiles = (\n"
 	       "  { name = \"a\"; image = \"/a\"; verify = \"checksums\"; removable_only = false;\n"
+	       "    once_per_serial = true;\n"
 	       "    match = { min_size = 1000; max_size = 2000L; }; },\n"
 	       "  { name = \"b\"; image = \"/b\"; verify = \"none\";\n"
 	       "    match = { min_size = \"512M\"; max_size = \"1.5T\"; }; },\n"
@@ -215,6 +217,8 @@ static void test_values(void **state)
 	assert_int_equal(cfg->n_profiles, 4);
 	assert_int_equal(cfg->profiles[0].verify, VERIFY_CHECKSUMS);
 	assert_false(cfg->profiles[0].removable_only);
+	assert_true(cfg->profiles[0].once_per_serial);
+	assert_false(cfg->profiles[1].once_per_serial);
 	assert_int_equal(cfg->profiles[0].match.min_size, 1000);
 	assert_int_equal(cfg->profiles[0].match.max_size, 2000);
 	assert_int_equal(cfg->profiles[1].verify, VERIFY_NONE);

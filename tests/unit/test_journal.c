@@ -451,7 +451,7 @@ static void test_version_and_reopen(void **state)
 	free(shm);
 
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 1);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 2);
 	assert_int_equal(get_int(db, -1, "application_id FROM pragma_application_id"),
 			 0x626d7374);
 	mode = get_str(db, -1, "journal_mode FROM pragma_journal_mode");
@@ -466,6 +466,73 @@ static void test_version_and_reopen(void **state)
 	db = db_open(f->path);
 	assert_int_equal(get_int(db, -1, "count(*) FROM jobs"), 2);
 	check_text(db, a, "outcome", "running");
+	sqlite3_close(db);
+}
+
+/* once_per_serial: a success counts until the serial is forgotten; the
+ * job rows themselves stay. */
+static void test_serial_passed_and_forget(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS, .bytes_written = 1 };
+	struct job_end bad = { .outcome = OUTCOME_FAILED, .error = "x" };
+	int64_t job, found;
+	sqlite3 *db;
+
+	assert_int_equal(journal_serial_passed(j, s.serial, s.profile, &found), -ENOENT);
+	assert_int_equal(journal_job_once(j, &s, &bad, &job), 0);
+	assert_int_equal(journal_serial_passed(j, s.serial, s.profile, &found), -ENOENT);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	assert_int_equal(journal_job_end(j, job, &ok), 0);
+	assert_int_equal(journal_serial_passed(j, s.serial, s.profile, &found), 0);
+	assert_int_equal(found, job);
+	/* Another profile, another serial: not this one. */
+	assert_int_equal(journal_serial_passed(j, s.serial, "other", &found), -ENOENT);
+	assert_int_equal(journal_serial_passed(j, "other", s.profile, &found), -ENOENT);
+
+	usleep(2000); /* timestamps have millisecond resolution */
+	assert_int_equal(journal_forget(j, s.serial), 0);
+	assert_int_equal(journal_serial_passed(j, s.serial, s.profile, &found), -ENOENT);
+	usleep(2000);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	assert_int_equal(journal_job_end(j, job, &ok), 0);
+	assert_int_equal(journal_serial_passed(j, s.serial, s.profile, &found), 0);
+	assert_int_equal(found, job);
+	journal_close(j);
+
+	db = db_open(f->path);
+	assert_int_equal(get_int(db, -1, "count(*) FROM jobs WHERE outcome = 'success'"), 2);
+	sqlite3_close(db);
+}
+
+/* A version 1 journal gains the forgotten table and keeps its rows. */
+static void test_migrate_from_v1(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS };
+	int64_t job, found;
+	sqlite3 *db;
+
+	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE forgotten; PRAGMA user_version = 1", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	j = open_rw(f->path);
+	assert_int_equal(journal_serial_passed(j, s.serial, s.profile, &found), 0);
+	assert_int_equal(journal_forget(j, s.serial), 0);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 2);
+	assert_int_equal(get_int(db, -1, "count(*) FROM forgotten"), 1);
+	assert_int_equal(get_int(db, -1, "count(*) FROM jobs"), 1);
 	sqlite3_close(db);
 }
 
@@ -1689,6 +1756,8 @@ int main(int argc, char **argv)
 		T(test_once),
 		T(test_interrupt_running),
 		T(test_version_and_reopen),
+		T(test_serial_passed_and_forget),
+		T(test_migrate_from_v1),
 		T(test_newer_version_refused),
 		T(test_foreign_database_refused),
 		T(test_open_errors_name_the_file),
