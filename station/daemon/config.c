@@ -47,7 +47,8 @@ static const char *const root_keys[] = {
     NULL,
 };
 static const char *const station_keys[] = {
-    "name", "database", "max_workers", "require_tag", "max_device_size", "job_timeout", NULL,
+    "name", "database", "max_workers", "require_tag", "max_device_size", "job_timeout",
+    "hook_timeout", "hooks", NULL,
 };
 static const char *const slot_keys[] = {
     "name",
@@ -55,7 +56,10 @@ static const char *const slot_keys[] = {
     NULL,
 };
 static const char *const profile_keys[] = {
-    "name", "image", "bmap", "verify", "removable_only", "once_per_serial", "match", NULL,
+    "name", "image", "bmap", "verify", "removable_only", "once_per_serial", "hooks", "match", NULL,
+};
+static const char *const hook_keys[] = {
+    "on_insert", "on_start", "on_success", "on_failure", "on_remove", NULL,
 };
 static const char *const match_keys[] = {
     "slot", "bus", "vendor", "model", "serial", "min_size", "max_size", NULL,
@@ -454,6 +458,65 @@ static int config_get_bool(struct config_ctx *c, const config_setting_t *s, bool
 	return 0;
 }
 
+const char *hook_event_name(enum hook_event e)
+{
+	return (unsigned)e < HOOK_EVENTS ? hook_keys[e] : "unknown";
+}
+
+/* hooks = { on_success = [ "/usr/local/bin/label", "%serial" ]; ... }: the
+ * program's path is resolved like the other paths; arguments are kept as
+ * written. */
+static int config_parse_hooks(struct config_ctx *c, const config_setting_t *g, struct hooks *h)
+{
+	int r = config_need_group(c, g);
+
+	if (r < 0)
+		return r;
+	r = config_check_members(c, g, hook_keys);
+	if (r < 0)
+		return r;
+	for (int e = 0; e < HOOK_EVENTS; e++) {
+		const config_setting_t *s = config_setting_get_member(g, hook_keys[e]);
+		int n;
+
+		if (!s)
+			continue;
+		if (!config_setting_is_aggregate(s) || config_setting_is_group(s) ||
+		    config_setting_length(s) < 1)
+			return config_fail(c, s, NULL,
+					   "must be a command: [ \"/path/to/program\", \"arg\", ... ]");
+		n = config_setting_length(s);
+		h->argv[e] = calloc((size_t)n + 1, sizeof(char *));
+		if (!h->argv[e])
+			return -ENOMEM;
+		for (int i = 0; i < n; i++) {
+			const config_setting_t *a = config_setting_get_elem(s, (unsigned)i);
+			const char *v;
+
+			if (i == 0) {
+				r = config_dup_path(c, a, &h->argv[e][0]);
+			} else {
+				r = config_get_string(c, a, true, &v);
+				if (r >= 0 && !(h->argv[e][i] = strdup(v)))
+					r = -ENOMEM;
+			}
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static void hooks_free(struct hooks *h)
+{
+	for (int e = 0; e < HOOK_EVENTS; e++) {
+		for (char **a = h->argv[e]; a && *a; a++)
+			free(*a);
+		free(h->argv[e]);
+		h->argv[e] = NULL;
+	}
+}
+
 static int config_parse_station(struct config_ctx *c, const config_setting_t *st,
 				struct station_config *cfg)
 {
@@ -525,6 +588,21 @@ static int config_parse_station(struct config_ctx *c, const config_setting_t *st
 			return config_fail(c, s, NULL, "%lld is out of range (1..%d seconds)", n,
 					   INT_MAX);
 		cfg->job_timeout = (unsigned)n;
+	}
+	s = config_setting_get_member(st, "hook_timeout");
+	if (s) {
+		r = config_get_int(c, s, "an integer (seconds)", &n);
+		if (r < 0)
+			return r;
+		if (n < 1 || n > 3600)
+			return config_fail(c, s, NULL, "%lld is out of range (1..3600 seconds)", n);
+		cfg->hook_timeout = (unsigned)n;
+	}
+	s = config_setting_get_member(st, "hooks");
+	if (s) {
+		r = config_parse_hooks(c, s, &cfg->hooks);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -713,6 +791,13 @@ static int config_parse_profile(struct config_ctx *c, const config_setting_t *e,
 			return r;
 	}
 
+	s = config_setting_get_member(e, "hooks");
+	if (s) {
+		r = config_parse_hooks(c, s, &p->hooks);
+		if (r < 0)
+			return r;
+	}
+
 	s = config_setting_get_member(e, "match");
 	if (s) {
 		r = config_parse_match(c, s, &p->match);
@@ -773,6 +858,7 @@ static int config_defaults(struct station_config *cfg)
 	cfg->max_workers = CONFIG_DEFAULT_MAX_WORKERS;
 	cfg->max_device_size = CONFIG_DEFAULT_MAX_DEVICE_SIZE;
 	cfg->job_timeout = CONFIG_DEFAULT_JOB_TIMEOUT;
+	cfg->hook_timeout = 10;
 	return 0;
 }
 
@@ -996,7 +1082,9 @@ void config_free(struct station_config *cfg)
 		free(p->match.vendor);
 		free(p->match.model);
 		free(p->match.serial);
+		hooks_free(&p->hooks);
 	}
+	hooks_free(&cfg->hooks);
 	free(cfg->profiles);
 	free(cfg->path);
 	free(cfg->name);

@@ -15,6 +15,17 @@ enum verify_mode {
 	VERIFY_NONE,
 };
 
+/* Commands run on station events, each an argv (never through a shell):
+ * placeholders %slot %serial %devnode %profile %outcome %job in an argument
+ * are replaced by their values. */
+enum hook_event { HOOK_INSERT, HOOK_START, HOOK_SUCCESS, HOOK_FAILURE, HOOK_REMOVE, HOOK_EVENTS };
+
+struct hooks {
+	char **argv[HOOK_EVENTS]; /* NULL-terminated argv, or NULL */
+};
+
+const char *hook_event_name(enum hook_event e); /* "on_insert", ... */
+
 struct slot_def {
 	char *name;
 	char *path; /* udev ID_PATH */
@@ -33,6 +44,7 @@ struct profile {
 	enum verify_mode verify;
 	bool removable_only; /* default true */
 	bool once_per_serial; /* refuse a serial that already passed with this profile */
+	struct hooks hooks;   /* run after the station's own hooks */
 	struct match match;
 };
 
@@ -44,6 +56,8 @@ struct station_config {
 	char *require_tag;         /* default "bmap-station"; "" = any block disk */
 	uint64_t max_device_size;  /* default 256 GiB; never touch anything bigger */
 	unsigned job_timeout;      /* seconds, default 3600 */
+	unsigned hook_timeout;     /* seconds a hook may run, default 10 */
+	struct hooks hooks;
 	struct slot_def *slots;
 	size_t n_slots;
 	struct profile *profiles;

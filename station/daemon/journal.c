@@ -76,6 +76,19 @@ static const char *const migrations[] = {
 	"\tat TEXT NOT NULL\n"
 	");\n"
 	"CREATE INDEX forgotten_serial ON forgotten(serial);\n",
+	/* 2 -> 3: what each hook did. */
+	"CREATE TABLE hooks (\n"
+	"\tjob INTEGER,\n"
+	"\tevent TEXT NOT NULL,\n"
+	"\tcommand TEXT NOT NULL,\n"
+	"\tfinished TEXT NOT NULL,\n"
+	"\tduration REAL,\n"
+	"\texit_status INTEGER,\n"
+	"\tsignal INTEGER,\n"
+	"\ttimed_out INTEGER NOT NULL DEFAULT 0,\n"
+	"\toutput TEXT\n"
+	");\n"
+	"CREATE INDEX hooks_job ON hooks(job);\n",
 };
 
 #define JOURNAL_VERSION ((int)ARRAY_SIZE(migrations))
@@ -914,6 +927,51 @@ int journal_serial_passed(struct journal *j, const char *serial, const char *pro
 	} else {
 		r = journal_sqlfail(j, rc, "looking up a serial");
 	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+int journal_hook_record(struct journal *j, const struct hook_record *h)
+{
+	static const char sql[] =
+		"INSERT INTO hooks (job, event, command, finished, duration, exit_status, signal,"
+		" timed_out, output) VALUES (:job, :event, :command, :finished, :duration,"
+		" :exit_status, :signal, :timed_out, :output)";
+	sqlite3_stmt *st = NULL;
+	char now[40];
+	int rc, r;
+
+	r = journal_writable(j);
+	if (r < 0)
+		return r;
+	journal_now(now);
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = h->job > 0 ? sqlite3_bind_int64(st, bind_index(st, ":job"), h->job)
+				: sqlite3_bind_null(st, bind_index(st, ":job"));
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":event", h->event);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":command", h->command);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":finished", now);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(st, bind_index(st, ":duration"), h->duration);
+	if (rc == SQLITE_OK)
+		rc = h->signal ? sqlite3_bind_null(st, bind_index(st, ":exit_status"))
+			       : sqlite3_bind_int(st, bind_index(st, ":exit_status"), h->exit_status);
+	if (rc == SQLITE_OK)
+		rc = h->signal ? sqlite3_bind_int(st, bind_index(st, ":signal"), h->signal)
+			       : sqlite3_bind_null(st, bind_index(st, ":signal"));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st, bind_index(st, ":timed_out"), h->timed_out);
+	if (rc == SQLITE_OK)
+		rc = h->output ? sqlite3_bind_text(st, bind_index(st, ":output"), h->output,
+						   (int)h->output_len, SQLITE_TRANSIENT)
+			       : sqlite3_bind_null(st, bind_index(st, ":output"));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "recording a hook");
 	sqlite3_finalize(st);
 	return r;
 }

@@ -88,6 +88,20 @@ int journal_interrupt_running(struct journal *j, const char *error);
 int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskseq,
 			 enum outcome *ret);
 
+/* What one hook did (table hooks). */
+struct hook_record {
+	int64_t job;         /* 0: none (e.g. on_remove of a card with no job) */
+	const char *event;   /* "on_success", ... */
+	const char *command; /* argv as run, shell-quoted for display */
+	double duration;
+	int exit_status;     /* when it exited */
+	int signal;          /* when it was killed (0: not) */
+	bool timed_out;
+	const char *output;  /* stdout and stderr, possibly cut */
+	size_t output_len;
+};
+int journal_hook_record(struct journal *j, const struct hook_record *h);
+
 /* For once_per_serial profiles: the newest success of @serial with @profile
  * since the serial was last forgotten. 0 and *ret_job, or -ENOENT. */
 int journal_serial_passed(struct journal *j, const char *serial, const char *profile,

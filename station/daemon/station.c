@@ -70,6 +70,20 @@ struct slot {
 	char data_sha256[65], readback_sha256[65];
 };
 
+/* A hook command running (never through a shell; see config.h). */
+struct hook_run {
+	struct hook_run *next;
+	pid_t pid;
+	int fd; /* its stdout and stderr */
+	int64_t job;
+	enum hook_event event;
+	char *command;
+	char out[4096];
+	size_t out_len;
+	double started, deadline;
+	bool timed_out;
+};
+
 struct station {
 	struct station_config *cfg;
 	struct journal *journal;
@@ -81,6 +95,7 @@ struct station {
 	uint64_t next_seq;
 	bool stopping;
 	double stop_deadline;
+	struct hook_run *hooks;
 };
 
 __attribute__((format(printf, 1, 2))) static void logmsg(const char *fmt, ...)
@@ -201,6 +216,8 @@ static void record_once(struct station *st, struct slot *sl, enum outcome o, con
 	}
 	logmsg("%s: %s (job %" PRId64 "): %s", slot_label(sl, label, sizeof(label)),
 	       outcome_name(o), job, why);
+	sl->job = job;
+	snprintf(sl->outcome, sizeof(sl->outcome), "%s", outcome_name(o));
 }
 
 /* What the profile's image needs: its bmap (image size) and the bmap's hash. */
@@ -239,6 +256,210 @@ static int load_image_facts(struct slot *sl, char *why, size_t why_len)
 	bmap_map_free(map);
 	bmap_ctx_free(ctx);
 	return r;
+}
+
+/* ---- hooks ---- */
+
+struct hook_values {
+	const char *slot, *serial, *devnode, *profile, *outcome;
+	int64_t job;
+};
+
+/* @arg with every placeholder replaced; the values go into argv as they
+ * are, so quotes, ';' or '$()' in a serial are just characters. */
+static char *hook_expand(const char *arg, const struct hook_values *v)
+{
+	static const char *const names[] = { "%slot", "%serial", "%devnode", "%profile",
+					     "%outcome", "%job" };
+	char job[32] = "";
+	const char *vals[6];
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	if (!f)
+		return NULL;
+	if (v->job > 0)
+		snprintf(job, sizeof(job), "%" PRId64, v->job);
+	vals[0] = v->slot;
+	vals[1] = v->serial;
+	vals[2] = v->devnode;
+	vals[3] = v->profile;
+	vals[4] = v->outcome;
+	vals[5] = job;
+	while (*arg) {
+		size_t i;
+
+		for (i = 0; i < ARRAY_SIZE(names); i++)
+			if (strncmp(arg, names[i], strlen(names[i])) == 0)
+				break;
+		if (i < ARRAY_SIZE(names)) {
+			fputs(vals[i] ? vals[i] : "", f);
+			arg += strlen(names[i]);
+		} else {
+			fputc(*arg++, f);
+		}
+	}
+	fclose(f);
+	return out;
+}
+
+/* The command for the journal: each argument single-quoted, for display. */
+static char *hook_display(char *const *argv)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	if (!f)
+		return NULL;
+	for (size_t i = 0; argv[i]; i++) {
+		fputs(i ? " '" : "'", f);
+		for (const char *c = argv[i]; *c; c++)
+			if (*c == '\'')
+				fputs("'\\''", f);
+			else
+				fputc(*c, f);
+		fputc('\'', f);
+	}
+	fclose(f);
+	return out;
+}
+
+static void hook_start(struct station *st, char *const *tmpl, enum hook_event ev,
+		       const struct hook_values *v)
+{
+	struct hook_run *h;
+	char **argv;
+	size_t n = 0;
+	int fds[2];
+
+	while (tmpl[n])
+		n++;
+	argv = calloc(n + 1, sizeof(char *));
+	h = calloc(1, sizeof(*h));
+	if (!argv || !h)
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		if (!(argv[i] = hook_expand(tmpl[i], v)))
+			goto fail;
+	h->command = hook_display(argv);
+	if (!h->command || pipe2(fds, O_CLOEXEC) < 0)
+		goto fail;
+	fflush(stderr);
+	h->pid = fork();
+	if (h->pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		goto fail;
+	}
+	if (h->pid == 0) {
+		sigset_t none;
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		/* Its own process group, so a time-out kills what it started. */
+		setpgid(0, 0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (null >= 0)
+			dup2(null, STDIN_FILENO);
+		dup2(fds[1], STDOUT_FILENO);
+		dup2(fds[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		fprintf(stderr, "cannot run %s: %m\n", argv[0]);
+		_exit(127);
+	}
+	setpgid(h->pid, h->pid); /* also here: no race with a quick time-out */
+	close(fds[1]);
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	h->fd = fds[0];
+	h->job = v->job;
+	h->event = ev;
+	h->started = now_monotonic();
+	h->deadline = h->started + st->cfg->hook_timeout;
+	h->next = st->hooks;
+	st->hooks = h;
+	for (size_t i = 0; i < n; i++)
+		free(argv[i]);
+	free(argv);
+	return;
+fail:
+	logmsg("cannot run the %s hook %s: %m", hook_event_name(ev), tmpl[0]);
+	if (argv)
+		for (size_t i = 0; i < n; i++)
+			free(argv[i]);
+	free(argv);
+	if (h)
+		free(h->command);
+	free(h);
+}
+
+/* The station's hook for @ev, then the profile's. */
+static void run_hooks(struct station *st, const struct slot *sl, enum hook_event ev,
+		      const char *outcome, int64_t job)
+{
+	struct hook_values v = {
+		.slot = sl->slot_name, .serial = sl->dev.serial, .devnode = sl->dev.devnode,
+		.profile = sl->profile, .outcome = outcome, .job = job,
+	};
+
+	if (st->cfg->hooks.argv[ev])
+		hook_start(st, st->cfg->hooks.argv[ev], ev, &v);
+	if (!sl->profile)
+		return;
+	for (size_t i = 0; i < st->cfg->n_profiles; i++)
+		if (strcmp(st->cfg->profiles[i].name, sl->profile) == 0 &&
+		    st->cfg->profiles[i].hooks.argv[ev])
+			hook_start(st, st->cfg->profiles[i].hooks.argv[ev], ev, &v);
+}
+
+static void hook_read(struct hook_run *h)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = read(h->fd, buf, sizeof(buf))) > 0) {
+		size_t room = sizeof(h->out) - h->out_len;
+
+		if ((size_t)n > room)
+			n = (ssize_t)room; /* keep the start; the rest is dropped */
+		memcpy(h->out + h->out_len, buf, (size_t)n);
+		h->out_len += (size_t)n;
+	}
+}
+
+/* Records a finished hook; returns true when @pid was one. */
+static bool hook_reaped(struct station *st, pid_t pid, int status)
+{
+	for (struct hook_run **p = &st->hooks; *p; p = &(*p)->next) {
+		struct hook_run *h = *p;
+		struct hook_record rec;
+
+		if (h->pid != pid)
+			continue;
+		hook_read(h);
+		close(h->fd);
+		rec = (struct hook_record){
+			.job = h->job, .event = hook_event_name(h->event), .command = h->command,
+			.duration = now_monotonic() - h->started,
+			.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 0,
+			.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+			.timed_out = h->timed_out, .output = h->out, .output_len = h->out_len,
+		};
+		if (journal_hook_record(st->journal, &rec) < 0)
+			logmsg("the %s hook %s ended but the journal could not record it: %s",
+			       rec.event, h->command, journal_error(st->journal));
+		if (rec.signal || rec.exit_status)
+			logmsg("the %s hook %s %s %d%s", rec.event, h->command,
+			       rec.signal ? "was killed by signal" : "exited with status",
+			       rec.signal ? rec.signal : rec.exit_status,
+			       h->timed_out ? " (over hook_timeout)" : "");
+		*p = h->next;
+		free(h->command);
+		free(h);
+		return true;
+	}
+	return false;
 }
 
 static void enqueue(struct station *st, struct slot *sl)
@@ -370,6 +591,7 @@ static int start_worker(struct station *st, struct slot *sl)
 	st->running++;
 	logmsg("%s: profile %s: job %" PRId64 " started (worker %d)",
 	       slot_label(sl, label, sizeof(label)), sl->profile, sl->job, (int)pid);
+	run_hooks(st, sl, HOOK_START, NULL, sl->job);
 	return 0;
 }
 
@@ -501,6 +723,8 @@ static void finish_job(struct station *st, struct slot *sl)
 	st->running--;
 	sl->pid = 0;
 	sl->state = ST_DONE;
+	run_hooks(st, sl, o == OUTCOME_SUCCESS ? HOOK_SUCCESS : HOOK_FAILURE, outcome_name(o),
+		  sl->job);
 }
 
 static void reap(struct station *st)
@@ -511,6 +735,8 @@ static void reap(struct station *st)
 
 		if (pid <= 0)
 			return;
+		if (hook_reaped(st, pid, status))
+			continue;
 		for (struct slot *sl = st->slots; sl; sl = sl->next)
 			if (sl->state == ST_RUNNING && sl->pid == pid) {
 				sl->wstatus = status;
@@ -559,6 +785,8 @@ static void handle_device(struct station *st, struct udev_device *u, const char 
 	}
 
 	if (removal) {
+		if (sl->dev.size > 0 && sl->dev.tagged)
+			run_hooks(st, sl, HOOK_REMOVE, NULL, sl->job);
 		if (sl->state == ST_RUNNING) {
 			sl->removed = true;
 			stop_worker(sl);
@@ -608,6 +836,11 @@ static void handle_device(struct station *st, struct udev_device *u, const char 
 	logmsg("%s: inserted (%s, %" PRIu64 " bytes)", slot_label(sl, label, sizeof(label)),
 	       action, sl->dev.size);
 	enqueue(st, sl);
+	if (sl->dev.tagged) {
+		run_hooks(st, sl, HOOK_INSERT, sl->outcome[0] ? sl->outcome : NULL, sl->job);
+		if (strcmp(sl->outcome, "refused") == 0)
+			run_hooks(st, sl, HOOK_FAILURE, sl->outcome, sl->job);
+	}
 	schedule(st);
 }
 
@@ -701,6 +934,14 @@ static void check_timers(struct station *st)
 	double now = now_monotonic();
 	char label[512];
 
+	for (struct hook_run *h = st->hooks; h; h = h->next) {
+		hook_read(h);
+		if (!h->timed_out && now > h->deadline) {
+			h->timed_out = true;
+			kill(-h->pid, SIGKILL);
+		}
+	}
+
 	for (struct slot *sl = st->slots; sl; sl = sl->next) {
 		if (sl->state != ST_RUNNING)
 			continue;
@@ -787,7 +1028,7 @@ int station_run(const char *config_path)
 		nfds_t n = 0;
 		int r;
 
-		if (st.stopping && st.running == 0)
+		if (st.stopping && st.running == 0 && !st.hooks)
 			break;
 		pfd[n++] = (struct pollfd){ .fd = st.sfd, .events = POLLIN };
 		pfd[n++] = (struct pollfd){ .fd = udev_monitor_get_fd(st.mon), .events = POLLIN };
