@@ -15,6 +15,7 @@
 #include "config.h"
 #include "journal.h"
 #include "station.h"
+#include "watch.h"
 #include "version.h"
 
 #define DEFAULT_CONFIG "/etc/bmap-station/station.conf"
@@ -37,6 +38,14 @@ static const char main_help[] =
 	"                            --summary one line per UTC day and profile\n"
 	"  history SERIAL [--config FILE | --db FILE...] [--format FMT] [FILTERS]\n"
 	"                            every job the card SERIAL has had, oldest first\n"
+	"  status [--config FILE | --db FILE] [--json]\n"
+	"                            one row per card the running station knows:\n"
+	"                            slot, device, serial, profile, state (waiting,\n"
+	"                            writing, verifying, done, failed, refused,\n"
+	"                            removed), percent, MB/s, time left, last outcome\n"
+	"  watch  [--config FILE | --db FILE]\n"
+	"                            the same, full screen, refreshed twice a second,\n"
+	"                            with today's counts (q to quit)\n"
 	"  forget SERIAL [--config FILE | --db FILE]\n"
 	"                            let a card that passed a once_per_serial profile\n"
 	"                            be flashed again (its jobs stay in the journal)\n"
@@ -185,7 +194,43 @@ enum {
 	OPT_SLOT,
 	OPT_OUTCOME,
 	OPT_SERIAL,
+	OPT_JSON,
 };
+
+static int cmd_live(const char *config, const char *db, bool json, bool watch)
+{
+	struct station_config *cfg = NULL;
+	struct journal *j = NULL;
+	char *err = NULL;
+	int ret = EXIT_FAILURE;
+
+	if (!db) {
+		if (config_load(config, &cfg, &err) < 0) {
+			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
+			free(err);
+			return EXIT_FAILURE;
+		}
+		db = cfg->database;
+	}
+	if (journal_open(db, true, &j, &err) < 0) {
+		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");
+		free(err);
+		goto out;
+	}
+	if (watch) {
+		ret = watch_run(j) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+		goto out;
+	}
+	if (journal_status(j, json, stdout) < 0) {
+		fprintf(stderr, "bmap-station: status: %s\n", journal_error(j));
+		goto out;
+	}
+	ret = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+out:
+	journal_close(j);
+	config_free(cfg);
+	return ret;
+}
 
 static int cmd_forget(const char *config, const char *db, const char *serial)
 {
@@ -240,6 +285,7 @@ int main(int argc, char **argv)
 		{ "slot", required_argument, NULL, OPT_SLOT },
 		{ "outcome", required_argument, NULL, OPT_OUTCOME },
 		{ "serial", required_argument, NULL, OPT_SERIAL },
+		{ "json", no_argument, NULL, OPT_JSON },
 		{}
 	};
 	struct report_args ra = { .format = "table" };
@@ -305,6 +351,9 @@ int main(int argc, char **argv)
 		case OPT_SERIAL:
 			ra.filter.serial = optarg;
 			break;
+		case OPT_JSON:
+			ra.format = "json";
+			break;
 		default:
 			ret = usage("%s", "bad usage");
 			goto out;
@@ -348,6 +397,21 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		ret = cmd_report(config, &ra);
+		goto out;
+	}
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "watch") == 0) {
+		bool json = strcmp(ra.format, "json") == 0;
+
+		if (optind < argc)
+			ret = usage("unexpected argument '%s'", argv[optind]);
+		else if (ra.n_dbs > 1 || (ra.n_dbs && config_given))
+			ret = usage("%s takes one --db, or --config", cmd);
+		else if (ra.summary || ra.since || ra.until || ra.filter.profile || ra.filter.slot ||
+			 ra.filter.outcome || ra.filter.serial ||
+			 (strcmp(ra.format, "table") != 0 && !json) || (json && cmd[0] == 'w'))
+			ret = usage("%s takes no report options (status: --json)", cmd);
+		else
+			ret = cmd_live(config, ra.n_dbs ? ra.dbs[0] : NULL, json, cmd[0] == 'w');
 		goto out;
 	}
 	if (strcmp(cmd, "forget") == 0) {

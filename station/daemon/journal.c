@@ -89,6 +89,24 @@ static const char *const migrations[] = {
 	"\toutput TEXT\n"
 	");\n"
 	"CREATE INDEX hooks_job ON hooks(job);\n",
+	/* 3 -> 4: the live state of each card the running station knows, for
+	 * 'status' and 'watch'. Rewritten by the daemon; not an audit record. */
+	"CREATE TABLE live (\n"
+	"\tsyspath TEXT PRIMARY KEY,\n"
+	"\tstation TEXT,\n"
+	"\tslot TEXT,\n"
+	"\tdevnode TEXT,\n"
+	"\tserial TEXT,\n"
+	"\tprofile TEXT,\n"
+	"\tstate TEXT NOT NULL,\n"
+	"\tjob INTEGER,\n"
+	"\tdone INTEGER,\n"
+	"\ttotal INTEGER,\n"
+	"\trate REAL,\n"
+	"\tlast_outcome TEXT,\n"
+	"\terror TEXT,\n"
+	"\tupdated TEXT NOT NULL\n"
+	");\n",
 };
 
 #define JOURNAL_VERSION ((int)ARRAY_SIZE(migrations))
@@ -974,6 +992,207 @@ int journal_hook_record(struct journal *j, const struct hook_record *h)
 	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "recording a hook");
 	sqlite3_finalize(st);
 	return r;
+}
+
+int journal_live_set(struct journal *j, const struct live_row *l)
+{
+	static const char sql[] =
+		"INSERT OR REPLACE INTO live (syspath, station, slot, devnode, serial, profile,"
+		" state, job, done, total, rate, last_outcome, error, updated) VALUES (:syspath,"
+		" :station, :slot, :devnode, :serial, :profile, :state, :job, :done, :total, :rate,"
+		" :last_outcome, :error, :updated)";
+	sqlite3_stmt *st = NULL;
+	char now[40];
+	int rc, r;
+
+	r = journal_writable(j);
+	if (r < 0)
+		return r;
+	journal_now(now);
+	/* Live state need not survive a power cut: no fsync for it (in WAL
+	 * mode NORMAL syncs only at checkpoints); the job rows keep FULL. */
+	sqlite3_exec(j->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":syspath", l->syspath);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":station", l->station);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":slot", l->slot);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":devnode", l->devnode);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":serial", l->serial);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":profile", l->profile);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":state", l->state);
+	if (rc == SQLITE_OK)
+		rc = l->job > 0 ? sqlite3_bind_int64(st, bind_index(st, ":job"), l->job)
+				: sqlite3_bind_null(st, bind_index(st, ":job"));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, bind_index(st, ":done"), (int64_t)l->done);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, bind_index(st, ":total"), (int64_t)l->total);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(st, bind_index(st, ":rate"), l->rate);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":last_outcome", l->last_outcome);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":error", l->error);
+	if (rc == SQLITE_OK)
+		rc = bind_text(st, ":updated", now);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "updating the live state");
+	sqlite3_finalize(st);
+	sqlite3_exec(j->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+	return r;
+}
+
+int journal_live_clear(struct journal *j, const char *syspath)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r;
+
+	r = journal_writable(j);
+	if (r < 0)
+		return r;
+	rc = sqlite3_prepare_v2(j->db,
+				syspath ? "DELETE FROM live WHERE syspath = :syspath"
+					: "DELETE FROM live",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK && syspath)
+		rc = bind_text(st, ":syspath", syspath);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "clearing the live state");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int journal_status(struct journal *j, bool json, FILE *out)
+{
+	static const char sql_table[] =
+		"SELECT coalesce(slot, '-'), coalesce(devnode, '-'), coalesce(serial, '-'),"
+		" coalesce(profile, '-'), state,"
+		" CASE WHEN total > 0 THEN printf('%d%%', done * 100 / total) ELSE '-' END,"
+		" CASE WHEN rate > 0 THEN printf('%.1f', rate / 1e6) ELSE '-' END,"
+		" CASE WHEN rate > 0 AND total > done THEN printf('%d:%02d',"
+		"   CAST((total - done) / rate AS INTEGER) / 60,"
+		"   CAST((total - done) / rate AS INTEGER) % 60) ELSE '-' END,"
+		" coalesce(last_outcome, '-')"
+		" FROM live ORDER BY coalesce(slot, devnode)";
+	static const char sql_json[] =
+		"SELECT json_object('slot', slot, 'devnode', devnode, 'serial', bmap_utf8(serial),"
+		" 'profile', profile, 'state', state, 'job', job, 'done', done, 'total', total,"
+		" 'percent', CASE WHEN total > 0 THEN done * 100 / total END,"
+		" 'mbps', CASE WHEN rate > 0 THEN round(rate / 1e6, 1) END,"
+		" 'seconds_left', CASE WHEN rate > 0 AND total > done THEN"
+		"   CAST((total - done) / rate AS INTEGER) END,"
+		" 'last_outcome', last_outcome, 'error', bmap_utf8(error), 'updated', updated)"
+		" FROM live ORDER BY coalesce(slot, devnode)";
+	static const char *const heads[] = { "SLOT", "DEVICE", "SERIAL", "PROFILE", "STATE",
+					     "%", "MB/S", "LEFT", "LAST" };
+	sqlite3_stmt *st = NULL;
+	bool first = true;
+	int rc;
+
+	rc = sqlite3_prepare_v2(j->db, json ? sql_json : sql_table, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "reading the live state");
+	if (json)
+		fputc('[', out);
+	else
+		fprintf(out, "%-8s %-14s %-20s %-14s %-10s %4s %7s %6s %s\n", heads[0], heads[1],
+			heads[2], heads[3], heads[4], heads[5], heads[6], heads[7], heads[8]);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (json) {
+			fputs(first ? "\n  " : ",\n  ", out);
+			fputs((const char *)sqlite3_column_text(st, 0), out);
+		} else {
+			const char *col[9];
+			char safe[9][64];
+
+			for (int i = 0; i < 9; i++) {
+				const unsigned char *v = sqlite3_column_text(st, i);
+				size_t k = 0;
+
+				/* Device strings may hold anything: keep the table whole. */
+				for (; v && *v && k + 1 < sizeof(safe[i]); v++)
+					safe[i][k++] = *v < 0x20 || *v == 0x7f ? '?' : (char)*v;
+				safe[i][k] = '\0';
+				col[i] = safe[i];
+			}
+			fprintf(out, "%-8s %-14s %-20s %-14s %-10s %4s %7s %6s %s\n", col[0], col[1],
+				col[2], col[3], col[4], col[5], col[6], col[7], col[8]);
+		}
+		first = false;
+	}
+	if (json)
+		fputs(first ? "]\n" : "\n]\n", out);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the live state");
+}
+
+int journal_live_foreach(struct journal *j, int (*fn)(void *userdata, const struct live_row *l),
+			 void *userdata)
+{
+	static const char sql[] =
+		"SELECT syspath, station, slot, devnode, serial, profile, state, job, done, total,"
+		" rate, last_outcome, error FROM live ORDER BY coalesce(slot, devnode)";
+	sqlite3_stmt *st = NULL;
+	int rc, r = 0;
+
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "reading the live state");
+	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct live_row l = {
+			.syspath = (const char *)sqlite3_column_text(st, 0),
+			.station = (const char *)sqlite3_column_text(st, 1),
+			.slot = (const char *)sqlite3_column_text(st, 2),
+			.devnode = (const char *)sqlite3_column_text(st, 3),
+			.serial = (const char *)sqlite3_column_text(st, 4),
+			.profile = (const char *)sqlite3_column_text(st, 5),
+			.state = (const char *)sqlite3_column_text(st, 6),
+			.job = sqlite3_column_int64(st, 7),
+			.done = (uint64_t)sqlite3_column_int64(st, 8),
+			.total = (uint64_t)sqlite3_column_int64(st, 9),
+			.rate = sqlite3_column_double(st, 10),
+			.last_outcome = (const char *)sqlite3_column_text(st, 11),
+			.error = (const char *)sqlite3_column_text(st, 12),
+		};
+
+		r = fn(userdata, &l);
+	}
+	if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = journal_sqlfail(j, rc, "reading the live state");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int journal_today(struct journal *j, struct day_counts *ret)
+{
+	static const char sql[] =
+		"SELECT count(*) FILTER (WHERE outcome NOT IN ('ignored', 'running')),"
+		" count(*) FILTER (WHERE outcome = 'success'),"
+		" count(*) FILTER (WHERE outcome IN ('failed', 'verify_failed', 'removed',"
+		"   'timeout', 'refused'))"
+		" FROM jobs WHERE started >= strftime('%Y-%m-%dT00:00:00', 'now')";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		ret->flashed = (unsigned)sqlite3_column_int(st, 0);
+		ret->passed = (unsigned)sqlite3_column_int(st, 1);
+		ret->failed = (unsigned)sqlite3_column_int(st, 2);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : journal_sqlfail(j, rc, "counting today's jobs");
 }
 
 int journal_forget(struct journal *j, const char *serial)

@@ -102,6 +102,30 @@ struct hook_record {
 };
 int journal_hook_record(struct journal *j, const struct hook_record *h);
 
+/* The live state of one card (table live), for status and watch. */
+struct live_row {
+	const char *syspath, *station, *slot, *devnode, *serial, *profile;
+	const char *state; /* waiting, writing, verifying, done, failed, refused, removed */
+	int64_t job;
+	uint64_t done, total;
+	double rate; /* bytes/s */
+	const char *last_outcome, *error;
+};
+int journal_live_set(struct journal *j, const struct live_row *l);
+/* Forgets one card's live row (NULL: all of them, when the station starts). */
+int journal_live_clear(struct journal *j, const char *syspath);
+/* Calls @fn for each live row (strings valid during the call only). */
+int journal_live_foreach(struct journal *j, int (*fn)(void *userdata, const struct live_row *l),
+			 void *userdata);
+/* Today's (UTC) jobs: flashed (every ended or refused job, not ignored),
+ * passed, failed (failed, verify_failed, removed, timeout, refused). */
+struct day_counts {
+	unsigned flashed, passed, failed;
+};
+int journal_today(struct journal *j, struct day_counts *ret);
+/* 'bmap-station status': the live rows as a table or a JSON array. */
+int journal_status(struct journal *j, bool json, FILE *out);
+
 /* For once_per_serial profiles: the newest success of @serial with @profile
  * since the serial was last forgotten. 0 and *ret_job, or -ENOENT. */
 int journal_serial_passed(struct journal *j, const char *serial, const char *profile,

@@ -68,6 +68,7 @@ struct slot {
 	char outcome[32];
 	uint64_t bytes;
 	char data_sha256[65], readback_sha256[65];
+	double live_at; /* last live-state write */
 };
 
 /* A hook command running (never through a shell; see config.h). */
@@ -462,6 +463,53 @@ static bool hook_reaped(struct station *st, pid_t pid, int status)
 	return false;
 }
 
+/* ---- live state (table live, read by status and watch) ---- */
+
+static void live_update(struct station *st, struct slot *sl, bool force)
+{
+	struct live_row l = { 0 };
+	double now = now_monotonic();
+	enum outcome o;
+
+	if (!sl->dev.tagged || !sl->dev.syspath)
+		return;
+	if (!force && now - sl->live_at < 0.5)
+		return;
+	sl->live_at = now;
+	l.syspath = sl->dev.syspath;
+	l.station = st->cfg->name;
+	l.slot = sl->slot_name;
+	l.devnode = sl->dev.devnode;
+	l.serial = sl->dev.serial;
+	l.profile = sl->profile;
+	l.job = sl->job;
+	l.error = sl->error;
+	switch (sl->state) {
+	case ST_WAITING:
+		l.state = "waiting";
+		break;
+	case ST_RUNNING:
+		l.state = strcmp(sl->phase, "verifying") == 0 ? "verifying" : "writing";
+		l.done = sl->done;
+		l.total = sl->total;
+		if (now > sl->started && sl->done)
+			l.rate = (double)sl->done / (now - sl->started);
+		break;
+	default:
+		if (!sl->outcome[0] || outcome_from_name(sl->outcome, &o) < 0)
+			return;
+		l.last_outcome = sl->outcome;
+		l.state = o == OUTCOME_SUCCESS	 ? "done"
+			  : o == OUTCOME_REFUSED ? "refused"
+			  : o == OUTCOME_REMOVED ? "removed"
+			  : o == OUTCOME_IGNORED ? "ignored"
+						 : "failed";
+		break;
+	}
+	if (journal_live_set(st->journal, &l) < 0)
+		logmsg("cannot update the live state: %s", journal_error(st->journal));
+}
+
 static void enqueue(struct station *st, struct slot *sl)
 {
 	const struct profile *p;
@@ -592,6 +640,7 @@ static int start_worker(struct station *st, struct slot *sl)
 	logmsg("%s: profile %s: job %" PRId64 " started (worker %d)",
 	       slot_label(sl, label, sizeof(label)), sl->profile, sl->job, (int)pid);
 	run_hooks(st, sl, HOOK_START, NULL, sl->job);
+	live_update(st, sl, true);
 	return 0;
 }
 
@@ -608,7 +657,7 @@ static void schedule(struct station *st)
 	}
 }
 
-static void handle_line(struct slot *sl, char *line)
+static void handle_line(struct station *st, struct slot *sl, char *line)
 {
 	struct worker_msg m;
 
@@ -619,6 +668,7 @@ static void handle_line(struct slot *sl, char *line)
 		snprintf(sl->phase, sizeof(sl->phase), "%s", m.phase);
 		sl->done = m.done;
 		sl->total = m.total;
+		live_update(st, sl, false);
 		break;
 	case WMSG_CONTENT_BEFORE:
 		free(sl->content_before);
@@ -643,7 +693,7 @@ static void handle_line(struct slot *sl, char *line)
 }
 
 /* Reads what the worker wrote; returns true at end of file. */
-static bool read_pipe(struct slot *sl)
+static bool read_pipe(struct station *st, struct slot *sl)
 {
 	for (;;) {
 		ssize_t n = read(sl->pipe_fd, sl->line + sl->line_len,
@@ -659,7 +709,7 @@ static bool read_pipe(struct slot *sl)
 		start = sl->line;
 		while ((nl = strchr(start, '\n'))) {
 			*nl = '\0';
-			handle_line(sl, start);
+			handle_line(st, sl, start);
 			start = nl + 1;
 		}
 		sl->line_len -= (size_t)(start - sl->line);
@@ -677,7 +727,7 @@ static void finish_job(struct station *st, struct slot *sl)
 	const char *err = sl->error;
 
 	if (sl->pipe_fd >= 0) {
-		read_pipe(sl);
+		read_pipe(st, sl);
 		close(sl->pipe_fd);
 		sl->pipe_fd = -1;
 	}
@@ -723,6 +773,15 @@ static void finish_job(struct station *st, struct slot *sl)
 	st->running--;
 	sl->pid = 0;
 	sl->state = ST_DONE;
+	snprintf(sl->outcome, sizeof(sl->outcome), "%s", outcome_name(o));
+	{
+		/* je.error may be sl->error itself: copy before freeing. */
+		char *e = je.error ? strdup(je.error) : NULL;
+
+		free(sl->error);
+		sl->error = e;
+	}
+	live_update(st, sl, true);
 	run_hooks(st, sl, o == OUTCOME_SUCCESS ? HOOK_SUCCESS : HOOK_FAILURE, outcome_name(o),
 		  sl->job);
 }
@@ -797,8 +856,11 @@ static void handle_device(struct station *st, struct udev_device *u, const char 
 			sl->state = ST_IDLE;
 		}
 		sl->handled = false;
-		if (sl->state != ST_RUNNING)
+		if (sl->state != ST_RUNNING) {
 			sl->state = ST_IDLE;
+			if (sl->dev.tagged)
+				journal_live_clear(st->journal, sl->dev.syspath);
+		}
 		sl->dev.size = 0;
 		device_clear(&d);
 		return;
@@ -836,6 +898,7 @@ static void handle_device(struct station *st, struct udev_device *u, const char 
 	logmsg("%s: inserted (%s, %" PRIu64 " bytes)", slot_label(sl, label, sizeof(label)),
 	       action, sl->dev.size);
 	enqueue(st, sl);
+	live_update(st, sl, true);
 	if (sl->dev.tagged) {
 		run_hooks(st, sl, HOOK_INSERT, sl->outcome[0] ? sl->outcome : NULL, sl->job);
 		if (strcmp(sl->outcome, "refused") == 0)
@@ -945,6 +1008,9 @@ static void check_timers(struct station *st)
 	for (struct slot *sl = st->slots; sl; sl = sl->next) {
 		if (sl->state != ST_RUNNING)
 			continue;
+		/* Progress lines are written at most twice a second: the last one
+		 * before a pause gets out here. */
+		live_update(st, sl, false);
 		if (!sl->removed && medium_gone(sl)) {
 			sl->removed = true;
 			stop_worker(sl);
@@ -978,6 +1044,7 @@ static int setup(struct station *st, const char *config_path)
 		free(err);
 		return -EIO;
 	}
+	journal_live_clear(st->journal, NULL);
 	n = journal_interrupt_running(st->journal, "the station stopped during the job");
 	if (n > 0)
 		logmsg("%d job(s) left running by an earlier run marked interrupted", n);
@@ -1046,7 +1113,7 @@ int station_run(const char *config_path)
 			if (pfd[i].revents) {
 				struct slot *sl = owners[i - 2];
 
-				if (read_pipe(sl)) {
+				if (read_pipe(&st, sl)) {
 					close(sl->pipe_fd);
 					sl->pipe_fd = -1;
 				}

@@ -111,7 +111,7 @@ for i in 3 4 5; do detach_loop "${cdev[$i]}"; done
 # A card whose image stalls (it arrives through a FIFO): its job keeps
 # running while the next cards come and go.
 slow1=$(make_card slow-1.img 112M)
-{ head -c 300000 "$img.zst"; sleep 60; } >"$fifo" &
+{ head -c 300000 "$img.zst"; exec sleep 60; } >"$fifo" 2>/dev/null &
 feeder=$!
 on_exit "kill $feeder 2>/dev/null"
 insert_card "$slow1"
@@ -147,7 +147,7 @@ for _ in $(seq 50); do grep -q "configuration reloaded" "$TEST_TMP/station.log" 
 grep -q "configuration reloaded" "$TEST_TMP/station.log" || fail "SIGHUP did not reload the configuration"
 fifo2=$TEST_TMP/images/stall.img.zst
 mkfifo "$fifo2"
-{ head -c 300000 "$img.zst"; sleep 60; } >"$fifo2" &
+{ head -c 300000 "$img.zst"; exec sleep 60; } >"$fifo2" 2>/dev/null &
 feeder2=$!
 on_exit "kill $feeder2 2>/dev/null"
 stall=$(make_card stall-1.img 112M)
@@ -179,7 +179,7 @@ detach_loop "$slow_dev"
 
 # The daemon stopped mid-job, then started again.
 slow2=$(make_card slow-2.img 112M)
-{ head -c 300000 "$img.zst"; sleep 60; } >"$fifo" &
+{ head -c 300000 "$img.zst"; exec sleep 60; } >"$fifo" 2>/dev/null &
 feeder=$!
 on_exit "kill $feeder 2>/dev/null"
 insert_card "$slow2"
