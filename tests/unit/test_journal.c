@@ -451,7 +451,7 @@ static void test_version_and_reopen(void **state)
 	free(shm);
 
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 3);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 4);
 	assert_int_equal(get_int(db, -1, "application_id FROM pragma_application_id"),
 			 0x626d7374);
 	mode = get_str(db, -1, "journal_mode FROM pragma_journal_mode");
@@ -520,7 +520,7 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
 	journal_close(j);
 	db = db_open(f->path);
-	assert_int_equal(sqlite3_exec(db, "DROP TABLE hooks; DROP TABLE forgotten; PRAGMA user_version = 1", NULL,
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE live; DROP TABLE hooks; DROP TABLE forgotten; PRAGMA user_version = 1", NULL,
 				      NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
@@ -530,7 +530,7 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(journal_forget(j, s.serial), 0);
 	journal_close(j);
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 3);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 4);
 	assert_int_equal(get_int(db, -1, "count(*) FROM forgotten"), 1);
 	assert_int_equal(get_int(db, -1, "count(*) FROM jobs"), 1);
 	sqlite3_close(db);
