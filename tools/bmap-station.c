@@ -197,26 +197,42 @@ enum {
 	OPT_JSON,
 };
 
+/* Opens the journal named by --db, or by the configuration's database
+ * setting; prints what went wrong. @cfg is kept for the caller to free. */
+static int open_journal(const char *config, const char *db, bool readonly,
+			struct station_config **cfg, struct journal **ret)
+{
+	char *err = NULL;
+
+	if (!db) {
+		if (config_load(config, cfg, &err) < 0) {
+			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
+			free(err);
+			return -EINVAL;
+		}
+		db = (*cfg)->database;
+	}
+	/* A writer (forget) never creates a journal: a mistyped path is an error. */
+	if (!readonly && access(db, F_OK) < 0) {
+		fprintf(stderr, "bmap-station: no journal at '%s': %m\n", db);
+		return -ENOENT;
+	}
+	if (journal_open(db, readonly, ret, &err) < 0) {
+		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");
+		free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
 static int cmd_live(const char *config, const char *db, bool json, bool watch)
 {
 	struct station_config *cfg = NULL;
 	struct journal *j = NULL;
-	char *err = NULL;
 	int ret = EXIT_FAILURE;
 
-	if (!db) {
-		if (config_load(config, &cfg, &err) < 0) {
-			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
-			free(err);
-			return EXIT_FAILURE;
-		}
-		db = cfg->database;
-	}
-	if (journal_open(db, true, &j, &err) < 0) {
-		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");
-		free(err);
+	if (open_journal(config, db, true, &cfg, &j) < 0)
 		goto out;
-	}
 	if (watch) {
 		ret = watch_run(j) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 		goto out;
@@ -236,28 +252,11 @@ static int cmd_forget(const char *config, const char *db, const char *serial)
 {
 	struct station_config *cfg = NULL;
 	struct journal *j = NULL;
-	char *err = NULL;
 	int ret = EXIT_FAILURE;
 
-	if (!db) {
-		if (config_load(config, &cfg, &err) < 0) {
-			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
-			free(err);
-			return EXIT_FAILURE;
-		}
-		db = cfg->database;
-	}
-	/* Forgetting never creates a journal: a mistyped path is an error. */
-	if (access(db, F_OK) < 0) {
-		fprintf(stderr, "bmap-station: no journal at '%s': %m\n", db);
-		goto out;
-	}
 	/* The daemon may be running: WAL and the busy timeout let both write. */
-	if (journal_open(db, false, &j, &err) < 0) {
-		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");
-		free(err);
+	if (open_journal(config, db, false, &cfg, &j) < 0)
 		goto out;
-	}
 	if (journal_forget(j, serial) < 0) {
 		fprintf(stderr, "bmap-station: cannot forget serial: %s\n", journal_error(j));
 		goto out;
