@@ -222,6 +222,9 @@ int bmap_verify(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap
 		struct bmap_source *image, const struct bmap_copy_opts *opts,
 		struct bmap_verify_result *ret_result);
 
+/* SHA-256 of a buffer (OpenSSL, SHA-NI where the CPU has it). */
+int bmap_sha256(const void *buf, size_t len, uint8_t out[32]);
+
 /* ---- discovery ---------------------------------------------------------- */
 
 /* Finds IMAGE.bmap, then strips one extension at a time (disk.img.zst.bmap,

@@ -84,3 +84,8 @@ int bmap_digest_buffer(const char *name, const void *buf, size_t len, uint8_t *o
 		return -EINVAL;
 	return EVP_Digest(buf, len, out, NULL, md, NULL) == 1 ? 0 : -EIO;
 }
+
+int bmap_sha256(const void *buf, size_t len, uint8_t out[32])
+{
+	return bmap_digest_buffer("sha256", buf, len, out);
+}

@@ -48,7 +48,7 @@ static const char *const root_keys[] = {
 };
 static const char *const station_keys[] = {
     "name", "database", "max_workers", "require_tag", "max_device_size", "job_timeout",
-    "hook_timeout", "hooks", NULL,
+    "hook_timeout", "hooks", "cache_dir", "cache_max_size", NULL,
 };
 static const char *const slot_keys[] = {
     "name",
@@ -589,6 +589,29 @@ static int config_parse_station(struct config_ctx *c, const config_setting_t *st
 					   INT_MAX);
 		cfg->job_timeout = (unsigned)n;
 	}
+	s = config_setting_get_member(st, "cache_dir");
+	if (s) {
+		char *v;
+
+		/* "" turns the cache off. */
+		if (config_setting_type(s) == CONFIG_TYPE_STRING &&
+		    !*config_setting_get_string(s)) {
+			v = strdup("");
+			r = v ? 0 : -ENOMEM;
+		} else {
+			r = config_dup_path(c, s, &v);
+		}
+		if (r < 0)
+			return r;
+		free(cfg->cache_dir);
+		cfg->cache_dir = v;
+	}
+	s = config_setting_get_member(st, "cache_max_size");
+	if (s) {
+		r = config_get_size(c, s, &cfg->cache_max_size);
+		if (r < 0)
+			return r;
+	}
 	s = config_setting_get_member(st, "hook_timeout");
 	if (s) {
 		r = config_get_int(c, s, "an integer (seconds)", &n);
@@ -853,8 +876,10 @@ static int config_defaults(struct station_config *cfg)
 	cfg->name = strdup(host);
 	cfg->database = strdup(CONFIG_DEFAULT_DATABASE);
 	cfg->require_tag = strdup(CONFIG_DEFAULT_REQUIRE_TAG);
-	if (!cfg->name || !cfg->database || !cfg->require_tag)
+	cfg->cache_dir = strdup("/var/cache/bmap-station");
+	if (!cfg->name || !cfg->database || !cfg->require_tag || !cfg->cache_dir)
 		return -ENOMEM;
+	cfg->cache_max_size = 32ull << 30;
 	cfg->max_workers = CONFIG_DEFAULT_MAX_WORKERS;
 	cfg->max_device_size = CONFIG_DEFAULT_MAX_DEVICE_SIZE;
 	cfg->job_timeout = CONFIG_DEFAULT_JOB_TIMEOUT;
@@ -1090,6 +1115,7 @@ void config_free(struct station_config *cfg)
 	free(cfg->name);
 	free(cfg->database);
 	free(cfg->require_tag);
+	free(cfg->cache_dir);
 	free(cfg);
 }
 

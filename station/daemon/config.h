@@ -57,6 +57,8 @@ struct station_config {
 	uint64_t max_device_size;  /* default 256 GiB; never touch anything bigger */
 	unsigned job_timeout;      /* seconds, default 3600 */
 	unsigned hook_timeout;     /* seconds a hook may run, default 10 */
+	char *cache_dir;           /* decompress-once cache; "" = off */
+	uint64_t cache_max_size;   /* bytes the cache may hold, default 32 GiB */
 	struct hooks hooks;
 	struct slot_def *slots;
 	size_t n_slots;

@@ -593,7 +593,8 @@ static int start_worker(struct station *st, struct slot *sl)
 	struct job_start js;
 	struct worker_job wj = {
 		.devnode = sl->dev.devnode, .diskseq = sl->dev.diskseq, .image = sl->image,
-		.bmap = sl->bmap, .verify = sl->verify,
+		.bmap = sl->bmap, .verify = sl->verify, .cache_dir = st->cfg->cache_dir,
+		.cache_max_size = st->cfg->cache_max_size,
 	};
 	char label[512];
 	int fds[2];
@@ -682,6 +683,12 @@ static void handle_line(struct station *st, struct slot *sl, char *line)
 		free(sl->error);
 		sl->error = strdup(m.text);
 		break;
+	case WMSG_NOTE: {
+		char label[512];
+
+		logmsg("%s: %s", slot_label(sl, label, sizeof(label)), m.text);
+		break;
+	}
 	case WMSG_RESULT:
 		snprintf(sl->outcome, sizeof(sl->outcome), "%s", m.outcome);
 		sl->bytes = m.bytes;

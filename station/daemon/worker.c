@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bmap.h"
+#include "cache.h"
 #include "device.h"
 #include "source.h"
 #include "util.h"
@@ -84,6 +85,7 @@ int worker_run(const struct worker_job *job, int fd)
 	struct bmap_source *src = NULL;
 	struct bmap_target *dst = NULL;
 	struct bmap_map *map = NULL;
+	struct cache_use cache = { .lock_fd = -1 };
 	struct bmap_copy_result cres;
 	struct bmap_verify_result vres;
 	_cleanup_free_ char *bmap_path = NULL, *content = NULL;
@@ -129,6 +131,28 @@ int worker_run(const struct worker_job *job, int fd)
 	if (r < 0) {
 		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 		goto out;
+	}
+
+	/* A compressed image is decompressed once into the cache and every
+	 * card is copied from there; without the cache, straight from it. */
+	if (job->cache_dir && *job->cache_dir &&
+	    bmap_source_get_compression(src) != BMAP_COMP_RAW) {
+		char why[512];
+
+		if (cache_acquire(ctx, job->cache_dir, job->cache_max_size, job->image, map,
+				  &worker_cancel, &cache, why, sizeof(why)) == 0) {
+			struct bmap_source *cached = NULL;
+
+			if (bmap_source_open(ctx, cache.path, &cached) == 0) {
+				bmap_source_free(src);
+				src = cached;
+				emit(fd, "note cache %s: %s", cache.built ? "built" : "used", cache.path);
+			} else {
+				emit(fd, "note cache not used: %s", bmap_ctx_get_error(ctx));
+			}
+		} else {
+			emit(fd, "note cache not used: %s", why);
+		}
 	}
 
 	topts.image_size = bmap_map_get_image_size(map);
@@ -191,6 +215,7 @@ out:
 	bmap_target_free(dst);
 	bmap_map_free(map);
 	bmap_source_free(src);
+	cache_release(&cache);
 	bmap_ctx_free(ctx);
 	return ret;
 }
@@ -220,6 +245,9 @@ int worker_parse_line(char *line, struct worker_msg *m)
 			return -EINVAL;
 	} else if (strcmp(line, "error") == 0) {
 		m->type = WMSG_ERROR;
+		m->text = rest;
+	} else if (strcmp(line, "note") == 0) {
+		m->type = WMSG_NOTE;
 		m->text = rest;
 	} else {
 		return -EINVAL;

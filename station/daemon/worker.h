@@ -9,6 +9,7 @@
  *   content-after TEXT
  *   result OUTCOME BYTES DATA_SHA256|- READBACK_SHA256|-
  *   error TEXT
+ *   note TEXT          (for the daemon's log, e.g. the cache's doings)
  *
  * It never touches SQLite or libudev (the daemon's), and ends with _exit().
  */
@@ -24,6 +25,8 @@ struct worker_job {
 	const char *image;
 	const char *bmap; /* NULL: discovered next to the image */
 	enum verify_mode verify;
+	const char *cache_dir; /* NULL or "": no decompress-once cache */
+	uint64_t cache_max_size;
 };
 
 /* Runs in the child; writes messages to @fd; returns the exit status. */
@@ -31,7 +34,14 @@ int worker_run(const struct worker_job *job, int fd);
 
 /* Parent side: one parsed line. */
 struct worker_msg {
-	enum { WMSG_PROGRESS, WMSG_CONTENT_BEFORE, WMSG_CONTENT_AFTER, WMSG_RESULT, WMSG_ERROR } type;
+	enum {
+		WMSG_PROGRESS,
+		WMSG_CONTENT_BEFORE,
+		WMSG_CONTENT_AFTER,
+		WMSG_RESULT,
+		WMSG_ERROR,
+		WMSG_NOTE,
+	} type;
 	char phase[16];
 	uint64_t done, total;
 	char outcome[32];

@@ -38,6 +38,7 @@ station = {
   max_workers = 4;
   require_tag = "bmap-station";
   max_device_size = "1G";
+  cache_dir = "$TEST_TMP/cache";
 };
 profiles = (
   { name = "small-cards"; image = "images/disk.img.zst"; removable_only = false;
@@ -81,6 +82,10 @@ wait_for "$db" "select count(*) from jobs where serial in ('card-2.img','card-3.
 	fail "four cards were not all flashed"
 t3=$(date +%s.%N)
 log "one card: $(echo "$t1 - $t0" | bc)s; four cards: $(echo "$t3 - $t2" | bc)s (inserted 0.1s apart)"
+# Five cards from one zstd image: decompressed once, into the cache.
+[[ $(grep -c "cache built" "$TEST_TMP/station.log") == 1 && $(grep -c "cache used" "$TEST_TMP/station.log") == 4 ]] ||
+	fail "the cache was not built once and used four times: $(grep cache "$TEST_TMP/station.log")"
+[[ $(ls "$TEST_TMP/cache"/*.img | wc -l) == 1 ]] || fail "cache entries: $(ls "$TEST_TMP/cache")"
 
 # Their bytes: the image's mapped data, checked through the backing files.
 for i in 1 2 3 4 5; do
@@ -118,6 +123,9 @@ insert_card "$slow1"
 slow_dev=$LOOP_DEV
 wait_for "$db" "select outcome from jobs where serial='slow-1.img'" running || fail "slow job did not start"
 
+# A new image (here: touched) gets a cache entry of its own.
+touch "$img.zst"
+
 # Two profiles by size; a card too small; a card no profile wants.
 big=$(make_card card-big.img 160M)
 tiny=$(make_card card-tiny.img 16M)
@@ -139,6 +147,8 @@ wait_for "$db" "select outcome from jobs where serial='other-1.img'" ignored ||
 	fail "the other card was not ignored"
 [[ $(sha256sum <"$other") == "$sum_before" ]] || fail "the ignored card was modified"
 for d in "$big_dev" "$tiny_dev" "$other_dev"; do detach_loop "$d"; done
+[[ $(grep -c "cache built" "$TEST_TMP/station.log") == 2 ]] ||
+	fail "the changed image did not get a new cache entry: $(grep cache "$TEST_TMP/station.log")"
 
 # SIGHUP: a new job_timeout applies to new jobs; the running one keeps its own.
 sed -i 's/max_device_size = "1G";/max_device_size = "1G"; job_timeout = 2;/' "$TEST_TMP/station.conf"

@@ -45,6 +45,7 @@ args='"%serial", "%slot", "%devnode", "%profile", "%outcome", "%job"'
 cat >"$TEST_TMP/station.conf" <<CONF
 station = {
   name = "hooks"; database = "$db"; max_device_size = "1G"; hook_timeout = 1;
+  cache_dir = "$TEST_TMP/cache";
   hooks = {
     on_insert = [ "rec.sh", "insert", $args ];
     on_start = [ "rec.sh", "start", $args ];

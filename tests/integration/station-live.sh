@@ -19,7 +19,7 @@ zstd -q "$img" -o "$img.zst" || fail "zstd"
 mkfifo "$TEST_TMP/slow.zst"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
-station = { name = "live"; database = "$db"; max_device_size = "1G"; };
+station = { name = "live"; database = "$db"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };
 profiles = (
   { name = "fast"; image = "disk.img.zst"; bmap = "disk.img.bmap"; removable_only = false;
     match = { serial = "card-*"; }; },

@@ -14,7 +14,7 @@ mk_sparse_image "$img" "size=8M data=0:1M data=4M:2M"
 "$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
-station = { name = "once"; database = "$db"; max_device_size = "1G"; };
+station = { name = "once"; database = "$db"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };
 profiles = (
   { name = "serialised"; image = "disk.img"; removable_only = false; once_per_serial = true;
     match = { serial = "unit-*"; }; }
