@@ -42,7 +42,7 @@ install_test_rule() {
 	cat >"$STATION_RULE" <<-RULE
 	SUBSYSTEM=="block", KERNEL=="loop*", ENV{DEVTYPE}=="disk", ATTR{loop/backing_file}=="$CARD_DIR/*", PROGRAM="/usr/bin/basename \$attr{loop/backing_file}", ENV{ID_SERIAL}="%c", ENV{ID_SERIAL_SHORT}="%c", ENV{ID_BUS}="loop", ENV{ID_VENDOR}="TestVendor", ENV{ID_MODEL}="LoopCard", TAG+="bmap-station"
 	RULE
-	on_exit "rm -f '$STATION_RULE'; udevadm control --reload"
+	on_exit "rm -f '$STATION_RULE'; udevadm control --reload 2>/dev/null"
 	udevadm control --reload
 }
 
