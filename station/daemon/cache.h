@@ -21,8 +21,8 @@ struct cache_use {
 
 /* A verified raw copy of @image's mapped data for @map: served from the
  * cache, or built there under an exclusive lock (other workers wait for it,
- * nobody ever reads half of one). Entries are keyed by the image file's
- * identity (device, inode, size, modification time) and the bmap's content;
+ * nobody ever reads half of one). Entries are keyed by the SHA-256 of the
+ * image file's content and the bmap's content;
  * older entries nobody uses are evicted to stay under @max_size. -errno with
  * @why when the cache cannot serve: the caller copies from the image. */
 int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, const char *image,

@@ -123,8 +123,9 @@ insert_card "$slow1"
 slow_dev=$LOOP_DEV
 wait_for "$db" "select outcome from jobs where serial='slow-1.img'" running || fail "slow job did not start"
 
-# A new image (here: touched) gets a cache entry of its own.
-touch "$img.zst"
+# A changed image file (recompressed: other bytes, same data) gets a cache
+# entry of its own.
+zstd -q -f -1 "$img" -o "$img.zst" || fail "zstd -1"
 
 # Two profiles by size; a card too small; a card no profile wants.
 big=$(make_card card-big.img 160M)
