@@ -68,7 +68,8 @@ struct slot {
 	char outcome[32];
 	uint64_t bytes;
 	char data_sha256[65], readback_sha256[65];
-	double live_at; /* last live-state write */
+	double live_at;   /* last live-state write */
+	uint64_t live_done; /* and the progress it had */
 };
 
 /* A hook command running (never through a shell; see config.h). */
@@ -473,9 +474,10 @@ static void live_update(struct station *st, struct slot *sl, bool force)
 
 	if (!sl->dev.tagged || !sl->dev.syspath)
 		return;
-	if (!force && now - sl->live_at < 0.5)
+	if (!force && (now - sl->live_at < 0.5 || sl->done == sl->live_done))
 		return;
 	sl->live_at = now;
+	sl->live_done = sl->done;
 	l.syspath = sl->dev.syspath;
 	l.station = st->cfg->name;
 	l.slot = sl->slot_name;
