@@ -7,6 +7,11 @@
 
 #include "source-codec.h"
 
+/* 512 MiB: any image made with --long up to 29 or level 22. The frame header
+ * decides the allocation, so a damaged or hostile image could otherwise ask
+ * for 2 GiB (found by fuzz_source). */
+#define SOURCE_ZSTD_WINDOW_LOG_MAX 29
+
 struct zstd_state {
 	ZSTD_DCtx *dctx;
 	/* Inside a frame: the input must not end here. */
@@ -29,7 +34,7 @@ static int zstd_init(struct bmap_source *s)
 	}
 	/* Images made with --long or -19 and up use windows beyond the
 	 * default 128 MiB limit; the window is the decoder's only big buffer. */
-	ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax, 31);
+	ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax, SOURCE_ZSTD_WINDOW_LOG_MAX);
 	s->codec_state = z;
 	return 0;
 }
@@ -76,7 +81,8 @@ static ssize_t zstd_read(struct bmap_source *s, void *buf, size_t len)
 		if (ZSTD_isError(ret)) {
 			if (ZSTD_getErrorCode(ret) == ZSTD_error_frameParameter_windowTooLarge)
 				return bmap_error(s->ctx, -ENOMEM,
-						  "%s needs a zstd window larger than 2 GiB",
+						  "%s asks for a zstd window larger than 512 MiB "
+						  "(made with --long=30 or more?); refused",
 						  s->what);
 			return source_corrupt(s, ZSTD_getErrorName(ret));
 		}
