@@ -159,7 +159,7 @@ struct journal {
 	char *path;
 	char *error;
 	bool readonly;
-	sqlite3_stmt *insert, *end, *interrupt, *outcome, *last;
+	sqlite3_stmt *insert, *end, *interrupt, *outcome, *last, *live;
 	struct journal_start *starts;
 	size_t n_starts, cap_starts;
 	int n_attached; /* other stations' journals, attached as s1, s2, ... */
@@ -583,6 +583,7 @@ void journal_close(struct journal *j)
 	sqlite3_finalize(j->interrupt);
 	sqlite3_finalize(j->outcome);
 	sqlite3_finalize(j->last);
+	sqlite3_finalize(j->live);
 	sqlite3_close_v2(j->db);
 	free(j->starts);
 	free(j->error);
@@ -626,6 +627,14 @@ static int bind_text(sqlite3_stmt *st, const char *name, const char *s)
 	if (!s)
 		return sqlite3_bind_null(st, idx);
 	return sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
+}
+
+/* A job number, or NULL for none (0). */
+static int bind_job(sqlite3_stmt *st, int64_t job)
+{
+	int idx = bind_index(st, ":job");
+
+	return job > 0 ? sqlite3_bind_int64(st, idx, job) : sqlite3_bind_null(st, idx);
 }
 
 static int bind_u64(sqlite3_stmt *st, const char *name, uint64_t v)
@@ -965,8 +974,7 @@ int journal_hook_record(struct journal *j, const struct hook_record *h)
 	journal_now(now);
 	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
 	if (rc == SQLITE_OK)
-		rc = h->job > 0 ? sqlite3_bind_int64(st, bind_index(st, ":job"), h->job)
-				: sqlite3_bind_null(st, bind_index(st, ":job"));
+		rc = bind_job(st, h->job);
 	if (rc == SQLITE_OK)
 		rc = bind_text(st, ":event", h->event);
 	if (rc == SQLITE_OK)
@@ -1001,20 +1009,23 @@ int journal_live_set(struct journal *j, const struct live_row *l)
 		" state, job, done, total, rate, last_outcome, error, updated) VALUES (:syspath,"
 		" :station, :slot, :devnode, :serial, :profile, :state, :job, :done, :total, :rate,"
 		" :last_outcome, :error, :updated)";
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st;
 	char now[40];
 	int rc, r;
 
 	r = journal_writable(j);
 	if (r < 0)
 		return r;
+	/* Written twice a second per card: the statement is kept prepared. */
+	r = journal_stmt(j, &j->live, sql);
+	if (r < 0)
+		return r;
+	st = j->live;
 	journal_now(now);
 	/* Live state need not survive a power cut: no fsync for it (in WAL
 	 * mode NORMAL syncs only at checkpoints); the job rows keep FULL. */
 	sqlite3_exec(j->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = bind_text(st, ":syspath", l->syspath);
+	rc = bind_text(st, ":syspath", l->syspath);
 	if (rc == SQLITE_OK)
 		rc = bind_text(st, ":station", l->station);
 	if (rc == SQLITE_OK)
@@ -1028,8 +1039,7 @@ int journal_live_set(struct journal *j, const struct live_row *l)
 	if (rc == SQLITE_OK)
 		rc = bind_text(st, ":state", l->state);
 	if (rc == SQLITE_OK)
-		rc = l->job > 0 ? sqlite3_bind_int64(st, bind_index(st, ":job"), l->job)
-				: sqlite3_bind_null(st, bind_index(st, ":job"));
+		rc = bind_job(st, l->job);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, bind_index(st, ":done"), (int64_t)l->done);
 	if (rc == SQLITE_OK)
@@ -1045,7 +1055,7 @@ int journal_live_set(struct journal *j, const struct live_row *l)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "updating the live state");
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	sqlite3_exec(j->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 	return r;
 }
