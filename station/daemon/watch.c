@@ -79,7 +79,9 @@ static int draw_row(void *userdata, const struct live_row *l)
 {
 	struct frame *f = userdata;
 	char slot[24], serial[40], profile[24];
-	int bar = f->width - 70, fill = 0, pct = -1;
+	/* 74 columns of text around the bar: nothing wraps at the terminal's width. */
+	int bar = f->width - 75, fill = 0, pct = -1;
+	const char *where = l->slot ? l->slot : l->devnode;
 	bool running = strcmp(l->state, "writing") == 0 || strcmp(l->state, "verifying") == 0;
 	const char *colour = running			       ? YELLOW
 			     : strcmp(l->state, "done") == 0   ? GREEN
@@ -95,8 +97,9 @@ static int draw_row(void *userdata, const struct live_row *l)
 		pct = 100;
 		fill = bar;
 	}
-	printf("%-8s %-16s %-12s %s%-9s" OFF " [", safe(l->slot ? l->slot : l->devnode, slot,
-								  sizeof(slot)),
+	if (!l->slot && where && strncmp(where, "/dev/", 5) == 0)
+		where += 5;
+	printf("%-8.8s %-16.16s %-12.12s %s%-9s" OFF " [", safe(where, slot, sizeof(slot)),
 	       safe(l->serial, serial, sizeof(serial)), safe(l->profile, profile, sizeof(profile)),
 	       colour, l->state);
 	for (int i = 0; i < bar; i++)
@@ -161,6 +164,8 @@ int watch_run(struct journal *j)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* One write per frame: a terminal never shows half a screen. */
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	terminal_setup();
 	while (!watch_stop) {
 		struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };

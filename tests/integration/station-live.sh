@@ -60,13 +60,14 @@ on_exit "tmux -S '$sock' kill-server 2>/dev/null"
 tmux -S "$sock" new-session -d -x 120 -y 30 \
 	"'$BMAP_STATION' watch --db '$db'; echo WATCH-ENDED; sleep 30" || fail "tmux failed"
 for _ in $(seq 30); do
-	tmux -S "$sock" capture-pane -p >"$TEST_TMP/screen.txt" 2>/dev/null
-	grep -q "slow-1.img" "$TEST_TMP/screen.txt" && break
+	tmux -S "$sock" capture-pane -p -J >"$TEST_TMP/screen.txt" 2>/dev/null
+	grep -q "slow-1.img" "$TEST_TMP/screen.txt" && grep -q "today:" "$TEST_TMP/screen.txt" && break
 	sleep 0.2
 done
 grep -q "slow-1.img .*writing .*\[#*\.*\] *[0-9]*%" "$TEST_TMP/screen.txt" ||
 	fail "watch shows no progress bar: $(cat "$TEST_TMP/screen.txt")"
 grep -q "card-1.img .*done .*100%" "$TEST_TMP/screen.txt" || fail "watch: $(cat "$TEST_TMP/screen.txt")"
+awk 'length > 120 { exit 1 }' "$TEST_TMP/screen.txt" || fail "watch wrote past the terminal's width"
 grep -q "today: flashed 1, *passed 1 *, *failed 0 *, yield 100.0%" "$TEST_TMP/screen.txt" ||
 	fail "watch shows no counts: $(cat "$TEST_TMP/screen.txt")"
 tmux -S "$sock" send-keys q
