@@ -29,7 +29,19 @@ int engine_init(struct engine *e, struct bmap_ctx *ctx, const struct bmap_map *m
 
 int engine_init_ring(struct engine *e, unsigned n_consumers)
 {
-	int r = ring_new(ENGINE_SLOTS, ENGINE_SLOT_SIZE, n_consumers, &e->ring);
+	size_t slot = ENGINE_SLOT_SIZE;
+	int r;
+
+	/* A small image gets small slots (whole 64 KiB, O_DIRECT-aligned):
+	 * no 16 MiB of buffers for a 1 MiB image. */
+	if (e->map) {
+		uint64_t want = bmap_map_get_image_size(e->map) / ENGINE_SLOTS;
+
+		want = (want + 65535) & ~(uint64_t)65535;
+		if (want < slot)
+			slot = want ? (size_t)want : 65536;
+	}
+	r = ring_new(ENGINE_SLOTS, slot, n_consumers, &e->ring);
 
 	if (r < 0)
 		return bmap_error(e->ctx, r, "out of memory for the copy buffers");
