@@ -9,7 +9,7 @@ PACKAGES="
  libsqlite3-dev libconfig-dev libblkid-dev libudev-dev libcmocka-dev
  bmap-tools udev util-linux fdisk gdisk dosfstools e2fsprogs mtools
  zstd gzip xz-utils bzip2 lz4 sqlite3 time bc
- dpkg-dev systemd openssl python3 tmux
+ dpkg-dev systemd openssl python3 tmux valgrind strace
 "
 
 missing=""

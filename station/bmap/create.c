@@ -73,7 +73,8 @@ static int scan_fiemap(struct bmap_ctx *ctx, int fd, const char *name, struct sc
 	bool first_call = true;
 	int r;
 
-	fm = malloc(sizeof(*fm) + FIEMAP_EXTENTS * sizeof(struct fiemap_extent));
+	/* Zeroed: valgrind does not model what FS_IOC_FIEMAP writes back. */
+	fm = calloc(1, sizeof(*fm) + FIEMAP_EXTENTS * sizeof(struct fiemap_extent));
 	if (!fm)
 		return bmap_error(ctx, -ENOMEM, "out of memory");
 	while (start < s->size) {

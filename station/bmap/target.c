@@ -193,7 +193,7 @@ int bmap_target_open(struct bmap_ctx *ctx, const char *path, const struct bmap_t
 		     struct bmap_target **ret_target)
 {
 	struct bmap_target *t;
-	struct stat st;
+	struct stat st = { 0 }; /* a missing file: not a block device */
 	int flags, r;
 
 	if (stat(path, &st) < 0) {

@@ -34,6 +34,14 @@ _common_cleanup() {
 	for dev in "${_LOOPS[@]}"; do
 		losetup -d "$dev" 2>/dev/null || log "could not detach $dev"
 	done
+	if [[ -n ${_SANITIZER_DIR:-} ]]; then
+		if compgen -G "$_SANITIZER_DIR/*" >/dev/null; then
+			log "FAIL: sanitizer reports (from any process of this test):"
+			cat "$_SANITIZER_DIR"/* >&2
+			rc=1
+		fi
+		rm -rf -- "$_SANITIZER_DIR"
+	fi
 	if [[ -n ${TEST_TMP:-} && -d $TEST_TMP ]]; then
 		chmod -R u+rwx "$TEST_TMP" 2>/dev/null
 		rm -rf -- "$TEST_TMP"
@@ -46,6 +54,17 @@ trap 'exit 143' TERM
 
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/bmaptest-$TEST_NAME.XXXXXX") ||
 	{ echo "$TEST_NAME: cannot create a temporary folder" >&2; exit 1; }
+
+# A sanitizer build (ctest sets BMAP_SANITIZERS): every process of the test
+# (tools, the daemon, its workers, also those whose stderr is redirected or
+# whose exit status is ignored) writes its reports to a folder that must stay
+# empty. World-writable: the daemon may run as another user.
+if [[ -n ${BMAP_SANITIZERS:-} ]]; then
+	_SANITIZER_DIR=$(mktemp -d /tmp/bmap-sanitizer.XXXXXX) && chmod 1777 "$_SANITIZER_DIR" ||
+		fail "cannot create a folder for sanitizer reports"
+	export ASAN_OPTIONS="${ASAN_OPTIONS:-}:log_path=$_SANITIZER_DIR/asan"
+	export UBSAN_OPTIONS="${UBSAN_OPTIONS:-}:log_path=$_SANITIZER_DIR/ubsan"
+fi
 
 need_root() { [[ $(id -u) -eq 0 ]] || skip "needs root"; }
 need_cmd() { command -v "$1" >/dev/null 2>&1 || skip "needs '$1'"; }

@@ -294,9 +294,10 @@ static void test_start_end_roundtrip(void **state)
 	assert_true(dur >= 0.05 && dur < 10.0);
 	assert_true(get_real(db, job, "throughput") > 0);
 	assert_true(fabs(get_real(db, job, "throughput") - 1500000000.0 / dur) < 1e-3);
-	/* Same as the wall clock, within the clocks' jitter. */
+	/* Same as the wall clock, within the time between reading the two
+	 * clocks (generous: valgrind runs this test too). */
 	assert_true(fabs(get_real(db, job, "(julianday(finished) - julianday(started)) * 86400") -
-			 dur) < 0.05);
+			 dur) < 0.5);
 
 	free(started);
 	free(finished);
