@@ -31,7 +31,17 @@ ensure_udevd
 # ---- the unprivileged user, and the rule giving it the tagged cards ----------
 USER_NAME=bmapgate$$
 useradd -r -M -U -d /nonexistent -s /usr/sbin/nologin "$USER_NAME" || fail "useradd"
-on_exit "userdel '$USER_NAME' 2>/dev/null"
+# After the daemon is gone (userdel refuses a user that runs processes); a
+# few tries, as another test may hold the passwd lock for a moment.
+remove_user() {
+	stop_traced_station
+	for _ in $(seq 20); do
+		userdel "$USER_NAME" 2>/dev/null && return
+		sleep 0.5
+	done
+	log "could not remove the user $USER_NAME"
+}
+on_exit remove_user
 USER_ID=$(id -u "$USER_NAME")
 GROUP_ID=$(id -g "$USER_NAME")
 install_test_rule "$USER_NAME"
@@ -42,7 +52,8 @@ declare -A NODE_WAS=()
 remember_node() {
 	[[ -n ${NODE_WAS[$1]:-} ]] && return
 	NODE_WAS[$1]=$(stat -c '%u:%g %a' "$1")
-	on_exit "chown ${NODE_WAS[$1]% *} '$1'; chmod ${NODE_WAS[$1]#* } '$1'"
+	# Once udevd is done: an event still queued would give the group again.
+	on_exit "udevadm settle -t 10; chown ${NODE_WAS[$1]% *} '$1'; chmod ${NODE_WAS[$1]#* } '$1'"
 }
 
 AS_USER=(setpriv --reuid="$USER_ID" --regid="$GROUP_ID" --init-groups --no-new-privs
