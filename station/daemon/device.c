@@ -12,9 +12,11 @@
 #include <inttypes.h>
 #include <libudev.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -48,11 +50,14 @@ static char *attr(struct udev_device *u, const char *name)
 	return s;
 }
 
+/* CURRENT_TAGS, not TAGS: TAGS is sticky, and keeps a tag that a rule gave
+ * the device for an earlier medium (a loop device reused, a reader whose
+ * card was swapped for one the rules no longer tag). */
 static bool has_tag(struct udev_device *u, const char *tag)
 {
 	struct udev_list_entry *e;
 
-	udev_list_entry_foreach(e, udev_device_get_tags_list_entry(u))
+	udev_list_entry_foreach(e, udev_device_get_current_tags_list_entry(u))
 		if (strcmp(udev_list_entry_get_name(e), tag) == 0)
 			return true;
 	return false;
@@ -139,11 +144,16 @@ bool device_never_candidate(const struct device *d)
 	/* mmcblk0boot0, mmcblk0boot1, mmcblk0rpmb: eMMC hardware partitions. */
 	if (strncmp(n, "mmcblk", 6) == 0 && (strstr(n, "boot") || strstr(n, "rpmb")))
 		return true;
-	/* Partitions carry a "partition" attribute. */
 	if (d->syspath) {
 		char path[PATH_MAX];
 
+		/* Partitions carry a "partition" attribute. */
 		snprintf(path, sizeof(path), "%s/partition", d->syspath);
+		if (access(path, F_OK) == 0)
+			return true;
+		/* Only eMMC boot partitions have force_ro: they are refused
+		 * whatever a udev rule renamed them to. */
+		snprintf(path, sizeof(path), "%s/force_ro", d->syspath);
 		if (access(path, F_OK) == 0)
 			return true;
 	}
@@ -332,4 +342,35 @@ char *device_probe_content(int fd)
 	blkid_free_probe(pr);
 	close(rfd);
 	return out ? out : strdup("none");
+}
+
+int device_diskseq_check(int fd, uint64_t expected, char *why, size_t why_len)
+{
+	uint64_t seq = 0;
+
+	/* Kernels before 5.15 have no DISKSEQ: nothing to compare. */
+	if (!expected || ioctl(fd, BLKGETDISKSEQ, &seq) < 0 || !seq || seq == expected)
+		return 0;
+	snprintf(why, why_len,
+		 "the medium changed since it was seen (DISKSEQ %" PRIu64 ", now %" PRIu64
+		 "): nothing was written",
+		 expected, seq);
+	return -ESTALE;
+}
+
+int device_diskseq_check_node(const char *devnode, uint64_t expected, char *why, size_t why_len)
+{
+	int fd, r;
+
+	if (!expected)
+		return 0;
+	/* Read-only, so that a changed medium is refused before anything
+	 * opens it for writing (closing it does not make udev re-probe). An
+	 * open that fails is left to the real open, which says why. */
+	fd = open(devnode, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	r = device_diskseq_check(fd, expected, why, why_len);
+	close(fd);
+	return r;
 }

@@ -4,13 +4,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <linux/fs.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "bmap.h"
@@ -91,7 +89,7 @@ int worker_run(const struct worker_job *job, int fd)
 	_cleanup_free_ char *bmap_path = NULL, *content = NULL;
 	struct sigaction sa = { .sa_handler = on_term };
 	sigset_t all;
-	uint64_t seq = 0;
+	char reason[256];
 	int r, ret;
 
 	/* The daemon blocks signals for its signalfd; the child must not. */
@@ -156,25 +154,21 @@ int worker_run(const struct worker_job *job, int fd)
 	}
 
 	topts.image_size = bmap_map_get_image_size(map);
+	/* A card swapped since its event is refused before any open for
+	 * writing; the check on the writing fd below closes the race. */
+	if (device_diskseq_check_node(job->devnode, job->diskseq, reason, sizeof(reason)) < 0) {
+		ret = finish(fd, "refused", 0, NULL, NULL, reason);
+		goto out;
+	}
 	r = bmap_target_open(ctx, job->devnode, &topts, &dst);
 	if (r < 0) {
 		/* Nothing was written: a refusal, with the library's reason. */
 		ret = finish(fd, "refused", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 		goto out;
 	}
-	if (job->diskseq) {
-		if (ioctl(bmap_target_get_fd(dst), BLKGETDISKSEQ, &seq) < 0)
-			seq = 0;
-		if (seq && seq != job->diskseq) {
-			char why[160];
-
-			snprintf(why, sizeof(why),
-				 "the medium changed since it was seen (DISKSEQ %" PRIu64
-				 ", now %" PRIu64 "): nothing was written",
-				 job->diskseq, seq);
-			ret = finish(fd, "refused", 0, NULL, NULL, why);
-			goto out;
-		}
+	if (device_diskseq_check(bmap_target_get_fd(dst), job->diskseq, reason, sizeof(reason)) < 0) {
+		ret = finish(fd, "refused", 0, NULL, NULL, reason);
+		goto out;
 	}
 	content = device_probe_content(bmap_target_get_fd(dst));
 	emit(fd, "content-before %s", content);

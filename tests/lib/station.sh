@@ -35,12 +35,17 @@ CARD_DIR=/dev/shm/bmap-station-test.$$
 
 # Loop devices backed by files in $CARD_DIR get a serial (the file's name),
 # bus "loop" and the station's tag; nothing else is touched.
+# install_test_rule [GROUP]: with GROUP, the tagged cards (and only they)
+# also get GROUP and mode 0660, as rules/90-bmap-station.rules does for the
+# unprivileged daemon.
 install_test_rule() {
+	local perms=
+	[[ -n ${1:-} ]] && perms=", GROUP=\"$1\", MODE=\"0660\""
 	mkdir -p "$CARD_DIR" /run/udev/rules.d
 	on_exit "rm -rf '$CARD_DIR'"
 	STATION_RULE=/run/udev/rules.d/61-bmap-station-test-$$.rules
 	cat >"$STATION_RULE" <<-RULE
-	SUBSYSTEM=="block", KERNEL=="loop*", ENV{DEVTYPE}=="disk", ATTR{loop/backing_file}=="$CARD_DIR/*", PROGRAM="/usr/bin/basename \$attr{loop/backing_file}", ENV{ID_SERIAL}="%c", ENV{ID_SERIAL_SHORT}="%c", ENV{ID_BUS}="loop", ENV{ID_VENDOR}="TestVendor", ENV{ID_MODEL}="LoopCard", TAG+="bmap-station"
+	SUBSYSTEM=="block", KERNEL=="loop*", ENV{DEVTYPE}=="disk", ATTR{loop/backing_file}=="$CARD_DIR/*", PROGRAM="/usr/bin/basename \$attr{loop/backing_file}", ENV{ID_SERIAL}="%c", ENV{ID_SERIAL_SHORT}="%c", ENV{ID_BUS}="loop", ENV{ID_VENDOR}="TestVendor", ENV{ID_MODEL}="LoopCard", TAG+="bmap-station"$perms
 	RULE
 	on_exit "rm -f '$STATION_RULE'; udevadm control --reload 2>/dev/null"
 	udevadm control --reload
