@@ -1,7 +1,9 @@
 #!/bin/sh
 # The test command: installs what is needed (apt-get), builds, and runs the
-# whole suite with ctest. Tests that need root or loop devices are skipped
-# (not failed) where they cannot have them.
+# whole suite with ctest (unit tests also under valgrind's memcheck). Then
+# builds again with ASan + UBSan (build-sanitizers/) and runs the suite once
+# more there; SANITIZERS=0 skips that second pass. Tests that need root or
+# loop devices are skipped (not failed) where they cannot have them.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$top/build}
@@ -9,3 +11,12 @@ build=${BUILD_DIR:-$top/build}
 BUILD_DIR=$build "$top/deploy/build.sh"
 cd "$build"
 ctest --output-on-failure -j"${CTEST_JOBS:-1}" "$@"
+
+[ "${SANITIZERS:-1}" = 0 ] && exit 0
+echo "run-all: the suite again, built with ASan and UBSan" >&2
+san=${SANITIZER_BUILD_DIR:-$top/build-sanitizers}
+BUILD_DIR=$san CMAKE_EXTRA="-DENABLE_SANITIZERS=ON" "$top/deploy/build.sh"
+cd "$san"
+# The soak test's 200 cycles ran above; here a shorter run looks for memory
+# errors on the same paths.
+CYCLES=${SANITIZER_CYCLES:-40} ctest --output-on-failure -j"${CTEST_JOBS:-1}" "$@"
