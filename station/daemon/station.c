@@ -131,6 +131,7 @@ struct station {
 	struct pending *pending, **pending_tail;
 	double pending_retry_at, pending_nag_at;
 	bool interrupt_done;	/* rows left running by an earlier run are closed */
+	double live_failing, live_nag_at;
 	double start_retry_at;
 };
 
@@ -873,8 +874,19 @@ static void live_update(struct station *st, struct slot *sl, bool force)
 						 : "failed";
 		break;
 	}
-	if (journal_live_set(st->journal, &l) < 0)
-		logmsg("cannot update the live state: %s", journal_error(st->journal));
+	if (journal_live_set(st->journal, &l) < 0) {
+		/* Only a display: said once, then every JOURNAL_NAG seconds. */
+		if (now >= st->live_nag_at) {
+			logmsg("cannot update the live state (status, watch): %s",
+			       journal_error(st->journal));
+			st->live_nag_at = now + JOURNAL_NAG;
+		}
+		if (!st->live_failing)
+			st->live_failing = now;
+	} else if (st->live_failing) {
+		logmsg("the live state is written again (after %.1f s)", now - st->live_failing);
+		st->live_failing = st->live_nag_at = 0;
+	}
 }
 
 static void enqueue(struct station *st, struct slot *sl)
