@@ -37,8 +37,8 @@
 /* The journal waits this long for another process's lock, then the write is
  * retried from the main loop, so a long lock never freezes the station. */
 #define JOURNAL_WAIT_MS 500
-#define JOURNAL_RETRY 1.0	 /* seconds between retries of a failed write */
-#define JOURNAL_NAG 30.0	 /* seconds between reminders while it fails */
+#define JOURNAL_RETRY 1.0	/* seconds between retries of a failed write */
+#define JOURNAL_NAG 30.0	/* seconds between reminders while it fails */
 #define JOURNAL_STOP_GRACE 20.0 /* on stop, how long unrecorded rows are retried */
 
 enum slot_state { ST_IDLE, ST_WAITING, ST_RUNNING, ST_DONE };
@@ -107,11 +107,11 @@ enum pending_kind { PENDING_END, PENDING_ONCE, PENDING_HOOK };
 struct pending {
 	struct pending *next;
 	enum pending_kind kind;
-	int64_t job;		/* PENDING_END */
-	struct job_start *js;	/* PENDING_ONCE */
-	struct job_end je;	/* PENDING_END, PENDING_ONCE */
-	struct hook_record hr;	/* PENDING_HOOK */
-	char *what;		/* for the log */
+	int64_t job;	       /* PENDING_END */
+	struct job_start *js;  /* PENDING_ONCE */
+	struct job_end je;     /* PENDING_END, PENDING_ONCE */
+	struct hook_record hr; /* PENDING_HOOK */
+	char *what;	       /* for the log */
 	double since;
 	unsigned tries;
 };
@@ -130,7 +130,7 @@ struct station {
 	struct hook_run *hooks;
 	struct pending *pending, **pending_tail;
 	double pending_retry_at, pending_nag_at;
-	bool interrupt_done;	/* rows left running by an earlier run are closed */
+	bool interrupt_done; /* rows left running by an earlier run are closed */
 	double live_failing, live_nag_at;
 	double start_retry_at;
 };
