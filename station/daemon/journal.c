@@ -159,6 +159,7 @@ struct journal {
 	char *path;
 	char *error;
 	bool readonly;
+	int busy_ms;
 	sqlite3_stmt *insert, *end, *interrupt, *outcome, *last, *live;
 	struct journal_start *starts;
 	size_t n_starts, cap_starts;
@@ -535,7 +536,7 @@ int journal_open(const char *path, bool readonly, struct journal **ret, char **r
 			     strerror(-r));
 		goto out_error;
 	}
-	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
+	journal_set_busy_timeout(j, JOURNAL_BUSY_MS);
 	rc = sqlite3_create_function(j->db, "bmap_utf8", 1,
 				     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
 				     journal_sql_utf8, NULL, NULL);
@@ -589,6 +590,17 @@ void journal_close(struct journal *j)
 	free(j->error);
 	free(j->path);
 	free(j);
+}
+
+void journal_set_busy_timeout(struct journal *j, int ms)
+{
+	j->busy_ms = ms;
+	sqlite3_busy_timeout(j->db, ms);
+}
+
+void journal_timestamp(char buf[static JOURNAL_TIMESTAMP_MAX])
+{
+	journal_now(buf);
 }
 
 const char *journal_error(const struct journal *j)
@@ -730,7 +742,11 @@ static int journal_insert(struct journal *j, const struct job_start *s, const st
 	r = journal_stmt(j, &j->insert, sql_insert);
 	if (r < 0)
 		return r;
-	journal_now(now);
+	/* A row recorded late keeps the time it happened. */
+	if (e && e->finished)
+		snprintf(now, sizeof(now), "%s", e->finished);
+	else
+		journal_now(now);
 	rc = bind_start(j->insert, s);
 	if (rc == SQLITE_OK)
 		rc = bind_text(j->insert, ":started", now);
@@ -839,7 +855,7 @@ static int journal_explain_end(struct journal *j, int64_t job)
 int journal_job_end(struct journal *j, int64_t job, const struct job_end *e)
 {
 	char now[40];
-	double t1 = now_monotonic();
+	double t1 = e && e->ended > 0 ? e->ended : now_monotonic();
 	size_t slot = SIZE_MAX;
 	int rc, r;
 
@@ -854,7 +870,10 @@ int journal_job_end(struct journal *j, int64_t job, const struct job_end *e)
 	r = journal_stmt(j, &j->end, sql_end);
 	if (r < 0)
 		return r;
-	journal_now(now);
+	if (e->finished)
+		snprintf(now, sizeof(now), "%s", e->finished);
+	else
+		journal_now(now);
 	for (size_t i = 0; i < j->n_starts; i++)
 		if (j->starts[i].job == job)
 			slot = i;
@@ -1025,6 +1044,9 @@ int journal_live_set(struct journal *j, const struct live_row *l)
 	/* Live state need not survive a power cut: no fsync for it (in WAL
 	 * mode NORMAL syncs only at checkpoints); the job rows keep FULL. */
 	sqlite3_exec(j->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	/* Nor wait for another process's lock: the next update comes soon,
+	 * and the daemon's loop must not stall on what is only a display. */
+	sqlite3_busy_timeout(j->db, 0);
 	rc = bind_text(st, ":syspath", l->syspath);
 	if (rc == SQLITE_OK)
 		rc = bind_text(st, ":station", l->station);
@@ -1056,6 +1078,7 @@ int journal_live_set(struct journal *j, const struct live_row *l)
 		rc = sqlite3_step(st);
 	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "updating the live state");
 	sqlite3_reset(st);
+	sqlite3_busy_timeout(j->db, j->busy_ms);
 	sqlite3_exec(j->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 	return r;
 }

@@ -59,6 +59,11 @@ struct job_end {
 	/* What the disk held before writing, when known only once the worker
 	 * opened it (NULL keeps what the start row said). */
 	const char *content_before;
+	/* When the job really ended, for an end recorded late (the journal was
+	 * full or locked): a journal_timestamp() and now_monotonic(). NULL and
+	 * 0 mean now. */
+	const char *finished;
+	double ended;
 };
 
 struct journal;
@@ -70,6 +75,13 @@ int journal_open(const char *path, bool readonly, struct journal **ret, char **r
 void journal_close(struct journal *j);
 /* The last error's text (sqlite's message with context). */
 const char *journal_error(const struct journal *j);
+/* How long a write waits for another process's lock before failing with
+ * -EBUSY (journal_open() sets 5 s). The daemon waits less and retries from
+ * its main loop, so that a long lock does not freeze it. */
+void journal_set_busy_timeout(struct journal *j, int ms);
+/* Now, as the journal writes times: "2026-11-26T05:41:12.345Z". */
+#define JOURNAL_TIMESTAMP_MAX 40
+void journal_timestamp(char buf[static JOURNAL_TIMESTAMP_MAX]);
 
 /* A running job row, written (durably) before the worker starts. */
 int journal_job_start(struct journal *j, const struct job_start *s, int64_t *ret_job);

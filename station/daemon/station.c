@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -33,6 +34,12 @@
 
 #define MONITOR_RCVBUF (128 * 1024 * 1024)
 #define KILL_GRACE 5.0 /* seconds between SIGTERM and SIGKILL */
+/* The journal waits this long for another process's lock, then the write is
+ * retried from the main loop, so a long lock never freezes the station. */
+#define JOURNAL_WAIT_MS 500
+#define JOURNAL_RETRY 1.0	/* seconds between retries of a failed write */
+#define JOURNAL_NAG 30.0	/* seconds between reminders while it fails */
+#define JOURNAL_STOP_GRACE 20.0 /* on stop, how long unrecorded rows are retried */
 
 enum slot_state { ST_IDLE, ST_WAITING, ST_RUNNING, ST_DONE };
 
@@ -51,6 +58,9 @@ struct slot {
 	enum verify_mode verify;
 	uint64_t image_size;
 	char *bmap_sha256;
+
+	/* the job row could not be written yet (journal full or locked) */
+	double start_failed_at, start_nag_at;
 
 	/* the running job */
 	int64_t job;
@@ -86,6 +96,26 @@ struct hook_run {
 	bool timed_out;
 };
 
+/*
+ * A record the journal refused (disk full, locked, I/O error), kept in memory
+ * and written again until it lands: a job's end, a row for a card that was
+ * not written (refused, ignored), or what a hook did. Nothing the station
+ * did goes unrecorded while it runs.
+ */
+enum pending_kind { PENDING_END, PENDING_ONCE, PENDING_HOOK };
+
+struct pending {
+	struct pending *next;
+	enum pending_kind kind;
+	int64_t job;	       /* PENDING_END */
+	struct job_start *js;  /* PENDING_ONCE */
+	struct job_end je;     /* PENDING_END, PENDING_ONCE */
+	struct hook_record hr; /* PENDING_HOOK */
+	char *what;	       /* for the log */
+	double since;
+	unsigned tries;
+};
+
 struct station {
 	struct station_config *cfg;
 	struct journal *journal;
@@ -98,6 +128,11 @@ struct station {
 	bool stopping;
 	double stop_deadline;
 	struct hook_run *hooks;
+	struct pending *pending, **pending_tail;
+	double pending_retry_at, pending_nag_at;
+	bool interrupt_done; /* rows left running by an earlier run are closed */
+	double live_failing, live_nag_at;
+	double start_retry_at;
 };
 
 __attribute__((format(printf, 1, 2))) static void logmsg(const char *fmt, ...)
@@ -146,6 +181,7 @@ static void slot_reset_job(struct slot *sl)
 	sl->error = sl->content_before = sl->content_after = NULL;
 	sl->profile = sl->image = sl->bmap = sl->bmap_sha256 = NULL;
 	sl->job = 0;
+	sl->start_failed_at = sl->start_nag_at = 0;
 	sl->pid = 0;
 	sl->pipe_fd = -1;
 	sl->removed = sl->timed_out = sl->stopping = sl->reaped = false;
@@ -201,21 +237,342 @@ static void fill_start(const struct station *st, const struct slot *sl, struct j
 	js->bmap_sha256 = sl->bmap_sha256;
 }
 
+/* ---- records the journal could not take yet ---- */
+
+/* strdup() that keeps NULL; sets *@oom when a copy fails. */
+static char *dup_or_null(const char *s, bool *oom)
+{
+	char *c;
+
+	if (!s)
+		return NULL;
+	c = strdup(s);
+	if (!c)
+		*oom = true;
+	return c;
+}
+
+static void job_end_clear(struct job_end *e)
+{
+	free((char *)e->error);
+	free((char *)e->data_sha256);
+	free((char *)e->readback_sha256);
+	free((char *)e->content_after);
+	free((char *)e->content_before);
+	free((char *)e->finished);
+	memset(e, 0, sizeof(*e));
+}
+
+/* A copy of @e that owns its strings, with the time it ended. */
+static int job_end_copy(struct job_end *dst, const struct job_end *e)
+{
+	char now[JOURNAL_TIMESTAMP_MAX];
+	bool oom = false;
+
+	journal_timestamp(now);
+	*dst = (struct job_end){
+		.outcome = e->outcome,
+		.bytes_written = e->bytes_written,
+		.ended = e->ended > 0 ? e->ended : now_monotonic(),
+	};
+	dst->error = dup_or_null(e->error, &oom);
+	dst->data_sha256 = dup_or_null(e->data_sha256, &oom);
+	dst->readback_sha256 = dup_or_null(e->readback_sha256, &oom);
+	dst->content_after = dup_or_null(e->content_after, &oom);
+	dst->content_before = dup_or_null(e->content_before, &oom);
+	dst->finished = dup_or_null(e->finished ? e->finished : now, &oom);
+	if (oom) {
+		job_end_clear(dst);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void job_start_free(struct job_start *js)
+{
+	if (!js)
+		return;
+	free((char *)js->station);
+	free((char *)js->slot);
+	free((char *)js->devnode);
+	free((char *)js->syspath);
+	free((char *)js->serial);
+	free((char *)js->reader_serial);
+	free((char *)js->vendor);
+	free((char *)js->model);
+	free((char *)js->bus);
+	free((char *)js->id_path);
+	free((char *)js->mmc_cid);
+	free((char *)js->mmc_manfid);
+	free((char *)js->mmc_oemid);
+	free((char *)js->mmc_name);
+	free((char *)js->mmc_date);
+	free((char *)js->content_before);
+	free((char *)js->profile);
+	free((char *)js->image);
+	free((char *)js->bmap);
+	free((char *)js->bmap_sha256);
+	free(js);
+}
+
+static struct job_start *job_start_copy(const struct job_start *s)
+{
+	struct job_start *js = calloc(1, sizeof(*js));
+	bool oom = false;
+
+	if (!js)
+		return NULL;
+	*js = (struct job_start){ .diskseq = s->diskseq, .size = s->size,
+				  .removable = s->removable, .image_size = s->image_size };
+	js->station = dup_or_null(s->station, &oom);
+	js->slot = dup_or_null(s->slot, &oom);
+	js->devnode = dup_or_null(s->devnode, &oom);
+	js->syspath = dup_or_null(s->syspath, &oom);
+	js->serial = dup_or_null(s->serial, &oom);
+	js->reader_serial = dup_or_null(s->reader_serial, &oom);
+	js->vendor = dup_or_null(s->vendor, &oom);
+	js->model = dup_or_null(s->model, &oom);
+	js->bus = dup_or_null(s->bus, &oom);
+	js->id_path = dup_or_null(s->id_path, &oom);
+	js->mmc_cid = dup_or_null(s->mmc_cid, &oom);
+	js->mmc_manfid = dup_or_null(s->mmc_manfid, &oom);
+	js->mmc_oemid = dup_or_null(s->mmc_oemid, &oom);
+	js->mmc_name = dup_or_null(s->mmc_name, &oom);
+	js->mmc_date = dup_or_null(s->mmc_date, &oom);
+	js->content_before = dup_or_null(s->content_before, &oom);
+	js->profile = dup_or_null(s->profile, &oom);
+	js->image = dup_or_null(s->image, &oom);
+	js->bmap = dup_or_null(s->bmap, &oom);
+	js->bmap_sha256 = dup_or_null(s->bmap_sha256, &oom);
+	if (oom) {
+		job_start_free(js);
+		return NULL;
+	}
+	return js;
+}
+
+static void pending_free(struct pending *p)
+{
+	job_start_free(p->js);
+	job_end_clear(&p->je);
+	free((char *)p->hr.event);
+	free((char *)p->hr.command);
+	free((char *)p->hr.output);
+	free(p->what);
+	free(p);
+}
+
+/* Keeps @p (NULL: out of memory, said in the log) for pending_flush(). */
+static void pending_add(struct station *st, struct pending *p, const char *what)
+{
+	if (!p || !(p->what = strdup(what))) {
+		logmsg("%s: out of memory, this record is LOST", what);
+		if (p)
+			pending_free(p);
+		return;
+	}
+	p->since = now_monotonic();
+	p->tries = 1;
+	*st->pending_tail = p;
+	st->pending_tail = &p->next;
+	logmsg("%s: the journal cannot take it now (%s); kept in memory and retried every %.0f s",
+	       what, journal_error(st->journal), JOURNAL_RETRY);
+	if (st->pending_retry_at == 0)
+		st->pending_retry_at = p->since + JOURNAL_RETRY;
+	if (st->pending_nag_at == 0)
+		st->pending_nag_at = p->since + JOURNAL_NAG;
+}
+
+/* Writes a job's end; when the journal refuses, keeps it to try again. */
+static int record_end(struct station *st, int64_t job, const struct job_end *e, const char *what)
+{
+	char now[JOURNAL_TIMESTAMP_MAX];
+	struct job_end at = *e;
+	struct pending *p;
+	int r;
+
+	/* The time it ended, whenever it is recorded. */
+	journal_timestamp(now);
+	if (!at.finished)
+		at.finished = now;
+	if (at.ended <= 0)
+		at.ended = now_monotonic();
+	e = &at;
+	/* Behind earlier records, or the journal is known to fail: queue. */
+	if (!st->pending) {
+		r = journal_job_end(st->journal, job, e);
+		if (r >= 0 || r == -EALREADY || r == -ENOENT || r == -EINVAL)
+			return r;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p) {
+		p->kind = PENDING_END;
+		p->job = job;
+		if (job_end_copy(&p->je, e) < 0) {
+			free(p);
+			p = NULL;
+		}
+	}
+	pending_add(st, p, what);
+	return -EAGAIN;
+}
+
+static int record_once_row(struct station *st, const struct job_start *js, const struct job_end *e,
+			   int64_t *ret_job, const char *what)
+{
+	char now[JOURNAL_TIMESTAMP_MAX];
+	struct job_end at = *e;
+	struct pending *p;
+	int r;
+
+	journal_timestamp(now);
+	if (!at.finished)
+		at.finished = now;
+	e = &at;
+	if (!st->pending) {
+		r = journal_job_once(st->journal, js, e, ret_job);
+		if (r >= 0 || r == -EINVAL)
+			return r;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p) {
+		p->kind = PENDING_ONCE;
+		p->js = job_start_copy(js);
+		if (!p->js || job_end_copy(&p->je, e) < 0) {
+			pending_free(p);
+			p = NULL;
+		}
+	}
+	pending_add(st, p, what);
+	return -EAGAIN;
+}
+
+static void record_hook(struct station *st, const struct hook_record *h, const char *what)
+{
+	struct pending *p;
+	bool oom = false;
+
+	if (!st->pending && journal_hook_record(st->journal, h) >= 0)
+		return;
+	p = calloc(1, sizeof(*p));
+	if (p) {
+		p->kind = PENDING_HOOK;
+		p->hr = *h;
+		p->hr.event = dup_or_null(h->event, &oom);
+		p->hr.command = dup_or_null(h->command, &oom);
+		p->hr.output = NULL;
+		if (h->output && h->output_len) {
+			char *o = malloc(h->output_len);
+
+			if (o)
+				memcpy(o, h->output, h->output_len);
+			else
+				oom = true;
+			p->hr.output = o;
+		}
+		if (oom) {
+			pending_free(p);
+			p = NULL;
+		}
+	}
+	pending_add(st, p, what);
+}
+
+static int pending_write(struct station *st, struct pending *p)
+{
+	int64_t job;
+
+	switch (p->kind) {
+	case PENDING_END:
+		return journal_job_end(st->journal, p->job, &p->je);
+	case PENDING_ONCE:
+		return journal_job_once(st->journal, p->js, &p->je, &job);
+	case PENDING_HOOK:
+		return journal_hook_record(st->journal, &p->hr);
+	}
+	return -EINVAL;
+}
+
+/* Writes the kept records in order, until the journal refuses one. */
+static void pending_flush(struct station *st, bool now)
+{
+	double t = now_monotonic();
+
+	if (!st->pending || (!now && t < st->pending_retry_at))
+		return;
+	while (st->pending) {
+		struct pending *p = st->pending;
+		int r = pending_write(st, p);
+
+		if (r < 0 && r != -EALREADY && r != -ENOENT && r != -EINVAL) {
+			p->tries++;
+			break;
+		}
+		if (r < 0)
+			logmsg("%s: dropped, the journal will not take it: %s", p->what,
+			       journal_error(st->journal));
+		else
+			logmsg("%s: recorded after %.1f s (%u tries)", p->what, t - p->since,
+			       p->tries + 1);
+		st->pending = p->next;
+		pending_free(p);
+	}
+	if (!st->pending) {
+		st->pending_tail = &st->pending;
+		st->pending_retry_at = st->pending_nag_at = 0;
+		return;
+	}
+	st->pending_retry_at = t + JOURNAL_RETRY;
+	if (t >= st->pending_nag_at) {
+		unsigned n = 0;
+
+		for (struct pending *p = st->pending; p; p = p->next)
+			n++;
+		logmsg("%u record(s) still wait for the journal, the oldest (%s) for %.0f s: %s", n,
+		       st->pending->what, t - st->pending->since, journal_error(st->journal));
+		st->pending_nag_at = t + JOURNAL_NAG;
+	}
+}
+
+/* At exit: what could not be recorded goes to the log, in full. */
+static void pending_give_up(struct station *st)
+{
+	while (st->pending) {
+		struct pending *p = st->pending;
+
+		if (p->kind == PENDING_END)
+			logmsg("%s: NOT RECORDED (the journal kept refusing: %s); it ended %s%s%s "
+			       "at %s; the next start marks the job interrupted",
+			       p->what, journal_error(st->journal), outcome_name(p->je.outcome),
+			       p->je.error ? ": " : "", p->je.error ? p->je.error : "",
+			       p->je.finished);
+		else
+			logmsg("%s: NOT RECORDED (the journal kept refusing: %s)", p->what,
+			       journal_error(st->journal));
+		st->pending = p->next;
+		pending_free(p);
+	}
+	st->pending_tail = &st->pending;
+}
+
 /* A card that will not be written: one row, start and end at once. */
 static void record_once(struct station *st, struct slot *sl, enum outcome o, const char *why)
 {
 	struct job_start js;
 	struct job_end je = { .outcome = o, .error = why };
-	char label[512];
+	char label[512], what[1024];
 	int64_t job;
+	int r;
 
 	fill_start(st, sl, &js);
-	if (journal_job_once(st->journal, &js, &je, &job) < 0) {
-		logmsg("%s: %s, and the journal could not record it: %s",
-		       slot_label(sl, label, sizeof(label)), outcome_name(o),
-		       journal_error(st->journal));
-		return;
-	}
+	snprintf(what, sizeof(what), "%s: %s (%s)", slot_label(sl, label, sizeof(label)),
+		 outcome_name(o), why);
+	snprintf(sl->outcome, sizeof(sl->outcome), "%s", outcome_name(o));
+	r = record_once_row(st, &js, &je, &job, what);
+	if (r == -EINVAL)
+		logmsg("%s: not recorded: %s", what, journal_error(st->journal));
+	if (r < 0)
+		return; /* kept for later, said in the log */
 	logmsg("%s: %s (job %" PRId64 "): %s", slot_label(sl, label, sizeof(label)),
 	       outcome_name(o), job, why);
 	sl->job = job;
@@ -234,6 +591,13 @@ static int load_image_facts(struct slot *sl, char *why, size_t why_len)
 
 	if (!ctx)
 		return -ENOMEM;
+	/* The image may have been deleted or replaced since the profile was
+	 * loaded: a card is only queued while it is there to read. */
+	if (stat(sl->image, &st) < 0) {
+		r = -errno;
+		snprintf(why, why_len, "cannot read image '%s': %s", sl->image, strerror(-r));
+		goto out;
+	}
 	if (!path && bmap_discover(sl->image, &found) == 0)
 		path = found;
 	if (path) {
@@ -249,12 +613,10 @@ static int load_image_facts(struct slot *sl, char *why, size_t why_len)
 			if (!sl->bmap)
 				sl->bmap = strdup(path);
 		}
-	} else if (stat(sl->image, &st) == 0) {
-		sl->image_size = (uint64_t)st.st_size; /* a raw image mapped from its holes */
 	} else {
-		r = -errno;
-		snprintf(why, why_len, "cannot read image '%s': %m", sl->image);
+		sl->image_size = (uint64_t)st.st_size; /* a raw image mapped from its holes */
 	}
+out:
 	bmap_map_free(map);
 	bmap_ctx_free(ctx);
 	return r;
@@ -448,9 +810,13 @@ static bool hook_reaped(struct station *st, pid_t pid, int status)
 			.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
 			.timed_out = h->timed_out, .output = h->out, .output_len = h->out_len,
 		};
-		if (journal_hook_record(st->journal, &rec) < 0)
-			logmsg("the %s hook %s ended but the journal could not record it: %s",
-			       rec.event, h->command, journal_error(st->journal));
+		{
+			char what[512];
+
+			snprintf(what, sizeof(what), "the %s hook of job %" PRId64 " (%s)",
+				 rec.event, h->job, h->command);
+			record_hook(st, &rec, what);
+		}
 		if (rec.signal || rec.exit_status)
 			logmsg("the %s hook %s %s %d%s", rec.event, h->command,
 			       rec.signal ? "was killed by signal" : "exited with status",
@@ -508,8 +874,19 @@ static void live_update(struct station *st, struct slot *sl, bool force)
 						 : "failed";
 		break;
 	}
-	if (journal_live_set(st->journal, &l) < 0)
-		logmsg("cannot update the live state: %s", journal_error(st->journal));
+	if (journal_live_set(st->journal, &l) < 0) {
+		/* Only a display: said once, then every JOURNAL_NAG seconds. */
+		if (now >= st->live_nag_at) {
+			logmsg("cannot update the live state (status, watch): %s",
+			       journal_error(st->journal));
+			st->live_nag_at = now + JOURNAL_NAG;
+		}
+		if (!st->live_failing)
+			st->live_failing = now;
+	} else if (st->live_failing) {
+		logmsg("the live state is written again (after %.1f s)", now - st->live_failing);
+		st->live_failing = st->live_nag_at = 0;
+	}
 }
 
 static void enqueue(struct station *st, struct slot *sl)
@@ -590,6 +967,19 @@ static void enqueue(struct station *st, struct slot *sl)
 	sl->queue_seq = ++st->next_seq;
 }
 
+/* A job whose worker could not even start. */
+static void end_job_early(struct station *st, struct slot *sl, const struct job_end *je)
+{
+	char label[512], what[640];
+
+	snprintf(what, sizeof(what), "%s: job %" PRId64 " %s",
+		 slot_label(sl, label, sizeof(label)), sl->job, outcome_name(je->outcome));
+	logmsg("%s: %s", what, je->error);
+	record_end(st, sl->job, je, what);
+	snprintf(sl->outcome, sizeof(sl->outcome), "%s", outcome_name(je->outcome));
+	sl->state = ST_DONE;
+}
+
 static int start_worker(struct station *st, struct slot *sl)
 {
 	struct job_start js;
@@ -600,34 +990,59 @@ static int start_worker(struct station *st, struct slot *sl)
 	};
 	char label[512];
 	int fds[2];
-	pid_t pid;
+	pid_t pid, parent;
 
 	fill_start(st, sl, &js);
-	/* The row comes first: a job never runs unrecorded. */
+	/* The row comes first, committed: a job never runs unrecorded. */
 	if (journal_job_start(st->journal, &js, &sl->job) < 0) {
-		logmsg("%s: cannot record the job, not flashing it (will retry): %s",
-		       slot_label(sl, label, sizeof(label)), journal_error(st->journal));
+		double now = now_monotonic();
+
+		if (!sl->start_failed_at || now >= sl->start_nag_at) {
+			logmsg("%s: cannot record the job, so the card is NOT written; "
+			       "retrying every %.0f s: %s",
+			       slot_label(sl, label, sizeof(label)), JOURNAL_RETRY,
+			       journal_error(st->journal));
+			sl->start_nag_at = now + JOURNAL_NAG;
+		}
+		if (!sl->start_failed_at)
+			sl->start_failed_at = now;
 		return -EIO;
+	}
+	if (sl->start_failed_at) {
+		logmsg("%s: job %" PRId64 " recorded after waiting %.1f s for the journal",
+		       slot_label(sl, label, sizeof(label)), sl->job,
+		       now_monotonic() - sl->start_failed_at);
+		sl->start_failed_at = 0;
 	}
 	if (pipe2(fds, O_CLOEXEC) < 0) {
 		struct job_end je = { .outcome = OUTCOME_FAILED, .error = "cannot create a pipe" };
+		int r = -errno;
 
-		journal_job_end(st->journal, sl->job, &je);
-		sl->state = ST_DONE;
-		return -errno;
+		end_job_early(st, sl, &je);
+		return r;
 	}
 	fflush(stderr);
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		struct job_end je = { .outcome = OUTCOME_FAILED, .error = "cannot fork a worker" };
+		int r = -errno;
 
 		close(fds[0]);
 		close(fds[1]);
-		journal_job_end(st->journal, sl->job, &je);
-		sl->state = ST_DONE;
-		return -errno;
+		end_job_early(st, sl, &je);
+		return r;
 	}
 	if (pid == 0) {
+		/* Nobody would record what a worker does once the station is
+		 * gone (even killed with SIGKILL): it dies with it, and the
+		 * next start marks its job interrupted. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(EXIT_FAILURE);
+		/* The other workers' pipes: their end of file is theirs alone. */
+		for (struct slot *o = st->slots; o; o = o->next)
+			if (o->pipe_fd >= 0)
+				close(o->pipe_fd);
 		close(fds[0]);
 		_exit(worker_run(&wj, fds[1]));
 	}
@@ -647,16 +1062,47 @@ static int start_worker(struct station *st, struct slot *sl)
 	return 0;
 }
 
+/* Rows an earlier run left 'running' (it was killed, or the power went)
+ * are closed before this run starts a job of its own. */
+static bool interrupt_earlier(struct station *st)
+{
+	int n;
+
+	if (st->interrupt_done)
+		return true;
+	n = journal_interrupt_running(st->journal, "the station stopped during the job");
+	if (n < 0) {
+		logmsg("cannot close the jobs an earlier run left running; no card is written "
+		       "until that works (retrying every %.0f s): %s",
+		       JOURNAL_RETRY, journal_error(st->journal));
+		return false;
+	}
+	if (n > 0)
+		logmsg("%d job(s) left running by an earlier run marked interrupted", n);
+	st->interrupt_done = true;
+	return true;
+}
+
 static void schedule(struct station *st)
 {
+	double now = now_monotonic();
+
+	/* After a failed write, wait a little: each try may wait for a lock. */
+	if (now < st->start_retry_at)
+		return;
+	st->start_retry_at = 0;
 	while (!st->stopping && st->running < st->cfg->max_workers) {
 		struct slot *next = NULL;
 
 		for (struct slot *sl = st->slots; sl; sl = sl->next)
 			if (sl->state == ST_WAITING && (!next || sl->queue_seq < next->queue_seq))
 				next = sl;
-		if (!next || start_worker(st, next) == -EIO)
+		if (!next)
 			return;
+		if (!interrupt_earlier(st) || start_worker(st, next) == -EIO) {
+			st->start_retry_at = now + JOURNAL_RETRY;
+			return;
+		}
 	}
 }
 
@@ -771,14 +1217,19 @@ static void finish_job(struct station *st, struct slot *sl)
 	je.content_after = sl->content_after;
 	/* What the disk held is known only once the worker opened it. */
 	je.content_before = sl->content_before;
-	if (journal_job_end(st->journal, sl->job, &je) < 0)
-		logmsg("%s: job %" PRId64 " ended %s but the journal could not record it: %s",
-		       slot_label(sl, label, sizeof(label)), sl->job, outcome_name(o),
-		       journal_error(st->journal));
-	else
-		logmsg("%s: job %" PRId64 " %s%s%s (%.1f s)", slot_label(sl, label, sizeof(label)),
-		       sl->job, outcome_name(o), je.error ? ": " : "", je.error ? je.error : "",
-		       now_monotonic() - sl->started);
+	logmsg("%s: job %" PRId64 " %s%s%s (%.1f s)", slot_label(sl, label, sizeof(label)),
+	       sl->job, outcome_name(o), je.error ? ": " : "", je.error ? je.error : "",
+	       now_monotonic() - sl->started);
+	{
+		char what[640];
+
+		snprintf(what, sizeof(what), "%s: the end of job %" PRId64 " (%s)",
+			 slot_label(sl, label, sizeof(label)), sl->job, outcome_name(o));
+		int r = record_end(st, sl->job, &je, what);
+
+		if (r < 0 && r != -EAGAIN)
+			logmsg("%s: not recorded: %s", what, journal_error(st->journal));
+	}
 	st->running--;
 	sl->pid = 0;
 	sl->state = ST_DONE;
@@ -1041,8 +1492,8 @@ static int setup(struct station *st, const char *config_path)
 {
 	char *err = NULL;
 	sigset_t mask;
-	int n;
 
+	st->pending_tail = &st->pending;
 	if (config_load(config_path, &st->cfg, &err) < 0) {
 		logmsg("%s", err ? err : "cannot load the configuration");
 		free(err);
@@ -1054,9 +1505,8 @@ static int setup(struct station *st, const char *config_path)
 		return -EIO;
 	}
 	journal_live_clear(st->journal, NULL);
-	n = journal_interrupt_running(st->journal, "the station stopped during the job");
-	if (n > 0)
-		logmsg("%d job(s) left running by an earlier run marked interrupted", n);
+	journal_set_busy_timeout(st->journal, JOURNAL_WAIT_MS);
+	interrupt_earlier(st);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -1104,8 +1554,20 @@ int station_run(const char *config_path)
 		nfds_t n = 0;
 		int r;
 
-		if (st.stopping && st.running == 0 && !st.hooks)
-			break;
+		if (st.stopping && st.running == 0 && !st.hooks) {
+			pending_flush(&st, false);
+			if (!st.pending)
+				break;
+			if (st.stop_deadline == 0) {
+				st.stop_deadline = now_monotonic() + JOURNAL_STOP_GRACE;
+				logmsg("stopping: waiting up to %.0f s for the journal to take "
+				       "what it still lacks",
+				       JOURNAL_STOP_GRACE);
+			} else if (now_monotonic() > st.stop_deadline) {
+				pending_give_up(&st);
+				break;
+			}
+		}
 		pfd[n++] = (struct pollfd){ .fd = st.sfd, .events = POLLIN };
 		pfd[n++] = (struct pollfd){ .fd = udev_monitor_get_fd(st.mon), .events = POLLIN };
 		for (struct slot *sl = st.slots; sl && n < 2 + 64; sl = sl->next)
@@ -1151,11 +1613,13 @@ int station_run(const char *config_path)
 			drain_monitor(&st);
 		reap(&st);
 		check_timers(&st);
+		pending_flush(&st, false);
 		schedule(&st);
 	}
 	logmsg("stopped");
 	ret = EXIT_SUCCESS;
 out:
+	pending_give_up(&st);
 	while (st.slots) {
 		struct slot *next = st.slots->next;
 
