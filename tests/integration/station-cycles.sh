@@ -181,7 +181,8 @@ log "$CYCLES cycles of 4 cards in $(printf '%.1f' "$(echo "$t1 - $t0" | bc)")s" 
 log "after cycle $WARMUP: fds $wfd, children $wch, RSS $wrss kB, VmData $wdata kB, journal $wdb KiB"
 log "after cycle $half: fds $mfd, children $mch, RSS $mrss kB, VmData $mdata kB, journal $mdb KiB"
 log "after cycle $CYCLES: fds $efd, children $ech, RSS $erss kB, VmData $edata kB, journal $edb KiB"
-[[ $efd == "$wfd" ]] || fail "open fds grew from $wfd to $efd: $(ls -l "/proc/$STATION_PID/fd")"
+[[ $efd == "$wfd" ]] ||
+	fail "open fds grew from $wfd to $efd:" $(for f in "/proc/$STATION_PID/fd"/*; do echo "${f##*/}=$(readlink "$f")"; done)
 [[ $ech == "$wch" && $ech == 0 ]] || fail "child processes: $wch after the warm-up, $ech at the end"
 cache=$((edb - wdb < 2000 ? edb - wdb : 2000))
 for v in "RSS $wrss $erss" "VmData $wdata $edata"; do
