@@ -205,3 +205,55 @@ void json_write_string(FILE *f, const char *s)
 	}
 	fputc('"', f);
 }
+
+/*
+ * UTF-8 per Unicode's Table 3-7 (no overlongs, surrogates or values above
+ * U+10FFFF). Returns the length of the valid character at @s and sets
+ * @ret_cp, or minus the length of the maximal invalid subpart to skip.
+ */
+int utf8_next(const unsigned char *s, size_t n, uint32_t *ret_cp)
+{
+	unsigned char b = s[0], lo = 0x80, hi = 0xbf;
+	uint32_t cp;
+	int need;
+
+	if (b < 0x80) {
+		*ret_cp = b;
+		return 1;
+	}
+	if (b >= 0xc2 && b <= 0xdf) {
+		need = 1;
+		cp = b & 0x1f;
+	} else if (b >= 0xe0 && b <= 0xef) {
+		need = 2;
+		cp = b & 0x0f;
+		if (b == 0xe0)
+			lo = 0xa0;
+		else if (b == 0xed)
+			hi = 0x9f;
+	} else if (b >= 0xf0 && b <= 0xf4) {
+		need = 3;
+		cp = b & 0x07;
+		if (b == 0xf0)
+			lo = 0x90;
+		else if (b == 0xf4)
+			hi = 0x8f;
+	} else {
+		return -1;
+	}
+	for (int i = 1; i <= need; i++) {
+		if ((size_t)i >= n || s[i] < lo || s[i] > hi)
+			return -i;
+		cp = (cp << 6) | (s[i] & 0x3f);
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	*ret_cp = cp;
+	return need + 1;
+}
+
+bool utf8_unsafe(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x200e || cp == 0x200f ||
+	       (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
+}

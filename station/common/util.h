@@ -49,3 +49,13 @@ double now_monotonic(void);
 /* Writes @s as a JSON string literal (quotes included) to @f. */
 #include <stdio.h>
 void json_write_string(FILE *f, const char *s);
+
+/*
+ * UTF-8 per Unicode's Table 3-7 (no overlongs, surrogates or values above
+ * U+10FFFF): the length of the valid character at @s (and its code point in
+ * @ret_cp), or minus the length of the maximal invalid subpart to skip.
+ */
+int utf8_next(const unsigned char *s, size_t n, uint32_t *ret_cp);
+/* Code points a terminal must not get from a device string: C0 and C1
+ * controls, DEL, bidi overrides and marks, BOM. */
+bool utf8_unsafe(uint32_t cp);

@@ -251,52 +251,6 @@ static void journal_now(char buf[static 40])
 }
 
 /*
- * UTF-8 per Unicode's Table 3-7 (no overlongs, surrogates or values above
- * U+10FFFF). Returns the length of the valid character at @s and sets
- * @ret_cp, or minus the length of the maximal invalid subpart to skip.
- */
-static int utf8_next(const unsigned char *s, size_t n, uint32_t *ret_cp)
-{
-	unsigned char b = s[0], lo = 0x80, hi = 0xbf;
-	uint32_t cp;
-	int need;
-
-	if (b < 0x80) {
-		*ret_cp = b;
-		return 1;
-	}
-	if (b >= 0xc2 && b <= 0xdf) {
-		need = 1;
-		cp = b & 0x1f;
-	} else if (b >= 0xe0 && b <= 0xef) {
-		need = 2;
-		cp = b & 0x0f;
-		if (b == 0xe0)
-			lo = 0xa0;
-		else if (b == 0xed)
-			hi = 0x9f;
-	} else if (b >= 0xf0 && b <= 0xf4) {
-		need = 3;
-		cp = b & 0x07;
-		if (b == 0xf0)
-			lo = 0x90;
-		else if (b == 0xf4)
-			hi = 0x8f;
-	} else {
-		return -1;
-	}
-	for (int i = 1; i <= need; i++) {
-		if ((size_t)i >= n || s[i] < lo || s[i] > hi)
-			return -i;
-		cp = (cp << 6) | (s[i] & 0x3f);
-		lo = 0x80;
-		hi = 0xbf;
-	}
-	*ret_cp = cp;
-	return need + 1;
-}
-
-/*
  * SQL function bmap_utf8(x): text (or a blob) with every invalid UTF-8
  * sequence replaced by U+FFFD; other values unchanged. sqlite's JSON
  * functions copy bytes as they are, which would make the report invalid JSON.
@@ -1104,6 +1058,38 @@ int journal_live_clear(struct journal *j, const char *syspath)
 	return r;
 }
 
+struct table_cell {
+	char *text;
+	size_t width;
+};
+
+static int table_cell_set(struct table_cell *c, const unsigned char *s, size_t n, size_t max);
+
+/*
+ * One row of the status table: each cell made safe like the report's (device
+ * strings may hold controls, escapes, invalid UTF-8), cut at 63 code points,
+ * padded by code points so that the columns line up.
+ */
+static int status_table_row(FILE *out, const unsigned char *const *v, const size_t *len)
+{
+	static const int width[9] = { 8, 14, 20, 14, 10, 4, 7, 6, 0 };
+	static const bool right[9] = { [5] = true, [6] = true, [7] = true };
+
+	for (size_t i = 0; i < 9; i++) {
+		struct table_cell c;
+		int pad;
+
+		if (table_cell_set(&c, v[i], len[i], 63) < 0)
+			return -ENOMEM;
+		pad = width[i] > (int)c.width ? width[i] - (int)c.width : 0;
+		fprintf(out, "%s%*s%s%*s", i ? " " : "", right[i] ? pad : 0, "", c.text,
+			right[i] || i == 8 ? 0 : pad, "");
+		free(c.text);
+	}
+	fputc('\n', out);
+	return 0;
+}
+
 int journal_status(struct journal *j, bool json, FILE *out)
 {
 	static const char sql_table[] =
@@ -1117,8 +1103,10 @@ int journal_status(struct journal *j, bool json, FILE *out)
 		" coalesce(last_outcome, '-')"
 		" FROM live ORDER BY coalesce(slot, devnode)";
 	static const char sql_json[] =
-		"SELECT json_object('slot', slot, 'devnode', devnode, 'serial', bmap_utf8(serial),"
-		" 'profile', profile, 'state', state, 'job', job, 'done', done, 'total', total,"
+		"SELECT json_object('slot', bmap_utf8(slot), 'devnode', bmap_utf8(devnode),"
+		" 'serial', bmap_utf8(serial),"
+		" 'profile', bmap_utf8(profile), 'state', state, 'job', job, 'done', done,"
+		" 'total', total,"
 		" 'percent', CASE WHEN total > 0 THEN done * 100 / total END,"
 		" 'mbps', CASE WHEN rate > 0 THEN round(rate / 1e6, 1) END,"
 		" 'seconds_left', CASE WHEN rate > 0 AND total > done THEN"
@@ -1127,6 +1115,7 @@ int journal_status(struct journal *j, bool json, FILE *out)
 		" FROM live ORDER BY coalesce(slot, devnode)";
 	static const char *const heads[] = { "SLOT", "DEVICE", "SERIAL", "PROFILE", "STATE",
 					     "%", "MB/S", "LEFT", "LAST" };
+	static const size_t head_len[] = { 4, 6, 6, 7, 5, 1, 4, 4, 4 };
 	sqlite3_stmt *st = NULL;
 	bool first = true;
 	int rc;
@@ -1137,28 +1126,23 @@ int journal_status(struct journal *j, bool json, FILE *out)
 	if (json)
 		fputc('[', out);
 	else
-		fprintf(out, "%-8s %-14s %-20s %-14s %-10s %4s %7s %6s %s\n", heads[0], heads[1],
-			heads[2], heads[3], heads[4], heads[5], heads[6], heads[7], heads[8]);
+		status_table_row(out, (const unsigned char *const *)heads, head_len);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (json) {
 			fputs(first ? "\n  " : ",\n  ", out);
 			fputs((const char *)sqlite3_column_text(st, 0), out);
 		} else {
-			const char *col[9];
-			char safe[9][64];
+			const unsigned char *v[9];
+			size_t len[9];
 
 			for (int i = 0; i < 9; i++) {
-				const unsigned char *v = sqlite3_column_text(st, i);
-				size_t k = 0;
-
-				/* Device strings may hold anything: keep the table whole. */
-				for (; v && *v && k + 1 < sizeof(safe[i]); v++)
-					safe[i][k++] = *v < 0x20 || *v == 0x7f ? '?' : (char)*v;
-				safe[i][k] = '\0';
-				col[i] = safe[i];
+				v[i] = sqlite3_column_text(st, i);
+				len[i] = (size_t)sqlite3_column_bytes(st, i);
 			}
-			fprintf(out, "%-8s %-14s %-20s %-14s %-10s %4s %7s %6s %s\n", col[0], col[1],
-				col[2], col[3], col[4], col[5], col[6], col[7], col[8]);
+			if (status_table_row(out, v, len) < 0) {
+				sqlite3_finalize(st);
+				return journal_fail(j, -ENOMEM, "formatting the live state");
+			}
 		}
 		first = false;
 	}
@@ -1476,18 +1460,6 @@ static int report_json(struct journal *j, sqlite3_stmt *st, FILE *out)
 	return rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the jobs");
 }
 
-struct table_cell {
-	char *text;
-	size_t width;
-};
-
-/* Code points a terminal must not get from a hostile serial: controls, bidi overrides. */
-static bool table_unsafe(uint32_t cp)
-{
-	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x200e || cp == 0x200f ||
-	       (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
-}
-
 /*
  * @s made safe for a terminal (unsafe code points and invalid bytes become
  * '?') and cut to @max code points with an ellipsis. Width counts code points.
@@ -1517,7 +1489,7 @@ static int table_cell_set(struct table_cell *c, const unsigned char *s, size_t n
 			o += sizeof(ellipsis) - 1;
 			break;
 		}
-		if (l < 0 || table_unsafe(cp)) {
+		if (l < 0 || utf8_unsafe(cp)) {
 			*o++ = '?';
 			i += (size_t)(l < 0 ? -l : l);
 		} else {

@@ -135,28 +135,52 @@ struct station {
 	double start_retry_at;
 };
 
-__attribute__((format(printf, 1, 2))) static void logmsg(const char *fmt, ...)
-{
-	va_list ap;
 
-	fputs("bmap-station: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-/* Device strings go into one log line: keep control characters out of it. */
+/*
+ * Device strings go into one log line: controls (C0, DEL, C1), bidi
+ * overrides and invalid UTF-8 become '?', and a long one is cut whole
+ * characters at a time.
+ */
 static const char *printable(const char *s, char *buf, size_t len)
 {
-	size_t i = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, n;
 
 	if (!s)
 		return "-";
-	for (; *s && i + 1 < len; s++)
-		buf[i++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+	n = strlen(s);
+	while (n > 0) {
+		uint32_t cp;
+		int l = utf8_next(p, n, &cp);
+		size_t step = (size_t)(l < 0 ? -l : l);
+		bool bad = l < 0 || utf8_unsafe(cp);
+
+		if (i + (bad ? 1 : step) >= len)
+			break;
+		if (bad) {
+			buf[i++] = '?';
+		} else {
+			memcpy(buf + i, p, step);
+			i += step;
+		}
+		p += step;
+		n -= step;
+	}
 	buf[i] = '\0';
 	return buf;
+}
+
+/* One event, one line: whatever a message carries (device strings inside an
+ * error text, say) goes through printable() as a whole. */
+__attribute__((format(printf, 1, 2))) static void logmsg(const char *fmt, ...)
+{
+	char line[2048], safe[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "bmap-station: %s\n", printable(line, safe, sizeof(safe)));
 }
 
 static const char *slot_label(const struct slot *sl, char *buf, size_t len)
@@ -798,6 +822,7 @@ static bool hook_reaped(struct station *st, pid_t pid, int status)
 	for (struct hook_run **p = &st->hooks; *p; p = &(*p)->next) {
 		struct hook_run *h = *p;
 		struct hook_record rec;
+		char command[512];
 
 		if (h->pid != pid)
 			continue;
@@ -810,15 +835,17 @@ static bool hook_reaped(struct station *st, pid_t pid, int status)
 			.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
 			.timed_out = h->timed_out, .output = h->out, .output_len = h->out_len,
 		};
+		/* The command holds device strings (%serial). */
+		printable(h->command, command, sizeof(command));
 		{
-			char what[512];
+			char what[700];
 
 			snprintf(what, sizeof(what), "the %s hook of job %" PRId64 " (%s)",
-				 rec.event, h->job, h->command);
+				 rec.event, h->job, command);
 			record_hook(st, &rec, what);
 		}
 		if (rec.signal || rec.exit_status)
-			logmsg("the %s hook %s %s %d%s", rec.event, h->command,
+			logmsg("the %s hook %s %s %d%s", rec.event, command,
 			       rec.signal ? "was killed by signal" : "exited with status",
 			       rec.signal ? rec.signal : rec.exit_status,
 			       h->timed_out ? " (over hook_timeout)" : "");
