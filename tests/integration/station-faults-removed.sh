@@ -25,7 +25,7 @@ mk_sparse_image "$img" "size=64M data=0:1M data=2M:30M data=40M:4M"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "pulls"; database = "$db"; max_workers = 4; max_device_size = "1G";
-            require_tag = "bmap-station"; cache_dir = ""; };
+            require_tag = "bmap-station"; cache_dir = ""; job_timeout = 90; };
 profiles = (
   { name = "raw"; image = "disk.img"; bmap = "disk.img.bmap"; removable_only = false;
     verify = "readback"; match = { serial = "card-*"; }; }

@@ -31,7 +31,7 @@ db=$TEST_TMP/journal.db
 # the pool of workers; both paths meet the faults.
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "faults"; database = "$db"; max_workers = 4; max_device_size = "1G";
-            require_tag = "bmap-station"; cache_dir = ""; };
+            require_tag = "bmap-station"; cache_dir = ""; job_timeout = 90; };
 profiles = (
   { name = "raw"; image = "disk.img"; bmap = "disk.img.bmap"; removable_only = false;
     verify = "readback"; match = { serial = "raw-*"; }; },
