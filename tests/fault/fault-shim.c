@@ -115,11 +115,9 @@ static bool parse_bytes(const char *s, uint64_t *ret)
 	char *end;
 	uint64_t v = strtoull(s, &end, 10);
 
-	switch (*end) {
-	case 'K': v <<= 10; end++; break;
-	case 'M': v <<= 20; end++; break;
-	case 'G': v <<= 30; end++; break;
-	default: break;
+	if (*end == 'K' || *end == 'M' || *end == 'G') {
+		v <<= *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
+		end++;
 	}
 	if (end == s || (*end && *end != ' ' && *end != '\t' && *end != '\n'))
 		return false;

@@ -38,6 +38,7 @@ run() {
 	with_faults timeout -k 5 60 "$BMAPTOOL" "$@" 2>"$TEST_TMP/$name.err"
 	rc=$?
 	injected=$((injected + $(wc -l <"$FAULT_LOG") - before))
+	tail -n +$((before + 1)) "$FAULT_LOG" >>"$TEST_TMP/all-faults.log"
 	msg=$(grep 'error:' "$TEST_TMP/$name.err")
 }
 copy() { run "$1" "$2" copy --bmap "$img.bmap" "$3" "$dev"; }
@@ -90,4 +91,4 @@ verify readeof "$dev pread short=0 after=8M"
 : >"$FAULT_FILE"
 verify clean ""
 [[ $rc == 0 ]] || bad "verify without faults: exit $rc: $msg"
-finish "ok: $injected faults injected"
+finish "ok: $injected faults injected: $(fault_summary "$TEST_TMP/all-faults.log")"

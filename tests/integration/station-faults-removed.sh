@@ -67,9 +67,10 @@ done
 wait_for "$db" "select outcome from jobs where serial='card-ok.img'" success 60 ||
 	fail "ok: not 'success': $(outcome card-ok.img)"
 "$BMAPTOOL" -q verify --bmap "$img.bmap" "$img" "${card[ok]}" || fail "ok: the card does not hold the image"
-for c in pull-write pull-verify ok; do detach_loop "${dev[$c]}"; done
 
 # Gone, as the worker alone sees it: the errors of a reader without its card.
+# (Other loop devices than the pulled cards': a slot's next job is another
+# matter, station-faults-reinsert.)
 for c in nomedium-write nodev-verify; do card[$c]=$(make_card card-$c.img 72M); done
 fault_rule "backing=${card[nomedium-write]} pwrite ENOMEDIUM after=8M"
 fault_rule "backing=${card[nodev-verify]} pread ENODEV after=8M"
@@ -83,6 +84,7 @@ for c in nomedium-write:writing nodev-verify:verifying; do
 	[[ $(outcome card-${c%:*}.img) == "removed: the card was removed while ${c#*:}: "*"'${dev[${c%:*}]}' at byte"* ]] ||
 		fail "${c%:*}: the error does not say what failed where: $(outcome card-${c%:*}.img)"
 done
-for c in nomedium-write nodev-verify; do detach_loop "${dev[$c]}"; done
+for c in pull-write pull-verify ok nomedium-write nodev-verify; do detach_loop "${dev[$c]}"; done
 stop_station
+log "faults injected: $(fault_summary)"
 log "ok: $(q "$db" "select group_concat(serial || '=' || outcome || ' (' || ifnull(error, '') || ')', '; ') from jobs where serial like 'card-%'")"

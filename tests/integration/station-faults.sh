@@ -98,7 +98,7 @@ overlap=$(q "$db" "select count(*) from jobs a join jobs b on a.serial='raw-ok.i
 [[ $overlap == 2 ]] || fail "raw-ok did not run alongside the failing cards: $(q "$db" "select serial, started, finished from jobs")"
 [[ $(q "$db" "select count(*) from jobs where serial in ('raw-ok.img','zst-short.img') and data_sha256 = readback_sha256") == 2 ]] ||
 	fail "a successful card's read-back digest differs from what was written"
-log "write faults: $(wc -l <"$FAULT_LOG") injected; outcomes: $(q "$db" "select group_concat(serial || '=' || outcome, ' ') from jobs")"
+log "write faults injected: $(fault_summary); outcomes: $(q "$db" "select group_concat(serial || '=' || outcome, ' ') from jobs")"
 for c in raw-ok raw-eio zst-short0 zst-short; do detach_loop "${dev[$c]}"; done
 
 # A read error during the read-back, past 8 MiB; a clean card alongside.
@@ -127,4 +127,5 @@ holds_image "$rd" || fail "raw-readerr: the copy before the read-back was not co
 detach_loop "$rd_dev"
 detach_loop "$ok2_dev"
 stop_station
+log "read faults injected: $(fault_summary)"
 log "ok: $(q "$db" "select group_concat(outcome || '=' || n, ' ') from (select outcome, count(*) n from jobs group by outcome)")"

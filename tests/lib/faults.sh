@@ -49,17 +49,25 @@ wait_fault() {
 }
 
 # pull_busy_card DEV FILE: the medium goes away (size 0) under a worker
-# that is writing it. pull_card's truncate races with the writes in flight,
-# which grow the backing file again before 'losetup -c' reads its size:
-# repeat until the device says 0 sectors (once it does, writes fail and the
-# file stays empty).
+# that is writing it. pull_card alone races with the writes in flight: they
+# grow the truncated backing file again before 'losetup -c' reads its size,
+# and the card shrinks instead of going (no real card does that). So the
+# card's writes are held first (a delay rule put in front: the first
+# matching rule wins), the writes under way given time to end, the card
+# pulled, and the hold lifted: what comes next meets a card of size 0.
 pull_busy_card() {
-	local size
-	for _ in $(seq 50); do
-		pull_card "$1" "$2"
-		size=$(cat "/sys/block/$(basename "$1")/size")
-		[[ $size == 0 ]] && return 0
-		sleep 0.05
-	done
-	fail "$1 keeps a size of $size sectors after being pulled"
+	local rules size
+	rules=$(cat "$FAULT_FILE")
+	{ echo "backing=$2 write delay=5000"; echo "$rules"; } >"$FAULT_FILE"
+	sleep 0.5
+	pull_card "$1" "$2"
+	echo "$rules" >"$FAULT_FILE"
+	size=$(cat "/sys/block/$(basename "$1")/size")
+	[[ $size == 0 ]] || fail "$1 still has $size sectors after being pulled"
+}
+
+# fault_summary [LOG]: the faults injected, by operation and kind, e.g.
+# "write/errno=5:1 write/short=66048:812".
+fault_summary() {
+	awk '{ n[$2 "/" $6]++ } END { for (k in n) printf "%s:%d ", k, n[k] }' "${1:-$FAULT_LOG}"
 }
