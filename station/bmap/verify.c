@@ -17,6 +17,25 @@
 #include "target.h"
 #include "util.h"
 
+/* A read of the device failed: the message names the bytes and blocks
+ * that could not be read, and the bmap range they belong to, so that an
+ * operator can tell a bad card from a bad image. */
+static int verify_read_failed(struct engine *e, int err, uint64_t off, size_t len, size_t range)
+{
+	uint64_t bs = e->map ? bmap_map_get_block_size(e->map) : 0, end = off + len - 1;
+
+	if (!bs)
+		return engine_fail(e, err, "cannot read '%s' at bytes %" PRIu64 "-%" PRIu64 ": %s",
+				   e->target->name, off, end, strerror(-err));
+	const struct bmap_range *rg = &bmap_map_get_ranges(e->map)[range];
+
+	return engine_fail(e, err,
+			   "cannot read '%s' at bytes %" PRIu64 "-%" PRIu64 " (blocks %" PRIu64
+			   "-%" PRIu64 " of blocks range %" PRIu64 "-%" PRIu64 "): %s",
+			   e->target->name, off, end, off / bs, end / bs, rg->first, rg->last,
+			   strerror(-err));
+}
+
 /* One whole range read back and hashed. */
 static int verify_range(struct engine *e, size_t i, uint8_t *buf, struct range_hash *h)
 {
@@ -32,8 +51,7 @@ static int verify_range(struct engine *e, size_t i, uint8_t *buf, struct range_h
 			return -ECANCELED;
 		got = target_pread(e->target, buf, n, off + done);
 		if (got < 0)
-			return engine_fail(e, (int)got, "cannot read '%s' at byte %" PRIu64 ": %s",
-					   e->target->name, off + done, strerror((int)-got));
+			return verify_read_failed(e, (int)got, off + done, n, i);
 		if ((size_t)got < n)
 			return engine_fail(e, -EIO,
 					   "'%s' ends at byte %" PRIu64
@@ -93,8 +111,7 @@ static void *compare_thread(void *arg)
 		ssize_t n = target_pread(t, buf, ch->len, ch->off);
 
 		if (n < 0) {
-			engine_fail(e, (int)n, "cannot read '%s' at byte %" PRIu64 ": %s", t->name,
-				    ch->off, strerror((int)-n));
+			verify_read_failed(e, (int)n, ch->off, ch->len, ch->range);
 			ring_release(cmp->c.ring, cmp->c.index);
 			break;
 		}

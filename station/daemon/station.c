@@ -207,6 +207,7 @@ static void slot_reset_job(struct slot *sl)
 	sl->job = 0;
 	sl->start_failed_at = sl->start_nag_at = 0;
 	sl->pid = 0;
+	sl->kill_at = 0;
 	sl->pipe_fd = -1;
 	sl->removed = sl->timed_out = sl->stopping = sl->reaped = false;
 	sl->line_len = 0;
@@ -1259,6 +1260,7 @@ static void finish_job(struct station *st, struct slot *sl)
 	}
 	st->running--;
 	sl->pid = 0;
+	sl->kill_at = 0; /* a stop deadline belongs to this worker, not the next */
 	sl->state = ST_DONE;
 	snprintf(sl->outcome, sizeof(sl->outcome), "%s", outcome_name(o));
 	{

@@ -74,6 +74,42 @@ static int finish(int fd, const char *outcome, uint64_t bytes, const uint8_t *da
 	return strcmp(outcome, "success") == 0 ? 0 : 1;
 }
 
+/*
+ * After a failed copy or read-back: was the card pulled? The daemon learns
+ * it from udev or the device's size, but the worker's own I/O often fails
+ * first (a write past the new end: ENOSPC; a read: end of device), and its
+ * result would then read 'failed' or 'verify_failed' for a card that is
+ * simply gone. A medium of size 0, or a device that answers ENODEV, ENXIO
+ * or ENOMEDIUM, is gone.
+ */
+static bool medium_gone(struct bmap_target *dst, int err)
+{
+	uint64_t size = 0;
+
+	if (err == -ENODEV || err == -ENXIO || err == -ENOMEDIUM)
+		return true;
+	if (!bmap_target_is_blockdev(dst))
+		return false;
+	if (ioctl(bmap_target_get_fd(dst), BLKGETSIZE64, &size) < 0)
+		return errno == ENODEV || errno == ENXIO || errno == ENOMEDIUM;
+	return size == 0;
+}
+
+/* A failed job's result: 'removed' when the card went away meanwhile. */
+static int finish_failed(int fd, struct bmap_target *dst, int err, const char *outcome,
+			 const char *phase, uint64_t bytes, const uint8_t *data, const char *error)
+{
+	char why[1024];
+
+	if (err == -EINTR)
+		return finish(fd, "interrupted", bytes, data, NULL, error);
+	if (medium_gone(dst, err)) {
+		snprintf(why, sizeof(why), "the card was removed while %s: %s", phase, error);
+		return finish(fd, "removed", bytes, data, NULL, why);
+	}
+	return finish(fd, outcome, bytes, data, NULL, error);
+}
+
 int worker_run(const struct worker_job *job, int fd)
 {
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
@@ -175,8 +211,8 @@ int worker_run(const struct worker_job *job, int fd)
 
 	r = bmap_copy(ctx, src, map, dst, &copts, &cres);
 	if (r < 0) {
-		ret = finish(fd, r == -EINTR ? "interrupted" : "failed", 0, NULL, NULL,
-			     bmap_ctx_get_error(ctx));
+		ret = finish_failed(fd, dst, r, "failed", "writing", 0, NULL,
+				    bmap_ctx_get_error(ctx));
 		goto out;
 	}
 
@@ -194,9 +230,9 @@ int worker_run(const struct worker_job *job, int fd)
 		r = bmap_verify(ctx, dst, map, again, &copts, &vres);
 		bmap_source_free(again);
 		if (r < 0) {
-			ret = finish(fd, r == -EINTR ? "interrupted" : "verify_failed",
-				     cres.bytes_written, cres.data_sha256, NULL,
-				     bmap_ctx_get_error(ctx));
+			ret = finish_failed(fd, dst, r, "verify_failed", "verifying",
+					    cres.bytes_written, cres.data_sha256,
+					    bmap_ctx_get_error(ctx));
 			goto out;
 		}
 	}
