@@ -79,7 +79,7 @@ chown "$USER_ID:$GROUP_ID" "$state"
 db=$state/journal.db
 conf=$TEST_TMP/station.conf
 cat >"$conf" <<CONF
-station = { name = "gate"; database = "$db"; max_workers = 2;
+station = { name = "gate"; database = "$db"; cache_dir = "$state/cache"; max_workers = 2;
   require_tag = "bmap-station"; max_device_size = "256M"; };
 profiles = (
   { name = "cards"; image = "$img.zst"; bmap = "$img.bmap"; removable_only = false;
@@ -184,6 +184,10 @@ seq_mounted=$(diskseq_of "$dev_mounted")
 swapcard=$(make_card card-swap.img 32M)
 chmod 600 "$swapcard"
 mkswap "$swapcard" >/dev/null || fail "mkswap"
+# The kernel may page out to this swap area while it is active (it belongs to
+# the whole machine meanwhile): only its header page is sure to stay as it
+# was, and any write of the image would change it (the image maps 0-1M).
+swap_header=$(head -c 4096 "$swapcard" | sha256sum)
 remember_sum "$swapcard"
 insert_card "$swapcard"
 dev_swap=$LOOP_DEV
@@ -252,7 +256,10 @@ partx -d "$dev_mounted" || fail "partx -d $dev_mounted"
 PART_OF=
 for d in "$dev_mounted" "$dev_swap" "$dev_untagged" "$dev_big" "$dev_ro"; do detach_loop "$d"; done
 [[ $(gpt_sum "$mounted") == "$gpt_before" ]] || fail "card-mounted.img's GPT was modified"
-for f in "$swapcard" "$untagged" "$big" "$ro"; do
+[[ $(head -c 4096 "$swapcard" | sha256sum) == "$swap_header" ]] ||
+	fail "card-swap.img's swap header was modified"
+same_sum "$swapcard" || log "swap: the kernel paged out to the swap card meanwhile (its header is intact)"
+for f in "$untagged" "$big" "$ro"; do
 	same_sum "$f" || fail "$(basename "$f") was modified"
 done
 t_phase_b=$(date +%s.%N)
@@ -362,7 +369,8 @@ mount --bind /usr "$root/usr" && mount --rbind /dev "$root/dev" && mount --rbind
 cp "$bin" "$root/bmap-station" && cp "$img.zst" "$img.bmap" "$root/images/" || exit 12
 chown "$uid:$gid" "$root/state"
 cat >"$root/station.conf" <<CONF
-station = { name = "gate-root"; database = "/state/journal.db"; require_tag = "bmap-station";
+station = { name = "gate-root"; database = "/state/journal.db"; cache_dir = "/state/cache";
+  require_tag = "bmap-station";
   max_device_size = "256M"; };
 profiles = ( { name = "cards"; image = "/images/disk.img.zst"; bmap = "/images/disk.img.bmap";
   removable_only = false; match = { serial = "card-*"; }; } );

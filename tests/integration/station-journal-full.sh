@@ -33,6 +33,7 @@ cat >"$TEST_TMP/station.conf" <<CONF
 station = {
   name = "full";
   database = "$db";
+  cache_dir = "$TEST_TMP/cache";
   max_workers = 4;
   require_tag = "bmap-station";
   max_device_size = "1G";

@@ -30,6 +30,7 @@ cat >"$TEST_TMP/station.conf" <<CONF
 station = {
   name = "locked";
   database = "$db";
+  cache_dir = "$TEST_TMP/cache";
   max_workers = 4;
   require_tag = "bmap-station";
   max_device_size = "1G";

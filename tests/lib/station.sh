@@ -71,6 +71,8 @@ pull_card() {
 
 # start_station CONFIG: runs the daemon in the background; sets STATION_PID.
 start_station() {
+	# Tests keep their image cache to themselves (default: /var/cache/bmap-station).
+	grep -q "cache_dir" "$1" || fail "$1 sets no cache_dir: the test would use the machine's cache"
 	"$BMAP_STATION" run --config "$1" >>"$TEST_TMP/station.log" 2>&1 &
 	STATION_PID=$!
 	on_exit "stop_station"
