@@ -634,6 +634,7 @@ static int load_image_facts(struct slot *sl, char *why, size_t why_len)
 
 			sl->image_size = bmap_map_get_image_size(map);
 			hex_encode(bmap_map_get_file_sha256(map), 32, hex);
+			free(sl->bmap_sha256);
 			sl->bmap_sha256 = strdup(hex);
 			if (!sl->bmap)
 				sl->bmap = strdup(path);
@@ -1016,10 +1017,27 @@ static int start_worker(struct station *st, struct slot *sl)
 		.bmap = sl->bmap, .verify = sl->verify, .cache_dir = st->cfg->cache_dir,
 		.cache_max_size = st->cfg->cache_max_size,
 	};
-	char label[512];
+	char label[512], why[PATH_MAX + 256], h1[32], h2[32];
 	int fds[2];
 	pid_t pid, parent;
 
+	/* The profile's files as they are now: a card that waited in the queue
+	 * gets what they hold when its job starts, and its row says so; the
+	 * worker checks the bmap again once it has loaded it. */
+	if (load_image_facts(sl, why, sizeof(why)) < 0) {
+		record_once(st, sl, OUTCOME_FAILED, why);
+		sl->state = ST_DONE;
+		return 0;
+	}
+	if (sl->dev.size < sl->image_size) {
+		snprintf(why, sizeof(why), "too small for the image: %s < %s",
+			 human_size(sl->dev.size, h1), human_size(sl->image_size, h2));
+		record_once(st, sl, OUTCOME_REFUSED, why);
+		sl->state = ST_DONE;
+		return 0;
+	}
+	wj.bmap = sl->bmap;
+	wj.bmap_sha256 = sl->bmap_sha256;
 	fill_start(st, sl, &js);
 	/* The row comes first, committed: a job never runs unrecorded. */
 	if (journal_job_start(st->journal, &js, &sl->job) < 0) {
@@ -1405,6 +1423,9 @@ static void enumerate(struct station *st)
 		return;
 	udev_enumerate_add_match_subsystem(en, "block");
 	udev_enumerate_add_match_property(en, "DEVTYPE", "disk");
+	/* A disk udev is still working on has no tags or identity yet: its
+	 * event comes through the monitor, opened before this scan. */
+	udev_enumerate_add_match_is_initialized(en);
 	udev_enumerate_scan_devices(en);
 	udev_list_entry_foreach(e, udev_enumerate_get_list_entry(en))
 	{
@@ -1698,6 +1719,9 @@ int station_check(const char *config_path, FILE *out)
 	}
 	udev_enumerate_add_match_subsystem(en, "block");
 	udev_enumerate_add_match_property(en, "DEVTYPE", "disk");
+	/* A disk udev is still working on has no tags or identity yet: its
+	 * event comes through the monitor, opened before this scan. */
+	udev_enumerate_add_match_is_initialized(en);
 	udev_enumerate_scan_devices(en);
 	fprintf(out, "\n%-14s %-20s %-10s %s\n", "DEVICE", "SERIAL", "SIZE", "PROFILE OR WHY NOT");
 	udev_list_entry_foreach(e, udev_enumerate_get_list_entry(en))

@@ -168,6 +168,22 @@ int worker_run(const struct worker_job *job, int fd)
 		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 		goto out;
 	}
+	/* The journal's row names the bmap the job was queued with: a bmap
+	 * replaced since then is not silently used under that name. */
+	if (bmap_path && job->bmap_sha256) {
+		char hex[65], why[PATH_MAX + 256];
+
+		hex_encode(bmap_map_get_file_sha256(map), 32, hex);
+		if (strcmp(hex, job->bmap_sha256) != 0) {
+			snprintf(why, sizeof(why),
+				 "the bmap '%s' changed since the job was recorded (sha256 %.12s..., "
+				 "now %.12s...): nothing was written; put the card in again to use "
+				 "the new one",
+				 bmap_path, job->bmap_sha256, hex);
+			ret = finish(fd, "failed", 0, NULL, NULL, why);
+			goto out;
+		}
+	}
 
 	/* A compressed image is decompressed once into the cache and every
 	 * card is copied from there; without the cache, straight from it. */

@@ -24,6 +24,7 @@ struct worker_job {
 	uint64_t diskseq; /* expected; 0 = do not check */
 	const char *image;
 	const char *bmap; /* NULL: discovered next to the image */
+	const char *bmap_sha256; /* hex, as the journal recorded it; NULL: not checked */
 	enum verify_mode verify;
 	const char *cache_dir; /* NULL or "": no decompress-once cache */
 	uint64_t cache_max_size;
