@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "util.h"
 #include "watch.h"
 
 #define RED "\033[1;37;41m"
@@ -64,21 +65,43 @@ struct frame {
 	int rows;
 };
 
-/* Device strings may hold anything: nothing that moves the cursor gets out. */
-static const char *safe(const char *s, char *buf, size_t len)
+/* Device strings may hold anything: controls (C0, DEL, C1), bidi overrides
+ * and invalid UTF-8 become '?', nothing that moves the cursor gets out. The
+ * result is cut or padded to @width characters (whole characters). */
+static const char *safe(const char *s, char *buf, size_t len, size_t width)
 {
-	size_t i = 0;
+	const unsigned char *p = (const unsigned char *)(s && *s ? s : "-");
+	size_t n = strlen((const char *)p), i = 0, w = 0;
+	uint32_t cp;
 
-	for (; s && *s && i + 1 < len; s++)
-		buf[i++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+	while (n > 0 && w < width) {
+		int l = utf8_next(p, n, &cp);
+		size_t step = (size_t)(l < 0 ? -l : l);
+
+		if (l < 0 || utf8_unsafe(cp)) {
+			if (i + 2 > len)
+				break;
+			buf[i++] = '?';
+		} else {
+			if (i + step + 1 > len)
+				break;
+			memcpy(buf + i, p, step);
+			i += step;
+		}
+		p += step;
+		n -= step;
+		w++;
+	}
+	for (; w < width && i + 2 <= len; w++)
+		buf[i++] = ' ';
 	buf[i] = '\0';
-	return i ? buf : "-";
+	return buf;
 }
 
 static int draw_row(void *userdata, const struct live_row *l)
 {
 	struct frame *f = userdata;
-	char slot[24], serial[40], profile[24];
+	char slot[8 * 4 + 1], serial[16 * 4 + 1], profile[12 * 4 + 1];
 	/* 74 columns of text around the bar: nothing wraps at the terminal's width. */
 	int bar = f->width - 75, fill = 0, pct = -1;
 	const char *where = l->slot ? l->slot : l->devnode;
@@ -99,9 +122,9 @@ static int draw_row(void *userdata, const struct live_row *l)
 	}
 	if (!l->slot && where && strncmp(where, "/dev/", 5) == 0)
 		where += 5;
-	printf("%-8.8s %-16.16s %-12.12s %s%-9s" OFF " [", safe(where, slot, sizeof(slot)),
-	       safe(l->serial, serial, sizeof(serial)), safe(l->profile, profile, sizeof(profile)),
-	       colour, l->state);
+	printf("%s %s %s %s%-9s" OFF " [", safe(where, slot, sizeof(slot), 8),
+	       safe(l->serial, serial, sizeof(serial), 16),
+	       safe(l->profile, profile, sizeof(profile), 12), colour, l->state);
 	for (int i = 0; i < bar; i++)
 		fputs(i < fill ? "#" : ".", stdout);
 	if (pct >= 0)
