@@ -648,6 +648,27 @@ out:
 	return r;
 }
 
+/* The profile's image as it is now, for this card: false when the card was
+ * recorded failed (image or bmap unreadable) or refused (too small). */
+static bool image_fits(struct station *st, struct slot *sl)
+{
+	char why[PATH_MAX + 256], h1[32], h2[32];
+
+	if (load_image_facts(sl, why, sizeof(why)) < 0) {
+		record_once(st, sl, OUTCOME_FAILED, why);
+		sl->state = ST_DONE;
+		return false;
+	}
+	if (sl->dev.size < sl->image_size) {
+		snprintf(why, sizeof(why), "too small for the image: %s < %s",
+			 human_size(sl->dev.size, h1), human_size(sl->image_size, h2));
+		record_once(st, sl, OUTCOME_REFUSED, why);
+		sl->state = ST_DONE;
+		return false;
+	}
+	return true;
+}
+
 /* ---- hooks ---- */
 
 struct hook_values {
@@ -927,7 +948,7 @@ static void enqueue(struct station *st, struct slot *sl)
 		.size = sl->dev.size, .removable = sl->dev.removable,
 	};
 	const char *why_match = NULL;
-	char why[1024], h1[32], h2[32];
+	char why[1024];
 
 	slot_reset_job(sl);
 	if (!sl->dev.tagged) {
@@ -980,18 +1001,8 @@ static void enqueue(struct station *st, struct slot *sl)
 		sl->state = ST_DONE;
 		return;
 	}
-	if (load_image_facts(sl, why, sizeof(why)) < 0) {
-		record_once(st, sl, OUTCOME_FAILED, why);
-		sl->state = ST_DONE;
+	if (!image_fits(st, sl))
 		return;
-	}
-	if (sl->dev.size < sl->image_size) {
-		snprintf(why, sizeof(why), "too small for the image: %s < %s",
-			 human_size(sl->dev.size, h1), human_size(sl->image_size, h2));
-		record_once(st, sl, OUTCOME_REFUSED, why);
-		sl->state = ST_DONE;
-		return;
-	}
 	sl->state = ST_WAITING;
 	sl->queue_seq = ++st->next_seq;
 }
@@ -1017,25 +1028,15 @@ static int start_worker(struct station *st, struct slot *sl)
 		.bmap = sl->bmap, .verify = sl->verify, .cache_dir = st->cfg->cache_dir,
 		.cache_max_size = st->cfg->cache_max_size,
 	};
-	char label[512], why[PATH_MAX + 256], h1[32], h2[32];
+	char label[512];
 	int fds[2];
 	pid_t pid, parent;
 
 	/* The profile's files as they are now: a card that waited in the queue
 	 * gets what they hold when its job starts, and its row says so; the
 	 * worker checks the bmap again once it has loaded it. */
-	if (load_image_facts(sl, why, sizeof(why)) < 0) {
-		record_once(st, sl, OUTCOME_FAILED, why);
-		sl->state = ST_DONE;
+	if (!image_fits(st, sl))
 		return 0;
-	}
-	if (sl->dev.size < sl->image_size) {
-		snprintf(why, sizeof(why), "too small for the image: %s < %s",
-			 human_size(sl->dev.size, h1), human_size(sl->image_size, h2));
-		record_once(st, sl, OUTCOME_REFUSED, why);
-		sl->state = ST_DONE;
-		return 0;
-	}
 	wj.bmap = sl->bmap;
 	wj.bmap_sha256 = sl->bmap_sha256;
 	fill_start(st, sl, &js);
