@@ -54,12 +54,8 @@ profiles = (
 CONF
 
 alive() { kill -0 "$STATION_PID" 2>/dev/null || fail "the station died: $(tail -5 "$TEST_TMP/station.log")"; }
-# key X: the cache entry's name for X (cache.c: SHA-256 of the image's bytes
-# and of the bmap's SHA-256).
-key() {
-	{ cat "$im/$1.img.zst"; sha256sum <"$im/$1.img.bmap" | cut -c1-64 | perl -ne 'chomp; print pack("H*", $_)'; } |
-		sha256sum | cut -c1-64
-}
+# key X: the cache entry's name for X.
+key() { cache_key "$im/$1.img.zst" "$im/$1.img.bmap"; }
 # hold X: takes the lock of X's cache entry (workers for X wait there).
 hold() {
 	mkdir -p "$cache"

@@ -34,12 +34,9 @@ profiles = (
     removable_only = false; match = { serial = "q-*"; }; }
 );
 CONF
-# The cache entry's name for X (cache.c: SHA-256 of the image's bytes and of
-# the bmap's SHA-256); holding its lock holds A's workers before they write.
-key() {
-	{ cat "$im/$1.img.zst"; sha256sum <"$im/$1.img.bmap" | cut -c1-64 | perl -ne 'chomp; print pack("H*", $_)'; } |
-		sha256sum | cut -c1-64
-}
+# key X: the cache entry's name for X; holding its lock holds A's workers
+# before they write.
+key() { cache_key "$im/$1.img.zst" "$im/$1.img.bmap"; }
 bmap_sum() { sha256sum <"$im/$1.img.bmap" | cut -c1-64; }
 
 start_station "$TEST_TMP/station.conf"

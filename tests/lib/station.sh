@@ -90,6 +90,13 @@ stop_station() {
 	STATION_PID=
 }
 
+# cache_key IMAGE BMAP: the name of the image cache's entry for these files
+# (cache.c: SHA-256 of the image's bytes followed by the bmap's SHA-256).
+cache_key() {
+	{ cat "$1"; sha256sum <"$2" | cut -c1-64 | perl -ne 'chomp; print pack("H*", $_)'; } |
+		sha256sum | cut -c1-64
+}
+
 # q DB SQL: one value from the journal.
 q() { sqlite3 -cmd '.timeout 5000' "$1" "$2"; }
 
