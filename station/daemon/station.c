@@ -1226,13 +1226,16 @@ static void finish_job(struct station *st, struct slot *sl)
 	struct job_end je = { 0 };
 	enum outcome o = OUTCOME_FAILED;
 	char why[256], label[512];
-	const char *err = sl->error;
+	const char *err;
 
+	/* The worker's last lines (its error, its result) may still be in the
+	 * pipe: read them before looking at sl->error, which they replace. */
 	if (sl->pipe_fd >= 0) {
 		read_pipe(st, sl);
 		close(sl->pipe_fd);
 		sl->pipe_fd = -1;
 	}
+	err = sl->error;
 	if (sl->removed) {
 		o = OUTCOME_REMOVED;
 		err = "the card was removed during the job";

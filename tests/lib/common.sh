@@ -19,7 +19,16 @@ _CLEANUP_CMDS=()
 
 log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
 skip() { log "SKIP: $*"; exit 77; }
-fail() { log "FAIL: $*"; exit 1; }
+# A failing station test also shows the end of the daemon's log: in CI that
+# is all there is to go on.
+fail() {
+	log "FAIL: $*"
+	if [[ -s ${TEST_TMP:-}/station.log ]]; then
+		log "the station log's last lines:"
+		tail -n 40 "$TEST_TMP/station.log" >&2
+	fi
+	exit 1
+}
 
 # Run a command at exit (before the temp dir goes), e.g. to stop a process
 # the test started, by its pid.
