@@ -564,6 +564,64 @@ static void test_corrupt(void **state)
 	bmap_ctx_free(ctx);
 }
 
+/*
+ * A seekable multi-block xz file is decoded two blocks at a time (the
+ * reader's and the helper's, see source-xz.c). With a look-ahead buffer
+ * smaller than a block the reader takes over the helper's decoder halfway
+ * through every other block; damage in any block (the reader's or the
+ * helper's) is reported, never a hang; a source freed halfway stops the
+ * helper.
+ */
+static void test_xz_blocks(void **state)
+{
+	static const char *const aheads[] = {"", "100000", "1"};
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	const char *mt = g.paths[4];
+	uint8_t *buf = malloc(DATA_SIZE);
+	struct bmap_source *s;
+	size_t len;
+	char *file = tu_read_file(mt, &len);
+	char *path = tu_path(g.dir, "blocks.xz");
+
+	(void)state;
+	assert_non_null(buf);
+	for (size_t a = 0; a < sizeof(aheads) / sizeof(aheads[0]); a++) {
+		setenv("BMAP_XZ_AHEAD", aheads[a], 1);
+		assert_int_equal(bmap_source_open(ctx, mt, &s), 0);
+		check_whole(ctx, s, BMAP_COMP_XZ);
+		assert_int_equal(bmap_source_input_pos(s), len);
+		bmap_source_free(s);
+
+		/* Freed while the helper is busy. */
+		assert_int_equal(bmap_source_open(ctx, mt, &s), 0);
+		assert_int_equal(bmap_source_read(s, buf, 4096), 4096);
+		assert_memory_equal(buf, g.data, 4096);
+		bmap_source_free(s);
+
+		/* One damaged byte, in turn in each eighth of the file. */
+		for (size_t k = 1; k < 8; k++) {
+			size_t at = len * k / 8;
+			ssize_t n;
+
+			file[at] ^= 0x55;
+			tu_write_file(path, file, len);
+			file[at] ^= 0x55;
+			assert_int_equal(bmap_source_open(ctx, path, &s), 0);
+			n = read_all(s, buf, DATA_SIZE);
+			if (n >= 0 || !strstr(bmap_ctx_get_error(ctx), "corrupt") ||
+			    !strstr(bmap_ctx_get_error(ctx), path))
+				fail_msg("byte %zu damaged, ahead '%s': %zd: %s", at, aheads[a], n,
+					 bmap_ctx_get_error(ctx));
+			bmap_source_free(s);
+		}
+	}
+	unsetenv("BMAP_XZ_AHEAD");
+	free(path);
+	free(file);
+	free(buf);
+	bmap_ctx_free(ctx);
+}
+
 /* Zero padding after the last member (dd conv=sync, tape blocks) is fine,
  * as gzip says; anything else after it is not. */
 static void test_trailing_data(void **state)
@@ -681,6 +739,7 @@ int main(void)
 		PER_CODEC(test_truncated),
 		PER_CODEC(test_corrupt),
 		PER_CODEC(test_trailing_data),
+		cmocka_unit_test(test_xz_blocks),
 		cmocka_unit_test(test_empty_and_tiny_raw),
 		cmocka_unit_test(test_open_missing),
 		cmocka_unit_test(test_no_fd_leak),
