@@ -409,20 +409,27 @@ static void pending_add(struct station *st, struct pending *p, const char *what)
 }
 
 /* Writes a job's end; when the journal refuses, keeps it to try again. */
+/* @e stamped with the time the job ended (now), whenever it is recorded. */
+static const struct job_end *stamp_end(struct job_end *at, const struct job_end *e,
+				       char now[JOURNAL_TIMESTAMP_MAX])
+{
+	*at = *e;
+	journal_timestamp(now);
+	if (!at->finished)
+		at->finished = now;
+	if (at->ended <= 0)
+		at->ended = now_monotonic();
+	return at;
+}
+
 static int record_end(struct station *st, int64_t job, const struct job_end *e, const char *what)
 {
 	char now[JOURNAL_TIMESTAMP_MAX];
-	struct job_end at = *e;
+	struct job_end at;
 	struct pending *p;
 	int r;
 
-	/* The time it ended, whenever it is recorded. */
-	journal_timestamp(now);
-	if (!at.finished)
-		at.finished = now;
-	if (at.ended <= 0)
-		at.ended = now_monotonic();
-	e = &at;
+	e = stamp_end(&at, e, now);
 	/* Behind earlier records, or the journal is known to fail: queue. */
 	if (!st->pending) {
 		r = journal_job_end(st->journal, job, e);
@@ -446,14 +453,11 @@ static int record_once_row(struct station *st, const struct job_start *js, const
 			   int64_t *ret_job, const char *what)
 {
 	char now[JOURNAL_TIMESTAMP_MAX];
-	struct job_end at = *e;
+	struct job_end at;
 	struct pending *p;
 	int r;
 
-	journal_timestamp(now);
-	if (!at.finished)
-		at.finished = now;
-	e = &at;
+	e = stamp_end(&at, e, now);
 	if (!st->pending) {
 		r = journal_job_once(st->journal, js, e, ret_job);
 		if (r >= 0 || r == -EINVAL)
