@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "bmap-private.h"
+#include "sha256-ni.h"
 #include "util.h"
 
 #define FIEMAP_EXTENTS 512
@@ -179,16 +180,31 @@ struct creator {
 	const char *cs_type;
 	bool checksums;
 	unsigned threads;
+	bool sha_ni; /* two ranges per thread (sha256-ni.c) */
 	struct bmap_writer *w;
 
 	struct job *jobs;
 	size_t n_jobs;
 	size_t *order; /* job indexes, largest first */
 	atomic_size_t next;
+	atomic_uint planned, running; /* hashing threads to start, started */
 	atomic_int error;
 	char error_msg[256];
 	pthread_mutex_t lock;
 };
+
+static void hash_fail(struct creator *c, const struct job *j, int r)
+{
+	int expected = 0;
+
+	if (atomic_compare_exchange_strong(&c->error, &expected, r)) {
+		pthread_mutex_lock(&c->lock);
+		snprintf(c->error_msg, sizeof(c->error_msg), "blocks %" PRIu64 "-%" PRIu64 ": %s",
+			 j->first, j->last,
+			 r == -ENODATA ? "the file shrank while being read" : strerror(-r));
+		pthread_mutex_unlock(&c->lock);
+	}
+}
 
 static int hash_range(struct creator *c, struct job *j, uint8_t *buf, struct bmap_digest *d)
 {
@@ -231,22 +247,118 @@ static void *hash_thread(void *arg)
 		j = &c->jobs[c->order[i]];
 		r = hash_range(c, j, buf, d);
 		if (r < 0) {
-			int expected = 0;
-
-			if (atomic_compare_exchange_strong(&c->error, &expected, r)) {
-				pthread_mutex_lock(&c->lock);
-				snprintf(c->error_msg, sizeof(c->error_msg),
-					 "blocks %" PRIu64 "-%" PRIu64 ": %s", j->first, j->last,
-					 r == -ENODATA ? "the file shrank while being read"
-						       : strerror(-r));
-				pthread_mutex_unlock(&c->lock);
-			}
+			hash_fail(c, j, r);
 			break;
 		}
 	}
 out:
 	free(buf);
 	bmap_digest_free(d);
+	return NULL;
+}
+
+/* ---- two ranges per thread, with the SHA extensions ---- */
+
+/* Each lane reads its piece (256 KiB measured best of 32 KiB-1 MiB). */
+#define LANE_CHUNK HASH_CHUNK
+
+struct lane {
+	struct job *job;
+	uint64_t off, end;
+	struct sha256_ni sha;
+	uint8_t *buf;
+	size_t n; /* bytes in buf */
+};
+
+/* Gives the lane the next range, largest first; false when none is left. */
+static bool lane_take(struct creator *c, struct lane *l)
+{
+	size_t i = atomic_fetch_add(&c->next, 1);
+
+	if (i >= c->n_jobs)
+		return false;
+	l->job = &c->jobs[c->order[i]];
+	l->off = l->job->first * c->bs;
+	l->end = (l->job->last + 1) * c->bs;
+	if (l->end > c->size)
+		l->end = c->size;
+	sha256_ni_init(&l->sha);
+	return true;
+}
+
+static int lane_read(struct creator *c, struct lane *l)
+{
+	size_t n = l->end - l->off > LANE_CHUNK ? LANE_CHUNK : (size_t)(l->end - l->off);
+	ssize_t got = loop_pread(c->fd, l->buf, n, l->off);
+
+	if (got < 0)
+		return (int)got;
+	if ((size_t)got != n)
+		return -ENODATA; /* the file shrank under us */
+	l->n = n;
+	return 0;
+}
+
+static void *hash_thread_ni(void *arg)
+{
+	struct creator *c = arg;
+	struct lane lanes[2] = { 0 };
+	uint8_t *buf = NULL;
+
+	if (posix_memalign((void **)&buf, 4096, 2 * LANE_CHUNK) != 0) {
+		atomic_store(&c->error, -ENOMEM);
+		return NULL;
+	}
+	lanes[0].buf = buf;
+	lanes[1].buf = buf + LANE_CHUNK;
+	atomic_fetch_add(&c->running, 1);
+	while (!atomic_load(&c->error)) {
+		struct lane *a = &lanes[0], *b = &lanes[1];
+		size_t m;
+
+		/* A second range only once every thread has its first:
+		 * the largest ranges go to different threads, never paired
+		 * in one thread while another waits to start. */
+		bool pair = atomic_load(&c->running) >= atomic_load(&c->planned);
+
+		for (int i = 0; i < 2; i++) {
+			struct lane *l = &lanes[i];
+			int r;
+
+			if (!l->job && ((lanes[!i].job && !pair) || !lane_take(c, l)))
+				continue;
+			r = lane_read(c, l);
+			if (r < 0) {
+				hash_fail(c, l->job, r);
+				goto out;
+			}
+		}
+		if (!a->job && !b->job)
+			break;
+		if (!a->job || !b->job) {
+			struct lane *l = a->job ? a : b;
+
+			sha256_ni_update(&l->sha, l->buf, l->n);
+		} else {
+			m = a->n < b->n ? a->n : b->n;
+			sha256_ni_update2(&a->sha, a->buf, &b->sha, b->buf, m);
+			sha256_ni_update(&a->sha, a->buf + m, a->n - m);
+			sha256_ni_update(&b->sha, b->buf + m, b->n - m);
+		}
+		for (int i = 0; i < 2; i++) {
+			struct lane *l = &lanes[i];
+
+			if (!l->job)
+				continue;
+			l->off += l->n;
+			if (l->off == l->end) {
+				sha256_ni_final(&l->sha, l->job->digest);
+				l->job = NULL;
+			}
+		}
+	}
+out:
+	free(buf);
 	return NULL;
 }
 
@@ -279,12 +391,20 @@ static int flush_batch(struct creator *c)
 		qsort_r(c->order, c->n_jobs, sizeof(*c->order), by_size_desc, c);
 		atomic_store(&c->next, 0);
 		want = c->threads < c->n_jobs ? c->threads : (unsigned)c->n_jobs;
+		atomic_store(&c->running, 0);
+		atomic_store(&c->planned, want);
 		for (unsigned t = 1; t < want; t++) {
-			if (pthread_create(&tids[started], NULL, hash_thread, c) != 0)
+			if (pthread_create(&tids[started], NULL,
+					   c->sha_ni ? hash_thread_ni : hash_thread, c) != 0) {
+				atomic_store(&c->planned, started + 1);
 				break;
+			}
 			started++;
 		}
-		hash_thread(c);
+		if (c->sha_ni)
+			hash_thread_ni(c);
+		else
+			hash_thread(c);
 		for (unsigned t = 0; t < started; t++)
 			pthread_join(tids[t], NULL);
 		r = atomic_load(&c->error);
@@ -363,6 +483,9 @@ int bmap_create(struct bmap_ctx *ctx, int image_fd, const char *image_name, int 
 	if (r < 0)
 		return r;
 	posix_fadvise(image_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	/* BMAP_SHA_NI=0 hashes through OpenSSL only (the tests compare both). */
+	c.sha_ni = sha256_ni_available() && !(secure_getenv("BMAP_SHA_NI") &&
+					      strcmp(secure_getenv("BMAP_SHA_NI"), "0") == 0);
 
 	c.jobs = malloc(BATCH_RANGES * sizeof(*c.jobs));
 	c.order = malloc(BATCH_RANGES * sizeof(*c.order));

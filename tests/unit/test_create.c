@@ -258,6 +258,66 @@ static void test_many_ranges(void **state)
 	bmap_map_free(map);
 }
 
+/*
+ * Ranges of uneven sizes, in one thread and in two: create hashes two ranges
+ * at a time per thread where the CPU has the SHA extensions, and a range
+ * goes on alone once its partner ends. Every digest must still be the
+ * SHA-256 of its bytes (OpenSSL, in check_digests), and the bmap the same
+ * as with OpenSSL alone (BMAP_SHA_NI=0).
+ */
+static void test_uneven_ranges(void **state)
+{
+	static const struct {
+		uint64_t off;
+		size_t len;
+	} data[] = {
+	    { 0, 512 },
+	    { 65536, 300 * 1024 + 512 },
+	    { 1 << 20, (1 << 20) + 4096 },
+	    { 3 << 20, 512 },
+	    { (3 << 20) + 8192, 131072 },
+	    { 4 << 20, 3 * 131072 + 1024 },
+	    { 6 << 20, 70 * 1024 },
+	    { (7 << 20) + 1000, 5 * 512 + 100 },
+	};
+	struct fixture *f = *state;
+	size_t len, len2;
+	char *first, *second;
+
+	tu_truncate(f->img, (7 << 20) + 1000 + 5 * 512 + 100);
+	for (size_t i = 0; i < sizeof(data) / sizeof(data[0]); i++)
+		write_pattern(f->img, data[i].off, data[i].len, (uint32_t)i + 7);
+	for (unsigned threads = 1; threads <= 2; threads++) {
+		struct bmap_create_opts opts = { .block_size = 512, .threads = threads };
+		struct bmap_map *map;
+		int ifd, ofd;
+
+		for (int ni = 1; ni >= 0; ni--) {
+			setenv("BMAP_SHA_NI", ni ? "1" : "0", 1);
+			ifd = open(f->img, O_RDONLY | O_CLOEXEC);
+			ofd = open(f->out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			assert_true(ifd >= 0 && ofd >= 0);
+			assert_int_equal(bmap_create(f->ctx, ifd, f->img, ofd, f->out, &opts, NULL),
+					 0);
+			close(ifd);
+			close(ofd);
+			if (ni) {
+				first = tu_read_file(f->out, &len);
+				assert_int_equal(bmap_map_load(f->ctx, f->out, &map), 0);
+				assert_int_equal(bmap_map_get_range_count(map), 8);
+				check_digests(f, map);
+				bmap_map_free(map);
+			}
+		}
+		unsetenv("BMAP_SHA_NI");
+		second = tu_read_file(f->out, &len2);
+		assert_int_equal(len, len2);
+		assert_memory_equal(first, second, len);
+		free(first);
+		free(second);
+	}
+}
+
 static void test_zero_size_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -298,6 +358,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blocksize_512, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocksize_65536, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_checksum, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uneven_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_size_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_from_file, setup, teardown),
