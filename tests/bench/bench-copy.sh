@@ -21,6 +21,7 @@
 #        /usr/bin/bmaptool), CARD_DIR (default /dev/shm)
 
 set -u
+LC_NUMERIC=C # $EPOCHREALTIME with a dot
 
 all_codecs=0
 OURS=${BMAPTOOL:-/work/build/bmaptool}
@@ -113,10 +114,10 @@ done
 run_timed() {
 	local tf=$1 t0 t1 rc
 	shift
-	t0=$(date +%s.%N)
+	t0=$EPOCHREALTIME # no fork: the clock is read by bash itself
 	/usr/bin/time -f %M -o "$tf" "$@" >"$out/log" 2>&1
 	rc=$?
-	t1=$(date +%s.%N)
+	t1=$EPOCHREALTIME
 	if [[ $rc -ne 0 ]]; then
 		echo "bench-copy: '$*' failed (exit $rc):" >&2
 		tail -n 3 "$out/log" >&2

@@ -10,6 +10,7 @@
 #
 # usage: bench-station.sh    env: BUILD_DIR (default /work/build), BENCH_DIR
 set -u
+LC_NUMERIC=C # $EPOCHREALTIME with a dot
 TESTS_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-/work/build}
 BMAPTOOL=$BUILD_DIR/bmaptool
@@ -25,7 +26,7 @@ cat "$img" "$BENCH_DIR/bench.img.bmap" >/dev/null
 ensure_udevd
 install_test_rule
 
-now() { date +%s.%N; }
+now() { echo "$EPOCHREALTIME"; }
 cards=()
 for i in 1 2 3 4; do cards+=("$(make_card card-$i.img 1M)"); done
 for c in "${cards[@]}"; do truncate -s 2200M "$c"; done
