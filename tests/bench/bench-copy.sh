@@ -16,7 +16,8 @@
 # the exit status is non-zero only when a copy fails or the card is wrong.
 #
 # usage: bench-copy.sh [--all-codecs] [BMAPTOOL]
-# env:   BMAPTOOL (default /work/build/bmaptool), BENCH_DIR (default
+# env:   BMAPTOOL (default build/bmaptool of this checkout,
+#        as deploy/build.sh makes it), BENCH_DIR (default
 #        /var/tmp/bmap-bench), RUNS (default 3), BMAPTOOL_REF (default
 #        /usr/bin/bmaptool), CARD_DIR (default /dev/shm)
 
@@ -24,7 +25,7 @@ set -u
 LC_NUMERIC=C # $EPOCHREALTIME with a dot
 
 all_codecs=0
-OURS=${BMAPTOOL:-/work/build/bmaptool}
+OURS=${BMAPTOOL:-$(cd "$(dirname "$0")/../.." && pwd)/build/bmaptool}
 for arg in "$@"; do
 	case $arg in
 	--all-codecs) all_codecs=1 ;;

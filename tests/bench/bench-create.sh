@@ -5,14 +5,15 @@
 # from the reference's (or a tool fails).
 #
 # usage: bench-create.sh [BMAPTOOL]
-# env:   BMAPTOOL (default /work/build/bmaptool), BENCH_DIR (default
+# env:   BMAPTOOL (default build/bmaptool of this checkout,
+#        as deploy/build.sh makes it), BENCH_DIR (default
 #        /var/tmp/bmap-bench: keep it on ext4, not tmpfs, so that both tools
 #        use FIEMAP), RUNS (default 3), BMAPTOOL_REF (default /usr/bin/bmaptool)
 
 set -u
 LC_NUMERIC=C # $EPOCHREALTIME with a dot
 
-OURS=${1:-${BMAPTOOL:-/work/build/bmaptool}}
+OURS=${1:-${BMAPTOOL:-$(cd "$(dirname "$0")/../.." && pwd)/build/bmaptool}}
 REF=${BMAPTOOL_REF:-/usr/bin/bmaptool}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/bmap-bench}
 RUNS=${RUNS:-3}

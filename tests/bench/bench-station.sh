@@ -8,11 +8,11 @@
 # station four <= 0.5 x reference four, station four <= 2 x station one);
 # exits non-zero only when a copy fails. Run as root.
 #
-# usage: bench-station.sh    env: BUILD_DIR (default /work/build), BENCH_DIR
+# usage: bench-station.sh    env: BUILD_DIR (default build/ of this checkout), BENCH_DIR
 set -u
 LC_NUMERIC=C # $EPOCHREALTIME with a dot
 TESTS_DIR=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-/work/build}
+BUILD_DIR=${BUILD_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build}
 BMAPTOOL=$BUILD_DIR/bmaptool
 export TESTS_DIR BUILD_DIR BMAPTOOL
 . "$TESTS_DIR/lib/common.sh"
