@@ -9,7 +9,8 @@
  * XZ_AHEAD_MAX bytes. When the reader reaches that block it drains the
  * buffer and, for a block bigger than the buffer, carries on with the
  * helper's decoder where it stopped. Memory: two decoders (two windows) and
- * one block buffer, whatever the image size; liblzma's own threaded decoder
+ * one block buffer, within XZ_PAR_BUDGET beyond the first window, whatever
+ * the image size; liblzma's own threaded decoder
  * holds whole input and output blocks per thread (about 80 MiB for the
  * 24 MiB blocks of xz -6 -T2).
  *
@@ -32,6 +33,12 @@
 
 /* The helper decodes at most this much of a block ahead of the reader. */
 #define XZ_AHEAD_MAX ((size_t)32 << 20)
+/* What decoding two blocks at a time may add: the second decoder (its
+ * window) and the look-ahead buffer. With the rest of a copy (about 21 MiB)
+ * that keeps a copy under 64 MiB plus the image's window. Below
+ * XZ_AHEAD_MIN of buffer, one decoder does it all. */
+#define XZ_PAR_BUDGET ((uint64_t)40 << 20)
+#define XZ_AHEAD_MIN ((uint64_t)4 << 20)
 /* From a pipe: what liblzma's threaded decoder may hold. */
 #define XZ_MEMLIMIT_THREADING ((uint64_t)32 << 20)
 /* Compressed input is read in pieces of this size per decoder. */
@@ -131,7 +138,8 @@ static void dec_free_filters(struct xz_dec *d)
 	d->filters[0].id = LZMA_VLI_UNKNOWN;
 }
 
-static int dec_start(struct xz_par *p, struct xz_dec *d, size_t i)
+/* Reads and checks block @i's header into d->opts and d->filters. */
+static int dec_header(struct xz_par *p, struct xz_dec *d, size_t i)
 {
 	const struct xz_block *b = &p->blocks[i];
 	lzma_block *block = &d->opts;
@@ -174,6 +182,16 @@ static int dec_start(struct xz_par *p, struct xz_dec *d, size_t i)
 		return d->err;
 	}
 	block->uncompressed_size = b->out_size;
+	return 0;
+}
+
+static int dec_start(struct xz_par *p, struct xz_dec *d, size_t i)
+{
+	lzma_block *block = &d->opts;
+	lzma_ret ret;
+
+	if (dec_header(p, d, i) < 0)
+		return d->err;
 	ret = lzma_block_decoder(&d->strm, block);
 	/* The decoder copied the filter options it needs. */
 	dec_free_filters(d);
@@ -488,7 +506,7 @@ static int par_open(struct bmap_source *s, struct xz_par **ret)
 	struct xz_par *p;
 	struct stat st;
 	off_t base;
-	uint64_t max_out = 0;
+	uint64_t max_out = 0, window = 0;
 	size_t n;
 
 	if (!s->seekable || fstat(s->fd, &st) < 0)
@@ -532,13 +550,32 @@ static int par_open(struct bmap_source *s, struct xz_par **ret)
 		}
 	}
 	lzma_index_end(idx, NULL);
+	p->cur = dec_new();
+	p->ahead = dec_new();
+	if (!p->blocks || !p->cur || !p->ahead || p->n_blocks != n) {
+		par_free(p);
+		return source_nomem(s);
+	}
+	/* The second decoder's window and the look-ahead buffer share
+	 * XZ_PAR_BUDGET: a big window (xz -8, -9) gets a smaller buffer, or
+	 * one decoder only. (A damaged first header is the reader's to
+	 * report.) */
+	if (dec_header(p, p->cur, 0) == 0) {
+		window = lzma_raw_decoder_memusage(p->cur->filters);
+		dec_free_filters(p->cur);
+	}
+	p->cur->err = 0;
+	if (window + XZ_AHEAD_MIN > XZ_PAR_BUDGET) {
+		par_free(p);
+		return 0;
+	}
 	p->buf_size = max_out < ahead_max() ? (size_t)max_out : ahead_max();
+	if (p->buf_size > XZ_PAR_BUDGET - window)
+		p->buf_size = (size_t)(XZ_PAR_BUDGET - window);
 	if (p->buf_size == 0)
 		p->buf_size = 1;
 	p->buf = malloc(p->buf_size);
-	p->cur = dec_new();
-	p->ahead = dec_new();
-	if (!p->blocks || !p->buf || !p->cur || !p->ahead || p->n_blocks != n) {
+	if (!p->buf) {
 		par_free(p);
 		return source_nomem(s);
 	}

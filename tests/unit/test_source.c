@@ -616,6 +616,16 @@ static void test_xz_blocks(void **state)
 		}
 	}
 	unsetenv("BMAP_XZ_AHEAD");
+
+	/* Windows of 32 MiB (a smaller look-ahead buffer) and 64 MiB (one
+	 * decoder: two would not fit the budget) decode all the same. */
+	for (int dict = 32; dict <= 64; dict *= 2) {
+		run("xz -c -T2 --block-size=256KiB --lzma2=preset=6,dict=%dMiB %s > %s", dict,
+		    g.raw_path, path);
+		assert_int_equal(bmap_source_open(ctx, path, &s), 0);
+		check_whole(ctx, s, BMAP_COMP_XZ);
+		bmap_source_free(s);
+	}
 	free(path);
 	free(file);
 	free(buf);
