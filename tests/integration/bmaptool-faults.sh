@@ -19,9 +19,7 @@ need_loop
 need_cmd zstd
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=48M data=0:1M data=2M:20M data=30M:4M"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
-zstd -q "$img" -o "$img.zst" || fail "zstd"
+mk_image_bmap "$img" "size=48M data=0:1M data=2M:20M data=30M:4M" zst
 card=$CARD_DIR/card.img
 fill_pattern "$card" $((56 << 20))
 attach_loop "$card"

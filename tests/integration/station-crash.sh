@@ -18,9 +18,7 @@ install_test_rule
 
 mkdir -p "$TEST_TMP/images"
 img=$TEST_TMP/images/disk.img
-mk_sparse_image "$img" "size=48M data=0:1M data=3M:20M islands=30M:64K:20:256K"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
-zstd -q "$img" -o "$img.zst" || fail "zstd"
+mk_image_bmap "$img" "size=48M data=0:1M data=3M:20M islands=30M:64K:20:256K" zst
 db=$TEST_TMP/journal.db
 # Two stalling images (FIFOs fed a little, then nothing): their jobs run
 # until something ends them.
@@ -53,7 +51,7 @@ gone() {
 }
 
 start_station "$TEST_TMP/station.conf"
-wait_for "$db" "select count(*) from sqlite_schema where name='jobs'" 1 || fail "the station did not start"
+station_ready "$db"
 
 card=$(make_card card-1.img 64M)
 insert_card "$card"

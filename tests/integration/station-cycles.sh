@@ -31,8 +31,7 @@ WARMUP=${WARMUP:-10}
 MEM_SLACK_KB=${MEM_SLACK_KB:-512}
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=2M data=0:128K data=512K:256K islands=1M:16K:8:64K data=2M-4096:4096"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
+mk_image_bmap "$img" "size=2M data=0:128K data=512K:256K islands=1M:16K:8:64K data=2M-4096:4096"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = {

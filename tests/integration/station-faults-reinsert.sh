@@ -14,8 +14,7 @@ ensure_udevd
 install_test_rule
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=32M data=0:1M data=2M:20M"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
+mk_image_bmap "$img" "size=32M data=0:1M data=2M:20M"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "reinsert"; database = "$db"; max_device_size = "1G";

@@ -20,8 +20,7 @@ ensure_udevd
 install_test_rule
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=64M data=0:1M data=2M:30M data=40M:4M"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
+mk_image_bmap "$img" "size=64M data=0:1M data=2M:30M data=40M:4M"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "pulls"; database = "$db"; max_workers = 4; max_device_size = "1G";

@@ -23,9 +23,7 @@ ensure_udevd
 install_test_rule
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=64M data=0:1M data=2M:30M data=40M:4M+512"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
-zstd -q "$img" -o "$img.zst" || fail "zstd"
+mk_image_bmap "$img" "size=64M data=0:1M data=2M:30M data=40M:4M+512" zst
 db=$TEST_TMP/journal.db
 # No cache: the zstd image is copied through the pipeline, the raw one by
 # the pool of workers; both paths meet the faults.

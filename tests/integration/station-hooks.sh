@@ -38,8 +38,7 @@ SLOW
 chmod +x "$TEST_TMP/slow.sh"
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=8M data=0:1M data=4M:2M"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
+mk_image_bmap "$img" "size=8M data=0:1M data=4M:2M"
 db=$TEST_TMP/journal.db
 args='"%serial", "%slot", "%devnode", "%profile", "%outcome", "%job"'
 cat >"$TEST_TMP/station.conf" <<CONF

@@ -48,8 +48,7 @@ HOOK
 chmod +x "$TEST_TMP/argv.sh"
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=2M data=0:64K data=1M:64K"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
+mk_image_bmap "$img" "size=2M data=0:64K data=1M:64K"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = {

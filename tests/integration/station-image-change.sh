@@ -53,7 +53,6 @@ profiles = (
 );
 CONF
 
-alive() { kill -0 "$STATION_PID" 2>/dev/null || fail "the station died: $(tail -5 "$TEST_TMP/station.log")"; }
 # key X: the cache entry's name for X.
 key() { cache_key "$im/$1.img.zst" "$im/$1.img.bmap"; }
 # hold X: takes the lock of X's cache entry (workers for X wait there).
@@ -79,7 +78,7 @@ insert_held() {
 outcome() { q "$db" "select outcome from jobs where serial='$1.img'"; }
 
 start_station "$TEST_TMP/station.conf"
-wait_for "$db" "select count(*) from sqlite_schema where name='jobs'" 1 || fail "the station did not start"
+station_ready "$db"
 faults=0
 
 # 1. A first card: image A, its cache entry built.
@@ -127,7 +126,7 @@ err=$(q "$db" "select error from jobs where serial='z-4.img'")
 [[ $err == *cur.img.zst* ]] || fail "z-4's error does not name the image: $err"
 log "4: in-place rewrite under a job: $(outcome z-4): $err"
 [[ -e $cache/$(key C).img ]] && fail "a cache entry was made of mixed content"
-alive
+station_alive
 detach_loop "$d4"
 
 # 5. Deleted under a running job (B has an entry), then a new card.
@@ -150,7 +149,7 @@ err=$(q "$db" "select error from jobs where serial='z-6.img'")
 grep -q "z-6.img.*started" "$TEST_TMP/station.log" && fail "a worker was started for a missing image"
 [[ $(sha256sum <"$c") == "$sum6" ]] || fail "z-6 was written"
 log "5: deleted image: $(outcome z-6): $err"
-alive
+station_alive
 stop_station
 detach_loop "$d5"
 detach_loop "$d6"

@@ -22,9 +22,7 @@ mkdir -p "$TEST_TMP/images" "$TEST_TMP/jdir"
 mount -t tmpfs -o size=2m,mode=0755 bmap-test-journal "$TEST_TMP/jdir" || skip "cannot mount a tmpfs"
 on_exit "umount '$TEST_TMP/jdir' 2>/dev/null || umount -l '$TEST_TMP/jdir'"
 img=$TEST_TMP/images/disk.img
-mk_sparse_image "$img" "size=32M data=0:1M data=3M:12M"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
-zstd -q "$img" -o "$img.zst" || fail "zstd"
+mk_image_bmap "$img" "size=32M data=0:1M data=3M:12M" zst
 db=$TEST_TMP/jdir/journal.db
 fifo=$TEST_TMP/images/gate.img.zst
 mkfifo "$fifo"
@@ -53,22 +51,9 @@ fill() {
 	[[ $(df --output=avail -k "$TEST_TMP/jdir" | tail -1 | tr -d ' ') == 0 ]] || fail "the tmpfs is not full"
 }
 unfill() { rm -f "$TEST_TMP/jdir/fill"; }
-alive() { kill -0 "$STATION_PID" 2>/dev/null || fail "the station died: $(tail -5 "$TEST_TMP/station.log")"; }
-# gate_feeder: the image through the FIFO: a little, then the rest once
-# $TEST_TMP/go exists.
-gate_feeder() {
-	rm -f "$TEST_TMP/go"
-	{
-		head -c 100000 "$img.zst"
-		while [[ ! -e $TEST_TMP/go ]]; do sleep 0.1; done
-		tail -c +100001 "$img.zst"
-	} >"$fifo" 2>/dev/null &
-	FEEDER=$!
-	on_exit "kill $FEEDER 2>/dev/null"
-}
 
 start_station "$TEST_TMP/station.conf"
-wait_for "$db" "select count(*) from sqlite_schema where name='jobs'" 1 || fail "the station did not start"
+station_ready "$db"
 sleep 1
 base=$(q "$db" "select count(*) from jobs") # the machine's own disks, ignored
 faults=0
@@ -93,7 +78,7 @@ grep -q "card-1.img.*cannot record the job, so the card is NOT written.*full" "$
 grep -q "other-1.img.*ignored.*kept in memory" "$TEST_TMP/station.log" ||
 	fail "the ignored card's row was not kept: $(tail -5 "$TEST_TMP/station.log")"
 sleep 3
-alive
+station_alive
 [[ $(sha256sum <"$card1") == "$sum1" ]] || fail "card-1 was written while its job could not be recorded"
 grep -q "card-1.img.*started" "$TEST_TMP/station.log" && fail "a worker started for card-1 without a row"
 n=$(q "$db" "select count(*) from jobs"); [[ $n == "$base" ]] || fail "rows appeared on a full disk? $n: $(q "$db" "select job, serial, outcome from jobs" 2>&1) $(cat "$TEST_TMP/station.log")"
@@ -107,7 +92,7 @@ log "1: job start waited $(sed -nE 's/.*recorded after waiting ([0-9.]+ s).*/\1/
 detach_loop "$dev_other"
 
 # 2. Full while a job runs: its end must not be lost.
-gate_feeder
+gate_feeder "$fifo" "$img.zst"
 gate=$(make_card gate-1.img 40M)
 insert_card "$gate"
 dev_gate=$LOOP_DEV
@@ -123,7 +108,7 @@ done
 grep -q "the end of job [0-9]* (success): the journal cannot take it now.*full" "$TEST_TMP/station.log" ||
 	fail "the station did not say it keeps the job's end: $(tail -5 "$TEST_TMP/station.log")"
 sleep 3
-alive
+station_alive
 [[ $(q "$db" "select outcome from jobs where serial='gate-1.img'") == running ]] || fail "the row changed on a full disk?"
 unfill
 wait_for "$db" "select outcome from jobs where serial='gate-1.img'" success 10 || fail "the kept end did not land"
@@ -137,7 +122,7 @@ wait "$FEEDER" 2>/dev/null
 detach_loop "$dev_gate"
 
 # 3. Stopped while an end waits for room: the station waits, then exits.
-gate_feeder
+gate_feeder "$fifo" "$img.zst"
 gate2=$(make_card gate-2.img 40M)
 insert_card "$gate2"
 dev_gate2=$LOOP_DEV
@@ -150,7 +135,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 grep -q "stopping: waiting up to" "$TEST_TMP/station.log" || fail "the station did not wait for the journal on stop"
-alive
+station_alive
 unfill
 for _ in $(seq 100); do kill -0 "$STATION_PID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$STATION_PID" 2>/dev/null && fail "the station did not exit once its records landed"

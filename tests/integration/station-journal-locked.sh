@@ -18,9 +18,7 @@ install_test_rule
 
 mkdir -p "$TEST_TMP/images"
 img=$TEST_TMP/images/disk.img
-mk_sparse_image "$img" "size=32M data=0:1M data=3M:12M"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
-zstd -q "$img" -o "$img.zst" || fail "zstd"
+mk_image_bmap "$img" "size=32M data=0:1M data=3M:12M" zst
 db=$TEST_TMP/journal.db
 fifo=$TEST_TMP/images/gate.img.zst
 mkfifo "$fifo"
@@ -43,17 +41,6 @@ profiles = (
 );
 CONF
 
-alive() { kill -0 "$STATION_PID" 2>/dev/null || fail "the station died: $(tail -5 "$TEST_TMP/station.log")"; }
-gate_feeder() {
-	rm -f "$TEST_TMP/go"
-	{
-		head -c 100000 "$img.zst"
-		while [[ ! -e $TEST_TMP/go ]]; do sleep 0.1; done
-		tail -c +100001 "$img.zst"
-	} >"$fifo" 2>/dev/null &
-	FEEDER=$!
-	on_exit "kill $FEEDER 2>/dev/null"
-}
 # holder_start: a sqlite3 shell on the journal, fed statements through fd 9.
 holder_start() {
 	rm -f "$TEST_TMP/ctl"
@@ -78,7 +65,7 @@ wait_log() {
 }
 
 start_station "$TEST_TMP/station.conf"
-wait_for "$db" "select count(*) from sqlite_schema where name='jobs'" 1 || fail "the station did not start"
+station_ready "$db"
 sleep 1
 base=$(q "$db" "select count(*) from jobs") # the machine's own disks, ignored
 faults=0
@@ -100,7 +87,7 @@ dev_other=$LOOP_DEV
 wait_log "card-1.img.*cannot record the job, so the card is NOT written.*locked"
 wait_log "other-1.img.*ignored.*locked.*kept in memory"
 sleep $((HOLD - 3))
-alive
+station_alive
 [[ $(sha256sum <"$card1") == "$sum1" ]] || fail "card-1 was written while its job could not be recorded"
 grep -q "card-1.img.*started" "$TEST_TMP/station.log" && fail "a worker started for card-1 without a row"
 holder "COMMIT;"
@@ -113,7 +100,7 @@ log "1: BEGIN IMMEDIATE held $(echo "$(date +%s.%N) - $t_lock" | bc | cut -c1-4)
 detach_loop "$dev_other"
 
 # 2. An exclusive lock while a job ends: its outcome waits, then lands.
-gate_feeder
+gate_feeder "$fifo" "$img.zst"
 gate=$(make_card gate-1.img 40M)
 insert_card "$gate"
 dev_gate=$LOOP_DEV
@@ -126,7 +113,7 @@ faults=$((faults + 1))
 touch "$TEST_TMP/go"
 wait_log "the end of job [0-9]+ \(success\): the journal cannot take it now.*locked" 20
 sleep 3
-alive
+station_alive
 [[ $(q "$db" "select outcome from jobs where serial='gate-1.img'") == running ]] || fail "the row changed under an exclusive lock?"
 sleep $((HOLD - 5))
 holder "COMMIT;"
@@ -162,7 +149,7 @@ IFS='|' read -r _ log_a done_a <<<"$ck_after"
 ((done_d < log_d)) || fail "the checkpoint passed a reader's snapshot? ($ck_during)"
 ((done_a == log_a)) || fail "the WAL is not checkpointed after the reader ended ($ck_after)"
 log "3: under the reader the WAL held $log_d frames ($wal_during bytes), $done_d checkpointed; after it: $done_a of $log_a"
-alive
+station_alive
 stop_station
 for i in 2 3; do detach_loop "${dev[$i]}"; done
 detach_loop "$dev1"

@@ -13,9 +13,7 @@ ensure_udevd
 install_test_rule
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=48M data=0:1M data=4M:40M"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
-zstd -q "$img" -o "$img.zst" || fail "zstd"
+mk_image_bmap "$img" "size=48M data=0:1M data=4M:40M" zst
 mkfifo "$TEST_TMP/slow.zst"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF

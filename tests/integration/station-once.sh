@@ -10,8 +10,7 @@ ensure_udevd
 install_test_rule
 
 img=$TEST_TMP/disk.img
-mk_sparse_image "$img" "size=8M data=0:1M data=4M:2M"
-"$BMAPTOOL" -q create -o "$img.bmap" "$img" || fail "create"
+mk_image_bmap "$img" "size=8M data=0:1M data=4M:2M"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "once"; database = "$db"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };

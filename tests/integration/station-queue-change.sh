@@ -40,7 +40,7 @@ key() { cache_key "$im/$1.img.zst" "$im/$1.img.bmap"; }
 bmap_sum() { sha256sum <"$im/$1.img.bmap" | cut -c1-64; }
 
 start_station "$TEST_TMP/station.conf"
-wait_for "$db" "select count(*) from sqlite_schema where name='jobs'" 1 || fail "the station did not start"
+station_ready "$db"
 mkdir -p "$cache"
 exec 8>>"$cache/$(key A).lock"
 flock -x 8 || fail "flock"

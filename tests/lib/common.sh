@@ -182,6 +182,14 @@ mk_sparse_image() {
 	done
 }
 
+# mk_image_bmap IMG SPEC [zst]: mk_sparse_image IMG SPEC, its bmap IMG.bmap
+# made by our bmaptool and, with "zst", IMG.zst.
+mk_image_bmap() {
+	mk_sparse_image "$1" "$2"
+	"$BMAPTOOL" -q create -o "$1.bmap" "$1" || fail "bmaptool create $1"
+	[[ ${3:-} != zst ]] || zstd -q "$1" -o "$1.zst" || fail "zstd $1"
+}
+
 _mk_data() {
 	pattern "$2" "$3" |
 		dd of="$1" bs=64K seek="$2" oflag=seek_bytes iflag=fullblock \

@@ -90,6 +90,31 @@ stop_station() {
 	STATION_PID=
 }
 
+# station_alive: fails the test when the daemon is gone.
+station_alive() {
+	kill -0 "$STATION_PID" 2>/dev/null || fail "the station died: $(tail -5 "$TEST_TMP/station.log")"
+}
+
+# station_ready DB: waits until the daemon has created its journal.
+station_ready() {
+	wait_for "$1" "select count(*) from sqlite_schema where name='jobs'" 1 ||
+		fail "the station did not start"
+}
+
+# gate_feeder FIFO FILE: feeds FILE through FIFO in the background, the first
+# 100000 bytes at once and the rest once $TEST_TMP/go exists (a job that
+# holds until the test lets it go); sets FEEDER.
+gate_feeder() {
+	rm -f "$TEST_TMP/go"
+	{
+		head -c 100000 "$2"
+		while [[ ! -e $TEST_TMP/go ]]; do sleep 0.1; done
+		tail -c +100001 "$2"
+	} >"$1" 2>/dev/null &
+	FEEDER=$!
+	on_exit "kill $FEEDER 2>/dev/null"
+}
+
 # cache_key IMAGE BMAP: the name of the image cache's entry for these files
 # (cache.c: SHA-256 of the image's bytes followed by the bmap's SHA-256).
 cache_key() {
