@@ -206,23 +206,41 @@ static void hash_fail(struct creator *c, const struct job *j, int r)
 	}
 }
 
+/* The bytes of @j: its blocks, the last one cut at the image's end. */
+static void job_span(const struct creator *c, const struct job *j, uint64_t *off, uint64_t *end)
+{
+	*off = j->first * c->bs;
+	*end = (j->last + 1) * c->bs;
+	if (*end > c->size)
+		*end = c->size;
+}
+
+/* Reads up to @max image bytes at @off, no further than @end; returns how
+ * many, or -errno (-ENODATA: the file shrank under us). */
+static ssize_t read_piece(const struct creator *c, uint8_t *buf, size_t max, uint64_t off,
+			  uint64_t end)
+{
+	size_t n = end - off > max ? max : (size_t)(end - off);
+	ssize_t got = loop_pread(c->fd, buf, n, off);
+
+	if (got < 0)
+		return got;
+	return (size_t)got == n ? got : -ENODATA;
+}
+
 static int hash_range(struct creator *c, struct job *j, uint8_t *buf, struct bmap_digest *d)
 {
-	uint64_t off = j->first * c->bs, end = (j->last + 1) * c->bs;
+	uint64_t off, end;
 
-	if (end > c->size)
-		end = c->size;
+	job_span(c, j, &off, &end);
 	bmap_digest_reset(d);
 	while (off < end) {
-		size_t n = end - off > HASH_CHUNK ? HASH_CHUNK : (size_t)(end - off);
-		ssize_t got = loop_pread(c->fd, buf, n, off);
+		ssize_t n = read_piece(c, buf, HASH_CHUNK, off, end);
 
-		if (got < 0)
-			return (int)got;
-		if ((size_t)got != n)
-			return -ENODATA; /* the file shrank under us */
-		bmap_digest_update(d, buf, n);
-		off += n;
+		if (n < 0)
+			return (int)n;
+		bmap_digest_update(d, buf, (size_t)n);
+		off += (uint64_t)n;
 	}
 	return bmap_digest_final(d, j->digest);
 }
@@ -278,25 +296,9 @@ static bool lane_take(struct creator *c, struct lane *l)
 	if (i >= c->n_jobs)
 		return false;
 	l->job = &c->jobs[c->order[i]];
-	l->off = l->job->first * c->bs;
-	l->end = (l->job->last + 1) * c->bs;
-	if (l->end > c->size)
-		l->end = c->size;
+	job_span(c, l->job, &l->off, &l->end);
 	sha256_ni_init(&l->sha);
 	return true;
-}
-
-static int lane_read(struct creator *c, struct lane *l)
-{
-	size_t n = l->end - l->off > LANE_CHUNK ? LANE_CHUNK : (size_t)(l->end - l->off);
-	ssize_t got = loop_pread(c->fd, l->buf, n, l->off);
-
-	if (got < 0)
-		return (int)got;
-	if ((size_t)got != n)
-		return -ENODATA; /* the file shrank under us */
-	l->n = n;
-	return 0;
 }
 
 static void *hash_thread_ni(void *arg)
@@ -323,15 +325,16 @@ static void *hash_thread_ni(void *arg)
 
 		for (int i = 0; i < 2; i++) {
 			struct lane *l = &lanes[i];
-			int r;
+			ssize_t n;
 
 			if (!l->job && ((lanes[!i].job && !pair) || !lane_take(c, l)))
 				continue;
-			r = lane_read(c, l);
-			if (r < 0) {
-				hash_fail(c, l->job, r);
+			n = read_piece(c, l->buf, LANE_CHUNK, l->off, l->end);
+			if (n < 0) {
+				hash_fail(c, l->job, (int)n);
 				goto out;
 			}
+			l->n = (size_t)n;
 		}
 		if (!a->job && !b->job)
 			break;
