@@ -181,12 +181,27 @@ struct bmap_target *bmap_target_free(struct bmap_target *t);
 struct bmap_source;
 
 typedef void (*bmap_progress_fn)(void *userdata, uint64_t done, uint64_t total);
+/* For an image file that another process is still filling (the station's
+ * image cache): returns 0 once the image's mapped bytes below @end can be
+ * read, -errno with @why when they never will be. Called from worker
+ * threads, so it must be thread-safe. */
+typedef int (*bmap_wait_fn)(void *userdata, uint64_t end, char *why, size_t why_len);
+/* Every mapped byte of the image below @end is on the target (written,
+ * not yet synced). Called by the writer thread, in image order, after each
+ * piece: a stream copy only (a compressed image or a pipe). */
+typedef void (*bmap_written_fn)(void *userdata, uint64_t end);
 
 struct bmap_copy_opts {
 	bool no_verify;                /* do not check range checksums */
 	bmap_progress_fn progress;     /* called from a worker thread, ~4 times a second */
 	void *progress_userdata;
 	volatile int *cancel;          /* set non-zero (e.g. from a signal handler) to stop */
+	/* copy of a raw image file: ranges are taken in image order (not
+	 * largest first), and each piece is read once @wait says it is there */
+	bmap_wait_fn wait;
+	void *wait_userdata;
+	bmap_written_fn written;       /* copy of a stream: how far the target is written */
+	void *written_userdata;
 };
 
 struct bmap_copy_result {

@@ -31,6 +31,7 @@ static void *writer_thread(void *arg)
 
 	while ((ch = ring_next(c->ring, c->index))) {
 		size_t len = ch->len; /* the slot is reused once released */
+		uint64_t end = ch->off + ch->len;
 		int r = 0;
 
 		if (ch->off + ch->len > t->size && t->blockdev)
@@ -46,6 +47,8 @@ static void *writer_thread(void *arg)
 			ring_abort(c->ring, r); /* wakes this ring's producer */
 			break;
 		}
+		if (e->opts->written)
+			e->opts->written(e->opts->written_userdata, end);
 		engine_progress(e, len);
 	}
 	return NULL;
@@ -212,6 +215,13 @@ static int copy_range(struct engine *e, struct ring *ring, size_t i, struct rang
 		ch = ring_acquire(ring);
 		if (!ch)
 			return -ECANCELED;
+		if (e->opts->wait) {
+			char why[512] = "";
+			int r = e->opts->wait(e->opts->wait_userdata, off + done + n, why, sizeof(why));
+
+			if (r < 0)
+				return engine_fail(e, r, "%s", *why ? why : strerror(-r));
+		}
 		got = loop_pread(raw_fd, ch->data, n, off + done);
 		if (got < 0)
 			return engine_fail(e, (int)got, "cannot read %s at byte %" PRIu64 ": %s",
@@ -329,6 +339,8 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	else if (raw_fd >= 0 && fstat(raw_fd, &st) == 0)
 		e.total = (uint64_t)st.st_size;
 
+	/* An image still being filled is filled in order: so it is read. */
+	e.in_order = opts && opts->wait;
 	if (map && raw_fd >= 0)
 		engine_run_workers(&e, copy_worker);
 	else

@@ -271,8 +271,9 @@ int engine_run_workers(struct engine *e, void *(*thread)(void *e))
 	for (size_t i = 0; i < n; i++)
 		e->order[i] = i;
 	/* Largest first balances the workers (LPT scheduling). */
-	qsort_r(e->order, n, sizeof(*e->order), by_size_desc,
-		(void *)bmap_map_get_ranges(e->map));
+	if (!e->in_order)
+		qsort_r(e->order, n, sizeof(*e->order), by_size_desc,
+			(void *)bmap_map_get_ranges(e->map));
 	atomic_store(&e->next, 0);
 
 	/* One more worker than cores: while one waits for I/O, the others hash. */

@@ -59,7 +59,8 @@ struct engine {
 	size_t first_bad;       /* under lock */
 
 	/* worker pool */
-	size_t *order;          /* range indexes, largest first */
+	size_t *order;          /* range indexes, largest first (or in order) */
+	bool in_order;          /* image order, for an image still being filled */
 	atomic_size_t next;
 };
 

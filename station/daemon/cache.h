@@ -13,19 +13,42 @@
 struct bmap_ctx;
 struct bmap_map;
 
+struct fill_state;
+
 struct cache_use {
-	int lock_fd; /* holds a shared lock on the entry while it is read */
-	char *path;  /* the raw image to copy from */
-	bool built;  /* this call decompressed it */
+	int lock_fd;    /* holds a shared lock on the entry while it is read */
+	char *path;     /* the raw image to copy from */
+	bool built;     /* this call started filling it */
+	/* The entry is still being filled: copy from it with cache_wait as the
+	 * copy's wait function (userdata: this struct), and ask cache_finished
+	 * for the fill's verdict before calling the card good. */
+	bool filling;
+	/* private */
+	struct fill_state *fill;
+	int fill_fd;
+	uint64_t ino;
+	volatile int *cancel;
 };
 
-/* A verified raw copy of @image's mapped data for @map: served from the
- * cache, or built there under an exclusive lock (other workers wait for it,
- * nobody ever reads half of one). Entries are keyed by the SHA-256 of the
- * image file's content and the bmap's content;
- * older entries nobody uses are evicted to stay under @max_size. -errno with
- * @why when the cache cannot serve: the caller copies from the image. */
-int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, const char *image,
-		  const struct bmap_map *map, volatile int *cancel, struct cache_use *ret,
-		  char *why, size_t why_len);
+#define CACHE_USE_NULL { .lock_fd = -1, .fill_fd = -1 }
+
+/* A verified raw copy of the mapped data for @map of the image open as
+ * @image_fd (named @image in messages; a regular file at offset 0, the one
+ * the worker opened, whatever the name holds by now): served from the
+ * cache, or being filled there by a process of its own (forked by the first
+ * worker to ask, belonging to no card) while every worker reads along as
+ * far as it is filled. Readers never wait for each other. Entries are keyed
+ * by the SHA-256 of the image file's content and the bmap's content; older
+ * entries nobody uses, and parts whose filler died, are evicted to stay
+ * under @max_size. -errno with @why when the cache cannot serve: the caller
+ * copies from the image. */
+int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
+		  const char *image, const struct bmap_map *map, volatile int *cancel,
+		  struct cache_use *ret, char *why, size_t why_len);
+/* A bmap_wait_fn: returns once the entry's bytes below @end are filled;
+ * -errno with @why when the fill failed or its process is gone. */
+int cache_wait(void *cache_use, uint64_t end, char *why, size_t why_len);
+/* 0 once the whole entry is filled and verified (at once when it was
+ * complete already); -errno with @why when the fill failed. */
+int cache_finished(struct cache_use *u, char *why, size_t why_len);
 void cache_release(struct cache_use *u);

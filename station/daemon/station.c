@@ -1566,6 +1566,10 @@ static int setup(struct station *st, const char *config_path)
 	journal_set_busy_timeout(st->journal, JOURNAL_WAIT_MS);
 	interrupt_earlier(st);
 
+	/* The image cache's filler outlives the worker that forked it (it
+	 * belongs to no card): it comes back to the station, which reaps it,
+	 * and it stops once it finds itself anyone else's child. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGTERM);

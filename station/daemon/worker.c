@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bmap.h"
@@ -112,6 +113,24 @@ static int finish_failed(int fd, struct bmap_target *dst, int err, const char *o
 	return finish(fd, outcome, bytes, data, NULL, error);
 }
 
+/* @path opened for reading if it is a regular file (a FIFO is not opened:
+ * a second reader would take part of its data), else -1. */
+static int open_regular(const char *path)
+{
+	struct stat st;
+	int fd;
+
+	/* Even a non-blocking open would count as a FIFO's reader. */
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return -1;
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 int worker_run(const struct worker_job *job, int fd)
 {
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
@@ -121,13 +140,14 @@ int worker_run(const struct worker_job *job, int fd)
 	struct bmap_source *src = NULL;
 	struct bmap_target *dst = NULL;
 	struct bmap_map *map = NULL;
-	struct cache_use cache = { .lock_fd = -1 };
+	struct cache_use cache = CACHE_USE_NULL;
 	struct bmap_copy_result cres;
 	struct bmap_verify_result vres;
 	_cleanup_free_ char *bmap_path = NULL, *content = NULL;
 	struct sigaction sa = { .sa_handler = on_term };
 	sigset_t all;
 	char reason[256];
+	_cleanup_close_ int image_fd = -1;
 	int r, ret;
 
 	/* The daemon blocks signals for its signalfd; the child must not. */
@@ -146,6 +166,11 @@ int worker_run(const struct worker_job *job, int fd)
 		bmap_path = strdup(job->bmap);
 	else if (bmap_discover(job->image, &bmap_path) < 0)
 		bmap_path = NULL;
+	/* The cache is keyed on and filled from the file opened here, with
+	 * the source: what a rename onto the image's name brings later is
+	 * another job's. */
+	if (job->cache_dir && *job->cache_dir)
+		image_fd = open_regular(job->image);
 	r = bmap_source_open(ctx, job->image, &src);
 	if (r < 0) {
 		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
@@ -191,14 +216,21 @@ int worker_run(const struct worker_job *job, int fd)
 	    bmap_source_get_compression(src) != BMAP_COMP_RAW) {
 		char why[512];
 
-		if (cache_acquire(ctx, job->cache_dir, job->cache_max_size, job->image, map,
-				  &worker_cancel, &cache, why, sizeof(why)) == 0) {
+		if (image_fd >= 0 &&
+		    cache_acquire(ctx, job->cache_dir, job->cache_max_size, image_fd, job->image,
+				  map, &worker_cancel, &cache, why, sizeof(why)) == 0) {
 			struct bmap_source *cached = NULL;
 
 			if (bmap_source_open(ctx, cache.path, &cached) == 0) {
 				bmap_source_free(src);
 				src = cached;
-				emit(fd, "note cache %s: %s", cache.built ? "built" : "used", cache.path);
+				/* Written from as far as it is filled. */
+				if (cache.filling) {
+					copts.wait = cache_wait;
+					copts.wait_userdata = &cache;
+				}
+				emit(fd, "note cache %s: %s%s", cache.built ? "built" : "used", cache.path,
+				     cache.filling ? " (read while it is filled)" : "");
 			} else {
 				emit(fd, "note cache not used: %s", bmap_ctx_get_error(ctx));
 			}
@@ -234,6 +266,7 @@ int worker_run(const struct worker_job *job, int fd)
 		goto out;
 	}
 
+	copts.wait = NULL;
 	if (job->verify == VERIFY_READBACK) {
 		struct bmap_source *again = NULL;
 
@@ -251,6 +284,16 @@ int worker_run(const struct worker_job *job, int fd)
 			ret = finish_failed(fd, dst, r, "verify_failed", "verifying",
 					    cres.bytes_written, cres.data_sha256,
 					    bmap_ctx_get_error(ctx));
+			goto out;
+		}
+	}
+	/* Read while it was filled: the card is good only if the whole image
+	 * passed its checks (a stream's CRC comes at its end). */
+	if (cache.filling) {
+		char why[1024];
+
+		if (cache_finished(&cache, why, sizeof(why)) < 0) {
+			ret = finish(fd, "failed", cres.bytes_written, cres.data_sha256, NULL, why);
 			goto out;
 		}
 	}
