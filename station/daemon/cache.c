@@ -40,36 +40,35 @@
 #include "source.h"
 #include "util.h"
 
-/* The entry's name: SHA-256 over the image file's content and the bmap's.
- * Hashing the compressed file costs about a tenth of decompressing it, and
- * no change to the image can go unnoticed (a new mtime or inode alone would
- * miss an in-place rewrite that kept them). Read with pread: the file's
- * offset stays where the filler will start. */
+/* The entry's name: SHA-256 over the image file's identity and the bmap's
+ * content. The identity is the text "DEV INO SIZE MTIME CTIME" (times as
+ * seconds.nanoseconds): a write in place changes the ctime, which nobody can
+ * set back, a replacement the inode. Content is not hashed: that cost a
+ * tenth of a decompression for every card, and an entry holds only data
+ * checked against the bmap's checksums as it was filled. */
 static int cache_key(int fd, const struct bmap_map *map, char out[65])
 {
 	struct bmap_digest *d;
-	uint8_t buf[1 << 16], digest[32];
+	uint8_t digest[32];
 	struct stat st;
-	uint64_t off = 0;
-	ssize_t n;
+	char id[160];
+	int n;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -ESPIPE; /* a pipe is read once: nothing to key a cache on */
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	n = snprintf(id, sizeof(id), "%" PRIu64 " %" PRIu64 " %" PRIu64 " %lld.%09ld %lld.%09ld",
+		     (uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size,
+		     (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec,
+		     st.st_ctim.tv_nsec);
 	d = bmap_digest_new("sha256");
 	if (!d)
 		return -ENOMEM;
-	while ((n = loop_pread(fd, buf, sizeof(buf), off)) > 0) {
-		bmap_digest_update(d, buf, (size_t)n);
-		off += (uint64_t)n;
-	}
+	bmap_digest_update(d, id, (size_t)n);
 	bmap_digest_update(d, bmap_map_get_file_sha256(map), 32);
 	bmap_digest_final(d, digest);
 	bmap_digest_free(d);
-	if (n < 0)
-		return (int)n;
 	hex_encode(digest, 32, out);
 	return 0;
 }

@@ -38,7 +38,8 @@ struct cache_use {
  * cache, or being filled there by a process of its own (forked by the first
  * worker to ask, belonging to no card) while every worker reads along as
  * far as it is filled. Readers never wait for each other. Entries are keyed
- * by the SHA-256 of the image file's content and the bmap's content; older
+ * by the SHA-256 of the image file's identity (device, inode, size, mtime,
+ * ctime) and the bmap's content; older
  * entries nobody uses, and parts whose filler died, are evicted to stay
  * under @max_size. -errno with @why when the cache cannot serve: the caller
  * copies from the image. */

@@ -261,6 +261,14 @@ int worker_run(const struct worker_job *job, int fd)
 
 	r = bmap_copy(ctx, src, map, dst, &copts, &cres);
 	if (r < 0) {
+		char why[1024];
+
+		/* Data read while it was filled is checked here too, and a bad
+		 * image may fail here first: the filler's verdict names it. */
+		if (cache.filling && r != -EINTR && cache_finished(&cache, why, sizeof(why)) < 0) {
+			ret = finish(fd, "failed", 0, NULL, NULL, why);
+			goto out;
+		}
 		ret = finish_failed(fd, dst, r, "failed", "writing", 0, NULL,
 				    bmap_ctx_get_error(ctx));
 		goto out;

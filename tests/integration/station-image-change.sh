@@ -54,11 +54,13 @@ profiles = (
 CONF
 
 # key X: the cache entry's name for X.
-key() { cache_key "$im/$1.img.zst" "$im/$1.img.bmap"; }
+# (An entry is named after the image file's identity: call it while cur holds X.)
+key() { cache_key "$im/cur.img.zst" "$im/cur.img.bmap"; }
 # hold X: takes the lock of X's cache entry (workers for X wait there).
 hold() {
 	mkdir -p "$cache"
-	exec 8>>"$cache/$(key "$1").lock"
+	HELD_KEY=$(key "$1")
+	exec 8>>"$cache/$HELD_KEY.lock"
 	flock -x 8 || fail "flock"
 }
 release() { exec 8>&-; }
@@ -125,7 +127,8 @@ wait_for "$db" "select outcome in ('failed','verify_failed') from jobs where ser
 err=$(q "$db" "select error from jobs where serial='z-4.img'")
 [[ $err == *cur.img.zst* ]] || fail "z-4's error does not name the image: $err"
 log "4: in-place rewrite under a job: $(outcome z-4): $err"
-[[ -e $cache/$(key C).img ]] && fail "a cache entry was made of mixed content"
+# (HELD_KEY: C's entry, named when it was taken, before the rewrite.)
+[[ -e $cache/$HELD_KEY.img ]] && fail "a cache entry was made of mixed content"
 station_alive
 detach_loop "$d4"
 

@@ -36,7 +36,8 @@ profiles = (
 CONF
 # key X: the cache entry's name for X; holding its lock holds A's workers
 # before they write.
-key() { cache_key "$im/$1.img.zst" "$im/$1.img.bmap"; }
+# (An entry is named after the image file's identity: call it while cur holds X.)
+key() { cache_key "$im/cur.img.zst" "$im/cur.img.bmap"; }
 bmap_sum() { sha256sum <"$im/$1.img.bmap" | cut -c1-64; }
 
 start_station "$TEST_TMP/station.conf"

@@ -116,9 +116,11 @@ gate_feeder() {
 }
 
 # cache_key IMAGE BMAP: the name of the image cache's entry for these files
-# (cache.c: SHA-256 of the image's bytes followed by the bmap's SHA-256).
+# (cache.c: SHA-256 of the image's identity "DEV INO SIZE MTIME CTIME" followed
+# by the bmap's SHA-256).
 cache_key() {
-	{ cat "$1"; sha256sum <"$2" | cut -c1-64 | perl -ne 'chomp; print pack("H*", $_)'; } |
+	{ stat -c '%d %i %s %.9Y %.9Z' "$1" | tr -d '\n'
+	  sha256sum <"$2" | cut -c1-64 | perl -ne 'chomp; print pack("H*", $_)'; } |
 		sha256sum | cut -c1-64
 }
 
