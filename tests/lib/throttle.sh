@@ -7,7 +7,8 @@
 #   card_stall DEV [BPS]           a card that stalls: BPS both ways (512 B/s)
 #   card_unthrottle DEV            DEV's limits lifted
 #   attach_card_at_speed FILE WRITE READ   a loop device over FILE, limited
-#                                  before the file is attached (CARD_DEV, LOOP_DEV)
+#                                  before the file is attached (CARD_DEV, LOOP_DEV,
+#                                  CARD_INSERTED_AT)
 #   throttled CMD...               runs CMD in the cgroup
 #   card_io_bytes DEV              "READ WRITTEN": bytes DEV has done (all processes)
 #
@@ -118,12 +119,15 @@ card_unthrottle() { card_speed "$1" 0 0; }
 # that has its limits before FILE is on it (no byte of the card goes at
 # full speed; `losetup -f` creates the device where the machine does that);
 # retries for a few seconds when another process takes the device first.
-# Sets CARD_DEV and LOOP_DEV; detached on exit, as with attach_loop.
+# Sets CARD_DEV and LOOP_DEV (detached on exit, as with attach_loop) and
+# CARD_INSERTED_AT ($EPOCHREALTIME just before the file went onto it: a
+# station may start its job before losetup has returned).
 attach_card_at_speed() {
 	local dev
 	for _ in $(seq 20); do
 		if dev=$(losetup -f 2>"$TEST_TMP/losetup.err"); then
 			card_speed "$dev" "$2" "$3"
+			CARD_INSERTED_AT=$EPOCHREALTIME
 			if losetup -- "$dev" "$1" 2>"$TEST_TMP/losetup.err"; then
 				_LOOPS+=("$dev")
 				CARD_DEV=$dev
