@@ -90,7 +90,8 @@ my $stop = 0; $SIG{TERM} = sub { $stop = 1 };
 my (%card, %worker); my ($dhwm, $peak, $n) = (0, 0, 0);
 sub status { my ($p) = @_; my %v;
 	open(my $f, '<', "/proc/$p/status") or return;
-	while (<$f>) { $v{$1} = $2 if /^(VmHWM|VmRSS):\s+(\d+)/ } close $f; return \%v; }
+	while (<$f>) { $v{$1} = $2 if /^(VmHWM|VmRSS):\s+(\d+)/ } close $f;
+	return defined $v{VmHWM} && defined $v{VmRSS} ? \%v : undef; } # none for a zombie
 while (!$stop) {
 	my $t = time;
 	for my $b (glob "/sys/block/loop*") {
