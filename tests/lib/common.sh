@@ -2,7 +2,8 @@
 #
 # Owns: skip/fail conventions (exit 77 / 1), the per-test temporary folder,
 # building sparse images with awkward layouts from a compact spec, and loop
-# devices attached by the test (detached again on exit, even on failure).
+# devices attached by the test (detached again on exit, even on failure) and
+# how many of them the machine can give.
 #
 # Environment: BMAPTOOL (our binary, set by ctest), BMAPTOOL_REF (reference,
 # default /usr/bin/bmaptool), TMPDIR (where images go; must support FIEMAP or
@@ -89,6 +90,33 @@ have_loop() {
 		losetup -f >/dev/null 2>&1
 }
 need_loop() { have_loop || skip "needs root and a free loop device"; }
+
+# loop_capacity N: sets LOOP_CAPACITY to how many loop devices, at most N,
+# this machine gives this test at once (devices others hold do not count).
+# It really attaches N empty files and detaches them again: some machines
+# have only /dev/loop0..7, on others (/dev a devtmpfs) `losetup -f` creates
+# loop8, loop9, ... on demand.
+loop_capacity() {
+	local want=$1 dir dev i devs=()
+	LOOP_CAPACITY=0
+	have_loop || return 0
+	dir=$(mktemp -d "$TEST_TMP/loops.XXXXXX") || fail "cannot create a folder in $TEST_TMP"
+	for ((i = 0; i < want; i++)); do
+		truncate -s 1M "$dir/$i" || fail "cannot create $dir/$i"
+		dev=$(losetup -f --show -- "$dir/$i" 2>/dev/null) || break
+		_LOOPS+=("$dev")
+		devs+=("$dev")
+	done
+	LOOP_CAPACITY=${#devs[@]}
+	for dev in "${devs[@]}"; do detach_loop "$dev"; done
+	rm -rf -- "$dir"
+}
+
+# need_loops N: exits 77 unless the test can have N loop devices at once.
+need_loops() {
+	loop_capacity "$1"
+	((LOOP_CAPACITY >= $1)) || skip "needs $1 loop devices at once, the machine gives $LOOP_CAPACITY"
+}
 
 # attach_loop FILE: sets LOOP_DEV; the device is detached on exit.
 # (Not meant for $(...): the subshell would lose the record.)

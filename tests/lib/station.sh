@@ -69,11 +69,13 @@ pull_card() {
 	losetup -c "$1"
 }
 
-# start_station CONFIG: runs the daemon in the background; sets STATION_PID.
+# start_station CONFIG [WRAPPER...]: runs the daemon in the background,
+# through WRAPPER if given (e.g. `throttled`, tests/lib/throttle.sh; it must
+# exec the daemon, so that the pid is the daemon's); sets STATION_PID.
 start_station() {
 	# Tests keep their image cache to themselves (default: /var/cache/bmap-station).
 	grep -q "cache_dir" "$1" || fail "$1 sets no cache_dir: the test would use the machine's cache"
-	"$BMAP_STATION" run --config "$1" >>"$TEST_TMP/station.log" 2>&1 &
+	"${@:2}" "$BMAP_STATION" run --config "$1" >>"$TEST_TMP/station.log" 2>&1 &
 	STATION_PID=$!
 	on_exit "stop_station"
 }
