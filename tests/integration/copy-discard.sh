@@ -27,6 +27,7 @@
 
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/common.sh"
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/cards.sh"
+source "${TESTS_DIR:-$(dirname "$0")/..}/lib/discard.sh"
 need_ours
 need_root
 need_loop
@@ -35,72 +36,8 @@ need_cmd blockdev
 
 d=$TEST_TMP
 
-# check_card READBACK IMAGE BMAP SECTOR discarded|kept: the card's bytes as
-# read back. Mapped bytes equal the image's; with "discarded", the whole
-# sectors inside each gap are zeros and the rest of the gap (the sectors a
-# gap shares with mapped data, the image's partial last sector) holds the
-# 0xA5 pattern; with "kept", every unmapped byte holds it; past the image's
-# end, every byte holds it. Prints the number of bytes that should have been
-# discarded.
-check_card() {
-	python3 - "$@" <<-'PY'
-	import re, sys
-	rb_path, img_path, bmap_path, sector, mode = sys.argv[1:6]
-	sector = int(sector)
-	bmap = open(bmap_path).read()
-	bs = int(re.search(r"<BlockSize>\s*(\d+)", bmap)[1])
-	size = int(re.search(r"<ImageSize>\s*(\d+)", bmap)[1])
-	ranges = [(int(a), int(b or a)) for a, b in
-	          re.findall(r"<Range[^>]*>\s*(\d+)(?:-(\d+))?\s*</Range>", bmap)]
-	img = open(img_path, "rb").read()
-	rb = open(rb_path, "rb").read()
-	bad = []
-
-	def expect(a, b, byte, what):
-	    if a >= b:
-	        return
-	    want = bytes([byte]) * (b - a)
-	    if rb[a:b] != want:
-	        first = next(i for i in range(a, b) if rb[i] != byte)
-	        bad.append("%s: byte %d is 0x%02x, expected 0x%02x (bytes %d-%d)"
-	                   % (what, first, rb[first], byte, a, b - 1))
-
-	spans = [(f * bs, min((l + 1) * bs, size)) for f, l in ranges]
-	for s, e in spans:
-	    if rb[s:e] != img[s:e]:
-	        first = next(i for i in range(s, e) if rb[i] != img[i])
-	        bad.append("mapped bytes %d-%d differ from the image at byte %d" % (s, e - 1, first))
-	edges = [0] + [x for sp in spans for x in sp] + [size]
-	discarded = 0
-	for i in range(0, len(edges), 2):
-	    s, e = edges[i], edges[i + 1]
-	    if s >= e:
-	        continue
-	    zs, ze = -(-s // sector) * sector, e // sector * sector
-	    if mode == "discarded" and ze > zs:
-	        discarded += ze - zs
-	        expect(s, zs, 0xA5, "gap %d-%d, head of its first sector" % (s, e - 1))
-	        expect(zs, ze, 0x00, "gap %d-%d, whole sectors" % (s, e - 1))
-	        expect(ze, e, 0xA5, "gap %d-%d, tail of its last sector" % (s, e - 1))
-	    else:
-	        expect(s, e, 0xA5, "gap %d-%d" % (s, e - 1))
-	expect(size, len(rb), 0xA5, "past the image's end")
-	for b in bad[:10]:
-	    print("check_card: " + b, file=sys.stderr)
-	print(discarded)
-	sys.exit(1 if bad else 0)
-	PY
-}
-
 # readback DEV: the whole device, read with O_DIRECT, into $d/readback.
-readback() {
-	dd if="$1" of="$d/readback" bs=1M iflag=direct status=none || fail "cannot read $1 back"
-}
-
-# discarded_bytes LOG: N from bmaptool's "discarded ... (N bytes)" line.
-discarded_bytes() {
-	sed -nE 's/.*info: discarded .* \(([0-9]+) bytes\) in [0-9]+ unmapped ranges.*/\1/p' "$1"
-}
+readback() { read_back "$1" "$d/readback"; }
 
 # ---- the image: holes of several sizes, an odd size ------------------------
 # 64K data at 64K (a hole before the first range), a 4K hole at 128K, a
@@ -120,7 +57,7 @@ card=$CARD_DEV
 "$BMAPTOOL" copy --discard --bmap "$bmap" "$img" "$card" >"$d/copy.log" 2>&1 ||
 	fail "copy --discard failed: $(tail -n 3 "$d/copy.log")"
 readback "$card"
-want=$(check_card "$d/readback" "$img" "$bmap" 512 discarded) ||
+want=$(check_unmapped "$d/readback" "$img" "$bmap" 512 discarded) ||
 	bad "512-byte sectors, --discard: the card is not as it should be"
 got=$(discarded_bytes "$d/copy.log")
 [[ -n $want && $got == "$want" ]] ||
@@ -134,7 +71,7 @@ refill_dev "$card" || fail "cannot refill $card"
 "$BMAPTOOL" copy --bmap "$bmap" "$img" "$card" >"$d/copy.log" 2>&1 ||
 	fail "copy failed: $(tail -n 3 "$d/copy.log")"
 readback "$card"
-check_card "$d/readback" "$img" "$bmap" 512 kept >/dev/null ||
+check_unmapped "$d/readback" "$img" "$bmap" 512 kept >/dev/null ||
 	bad "without --discard: an unmapped byte lost its pattern"
 grep -Eq "info: discarded|support discard" "$d/copy.log" &&
 	bad "without --discard: $(grep -E "info: discarded|support discard" "$d/copy.log")"
@@ -177,7 +114,7 @@ card=$CARD_DEV
 "$BMAPTOOL" copy --discard --bmap "$img4.bmap" "$img4" "$card" >"$d/copy.log" 2>&1 ||
 	fail "copy --discard (4096-byte sectors) failed: $(tail -n 3 "$d/copy.log")"
 readback "$card"
-want=$(check_card "$d/readback" "$img4" "$img4.bmap" 4096 discarded) ||
+want=$(check_unmapped "$d/readback" "$img4" "$img4.bmap" 4096 discarded) ||
 	bad "4096-byte sectors, --discard: the card is not as it should be"
 got=$(discarded_bytes "$d/copy.log")
 [[ -n $want && $got == "$want" ]] ||
@@ -209,7 +146,7 @@ if mount -t ramfs ramfs "$ramfs" 2>"$d/mount.err"; then
 		"$d/copy.log" || bad "no warning that $card does not support discard: $(cat "$d/copy.log")"
 	grep -q "info: discarded" "$d/copy.log" && bad "a card without discard says bytes were discarded"
 	readback "$card"
-	check_card "$d/readback" "$img" "$bmap" 512 kept >/dev/null ||
+	check_unmapped "$d/readback" "$img" "$bmap" 512 kept >/dev/null ||
 		bad "a card without discard: an unmapped byte lost its pattern"
 	detach_loop "$card"
 	umount "$ramfs" || log "could not unmount $ramfs"
