@@ -273,6 +273,17 @@ int worker_run(const struct worker_job *job, int fd)
 				    bmap_ctx_get_error(ctx));
 		goto out;
 	}
+	if (job->discard) {
+		char note[512];
+
+		r = worker_discard(ctx, dst, map, &worker_cancel, note, sizeof(note));
+		if (r < 0) {
+			ret = finish_failed(fd, dst, r, "failed", "discarding", cres.bytes_written,
+					    cres.data_sha256, bmap_ctx_get_error(ctx));
+			goto out;
+		}
+		emit(fd, "note %s", note);
+	}
 
 	copts.wait = NULL;
 	if (job->verify == VERIFY_READBACK) {
