@@ -58,14 +58,22 @@ writing_at_once() {
 	echo "$most"
 }
 
+# insert_cards FIRST LAST: cards r-FIRST .. r-LAST at $W/$R, together; then
+# waits for their jobs to succeed and sets MOST (see writing_at_once).
+insert_cards() {
+	local i
+	for ((i = $1; i <= $2; i++)); do
+		c[$i]=$(make_card "r-$i.img" 48M)
+		attach_card_at_speed "${c[$i]}" $W $R
+	done
+	MOST=$(writing_at_once $(($2 - $1 + 1)) "r-[$1-$2].img")
+	wait_for "$db" "select count(*) from jobs where serial glob 'r-[$1-$2].img' and outcome = 'success'" \
+		$(($2 - $1 + 1)) 60 || fail "r-$1..r-$2: $(q "$db" "select serial, outcome, error from jobs")"
+}
+
 t0=$EPOCHREALTIME
-for i in 1 2 3 4; do
-	c[$i]=$(make_card "r-$i.img" 48M)
-	attach_card_at_speed "${c[$i]}" $W $R
-done
-most=$(writing_at_once 4 'r-[1-4].img')
-wait_for "$db" "select count(*) from jobs where serial like 'r-_.img' and outcome = 'success'" 4 60 ||
-	fail "the four cards: $(q "$db" "select serial, outcome, error from jobs")"
+insert_cards 1 4
+most=$MOST
 t1=$EPOCHREALTIME
 total=$(echo "$t1 - $t0" | bc -l)
 log "four cards at $W/$R: $total s for all four, one card's limit $(printf %.2f "$limit") s, at most $most writing at once"
@@ -82,13 +90,7 @@ done
 # Two more cards from the complete entry: readers of a finished entry do
 # not wait for each other either.
 ls "$TEST_TMP/cache"/*.img >/dev/null 2>&1 || fail "no complete cache entry"
-for i in 5 6; do
-	c[$i]=$(make_card "r-$i.img" 48M)
-	attach_card_at_speed "${c[$i]}" $W $R
-done
-most=$(writing_at_once 2 'r-[56].img')
-wait_for "$db" "select count(*) from jobs where serial in ('r-5.img','r-6.img') and outcome = 'success'" 2 60 ||
-	fail "r-5/r-6: $(q "$db" "select serial, outcome, error from jobs")"
-[[ $most -ge 2 ]] || fail "the two cards from the finished entry were not written at the same time"
+insert_cards 5 6
+[[ $MOST -ge 2 ]] || fail "the two cards from the finished entry were not written at the same time"
 [[ $(grep -c "cache built" "$TEST_TMP/station.log") == 1 ]] || fail "the finished entry was filled again"
 log "ok: cards from the image cache are written side by side, while it fills and once it is complete"
