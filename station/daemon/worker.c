@@ -264,8 +264,9 @@ int worker_run(const struct worker_job *job, int fd)
 		char why[1024];
 
 		/* Data read while it was filled is checked here too, and a bad
-		 * image may fail here first: the filler's verdict names it. */
-		if (cache.filling && r != -EINTR && cache_finished(&cache, why, sizeof(why)) < 0) {
+		 * image may fail here first (a range's checksum): the filler's
+		 * verdict, which comes soon after, names it. */
+		if (cache.filling && r == -EBADMSG && cache_finished(&cache, why, sizeof(why)) < 0) {
 			ret = finish(fd, "failed", 0, NULL, NULL, why);
 			goto out;
 		}
