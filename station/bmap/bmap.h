@@ -174,6 +174,9 @@ uint64_t bmap_target_get_size(const struct bmap_target *t);
 const char *bmap_target_get_name(const struct bmap_target *t);
 /* Data on the media (fsync), partition table re-read for block devices. */
 int bmap_target_sync(struct bmap_target *t);
+/* Whether a failure @err (-errno) of @t means the medium went away (a card
+ * pulled): ENODEV, ENXIO or ENOMEDIUM, or a block device now of size 0. */
+bool bmap_target_medium_gone(const struct bmap_target *t, int err);
 struct bmap_target *bmap_target_free(struct bmap_target *t);
 
 /* ---- copy and verify ---------------------------------------------------- */

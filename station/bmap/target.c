@@ -285,6 +285,20 @@ const char *bmap_target_get_name(const struct bmap_target *t)
 	return t->name;
 }
 
+bool bmap_target_medium_gone(const struct bmap_target *t, int err)
+{
+	uint64_t size = 0;
+
+	if (err == -ENODEV || err == -ENXIO || err == -ENOMEDIUM)
+		return true;
+	if (!t->blockdev)
+		return false;
+	/* A pulled card reader's device stays, with no medium: size 0. */
+	if (ioctl(t->fd, BLKGETSIZE64, &size) < 0)
+		return errno == ENODEV || errno == ENXIO || errno == ENOMEDIUM;
+	return size == 0;
+}
+
 /* O_DIRECT wants sector-aligned offsets, lengths and buffers. A piece that
  * is not aligned (the image's last partial sector, or bmap blocks smaller
  * than the sector) is read-modify-written through a bounce buffer, so bytes

@@ -268,6 +268,22 @@ static void test_copy_progress(void **state)
 	assert_int_equal(last, bmap_map_get_mapped_bytes(f->map));
 }
 
+static void test_medium_gone(void **state)
+{
+	struct fixture *f = *state;
+	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE, .image_size = 4096 };
+	struct bmap_target *dst = NULL;
+
+	assert_int_equal(bmap_target_open(f->ctx, f->out, &topts, &dst), 0);
+	/* A file has no medium to lose: only the errors that say so count. */
+	assert_false(bmap_target_medium_gone(dst, -EIO));
+	assert_false(bmap_target_medium_gone(dst, -ENOSPC));
+	assert_true(bmap_target_medium_gone(dst, -ENODEV));
+	assert_true(bmap_target_medium_gone(dst, -ENOMEDIUM));
+	assert_true(bmap_target_medium_gone(dst, -ENXIO));
+	bmap_target_free(dst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +297,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy_nobmap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_cancelled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_progress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_medium_gone, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
