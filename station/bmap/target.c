@@ -163,6 +163,7 @@ static int target_setup(struct bmap_ctx *ctx, struct bmap_target *t,
 
 	if (fstat(t->fd, &st) < 0)
 		return bmap_error(ctx, -errno, "cannot stat '%s': %m", t->name);
+	t->no_sync = opts->no_sync;
 	if (S_ISBLK(st.st_mode)) {
 		t->blockdev = true;
 		r = check_blockdev(ctx, t, opts, st.st_rdev);
@@ -403,6 +404,8 @@ int target_set_direct(struct bmap_target *t, bool on)
 
 int bmap_target_sync(struct bmap_target *t)
 {
+	if (t->no_sync)
+		return 0;
 	if (fsync(t->fd) < 0)
 		return -errno;
 	/* Let the kernel see the new partition table. Best effort: devices
