@@ -17,6 +17,7 @@
 
 #include "bmap.h"
 #include "bmaptool.h"
+#include "bmaptool-multi.h"
 #include "source.h"
 #include "util.h"
 #include "version.h"
@@ -420,7 +421,7 @@ out:
 /* ---- copy and verify ---- */
 
 static const char copy_help[] =
-	"Usage: bmaptool copy [OPTIONS] IMAGE DEST\n"
+	"Usage: bmaptool copy [OPTIONS] IMAGE DEST [DEST...]\n"
 	"\n"
 	"Copy the mapped blocks of IMAGE (a file, or '-' for standard input; raw or\n"
 	"compressed with zstd, gzip, xz, bzip2 or lz4, recognised by magic bytes) to\n"
@@ -432,6 +433,14 @@ static const char copy_help[] =
 	"A block device must be a whole disk, not mounted or held, not read-only and\n"
 	"big enough; it is checked before any byte is written, locked while writing,\n"
 	"and synced when copy returns.\n"
+	"\n"
+	"With several DESTs the image is read and decoded once and written to all of\n"
+	"them at once; each is guarded, written, synced and reported on its own (its\n"
+	"lines start with its name), and one failing or pulled does not stop the\n"
+	"others. A compressed image or a pipe is decoded into a spill file in $TMPDIR\n"
+	"or /var/tmp (deleted at once), so a slow card never holds back a fast one.\n"
+	"A summary names the destinations that failed; the exit status is 0 only when\n"
+	"all succeeded. The same device or file named twice is a usage error.\n"
 	"\n"
 	"Options:\n"
 	"  -b, --bmap FILE          the bmap file to use\n"
@@ -492,10 +501,16 @@ static int cmd_copy(int argc, char **argv)
 			return usage_error("copy ", "bad usage");
 		}
 	}
-	if (argc - optind != 2)
+	if (argc - optind < 2)
 		return usage_error("copy ", "IMAGE and DEST are needed");
 	if (nobmap && bmap_arg)
 		return usage_error("copy ", "--nobmap and --bmap cannot be used together");
+	if (argc - optind > 2)
+		return multi_run(&(struct multi_args){
+			.image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
+			.no_verify = copts.no_verify, .removable = removable,
+			.psplash = prog.psplash, .dests = argv + optind + 1,
+			.n_dests = (size_t)(argc - optind - 1) });
 	image = argv[optind];
 	dest = argv[optind + 1];
 
@@ -571,13 +586,18 @@ out:
 }
 
 static const char verify_help[] =
-	"Usage: bmaptool verify [OPTIONS] IMAGE DEST\n"
+	"Usage: bmaptool verify [OPTIONS] IMAGE DEST [DEST...]\n"
 	"\n"
 	"Read DEST (a block device or a file) back from the media, bypassing the page\n"
 	"cache, and check every mapped range against the bmap's checksums. When the\n"
 	"bmap has no checksums, or with --nobmap, DEST is compared byte for byte with\n"
 	"IMAGE (decompressed as needed). Prints the SHA-256 over all mapped data as\n"
 	"read back, the same digest 'copy' prints for what it wrote.\n"
+	"\n"
+	"With several DESTs all are read back at the same time, each reported on its\n"
+	"own (its lines start with its name), then a summary names those that failed.\n"
+	"A compressed image or a pipe needed for a byte comparison is decoded once,\n"
+	"into a spill file in $TMPDIR or /var/tmp (deleted at once).\n"
 	"\n"
 	"Options:\n"
 	"  -b, --bmap FILE      the bmap file to use\n"
@@ -586,8 +606,8 @@ static const char verify_help[] =
 	"  -d, --debug          print debugging messages\n"
 	"  -h, --help           show this help\n"
 	"\n"
-	"Exit status: 0 when everything matches, 1 when something does not (the first\n"
-	"bad range is named) or on failure, 2 on usage errors.\n";
+	"Exit status: 0 when everything matches (on every DEST), 1 when something does\n"
+	"not (the first bad range is named) or on failure, 2 on usage errors.\n";
 
 static int cmd_verify(int argc, char **argv)
 {
@@ -626,10 +646,14 @@ static int cmd_verify(int argc, char **argv)
 			return usage_error("verify ", "bad usage");
 		}
 	}
-	if (argc - optind != 2)
+	if (argc - optind < 2)
 		return usage_error("verify ", "IMAGE and DEST are needed");
 	if (nobmap && bmap_arg)
 		return usage_error("verify ", "--nobmap and --bmap cannot be used together");
+	if (argc - optind > 2)
+		return multi_run(&(struct multi_args){
+			.verify = true, .image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
+			.dests = argv + optind + 1, .n_dests = (size_t)(argc - optind - 1) });
 	image = argv[optind];
 	dest = argv[optind + 1];
 
