@@ -74,6 +74,8 @@ struct dest {
 
 struct multi {
 	const struct multi_args *a;
+	pthread_mutex_t lock;
+	pthread_cond_t ended; /* a destination ended: its lines are due */
 	struct bmap_map *map;
 	struct spill *spill;
 	uint64_t image_size; /* 0: unknown (a stream without a bmap) */
@@ -195,7 +197,10 @@ static void dest_end(struct dest *d, int r)
 		d->outcome = DEST_GONE;
 	else
 		d->outcome = DEST_FAILED;
+	pthread_mutex_lock(&m->lock);
 	atomic_store(&d->ended, true);
+	pthread_cond_signal(&m->ended);
+	pthread_mutex_unlock(&m->lock);
 }
 
 static void *copy_thread(void *arg)
@@ -418,6 +423,27 @@ static void psplash_update(struct multi *m, int *last)
 	*last = lowest;
 }
 
+/* Until a destination ends, or a tenth of a second (the status line,
+ * psplash, and the signal flag). */
+static void wait_ended(struct multi *m)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 100 * 1000 * 1000;
+	if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000 * 1000 * 1000;
+	}
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->n; i++)
+		if (m->d[i].started && !m->d[i].reported && atomic_load(&m->d[i].ended))
+			goto out; /* ended since we looked */
+	pthread_cond_timedwait(&m->ended, &m->lock, &ts);
+out:
+	pthread_mutex_unlock(&m->lock);
+}
+
 /* Until every started destination ended: their lines as they end, the
  * status line on a terminal. */
 static void watch(struct multi *m)
@@ -453,7 +479,7 @@ static void watch(struct multi *m)
 			draw_status(m, start);
 			last_draw = now_monotonic();
 		}
-		nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
+		wait_ended(m);
 	}
 	status_line_clear();
 }
@@ -531,7 +557,8 @@ static void announce(struct multi *m, struct bmap_source *src, size_t n_open)
 
 int multi_run(const struct multi_args *a)
 {
-	struct multi m = { .a = a, .n = a->n_dests };
+	struct multi m = { .a = a, .n = a->n_dests, .lock = PTHREAD_MUTEX_INITIALIZER,
+			   .ended = PTHREAD_COND_INITIALIZER };
 	struct bmap_source *src = NULL;
 	struct bmap_ctx *ctx;
 	size_t n_open;
