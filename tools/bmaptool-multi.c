@@ -296,6 +296,8 @@ static size_t open_dests(struct multi *m)
 						    .cancel = &interrupted,
 						    .progress = dest_progress,
 						    .progress_userdata = d };
+		/* Until the engine's first word on it. */
+		atomic_store(&d->total, m->map ? bmap_map_get_mapped_bytes(m->map) : image_size);
 		r = bmap_target_open(d->ctx, d->name, &topts, &d->target);
 		if (r < 0)
 			snprintf(d->why, sizeof(d->why), "%s", bmap_ctx_get_error(d->ctx));
@@ -373,7 +375,7 @@ static int open_readers(struct multi *m, struct bmap_source *src)
 /* ---- while they run ---- */
 
 /* One line with every destination: "loop3 45%  loop4 done  loop5 failed". */
-static void draw_status(struct multi *m, double start)
+static void draw_status(struct multi *m)
 {
 	char line[4096];
 	size_t n = 0;
@@ -390,16 +392,16 @@ static void draw_status(struct multi *m, double start)
 	for (size_t i = 0; i < m->n && n < sizeof(line) - 64; i++) {
 		struct dest *d = &m->d[i];
 		uint64_t done = atomic_load(&d->done), total = atomic_load(&d->total);
-		double el = now_monotonic() - start;
+		const char *sep = i ? "  " : " ";
 
 		if (d->outcome == DEST_RUNNING && total)
-			n += (size_t)snprintf(line + n, sizeof(line) - n, " %.24s %3d%%", d->label,
-					      (int)(done * 100 / total));
-		else if (d->outcome == DEST_RUNNING)
-			n += (size_t)snprintf(line + n, sizeof(line) - n, " %.24s %.1f MB/s",
-					      d->label, el > 0 ? (double)done / el / 1e6 : 0);
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.24s %3d%%", sep,
+					      d->label, (int)((done < total ? done : total) * 100 / total));
+		else if (d->outcome == DEST_RUNNING) /* a stream without a bmap */
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.24s %.1f MiB", sep,
+					      d->label, (double)done / 1048576.0);
 		else
-			n += (size_t)snprintf(line + n, sizeof(line) - n, " %.24s %s", d->label,
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.24s %s", sep, d->label,
 					      d->outcome == DEST_OK ? "done" : "failed");
 	}
 	status_line(line);
@@ -449,7 +451,7 @@ out:
 static void watch(struct multi *m)
 {
 	bool tty = progress_on_tty();
-	double start = now_monotonic(), last_draw = 0;
+	double last_draw = 0;
 	int last_psplash = -1;
 
 	for (;;) {
@@ -476,7 +478,7 @@ static void watch(struct multi *m)
 		if (m->a->psplash)
 			psplash_update(m, &last_psplash);
 		if (tty && now_monotonic() - last_draw >= 0.25) {
-			draw_status(m, start);
+			draw_status(m);
 			last_draw = now_monotonic();
 		}
 		wait_ended(m);
