@@ -374,6 +374,15 @@ static int open_readers(struct multi *m, struct bmap_source *src)
 
 /* ---- while they run ---- */
 
+/* A destination's outcome as the main thread may read it: its thread
+ * writes it before it says it ended. */
+static enum outcome outcome_now(const struct dest *d)
+{
+	if (d->started && !atomic_load(&d->ended))
+		return DEST_RUNNING;
+	return d->outcome;
+}
+
 /* One line with every destination: "loop3 45%  loop4 done  loop5 failed". */
 static void draw_status(struct multi *m)
 {
@@ -393,16 +402,17 @@ static void draw_status(struct multi *m)
 		struct dest *d = &m->d[i];
 		uint64_t done = atomic_load(&d->done), total = atomic_load(&d->total);
 		const char *sep = i ? "  " : " ";
+		enum outcome o = outcome_now(d);
 
-		if (d->outcome == DEST_RUNNING && total)
+		if (o == DEST_RUNNING && total)
 			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.24s %3d%%", sep,
 					      d->label, (int)((done < total ? done : total) * 100 / total));
-		else if (d->outcome == DEST_RUNNING) /* a stream without a bmap */
+		else if (o == DEST_RUNNING) /* a stream without a bmap */
 			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.24s %.1f MiB", sep,
 					      d->label, (double)done / 1048576.0);
 		else
 			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.24s %s", sep, d->label,
-					      d->outcome == DEST_OK ? "done" : "failed");
+					      o == DEST_OK ? "done" : "failed");
 	}
 	status_line(line);
 }
@@ -416,8 +426,9 @@ static void psplash_update(struct multi *m, int *last)
 		struct dest *d = &m->d[i];
 		uint64_t total = atomic_load(&d->total);
 		int p = total ? (int)(atomic_load(&d->done) * 100 / total) : 0;
+		enum outcome o = outcome_now(d);
 
-		if (d->outcome == DEST_RUNNING || d->outcome == DEST_OK)
+		if (o == DEST_RUNNING || o == DEST_OK)
 			lowest = p < lowest ? p : lowest;
 	}
 	if (lowest <= 100 && lowest != *last)
