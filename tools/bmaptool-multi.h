@@ -5,6 +5,8 @@
  */
 #pragma once
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +29,63 @@ struct multi_args {
 /* Runs the command on every destination at once; returns the exit status
  * (0: all succeeded, 1: any failed, 2: usage error). */
 int multi_run(const struct multi_args *a);
+
+/* ---- shared by bmaptool-multi.c and bmaptool-multi-print.c ---- */
+
+enum outcome {
+	DEST_RUNNING,
+	DEST_OK,
+	DEST_REFUSED,    /* a guard said no: nothing was written */
+	DEST_FAILED,
+	DEST_GONE,       /* the medium went away */
+	DEST_INTERRUPTED,
+};
+
+struct multi;
+
+/* One destination: its thread writes outcome, why and the results, then
+ * sets ended; the main thread reads them only after that. */
+struct dest {
+	struct multi *m;
+	const char *name;  /* as given */
+	const char *label; /* its last component, for the status line */
+	struct bmap_ctx *ctx;
+	struct bmap_target *target;
+	struct bmap_source *src; /* its own reader; NULL when verify needs none */
+	struct bmap_copy_opts copts;
+	pthread_t tid;
+	bool started;      /* main thread: a thread runs it (until joined) */
+	atomic_bool ended;
+	bool reported;     /* main thread: its lines were printed */
+	enum outcome outcome;
+	char why[1024];
+	struct bmap_copy_result cres;
+	struct bmap_verify_result vres;
+	atomic_uint_fast64_t done, total;
+};
+
+struct multi {
+	const struct multi_args *a;
+	pthread_mutex_t lock;
+	pthread_cond_t ended; /* a destination ended: its lines are due */
+	struct bmap_map *map;
+	struct spill *spill;
+	uint64_t image_size; /* 0: unknown (a stream without a bmap) */
+	struct dest *d;
+	size_t n;
+};
+
+/* What is about to happen (as the one-destination copy says it) and to
+ * which of the destinations that were opened. */
+void multi_announce(struct multi *m, struct bmap_source *src, size_t n_open);
+/* A destination's result lines, once it ended. */
+void multi_report(struct multi *m, struct dest *d);
+/* The status line: every destination's percentage, the decoder's. */
+void multi_status_line(struct multi *m);
+/* The slowest destination still going to psplash, when it changed. */
+void multi_psplash(struct multi *m, int *last);
+/* "copied to N of M destinations" and each failed one; the exit status. */
+int multi_summary(struct multi *m);
 
 /* ---- the spill file ---- */
 

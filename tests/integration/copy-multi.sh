@@ -7,6 +7,7 @@
 #    pattern elsewhere, past the image too (the reference bmaptool's card
 #    for the raw image is the same); every destination prints its own result
 #    lines with its own, equal digest; exit 0 and "copied to 4 of 4"
+#  - a truncated zstd image: both destinations fail with the decoder's error
 #  - --nobmap from a pipe: every byte, on both cards
 #  - a card too small among three: refused (untouched), the others written,
 #    exit 1, the summary names it
@@ -177,6 +178,21 @@ for how in checksums bytes; do
 	done
 	no_spill_left "verify ($how)"
 done
+drop_cards
+
+# ---- a truncated stream: the decoder's failure is everyone's ----
+head -c -100 "$img.zst" >"$TEST_TMP/cut.zst" || fail "cannot cut the zstd image"
+cards 2
+"$BMAPTOOL" copy --bmap "$img.bmap" "$TEST_TMP/cut.zst" "${CARDS[@]}" >"$TEST_TMP/cut.log" 2>&1
+rc=$?
+[[ $rc == 1 ]] || bad "a truncated image: exit $rc, not 1"
+grep -qx "bmaptool: error: copied to 0 of 2 destinations; 2 failed:" "$TEST_TMP/cut.log" ||
+	bad "a truncated image: no summary of 0 of 2"
+for d in "${CARDS[@]}"; do
+	grep -q "^bmaptool: error:   $d: failed: .*cut.zst' is truncated" "$TEST_TMP/cut.log" ||
+		bad "a truncated image: $d does not fail with the decoder's error"
+done
+no_spill_left "a truncated image"
 drop_cards
 
 # ---- --nobmap from a pipe: every byte ----
