@@ -448,9 +448,40 @@ static const char copy_help[] =
 	"      --no-verify          do not check the ranges' checksums while copying\n"
 	"      --psplash-pipe PIPE  write 'PROGRESS n' lines to the psplash FIFO PIPE\n"
 	"      --removable-device   refuse DEST unless it is a removable device\n"
+	"      --discard            after copying, discard (TRIM) the unmapped ranges of\n"
+	"                           the image on DEST (BLKDISCARD; holes in a file), so\n"
+	"                           the card knows they are free; never past the image\n"
 	"  -q, --quiet              print errors only\n"
 	"  -d, --debug              print debugging messages\n"
 	"  -h, --help               show this help\n";
+
+/* --discard, once the image is written: the unmapped ranges are discarded
+ * (never past the image's end). A device that cannot is warned about only. */
+static int discard_unmapped(struct bmap_ctx *ctx, struct bmap_target *dst,
+			    const struct bmap_map *map, const char *dest)
+{
+	struct bmap_discard_result res;
+	char h[32];
+	int r;
+
+	if (!map) {
+		info("--discard: nothing to discard with --nobmap (every byte was written)");
+		return 0;
+	}
+	r = bmap_target_discard_unmapped(ctx, dst, map, &interrupted, &res);
+	if (r < 0) {
+		error("%s; the image itself was written and synced", bmap_ctx_get_error(ctx));
+		return r;
+	}
+	if (res.unsupported)
+		warning("%s '%s' does not support discard: the unmapped ranges were not discarded",
+			res.punched ? "the file system of" : "device", dest);
+	else
+		info("discarded %s (%" PRIu64 " bytes) in %" PRIu64 " unmapped ranges of '%s'%s",
+		     human_size(res.bytes, h), res.bytes, res.ranges, dest,
+		     res.punched ? " (holes punched in the file)" : "");
+	return 0;
+}
 
 static int cmd_copy(int argc, char **argv)
 {
@@ -460,11 +491,12 @@ static int cmd_copy(int argc, char **argv)
 		{ "no-verify", no_argument, NULL, 'V' },
 		{ "psplash-pipe", required_argument, NULL, 'P' },
 		{ "removable-device", no_argument, NULL, 'R' },
+		{ "discard", no_argument, NULL, 'D' },
 		COMMON_LONGOPTS,
 		{}
 	};
 	const char *bmap_arg = NULL, *image, *dest;
-	bool nobmap = false, removable = false;
+	bool nobmap = false, removable = false, discard = false;
 	struct bmap_copy_opts copts = { .cancel = &interrupted };
 	struct progress prog = { .last_percent = -1 };
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
@@ -493,6 +525,9 @@ static int cmd_copy(int argc, char **argv)
 			break;
 		case 'R':
 			removable = true;
+			break;
+		case 'D':
+			discard = true;
 			break;
 		case 'h':
 			fputs(copy_help, stdout);
@@ -565,6 +600,8 @@ static int cmd_copy(int argc, char **argv)
 			error("%s", bmap_ctx_get_error(ctx));
 		goto out;
 	}
+	if (discard && discard_unmapped(ctx, dst, map, dest) < 0)
+		goto out;
 	{
 		char t[32], sp[32], hex[65];
 

@@ -245,6 +245,34 @@ int bmap_verify(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap
 		struct bmap_source *image, const struct bmap_copy_opts *opts,
 		struct bmap_verify_result *ret_result);
 
+/* ---- discard (TRIM) of the unmapped ranges ------------------------------ */
+
+struct bmap_discard_result {
+	uint64_t bytes;    /* bytes discarded (holes punched, for a file) */
+	uint64_t ranges;   /* unmapped ranges discarded */
+	bool unsupported;  /* the device (or the file's file system) cannot discard:
+			    * nothing (more) was discarded; not a failure */
+	bool punched;      /* a regular file: holes were punched instead */
+	double seconds;
+};
+
+/* Tells @t that the unmapped ranges of @map hold nothing: each gap between
+ * mapped ranges within [0, image size) is cut inward to the device's logical
+ * sector size (never into a sector holding mapped data, never past the
+ * image's end, so a partial last sector stays as it was) and discarded with
+ * BLKDISCARD, in pieces of at most discard_max_bytes (and 1 GiB) so that
+ * @cancel (may be NULL) stops it between them (-EINTR). A regular file gets
+ * the same gaps punched as holes (fallocate PUNCH_HOLE|KEEP_SIZE), exactly.
+ * @t must come from bmap_target_open*() in BMAP_TARGET_WRITE mode, so every
+ * guard has passed (-EBADF otherwise); call it after bmap_copy(), which never
+ * writes there. A device without discard support (discard_max_bytes 0,
+ * EOPNOTSUPP) returns 0 with result.unsupported set. Whether a discarded
+ * range reads back as zeros is up to the device (a loop device: zeros).
+ * @map NULL (every byte written) discards nothing. */
+int bmap_target_discard_unmapped(struct bmap_ctx *ctx, struct bmap_target *t,
+				 const struct bmap_map *map, volatile int *cancel,
+				 struct bmap_discard_result *ret_result);
+
 /* SHA-256 of a buffer (OpenSSL, SHA-NI where the CPU has it). */
 int bmap_sha256(const void *buf, size_t len, uint8_t out[32]);
 

@@ -301,10 +301,13 @@ static int copy_stream(struct engine *e, int raw_fd)
 		started++;
 	}
 	if (started == 2) {
-		if (e->map)
+		if (e->map) {
+			if (raw_fd < 0)
+				bmap_source_want(e->source, e->map);
 			r = produce_ranges(e, raw_fd);
-		else
+		} else {
 			r = produce_all(e, raw_fd);
+		}
 		if (r >= 0 && e->map && raw_fd < 0)
 			drain_stream(e);
 	}

@@ -24,6 +24,14 @@ struct source_codec {
 	/* Decodes into @buf, at most @len bytes (@len > 0). Returns > 0 bytes
 	 * produced, 0 at the clean end of the image, -errno with a detail. */
 	ssize_t (*read)(struct bmap_source *s, void *buf, size_t len);
+	/* Optional: skips what it can of the next @n image bytes without
+	 * decoding them now (their integrity is still checked before the
+	 * image's end is reported); returns the bytes skipped, <= @n, or
+	 * -errno. What it leaves is read and dropped. */
+	int64_t (*skip)(struct bmap_source *s, uint64_t n);
+	/* Optional: the caller will read only @map's ranges (see
+	 * bmap_source_want). */
+	void (*want)(struct bmap_source *s, const struct bmap_map *map);
 	void (*free)(struct bmap_source *s);
 };
 

@@ -14,6 +14,15 @@
  * holds whole input and output blocks per thread (about 80 MiB for the
  * 24 MiB blocks of xz -6 -T2).
  *
+ * A caller that says which image bytes it will read (bmap_source_want: the
+ * mapped ranges) gets the blocks that hold none of them decoded last: they
+ * go to the end of the decoding order, are passed over when skipped, and
+ * are decoded, their output dropped, once the image's last block is
+ * through, so their checks still pass or fail before the end of the image
+ * is reported. Mapped data comes out without waiting for the blocks of
+ * zeros between it (cards reading along the station's cache fill get it
+ * sooner).
+ *
  * Anything else (a pipe, a single block, a file whose index cannot be read)
  * goes through one stream decoder: concatenated streams and stream padding,
  * and a damaged file gets the stream decoder's own diagnosis.
@@ -77,16 +86,25 @@ struct xz_par {
 	uint64_t in_total; /* its size */
 	struct xz_block *blocks;
 	size_t n_blocks;
+	/* The decoding order, positions -> blocks: the blocks that hold wanted
+	 * bytes in image order, then (from n_live on) the others. */
+	size_t *order;
+	size_t n_live;
+	bool *deferred; /* not wanted: decoded last, passed over when skipped */
+	bool *done;     /* decoded (under lock) */
+	size_t img_next;  /* the block the reader delivers next, in image order */
+	bool dropping;    /* past the image's end: decoding the deferred blocks */
+	size_t drop_pos;  /* then, the position it decodes next */
+	uint8_t *scratch; /* where their output goes */
 	struct xz_dec *cur; /* the reader's */
 	enum xz_mode mode;
-	size_t want; /* the block the reader needs next */
 
 	/* Shared with the helper, under lock. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t helper;
 	bool helper_started, quit;
-	size_t next_claim, ahead_block;
+	size_t next_claim, ahead_block; /* positions */
 	enum { AHEAD_IDLE, AHEAD_WORKING, AHEAD_READY } ahead_state;
 	struct xz_dec *ahead; /* the helper's while WORKING, the reader's otherwise */
 	uint8_t *buf;
@@ -259,12 +277,19 @@ static void *xz_helper(void *arg)
 		struct xz_dec *d;
 		size_t i, want;
 
-		while (!p->quit && !(p->ahead_state == AHEAD_IDLE && p->next_claim < p->n_blocks))
+		for (;;) {
+			/* Blocks the reader decoded out of turn are done. */
+			while (p->next_claim < p->n_blocks && p->done[p->order[p->next_claim]])
+				p->next_claim++;
+			if (p->quit || (p->ahead_state == AHEAD_IDLE && p->next_claim < p->n_blocks))
+				break;
 			pthread_cond_wait(&p->cond, &p->lock);
+		}
 		if (p->quit)
 			break;
-		i = p->next_claim++;
-		p->ahead_block = i;
+		p->ahead_block = p->next_claim++;
+		i = p->order[p->ahead_block];
+		p->done[i] = true;
 		p->ahead_state = AHEAD_WORKING;
 		d = p->ahead;
 		pthread_mutex_unlock(&p->lock);
@@ -311,6 +336,41 @@ static int par_error(struct bmap_source *s, const struct xz_par *p, const struct
 	return source_corrupt(s, d->why);
 }
 
+static ssize_t par_read(struct bmap_source *s, struct xz_par *p, uint8_t *buf, size_t len);
+
+/* The block the reader decodes next: the image's next one, or past the
+ * image's end the next deferred one not yet decoded; n_blocks at the end. */
+static size_t next_block(struct xz_par *p)
+{
+	size_t b = p->n_blocks;
+
+	if (!p->dropping)
+		return p->img_next;
+	pthread_mutex_lock(&p->lock);
+	while (p->drop_pos < p->n_blocks && p->done[p->order[p->drop_pos]] &&
+	       !(p->ahead_state != AHEAD_IDLE && p->ahead_block == p->drop_pos))
+		p->drop_pos++;
+	if (p->drop_pos < p->n_blocks)
+		b = p->order[p->drop_pos];
+	pthread_mutex_unlock(&p->lock);
+	return b;
+}
+
+/* Past the image's last block: the deferred ones, decoded and dropped.
+ * 0 at the end of the image, -errno when one of them is damaged. */
+static ssize_t par_drop_deferred(struct bmap_source *s, struct xz_par *p)
+{
+	ssize_t n;
+
+	if (!p->scratch && !(p->scratch = malloc(XZ_IN_SIZE)))
+		return source_nomem(s);
+	p->dropping = true;
+	p->drop_pos = p->n_live;
+	while ((n = par_read(s, p, p->scratch, XZ_IN_SIZE)) > 0)
+		;
+	return n;
+}
+
 static ssize_t par_read(struct bmap_source *s, struct xz_par *p, uint8_t *buf, size_t len)
 {
 	for (;;) {
@@ -354,14 +414,18 @@ static ssize_t par_read(struct bmap_source *s, struct xz_par *p, uint8_t *buf, s
 				return n;
 			break;
 
-		case XZ_NEXT:
-			if (p->want == p->n_blocks) {
+		case XZ_NEXT: {
+			size_t b = next_block(p);
+
+			if (b == p->n_blocks) {
+				if (!p->dropping && p->n_live < p->n_blocks)
+					return par_drop_deferred(s, p);
 				/* The index and the stream footers were read first. */
 				s->in_pos = p->in_total;
 				return 0;
 			}
 			pthread_mutex_lock(&p->lock);
-			if (p->ahead_state != AHEAD_IDLE && p->ahead_block == p->want) {
+			if (p->ahead_state != AHEAD_IDLE && p->order[p->ahead_block] == b) {
 				while (p->ahead_state != AHEAD_READY)
 					pthread_cond_wait(&p->cond, &p->lock);
 				pthread_mutex_unlock(&p->lock);
@@ -370,17 +434,21 @@ static ssize_t par_read(struct bmap_source *s, struct xz_par *p, uint8_t *buf, s
 				s->in_pos = p->ahead->in_pos - p->base;
 				p->mode = XZ_AHEAD;
 			} else {
-				/* Claims are in order and the helper holds at most
-				 * one block: the one wanted is the next unclaimed. */
-				size_t i = p->next_claim++;
-
-				pthread_cond_broadcast(&p->cond);
-				pthread_mutex_unlock(&p->lock);
-				if (i != p->want)
+				/* The reader decodes it: claimed, if it is the next
+				 * claim (a deferred block read out of turn is not:
+				 * it is only marked done). */
+				if (p->next_claim < p->n_blocks && p->order[p->next_claim] == b)
+					p->next_claim++;
+				else if (!p->deferred[b] || p->done[b]) {
+					pthread_mutex_unlock(&p->lock);
 					return bmap_error(s->ctx, -EPROTO,
 							  "xz block decoding lost its place in %s",
 							  s->what);
-				if (dec_start(p, p->cur, i) < 0)
+				}
+				p->done[b] = true;
+				pthread_cond_broadcast(&p->cond);
+				pthread_mutex_unlock(&p->lock);
+				if (dec_start(p, p->cur, b) < 0)
 					return par_error(s, p, p->cur);
 				p->mode = XZ_STREAM;
 				/* The helper starts once the reader has its block. */
@@ -388,10 +456,76 @@ static ssize_t par_read(struct bmap_source *s, struct xz_par *p, uint8_t *buf, s
 					p->helper_started =
 					    pthread_create(&p->helper, NULL, xz_helper, p) == 0;
 			}
-			p->want++;
+			if (p->dropping)
+				p->drop_pos++;
+			else
+				p->img_next++;
 			break;
 		}
+		}
 	}
+}
+
+/* Whole deferred blocks within the next @n bytes are passed over (decoded
+ * at the end, see the top); the rest of the block being read is read and
+ * dropped first. */
+static int64_t par_skip(struct bmap_source *s, struct xz_par *p, uint64_t n)
+{
+	uint64_t skipped = 0;
+
+	if (p->dropping)
+		return 0;
+	while (skipped < n) {
+		if (p->mode != XZ_NEXT) {
+			size_t want = n - skipped < XZ_IN_SIZE ? (size_t)(n - skipped) : XZ_IN_SIZE;
+			ssize_t got;
+
+			if (!p->scratch && !(p->scratch = malloc(XZ_IN_SIZE)))
+				return source_nomem(s);
+			got = par_read(s, p, p->scratch, want);
+			if (got <= 0)
+				return got < 0 ? got : (int64_t)skipped;
+			skipped += (uint64_t)got;
+			continue;
+		}
+		if (p->img_next == p->n_blocks || !p->deferred[p->img_next] ||
+		    p->blocks[p->img_next].out_size > n - skipped)
+			break;
+		skipped += p->blocks[p->img_next].out_size;
+		p->img_next++;
+	}
+	return (int64_t)skipped;
+}
+
+/* Marks the blocks that hold none of @map's ranges deferred, before any is
+ * decoded. */
+static void par_want(struct xz_par *p, const struct bmap_map *map)
+{
+	size_t n_ranges = bmap_map_get_range_count(map), r = 0, live = 0;
+	uint64_t start = 0;
+
+	for (size_t b = 0; b < p->n_blocks; b++) {
+		uint64_t end = start + p->blocks[b].out_size, off = 0, len = 0;
+		bool wanted = false;
+
+		/* Ranges are sorted and disjoint: skip those ending before. */
+		while (r < n_ranges) {
+			bmap_map_range_bytes(map, r, &off, &len);
+			if (off + len > start)
+				break;
+			r++;
+		}
+		wanted = r < n_ranges && off < end;
+		p->deferred[b] = !wanted;
+		start = end;
+	}
+	for (size_t b = 0; b < p->n_blocks; b++)
+		if (!p->deferred[b])
+			p->order[live++] = b;
+	p->n_live = live;
+	for (size_t b = 0; b < p->n_blocks; b++)
+		if (p->deferred[b])
+			p->order[live++] = b;
 }
 
 static void dec_free(struct xz_dec *d)
@@ -430,6 +564,10 @@ static void par_free(struct xz_par *p)
 	dec_free(p->cur);
 	dec_free(p->ahead);
 	free(p->buf);
+	free(p->scratch);
+	free(p->order);
+	free(p->deferred);
+	free(p->done);
 	free(p->blocks);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
@@ -535,7 +673,10 @@ static int par_open(struct bmap_source *s, struct xz_par **ret)
 	p->in_total = (uint64_t)(st.st_size - base);
 	p->mode = XZ_NEXT;
 	p->blocks = calloc(n, sizeof(*p->blocks));
-	if (p->blocks) {
+	p->order = calloc(n, sizeof(*p->order));
+	p->deferred = calloc(n, sizeof(*p->deferred));
+	p->done = calloc(n, sizeof(*p->done));
+	if (p->blocks && p->order && p->deferred && p->done) {
 		lzma_index_iter_init(&it, idx);
 		while (p->n_blocks < n && !lzma_index_iter_next(&it, LZMA_INDEX_ITER_BLOCK)) {
 			struct xz_block *b = &p->blocks[p->n_blocks++];
@@ -545,6 +686,7 @@ static int par_open(struct bmap_source *s, struct xz_par **ret)
 			b->unpadded = it.block.unpadded_size;
 			b->out_size = it.block.uncompressed_size;
 			b->check = it.stream.flags->check;
+			p->order[p->n_blocks - 1] = p->n_blocks - 1;
 			if (b->out_size > max_out)
 				max_out = b->out_size;
 		}
@@ -552,7 +694,9 @@ static int par_open(struct bmap_source *s, struct xz_par **ret)
 	lzma_index_end(idx, NULL);
 	p->cur = dec_new();
 	p->ahead = dec_new();
-	if (!p->blocks || !p->cur || !p->ahead || p->n_blocks != n) {
+	p->n_live = p->n_blocks;
+	if (!p->blocks || !p->order || !p->deferred || !p->done || !p->cur || !p->ahead ||
+	    p->n_blocks != n) {
 		par_free(p);
 		return source_nomem(s);
 	}
@@ -691,6 +835,22 @@ static ssize_t xz_read(struct bmap_source *s, void *buf, size_t len)
 	return (ssize_t)(len - x->strm.avail_out);
 }
 
+static int64_t xz_skip(struct bmap_source *s, uint64_t n)
+{
+	struct xz_state *x = s->codec_state;
+
+	return x->par ? par_skip(s, x->par, n) : 0;
+}
+
+static void xz_want(struct bmap_source *s, const struct bmap_map *map)
+{
+	struct xz_state *x = s->codec_state;
+
+	/* Only before the first block is started. */
+	if (x->par && x->par->img_next == 0 && x->par->mode == XZ_NEXT && !x->par->helper_started)
+		par_want(x->par, map);
+}
+
 static void xz_free(struct bmap_source *s)
 {
 	struct xz_state *x = s->codec_state;
@@ -705,5 +865,7 @@ const struct source_codec source_codec_xz = {
     .comp = BMAP_COMP_XZ,
     .init = xz_init,
     .read = xz_read,
+    .skip = xz_skip,
+    .want = xz_want,
     .free = xz_free,
 };

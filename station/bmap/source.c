@@ -488,7 +488,17 @@ int bmap_source_skip(struct bmap_source *s, uint64_t n)
 		return 0;
 	}
 
-	if (!s->scratch) {
+	if (s->codec->skip && n > 0 && !s->eof) {
+		int64_t k = s->codec->skip(s, n);
+
+		if (k < 0) {
+			s->err = (int)k;
+			return (int)k;
+		}
+		s->out_pos += (uint64_t)k;
+		n -= (uint64_t)k;
+	}
+	if (n > 0 && !s->scratch) {
 		s->scratch = malloc(SOURCE_SCRATCH_SIZE);
 		if (!s->scratch)
 			return source_nomem(s);
@@ -504,6 +514,12 @@ int bmap_source_skip(struct bmap_source *s, uint64_t n)
 			return source_skip_short(s, n);
 	}
 	return 0;
+}
+
+void bmap_source_want(struct bmap_source *s, const struct bmap_map *map)
+{
+	if (map && s->codec->want && s->out_pos == 0 && !s->err)
+		s->codec->want(s, map);
 }
 
 uint64_t bmap_source_tell(const struct bmap_source *s)

@@ -32,6 +32,11 @@ ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len);
 /* Skips @n bytes of image data (a seek for raw regular files). Reaching the
  * end of the image early is -EPIPE ("truncated"). */
 int bmap_source_skip(struct bmap_source *s, uint64_t n);
+/* Says, before the first read, that only @map's ranges will be read (the
+ * rest skipped): a decoder may then decode what holds none of them last
+ * (xz, by blocks), its integrity still checked before the end of the image
+ * is reported. Changes no byte that is read. */
+void bmap_source_want(struct bmap_source *s, const struct bmap_map *map);
 /* Image bytes consumed so far (read or skipped). */
 uint64_t bmap_source_tell(const struct bmap_source *s);
 /* Compressed bytes consumed so far (file position for raw). */

@@ -41,6 +41,16 @@ static int read_sysfs_u64(const char *path, uint64_t *ret)
 	return parse_size(strtok(buf, "\n"), ret);
 }
 
+int target_sysfs_u64(const struct bmap_target *t, const char *attr, uint64_t *ret)
+{
+	char path[PATH_MAX];
+
+	if (!t->blockdev || !t->disk[0])
+		return -ENODEV;
+	snprintf(path, sizeof(path), "/sys/block/%s/%s", t->disk, attr);
+	return read_sysfs_u64(path, ret);
+}
+
 /* The kernel name of the whole disk holding @dev ("sdb" for sdb1). */
 static int disk_name(dev_t dev, char *out, size_t len, bool *ret_is_partition)
 {
@@ -90,7 +100,7 @@ static int lock_device(struct bmap_ctx *ctx, struct bmap_target *t, bool exclusi
 static int check_blockdev(struct bmap_ctx *ctx, struct bmap_target *t,
 			  const struct bmap_target_opts *opts, dev_t rdev)
 {
-	char disk[NAME_MAX + 1], path[PATH_MAX];
+	char disk[NAME_MAX + 1];
 	bool is_partition = false;
 	int ro = 0, r;
 	uint64_t v;
@@ -119,8 +129,7 @@ static int check_blockdev(struct bmap_ctx *ctx, struct bmap_target *t,
 					  t->name);
 	}
 	if (opts->removable_only) {
-		snprintf(path, sizeof(path), "/sys/block/%s/removable", disk);
-		if (read_sysfs_u64(path, &v) < 0 || v != 1)
+		if (target_sysfs_u64(t, "removable", &v) < 0 || v != 1)
 			return bmap_error(ctx, -EPERM,
 					  "device '%s' (%s) is not removable, and --removable-device "
 					  "was given; nothing was written",
@@ -174,6 +183,8 @@ static int target_setup(struct bmap_ctx *ctx, struct bmap_target *t,
 			return r;
 		/* Writes and read-back go around the page cache. */
 		target_set_direct(t, true);
+		/* Every guard passed: discard.c acts only on such a target. */
+		t->writable = opts->mode == BMAP_TARGET_WRITE;
 		return 0;
 	}
 	if (!S_ISREG(st.st_mode))
@@ -187,6 +198,7 @@ static int target_setup(struct bmap_ctx *ctx, struct bmap_target *t,
 	} else {
 		t->size = (uint64_t)st.st_size;
 	}
+	t->writable = opts->mode == BMAP_TARGET_WRITE;
 	return 0;
 }
 

@@ -13,6 +13,7 @@ struct bmap_target {
 	char disk[NAME_MAX + 1]; /* kernel name of the whole disk */
 	bool blockdev;
 	bool direct;     /* O_DIRECT is on; set before any worker runs */
+	bool writable;   /* opened in BMAP_TARGET_WRITE mode: every guard passed */
 	pthread_mutex_t bounce_lock;
 	uint64_t size;
 	unsigned sector_size;
@@ -25,3 +26,5 @@ int target_drop_cache(struct bmap_target *t);
 ssize_t target_pread(struct bmap_target *t, void *buf, size_t len, uint64_t off);
 /* Writes all @len bytes at @off; 0 or -errno. */
 int target_set_direct(struct bmap_target *t, bool on);
+/* A number from /sys/block/<disk>/@attr (e.g. "queue/discard_max_bytes"). */
+int target_sysfs_u64(const struct bmap_target *t, const char *attr, uint64_t *ret);

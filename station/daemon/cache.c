@@ -414,6 +414,20 @@ int cache_finished(struct cache_use *u, char *why, size_t why_len)
 	return fill_wait(u, UINT64_MAX, why, why_len);
 }
 
+int cache_fill_status(struct cache_use *u, char *why, size_t why_len)
+{
+	int32_t status;
+
+	if (!u->filling)
+		return 0;
+	status = atomic_load(&u->fill->status);
+	if (atomic_load(&u->fill->ino) != u->ino)
+		return 1; /* refilled: this fill's verdict is not known */
+	if (status < 0)
+		return snprintf(why, why_len, "%s", u->fill->error), status;
+	return status == FILL_DONE ? 0 : 1;
+}
+
 /* The entry being filled, opened as a reader would: 0 with u->path set,
  * -EAGAIN while a fill is set up or has just ended (look again). */
 static int follow(struct cache_use *u, const char *part)

@@ -52,4 +52,7 @@ int cache_wait(void *cache_use, uint64_t end, char *why, size_t why_len);
 /* 0 once the whole entry is filled and verified (at once when it was
  * complete already); -errno with @why when the fill failed. */
 int cache_finished(struct cache_use *u, char *why, size_t why_len);
+/* The fill's verdict so far, without waiting: 0 complete (or not
+ * filling), 1 still running, -errno with @why when it failed. */
+int cache_fill_status(struct cache_use *u, char *why, size_t why_len);
 void cache_release(struct cache_use *u);

@@ -56,7 +56,8 @@ static const char *const slot_keys[] = {
     NULL,
 };
 static const char *const profile_keys[] = {
-    "name", "image", "bmap", "verify", "removable_only", "once_per_serial", "hooks", "match", NULL,
+    "name", "image", "bmap", "verify", "removable_only", "once_per_serial", "discard", "hooks",
+    "match", NULL,
 };
 static const char *const hook_keys[] = {
     "on_insert", "on_start", "on_success", "on_failure", "on_remove", NULL,
@@ -810,6 +811,13 @@ static int config_parse_profile(struct config_ctx *c, const config_setting_t *e,
 	s = config_setting_get_member(e, "once_per_serial");
 	if (s) {
 		r = config_get_bool(c, s, &p->once_per_serial);
+		if (r < 0)
+			return r;
+	}
+
+	s = config_setting_get_member(e, "discard");
+	if (s) {
+		r = config_get_bool(c, s, &p->discard);
 		if (r < 0)
 			return r;
 	}

@@ -44,6 +44,7 @@ struct profile {
 	enum verify_mode verify;
 	bool removable_only; /* default true */
 	bool once_per_serial; /* refuse a serial that already passed with this profile */
+	bool discard;         /* discard (TRIM) the unmapped ranges after the copy */
 	struct hooks hooks;   /* run after the station's own hooks */
 	struct match match;
 };

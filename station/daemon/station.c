@@ -56,6 +56,7 @@ struct slot {
 	/* the profile's settings, copied: a reload may free the profile */
 	char *profile, *image, *bmap;
 	enum verify_mode verify;
+	bool discard;
 	uint64_t image_size;
 	char *bmap_sha256;
 
@@ -974,6 +975,7 @@ static void enqueue(struct station *st, struct slot *sl)
 	sl->image = strdup(p->image);
 	sl->bmap = p->bmap ? strdup(p->bmap) : NULL;
 	sl->verify = p->verify;
+	sl->discard = p->discard;
 	if (p->once_per_serial) {
 		int64_t earlier;
 		char ser[128];
@@ -1030,7 +1032,7 @@ static int start_worker(struct station *st, struct slot *sl)
 	struct worker_job wj = {
 		.devnode = sl->dev.devnode, .diskseq = sl->dev.diskseq, .image = sl->image,
 		.bmap = sl->bmap, .verify = sl->verify, .cache_dir = st->cfg->cache_dir,
-		.cache_max_size = st->cfg->cache_max_size,
+		.cache_max_size = st->cfg->cache_max_size, .discard = sl->discard,
 	};
 	char label[512];
 	int fds[2];
@@ -1719,9 +1721,10 @@ int station_check(const char *config_path, FILE *out)
 	fprintf(out, "station '%s', journal %s, up to %u workers, require_tag '%s'\n", cfg->name,
 		cfg->database, cfg->max_workers, cfg->require_tag);
 	for (size_t i = 0; i < cfg->n_profiles; i++)
-		fprintf(out, "profile %s: image %s, verify %s%s\n", cfg->profiles[i].name,
+		fprintf(out, "profile %s: image %s, verify %s%s%s\n", cfg->profiles[i].name,
 			cfg->profiles[i].image, verify_mode_name(cfg->profiles[i].verify),
-			cfg->profiles[i].removable_only ? ", removable only" : "");
+			cfg->profiles[i].removable_only ? ", removable only" : "",
+			cfg->profiles[i].discard ? ", discard" : "");
 
 	udev = udev_new();
 	en = udev ? udev_enumerate_new(udev) : NULL;

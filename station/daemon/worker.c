@@ -258,6 +258,17 @@ int worker_run(const struct worker_job *job, int fd)
 				    bmap_ctx_get_error(ctx));
 		goto out;
 	}
+	if (job->discard) {
+		char note[512];
+
+		r = worker_discard(ctx, dst, map, &worker_cancel, note, sizeof(note));
+		if (r < 0) {
+			ret = finish_failed(fd, dst, r, "failed", "discarding", cres.bytes_written,
+					    cres.data_sha256, bmap_ctx_get_error(ctx));
+			goto out;
+		}
+		emit(fd, "note %s", note);
+	}
 
 	copts.wait = NULL;
 	if (job->verify == VERIFY_READBACK) {
@@ -280,15 +291,21 @@ int worker_run(const struct worker_job *job, int fd)
 			goto out;
 		}
 	}
-	/* Read while it was filled: the card is good only if the whole image
-	 * passed its checks (a stream's CRC comes at its end). */
+	/* Read while it was filled: every mapped range was checked against
+	 * the bmap here, as it was copied and read back, so the card does not
+	 * wait for the filler to check the rest of the image (an xz image's
+	 * blocks of zeros come last). A fill that failed meanwhile fails it. */
 	if (cache.filling) {
 		char why[1024];
 
-		if (cache_finished(&cache, why, sizeof(why)) < 0) {
+		r = cache_fill_status(&cache, why, sizeof(why));
+		if (r < 0) {
 			ret = finish(fd, "failed", cres.bytes_written, cres.data_sha256, NULL, why);
 			goto out;
 		}
+		if (r > 0)
+			emit(fd, "note cache: the card's data passed its checks; the filler still "
+				 "checks the rest of the image");
 	}
 	free(content);
 	content = device_probe_content(bmap_target_get_fd(dst));

@@ -9,7 +9,7 @@
  *   content-after TEXT
  *   result OUTCOME BYTES DATA_SHA256|- READBACK_SHA256|-
  *   error TEXT
- *   note TEXT          (for the daemon's log, e.g. the cache's doings)
+ *   note TEXT          (for the daemon's log, e.g. the cache's doings, the discard)
  *
  * It never touches SQLite or libudev (the daemon's), and ends with _exit().
  */
@@ -28,10 +28,21 @@ struct worker_job {
 	enum verify_mode verify;
 	const char *cache_dir; /* NULL or "": no decompress-once cache */
 	uint64_t cache_max_size;
+	bool discard; /* discard the unmapped ranges once the image is written */
 };
 
 /* Runs in the child; writes messages to @fd; returns the exit status. */
 int worker_run(const struct worker_job *job, int fd);
+
+struct bmap_ctx;
+struct bmap_map;
+struct bmap_target;
+/* The job's discard step (worker-discard.c), after the copy: the unmapped
+ * ranges of @map on @dst are discarded and @note (for a 'note' line) says
+ * how many bytes, or that the card does not support it (not a failure).
+ * Returns 0, or -errno with the detail in @ctx. */
+int worker_discard(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap_map *map,
+		   volatile int *cancel, char *note, size_t note_size);
 
 /* Parent side: one parsed line. */
 struct worker_msg {

@@ -173,6 +173,7 @@ static void test_defaults(void **state)
 	assert_int_equal(p->verify, VERIFY_READBACK);
 	assert_true(p->removable_only);
 	assert_false(p->once_per_serial);
+	assert_false(p->discard);
 	assert_null(p->match.slot);
 	assert_null(p->match.bus);
 	assert_null(p->match.vendor);
@@ -201,7 +202,7 @@ static void test_values(void **state)
 	       "};\n"
 	       "profiles = (\n"
 	       "  { name = \"a\"; image = \"/a\"; verify = \"checksums\"; removable_only = false;\n"
-	       "    once_per_serial = true;\n"
+	       "    once_per_serial = true; discard = true;\n"
 	       "    match = { min_size = 1000; max_size = 2000L; }; },\n"
 	       "  { name = \"b\"; image = \"/b\"; verify = \"none\";\n"
 	       "    match = { min_size = \"512M\"; max_size = \"1.5T\"; }; },\n"
@@ -219,6 +220,8 @@ static void test_values(void **state)
 	assert_false(cfg->profiles[0].removable_only);
 	assert_true(cfg->profiles[0].once_per_serial);
 	assert_false(cfg->profiles[1].once_per_serial);
+	assert_true(cfg->profiles[0].discard);
+	assert_false(cfg->profiles[1].discard); /* default false */
 	assert_int_equal(cfg->profiles[0].match.min_size, 1000);
 	assert_int_equal(cfg->profiles[0].match.max_size, 2000);
 	assert_int_equal(cfg->profiles[1].verify, VERIFY_NONE);
@@ -429,6 +432,8 @@ static void test_wrong_types(void **state)
 	    "profiles.[0].removable_only: must be true or false");
 	load_refused(f, "profiles = ( { name = \"p\"; image = \"/i\";\n removable_only = 1; } );\n",
 		     2, "profiles.[0].removable_only: must be true or false");
+	load_refused(f, "profiles = ( { name = \"p\"; image = \"/i\";\n discard = \"on\"; } );\n", 2,
+		     "profiles.[0].discard: must be true or false");
 	load_refused(
 	    f, "profiles = ( { name = \"p\"; image = \"/i\";\n match = { serial = 5; }; } );\n", 2,
 	    "profiles.[0].match.serial: must be a string");

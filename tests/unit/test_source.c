@@ -632,6 +632,132 @@ static void test_xz_blocks(void **state)
 	bmap_ctx_free(ctx);
 }
 
+/* The compressed offset and total size of block @block (1-based) of an .xz
+ * file, from `xz --robot -lvv`. */
+static void xz_block_at(const char *path, int block, size_t *ret_off, size_t *ret_size)
+{
+	char cmd[4096], line[512];
+	FILE *f;
+	bool found = false;
+
+	snprintf(cmd, sizeof(cmd), "xz --robot -lvv '%s'", path);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		int st, nb, num;
+		unsigned long long off, uoff, size;
+
+		if (sscanf(line, "block\t%d\t%d\t%d\t%llu\t%llu\t%llu", &st, &nb, &num, &off, &uoff,
+			   &size) == 6 &&
+		    num == block) {
+			*ret_off = (size_t)off;
+			*ret_size = (size_t)size;
+			found = true;
+		}
+	}
+	pclose(f);
+	assert_true(found);
+}
+
+/* Blocks of zeros between mapped data: told what is wanted, the xz reader
+ * passes them over when they are skipped and decodes them after the last
+ * block, so the data read is the same and a damaged block of zeros still
+ * fails the image, at its end. */
+static void test_xz_deferred(void **state)
+{
+	enum { BS = 64 << 10, NB = 12 };
+	static const char *const aheads[] = {"", "1"};
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	size_t size = (size_t)NB * BS - 1000, len, zoff, zsize, doff, dsize;
+	uint8_t *img = calloc(1, size), *buf = malloc(size);
+	char *raw = tu_path(g.dir, "deferred.raw"), *path = tu_path(g.dir, "deferred.xz");
+	char *bad = tu_path(g.dir, "deferred-bad.xz"), *file;
+	struct bmap_map *map;
+	/* Mapped: inside block 1, blocks 4 to 5 (crossing), block 11's end
+	 * (the image's last, short block). Blocks 0, 2, 3, 6-10 hold none. */
+	static const uint64_t ranges[][2] = {
+		{ BS / 4096 + 2, BS / 4096 + 5 },
+		{ 4 * BS / 4096 + 3, 5 * BS / 4096 + 7 },
+		{ 11 * BS / 4096 + 1, (NB * BS - 1000 + 4095) / 4096 - 1 },
+	};
+
+	(void)state;
+	assert_non_null(img);
+	assert_non_null(buf);
+	make_data(img + BS, BS);
+	make_data(img + 4 * BS, 2 * BS);
+	make_data(img + 11 * BS, BS - 1000);
+	tu_write_file(raw, img, size);
+	run("xz -c -T1 --block-size=%d %s > %s", BS, raw, path);
+	assert_int_equal(bmap_map_new(ctx, size, 4096, &map), 0);
+	for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++)
+		assert_int_equal(bmap_map_append_range(map, ranges[r][0], ranges[r][1]), 0);
+
+	file = tu_read_file(path, &len);
+	xz_block_at(path, 8, &zoff, &zsize);   /* zeros */
+	xz_block_at(path, 5, &doff, &dsize);   /* mapped data */
+	for (size_t a = 0; a < sizeof(aheads) / sizeof(aheads[0]); a++) {
+		setenv("BMAP_XZ_AHEAD", aheads[a], 1);
+		for (int damage = 0; damage < 3; damage++) {
+			const char *use = damage ? bad : path;
+			struct bmap_source *s;
+			bool failed = false;
+			int r = 0;
+
+			if (damage) {
+				size_t at = damage == 1 ? zoff + zsize / 2 : doff + dsize / 2;
+
+				file[at] ^= 0x55;
+				tu_write_file(bad, file, len);
+				file[at] ^= 0x55;
+			}
+			assert_int_equal(bmap_source_open(ctx, use, &s), 0);
+			bmap_source_want(s, map);
+			for (size_t i = 0; i < bmap_map_get_range_count(map) && !failed; i++) {
+				uint64_t off, rlen;
+
+				bmap_map_range_bytes(map, i, &off, &rlen);
+				r = bmap_source_skip(s, off - bmap_source_tell(s));
+				if (r == 0 && bmap_source_read(s, buf, rlen) != (ssize_t)rlen)
+					r = -1;
+				if (r < 0)
+					failed = true;
+				else
+					assert_memory_equal(buf, img + off, rlen);
+			}
+			/* The block of zeros is decoded after the last one. */
+			if (damage == 1 && failed)
+				fail_msg("ahead '%s': a damaged block of zeros failed a read of "
+					 "mapped data: %s",
+					 aheads[a], bmap_ctx_get_error(ctx));
+			if (!failed) {
+				r = bmap_source_skip(s, size - bmap_source_tell(s));
+				if (r == 0)
+					r = (int)bmap_source_read(s, buf, 1);
+				failed = r < 0;
+			}
+			if (damage == 0 && (failed || r != 0))
+				fail_msg("ahead '%s': %d: %s", aheads[a], r, bmap_ctx_get_error(ctx));
+			if (damage == 0)
+				assert_int_equal(bmap_source_tell(s), size);
+			if (damage && (!failed || !strstr(bmap_ctx_get_error(ctx), "corrupt")))
+				fail_msg("damaged block %s, ahead '%s': no error (%d: %s)",
+					 damage == 1 ? "of zeros" : "of data", aheads[a], r,
+					 bmap_ctx_get_error(ctx));
+			bmap_source_free(s);
+		}
+	}
+	unsetenv("BMAP_XZ_AHEAD");
+	bmap_map_free(map);
+	free(file);
+	free(bad);
+	free(path);
+	free(raw);
+	free(buf);
+	free(img);
+	bmap_ctx_free(ctx);
+}
+
 /* Zero padding after the last member (dd conv=sync, tape blocks) is fine,
  * as gzip says; anything else after it is not. */
 static void test_trailing_data(void **state)
@@ -750,6 +876,7 @@ int main(void)
 		PER_CODEC(test_corrupt),
 		PER_CODEC(test_trailing_data),
 		cmocka_unit_test(test_xz_blocks),
+		cmocka_unit_test(test_xz_deferred),
 		cmocka_unit_test(test_empty_and_tiny_raw),
 		cmocka_unit_test(test_open_missing),
 		cmocka_unit_test(test_no_fd_leak),
