@@ -37,6 +37,8 @@ void multi_announce(struct multi *m, struct bmap_source *src, size_t n_open)
 	}
 	if (map && bmap_map_has_range_checksums(map) && m->a->no_verify)
 		info("--no-verify: the ranges' checksums are not checked");
+	if (!map && m->a->discard)
+		info("--discard: nothing to discard with --nobmap (every byte was written)");
 	info("block map format version %s",
 	     map && *bmap_map_get_version(map) ? bmap_map_get_version(map) : "(none)");
 	if (map) {
@@ -83,6 +85,17 @@ void multi_report(struct multi *m, struct dest *d)
 					sp));
 			info("%s: sha256 of the data written: %s", d->name, hex);
 		}
+		if (!d->discarded)
+			break;
+		if (d->dres.unsupported)
+			warning("%s: %s '%s' does not support discard: the unmapped ranges were not "
+				"discarded",
+				d->name, d->dres.punched ? "the file system of" : "device", d->name);
+		else
+			info("%s: discarded %s (%" PRIu64 " bytes) in %" PRIu64 " unmapped ranges of "
+			     "'%s'%s",
+			     d->name, human_size(d->dres.bytes, sz), d->dres.bytes, d->dres.ranges,
+			     d->name, d->dres.punched ? " (holes punched in the file)" : "");
 		break;
 	case DEST_INTERRUPTED:
 		if (m->a->verify)

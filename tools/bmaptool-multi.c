@@ -130,14 +130,14 @@ static void dest_progress(void *userdata, uint64_t done, uint64_t total)
 	atomic_store(&d->total, total);
 }
 
-/* The end of a destination's copy or verify: @r and what it means. */
-static void dest_end(struct dest *d, int r)
+/* The result @r of a destination's copy or verify, and its reason in
+ * d->why: good only if the whole stream passed its checks too. */
+static int with_verdict(struct dest *d, int r)
 {
 	struct multi *m = d->m;
 	char why[1024];
 
 	if (r >= 0 && m->spill) {
-		/* Good only if the whole stream passed its checks. */
 		r = spill_verdict(m->spill, why, sizeof(why));
 		if (r < 0)
 			snprintf(d->why, sizeof(d->why), "%s", why);
@@ -148,6 +148,14 @@ static void dest_end(struct dest *d, int r)
 		    spill_verdict(m->spill, why, sizeof(why)) < 0)
 			snprintf(d->why, sizeof(d->why), "%s", why);
 	}
+	return r;
+}
+
+/* The end of a destination: what @r means, and the main thread told. */
+static void dest_end(struct dest *d, int r)
+{
+	struct multi *m = d->m;
+
 	if (r >= 0)
 		d->outcome = DEST_OK;
 	else if (r == -EINTR)
@@ -165,8 +173,21 @@ static void dest_end(struct dest *d, int r)
 static void *copy_thread(void *arg)
 {
 	struct dest *d = arg;
+	int r = bmap_copy(d->ctx, d->src, d->m->map, d->target, &d->copts, &d->cres);
 
-	dest_end(d, bmap_copy(d->ctx, d->src, d->m->map, d->target, &d->copts, &d->cres));
+	r = with_verdict(d, r);
+	/* --discard once the image is written and synced (--nobmap: every
+	 * byte was written, nothing to discard). */
+	if (r >= 0 && d->m->a->discard && d->m->map) {
+		r = bmap_target_discard_unmapped(d->ctx, d->target, d->m->map, &interrupted,
+						 &d->dres);
+		if (r < 0)
+			snprintf(d->why, sizeof(d->why), "%s; the image itself was written and synced",
+				 bmap_ctx_get_error(d->ctx));
+		else
+			d->discarded = true;
+	}
+	dest_end(d, r);
 	return NULL;
 }
 
@@ -175,7 +196,7 @@ static void *verify_thread(void *arg)
 	struct dest *d = arg;
 	int r = bmap_verify(d->ctx, d->target, d->m->map, d->src, &d->copts, &d->vres);
 
-	dest_end(d, r);
+	dest_end(d, with_verdict(d, r));
 	return NULL;
 }
 

@@ -21,6 +21,7 @@ struct multi_args {
 	bool nobmap;
 	bool no_verify;        /* copy --no-verify */
 	bool removable;        /* copy --removable-device */
+	bool discard;          /* copy --discard */
 	const char *psplash;   /* copy --psplash-pipe */
 	char **dests;
 	size_t n_dests;        /* >= 2 */
@@ -61,6 +62,8 @@ struct dest {
 	char why[1024];
 	struct bmap_copy_result cres;
 	struct bmap_verify_result vres;
+	bool discarded;    /* --discard ran: dres holds what it did */
+	struct bmap_discard_result dres;
 	atomic_uint_fast64_t done, total;
 };
 

@@ -543,7 +543,7 @@ static int cmd_copy(int argc, char **argv)
 	if (argc - optind > 2)
 		return multi_run(&(struct multi_args){
 			.image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
-			.no_verify = copts.no_verify, .removable = removable,
+			.no_verify = copts.no_verify, .removable = removable, .discard = discard,
 			.psplash = prog.psplash, .dests = argv + optind + 1,
 			.n_dests = (size_t)(argc - optind - 1) });
 	image = argv[optind];

@@ -9,6 +9,7 @@
 #    lines with its own, equal digest; exit 0 and "copied to 4 of 4"
 #  - a truncated zstd image: both destinations fail with the decoder's error
 #  - --nobmap from a pipe: every byte, on both cards
+#  - --discard: each card's gaps read back as zeros, its own line says how much
 #  - a card too small among three: refused (untouched), the others written,
 #    exit 1, the summary names it
 #  - the same device twice (also through a symlink): usage error (exit 2),
@@ -25,6 +26,7 @@
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/common.sh"
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/cards.sh"
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/faults.sh"
+source "${TESTS_DIR:-$(dirname "$0")/..}/lib/discard.sh"
 need_ours
 need_root
 need_loop
@@ -32,6 +34,7 @@ need_fault_shim
 need_cmd zstd
 need_cmd xz
 need_cmd perl
+need_cmd python3
 need_loops 5
 
 # The spill goes here: a test can see that nothing is left in it.
@@ -201,6 +204,20 @@ zstd -q -c "$img" | "$BMAPTOOL" copy --nobmap - "${CARDS[@]}" >"$TEST_TMP/nobmap
 	bad "--nobmap from a pipe: exit $?"
 for f in "${FILES[@]}"; do card_is "--nobmap" "$f" "$TEST_TMP/expected-all.bin"; done
 results "--nobmap" "$TEST_TMP/nobmap.log" written 2
+drop_cards
+
+# ---- --discard: each card's gaps discarded once it is written ----
+cards 2
+"$BMAPTOOL" copy --discard "$img.zst" "${CARDS[@]}" >"$TEST_TMP/discard.log" 2>&1 ||
+	bad "--discard: exit $?"
+for d in "${CARDS[@]}"; do
+	read_back "$d" "$TEST_TMP/readback"
+	want=$(check_unmapped "$TEST_TMP/readback" "$img" "$img.bmap" 512 discarded) ||
+		bad "--discard: $d's gaps are not discarded, or its data is wrong"
+	got=$(discarded_bytes "$TEST_TMP/discard.log" "bmaptool: info: $d: discarded")
+	[[ -n $want && $got == "$want" ]] || bad "--discard: $d: discarded '$got' bytes, expected $want"
+done
+results --discard "$TEST_TMP/discard.log" written 2
 drop_cards
 
 # ---- a card too small among three ----
