@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bmaptool: a drop-in C implementation of the bmap tool. This file is the
- * command-line front end only: option parsing, messages and exit codes;
- * the work is done by libbmap.
+ * command-line front end only: option parsing, messages and exit codes for
+ * one destination (several: bmaptool-multi.c); the work is done by libbmap.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,67 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <signal.h>
-
 #include "bmap.h"
+#include "bmaptool.h"
+#include "bmaptool-multi.h"
 #include "source.h"
 #include "util.h"
 #include "version.h"
-
-#define EXIT_USAGE 2
-
-static enum bmap_log_level log_max = BMAP_LOG_INFO;
-
-__attribute__((format(printf, 2, 3))) static void msg(enum bmap_log_level level,
-						      const char *fmt, ...)
-{
-	static const char *const names[] = { "error", "warning", "info", "debug" };
-	va_list ap;
-
-	if (level > log_max)
-		return;
-	fprintf(stderr, "bmaptool: %s: ", names[level]);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-#define error(...) msg(BMAP_LOG_ERROR, __VA_ARGS__)
-#define warning(...) msg(BMAP_LOG_WARNING, __VA_ARGS__)
-#define info(...) msg(BMAP_LOG_INFO, __VA_ARGS__)
-
-static void lib_log(void *userdata, enum bmap_log_level level, const char *text)
-{
-	(void)userdata;
-	msg(level, "%s", text);
-}
-
-static struct bmap_ctx *ctx_new(void)
-{
-	struct bmap_ctx *ctx = bmap_ctx_new();
-
-	if (!ctx) {
-		error("out of memory");
-		exit(EXIT_FAILURE);
-	}
-	bmap_ctx_set_log_fn(ctx, lib_log, NULL);
-	return ctx;
-}
-
-static int usage_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bmaptool: error: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'bmaptool %s--help' for more information.\n", cmd ? cmd : "");
-	return EXIT_USAGE;
-}
 
 /* Options every command takes as well. */
 enum { OPT_COMMON_HELP = 'h', OPT_COMMON_QUIET = 'q', OPT_COMMON_DEBUG = 'd' };
@@ -475,166 +420,8 @@ out:
 
 /* ---- copy and verify ---- */
 
-static volatile int interrupted;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-static void catch_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
-struct progress {
-	bool tty;
-	const char *psplash;
-	double start;
-	int last_percent;
-	bool printed;
-};
-
-static void psplash_write(const char *pipe_path, int percent)
-{
-	char line[32];
-	int fd, n;
-
-	/* Like the reference: opened non-blocking each time, errors ignored
-	 * (psplash may not be listening). */
-	fd = open(pipe_path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	n = snprintf(line, sizeof(line), "PROGRESS %d\n", percent);
-	(void)!write(fd, line, (size_t)n);
-	close(fd);
-}
-
-static void on_progress(void *userdata, uint64_t done, uint64_t total)
-{
-	struct progress *p = userdata;
-	double elapsed = now_monotonic() - p->start;
-	double rate = elapsed > 0 ? (double)done / elapsed : 0;
-	int percent = total ? (int)(done * 100 / total) : 0;
-
-	if (p->psplash && total && percent != p->last_percent)
-		psplash_write(p->psplash, percent);
-	p->last_percent = percent;
-	if (!p->tty)
-		return;
-	if (total) {
-		double left = rate > 0 ? (double)(total - done) / rate : 0;
-
-		fprintf(stderr, "\r\033[Kbmaptool: %3d%%  %7.1f MB/s  %d:%02d left", percent,
-			rate / 1e6, (int)left / 60, (int)left % 60);
-	} else {
-		fprintf(stderr, "\r\033[Kbmaptool: %7.1f MiB  %7.1f MB/s", (double)done / 1048576.0,
-			rate / 1e6);
-	}
-	p->printed = true;
-}
-
-static void progress_end(struct progress *p)
-{
-	if (p->printed)
-		fputs("\r\033[K", stderr);
-	p->printed = false;
-}
-
-static const char *human_time(double seconds, char buf[static 32])
-{
-	int s = (int)seconds, h = s / 3600, m = s / 60 % 60;
-	int n = 0;
-
-	if (h)
-		n += snprintf(buf + n, 32 - (size_t)n, "%dh ", h);
-	if (m)
-		n += snprintf(buf + n, 32 - (size_t)n, "%dm ", m);
-	snprintf(buf + n, 32 - (size_t)n, "%.1fs", seconds - 60.0 * (h * 60 + m));
-	return buf;
-}
-
-/* The bmap for IMAGE: --bmap, discovered, or computed from a raw sparse
- * file's holes. Returns 0 with *ret_map NULL for --nobmap. */
-static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-		    struct bmap_source *src, const char *cmd, struct bmap_map **ret_map)
-{
-	_cleanup_free_ char *found = NULL;
-	int r, raw_fd;
-
-	*ret_map = NULL;
-	if (nobmap)
-		return 0;
-	if (bmap_arg) {
-		struct stat a, b;
-
-		if (strcmp(image, "-") != 0 && stat(bmap_arg, &a) == 0 && stat(image, &b) == 0 &&
-		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-			error("the bmap file '%s' is the image file itself", bmap_arg);
-			return -EINVAL;
-		}
-		r = bmap_map_load(ctx, bmap_arg, ret_map);
-		if (r < 0)
-			error("%s", bmap_ctx_get_error(ctx));
-		return r;
-	}
-	if (strcmp(image, "-") != 0 && bmap_discover(image, &found) == 0) {
-		info("discovered bmap file '%s'", found);
-		r = bmap_map_load(ctx, found, ret_map);
-		if (r < 0)
-			error("%s", bmap_ctx_get_error(ctx));
-		return r;
-	}
-	raw_fd = bmap_source_get_raw_fd(src);
-	if (raw_fd >= 0) {
-		info("no bmap found for '%s': using the holes of the raw sparse image "
-		     "(its data is not checksummed)",
-		     image);
-		r = bmap_map_from_file(ctx, raw_fd, image, 4096, ret_map);
-		if (r < 0)
-			error("%s", bmap_ctx_get_error(ctx));
-		return r;
-	}
-	error("bmap file not found for %s '%s'; give it with --bmap FILE, or use --nobmap to "
-	      "%s every byte without a bmap",
-	      strcmp(image, "-") == 0 ? "the image on" : bmap_compression_name(
-		      bmap_source_get_compression(src)),
-	      strcmp(image, "-") == 0 ? "standard input" : image,
-	      strcmp(cmd, "copy") == 0 ? "flash" : "compare");
-	return -ENOENT;
-}
-
-/* Opens IMAGE ('-': standard input) and its map; prints what went wrong. */
-static int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-		      const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map)
-{
-	int r = bmap_source_open(ctx, image, ret_src);
-
-	if (r < 0) {
-		error("%s", bmap_ctx_get_error(ctx));
-		return r;
-	}
-	return load_map(ctx, image, bmap_arg, nobmap, *ret_src, cmd, ret_map);
-}
-
-/* Progress goes to a terminal only, unless -q; psplash gets it regardless. */
-static void progress_setup(struct progress *p, struct bmap_copy_opts *copts)
-{
-	p->tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO) && log_max >= BMAP_LOG_INFO;
-	p->start = now_monotonic();
-	if (p->tty || p->psplash) {
-		copts->progress = on_progress;
-		copts->progress_userdata = p;
-	}
-}
-
 static const char copy_help[] =
-	"Usage: bmaptool copy [OPTIONS] IMAGE DEST\n"
+	"Usage: bmaptool copy [OPTIONS] IMAGE DEST [DEST...]\n"
 	"\n"
 	"Copy the mapped blocks of IMAGE (a file, or '-' for standard input; raw or\n"
 	"compressed with zstd, gzip, xz, bzip2 or lz4, recognised by magic bytes) to\n"
@@ -646,6 +433,14 @@ static const char copy_help[] =
 	"A block device must be a whole disk, not mounted or held, not read-only and\n"
 	"big enough; it is checked before any byte is written, locked while writing,\n"
 	"and synced when copy returns.\n"
+	"\n"
+	"With several DESTs the image is read and decoded once and written to all of\n"
+	"them at once; each is guarded, written, synced and reported on its own (its\n"
+	"lines start with its name), and one failing or pulled does not stop the\n"
+	"others. A compressed image or a pipe is decoded into a spill file in $TMPDIR\n"
+	"or /var/tmp (deleted at once), so a slow card never holds back a fast one.\n"
+	"A summary names the destinations that failed; the exit status is 0 only when\n"
+	"all succeeded. The same device or file named twice is a usage error.\n"
 	"\n"
 	"Options:\n"
 	"  -b, --bmap FILE          the bmap file to use\n"
@@ -741,10 +536,16 @@ static int cmd_copy(int argc, char **argv)
 			return usage_error("copy ", "bad usage");
 		}
 	}
-	if (argc - optind != 2)
+	if (argc - optind < 2)
 		return usage_error("copy ", "IMAGE and DEST are needed");
 	if (nobmap && bmap_arg)
 		return usage_error("copy ", "--nobmap and --bmap cannot be used together");
+	if (argc - optind > 2)
+		return multi_run(&(struct multi_args){
+			.image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
+			.no_verify = copts.no_verify, .removable = removable, .discard = discard,
+			.psplash = prog.psplash, .dests = argv + optind + 1,
+			.n_dests = (size_t)(argc - optind - 1) });
 	image = argv[optind];
 	dest = argv[optind + 1];
 
@@ -822,13 +623,18 @@ out:
 }
 
 static const char verify_help[] =
-	"Usage: bmaptool verify [OPTIONS] IMAGE DEST\n"
+	"Usage: bmaptool verify [OPTIONS] IMAGE DEST [DEST...]\n"
 	"\n"
 	"Read DEST (a block device or a file) back from the media, bypassing the page\n"
 	"cache, and check every mapped range against the bmap's checksums. When the\n"
 	"bmap has no checksums, or with --nobmap, DEST is compared byte for byte with\n"
 	"IMAGE (decompressed as needed). Prints the SHA-256 over all mapped data as\n"
 	"read back, the same digest 'copy' prints for what it wrote.\n"
+	"\n"
+	"With several DESTs all are read back at the same time, each reported on its\n"
+	"own (its lines start with its name), then a summary names those that failed.\n"
+	"A compressed image or a pipe needed for a byte comparison is decoded once,\n"
+	"into a spill file in $TMPDIR or /var/tmp (deleted at once).\n"
 	"\n"
 	"Options:\n"
 	"  -b, --bmap FILE      the bmap file to use\n"
@@ -837,8 +643,8 @@ static const char verify_help[] =
 	"  -d, --debug          print debugging messages\n"
 	"  -h, --help           show this help\n"
 	"\n"
-	"Exit status: 0 when everything matches, 1 when something does not (the first\n"
-	"bad range is named) or on failure, 2 on usage errors.\n";
+	"Exit status: 0 when everything matches (on every DEST), 1 when something does\n"
+	"not (the first bad range is named) or on failure, 2 on usage errors.\n";
 
 static int cmd_verify(int argc, char **argv)
 {
@@ -877,10 +683,14 @@ static int cmd_verify(int argc, char **argv)
 			return usage_error("verify ", "bad usage");
 		}
 	}
-	if (argc - optind != 2)
+	if (argc - optind < 2)
 		return usage_error("verify ", "IMAGE and DEST are needed");
 	if (nobmap && bmap_arg)
 		return usage_error("verify ", "--nobmap and --bmap cannot be used together");
+	if (argc - optind > 2)
+		return multi_run(&(struct multi_args){
+			.verify = true, .image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
+			.dests = argv + optind + 1, .n_dests = (size_t)(argc - optind - 1) });
 	image = argv[optind];
 	dest = argv[optind + 1];
 

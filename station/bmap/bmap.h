@@ -157,6 +157,8 @@ struct bmap_target_opts {
 	uint64_t image_size;  /* refuse a smaller device; 0: unknown */
 	bool removable_only;  /* require /sys/block/<disk>/removable = 1 */
 	bool keep_size;       /* regular file: do not truncate (verify) */
+	bool no_sync;         /* a scratch file (a spill): bmap_target_sync() does
+			       * nothing, nobody needs it on the media */
 };
 
 /* Opens and guards a destination. A block device must be a whole disk, not
@@ -174,6 +176,9 @@ uint64_t bmap_target_get_size(const struct bmap_target *t);
 const char *bmap_target_get_name(const struct bmap_target *t);
 /* Data on the media (fsync), partition table re-read for block devices. */
 int bmap_target_sync(struct bmap_target *t);
+/* Whether a failure @err (-errno) of @t means the medium went away (a card
+ * pulled): ENODEV, ENXIO or ENOMEDIUM, or a block device now of size 0. */
+bool bmap_target_medium_gone(const struct bmap_target *t, int err);
 struct bmap_target *bmap_target_free(struct bmap_target *t);
 
 /* ---- copy and verify ---------------------------------------------------- */
@@ -181,9 +186,11 @@ struct bmap_target *bmap_target_free(struct bmap_target *t);
 struct bmap_source;
 
 typedef void (*bmap_progress_fn)(void *userdata, uint64_t done, uint64_t total);
-/* For an image file that another process is still filling (the station's
- * image cache): returns 0 once the image's mapped bytes below @end can be
- * read, -errno with @why when they never will be. Called from worker
+/* For an image file that another process or thread is still filling (the
+ * station's image cache, bmaptool's spill file): returns 0 once the image's
+ * mapped bytes below @end can be read (without a map every byte is mapped,
+ * and once the filler is done a read may end short: the file's end is the
+ * image's), -errno with @why when they never will be. Called from worker
  * threads, so it must be thread-safe. */
 typedef int (*bmap_wait_fn)(void *userdata, uint64_t end, char *why, size_t why_len);
 /* Every mapped byte of the image below @end is on the target (written,
@@ -196,8 +203,9 @@ struct bmap_copy_opts {
 	bmap_progress_fn progress;     /* called from a worker thread, ~4 times a second */
 	void *progress_userdata;
 	volatile int *cancel;          /* set non-zero (e.g. from a signal handler) to stop */
-	/* copy of a raw image file: ranges are taken in image order (not
-	 * largest first), and each piece is read once @wait says it is there */
+	/* copy of a raw image file, or verify comparing with one: ranges are
+	 * taken in image order (not largest first), and each piece is read
+	 * once @wait says it is there */
 	bmap_wait_fn wait;
 	void *wait_userdata;
 	bmap_written_fn written;       /* copy of a stream: how far the target is written */

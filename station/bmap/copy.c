@@ -175,6 +175,15 @@ static int produce_all(struct engine *e, int raw_fd)
 		ch = ring_acquire(e->ring);
 		if (!ch)
 			return ring_error(e->ring);
+		/* A file still being filled: its end is where it is once the
+		 * filler says everything up to there is in. */
+		if (raw_fd >= 0 && e->opts->wait) {
+			char why[512] = "";
+			int r = e->opts->wait(e->opts->wait_userdata, off + slot, why, sizeof(why));
+
+			if (r < 0)
+				return engine_fail(e, r, "%s", *why ? why : strerror(-r));
+		}
 		if (raw_fd >= 0)
 			n = loop_pread(raw_fd, ch->data, slot, off);
 		else

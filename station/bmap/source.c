@@ -245,13 +245,11 @@ static int source_peek(struct bmap_source *s, uint8_t *magic, size_t *ret_len)
 	return 0;
 }
 
-int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
-			struct bmap_source **ret_source)
+/* A source owning @fd (closed on failure), named and stat'ed. */
+static int source_new(struct bmap_ctx *ctx, int fd, const char *name, struct stat *ret_st,
+		      struct bmap_source **ret_source)
 {
-	uint8_t magic[SOURCE_PEEK_SIZE];
 	struct bmap_source *s;
-	struct stat st;
-	size_t magic_len = 0;
 	int r;
 
 	s = calloc(1, sizeof(*s));
@@ -268,12 +266,62 @@ int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 		r = bmap_error(ctx, -ENOMEM, "out of memory opening image '%s'", name);
 		goto fail;
 	}
-
-	if (fstat(fd, &st) < 0) {
+	if (fstat(fd, ret_st) < 0) {
 		r = -errno;
 		r = bmap_error(ctx, r, "cannot stat %s: %s", s->what, strerror(-r));
 		goto fail;
 	}
+	*ret_source = s;
+	return 0;
+
+fail:
+	bmap_source_free(s);
+	return r;
+}
+
+int bmap_source_open_raw_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			    struct bmap_source **ret_source)
+{
+	struct bmap_source *s;
+	struct stat st;
+	int r;
+
+	r = source_new(ctx, fd, name, &st, &s);
+	if (r < 0)
+		return r;
+	if (!S_ISREG(st.st_mode)) {
+		r = bmap_error(ctx, -EINVAL, "%s is not a regular file", s->what);
+		goto fail;
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		r = -errno;
+		r = bmap_error(ctx, r, "cannot seek in %s: %s", s->what, strerror(-r));
+		goto fail;
+	}
+	s->seekable = true;
+	s->at_start = true;
+	s->comp = BMAP_COMP_RAW;
+	s->codec = &source_codec_raw;
+	*ret_source = s;
+	return 0;
+
+fail:
+	bmap_source_free(s);
+	return r;
+}
+
+int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			struct bmap_source **ret_source)
+{
+	uint8_t magic[SOURCE_PEEK_SIZE];
+	struct bmap_source *s;
+	struct stat st;
+	size_t magic_len = 0;
+	int r;
+
+	r = source_new(ctx, fd, name, &st, &s);
+	if (r < 0)
+		return r;
 	if (S_ISDIR(st.st_mode)) {
 		r = bmap_error(ctx, -EISDIR, "%s is a directory", s->what);
 		goto fail;

@@ -15,6 +15,12 @@ int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source 
 /* Takes ownership of @fd. @name is used in messages. */
 int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			struct bmap_source **ret_source);
+/* A raw image in the regular file @fd (taken), read from the file's first
+ * byte at image offsets, whatever its first bytes are: nothing is detected
+ * from them. For a file still being filled (its first bytes may not be there
+ * yet; see bmap_copy_opts.wait) and for another reader of a raw image. */
+int bmap_source_open_raw_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			    struct bmap_source **ret_source);
 enum bmap_compression bmap_source_get_compression(const struct bmap_source *s);
 const char *bmap_source_get_name(const struct bmap_source *s);
 

@@ -172,6 +172,7 @@ static int target_setup(struct bmap_ctx *ctx, struct bmap_target *t,
 
 	if (fstat(t->fd, &st) < 0)
 		return bmap_error(ctx, -errno, "cannot stat '%s': %m", t->name);
+	t->no_sync = opts->no_sync;
 	if (S_ISBLK(st.st_mode)) {
 		t->blockdev = true;
 		r = check_blockdev(ctx, t, opts, st.st_rdev);
@@ -297,6 +298,20 @@ const char *bmap_target_get_name(const struct bmap_target *t)
 	return t->name;
 }
 
+bool bmap_target_medium_gone(const struct bmap_target *t, int err)
+{
+	uint64_t size = 0;
+
+	if (err == -ENODEV || err == -ENXIO || err == -ENOMEDIUM)
+		return true;
+	if (!t->blockdev)
+		return false;
+	/* A pulled card reader's device stays, with no medium: size 0. */
+	if (ioctl(t->fd, BLKGETSIZE64, &size) < 0)
+		return errno == ENODEV || errno == ENXIO || errno == ENOMEDIUM;
+	return size == 0;
+}
+
 /* O_DIRECT wants sector-aligned offsets, lengths and buffers. A piece that
  * is not aligned (the image's last partial sector, or bmap blocks smaller
  * than the sector) is read-modify-written through a bounce buffer, so bytes
@@ -401,6 +416,8 @@ int target_set_direct(struct bmap_target *t, bool on)
 
 int bmap_target_sync(struct bmap_target *t)
 {
+	if (t->no_sync)
+		return 0;
 	if (fsync(t->fd) < 0)
 		return -errno;
 	/* Let the kernel see the new partition table. Best effort: devices

@@ -17,6 +17,7 @@ struct bmap_target {
 	pthread_mutex_t bounce_lock;
 	uint64_t size;
 	unsigned sector_size;
+	bool no_sync;    /* a scratch file: never synced */
 };
 
 int target_pwrite(struct bmap_target *t, const void *buf, size_t len, uint64_t off);

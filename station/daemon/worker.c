@@ -4,13 +4,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <linux/fs.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,22 +81,9 @@ static int finish(int fd, const char *outcome, uint64_t bytes, const uint8_t *da
  * first (a write past the new end: ENOSPC; a read: end of device), and its
  * result would then read 'failed' or 'verify_failed' for a card that is
  * simply gone. A medium of size 0, or a device that answers ENODEV, ENXIO
- * or ENOMEDIUM, is gone.
+ * or ENOMEDIUM, is gone (bmap_target_medium_gone()): the result is then
+ * 'removed'.
  */
-static bool medium_gone(struct bmap_target *dst, int err)
-{
-	uint64_t size = 0;
-
-	if (err == -ENODEV || err == -ENXIO || err == -ENOMEDIUM)
-		return true;
-	if (!bmap_target_is_blockdev(dst))
-		return false;
-	if (ioctl(bmap_target_get_fd(dst), BLKGETSIZE64, &size) < 0)
-		return errno == ENODEV || errno == ENXIO || errno == ENOMEDIUM;
-	return size == 0;
-}
-
-/* A failed job's result: 'removed' when the card went away meanwhile. */
 static int finish_failed(int fd, struct bmap_target *dst, int err, const char *outcome,
 			 const char *phase, uint64_t bytes, const uint8_t *data, const char *error)
 {
@@ -106,7 +91,7 @@ static int finish_failed(int fd, struct bmap_target *dst, int err, const char *o
 
 	if (err == -EINTR)
 		return finish(fd, "interrupted", bytes, data, NULL, error);
-	if (medium_gone(dst, err)) {
+	if (bmap_target_medium_gone(dst, err)) {
 		snprintf(why, sizeof(why), "the card was removed while %s: %s", phase, error);
 		return finish(fd, "removed", bytes, data, NULL, why);
 	}

@@ -1,6 +1,7 @@
 /* Unit tests for the copy and verify engines, with regular files as targets. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,206 @@ static void test_copy_progress(void **state)
 	assert_int_equal(last, bmap_map_get_mapped_bytes(f->map));
 }
 
+/* ---- reading a file while another thread fills it (bmaptool's spill) ---- */
+
+struct filling {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t written;  /* under lock */
+	int status;        /* 0 running, 1 done, -errno failed */
+	unsigned blocked;  /* waits that had to wait */
+	const char *image; /* decoded by the filler */
+	const struct bmap_map *map;
+	int part_fd;
+};
+
+static void filling_written(void *userdata, uint64_t end)
+{
+	struct filling *fl = userdata;
+
+	usleep(20 * 1000); /* a slow filler: readers catch up with it */
+	pthread_mutex_lock(&fl->lock);
+	fl->written = end;
+	pthread_cond_broadcast(&fl->cond);
+	pthread_mutex_unlock(&fl->lock);
+}
+
+static int filling_wait(void *userdata, uint64_t end, char *why, size_t why_len)
+{
+	struct filling *fl = userdata;
+	int r = 0;
+
+	pthread_mutex_lock(&fl->lock);
+	if (!fl->status && fl->written < end)
+		fl->blocked++;
+	while (!fl->status && fl->written < end)
+		pthread_cond_wait(&fl->cond, &fl->lock);
+	if (fl->status < 0) {
+		snprintf(why, why_len, "the filler failed");
+		r = fl->status;
+	}
+	pthread_mutex_unlock(&fl->lock);
+	return r;
+}
+
+static void *filling_thread(void *userdata)
+{
+	struct filling *fl = userdata;
+	struct bmap_target_opts topts = {
+		.mode = BMAP_TARGET_WRITE,
+		.image_size = fl->map ? bmap_map_get_image_size(fl->map) : 0,
+		.no_sync = true,
+	};
+	struct bmap_copy_opts copts = { .written = filling_written, .written_userdata = fl };
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_source *src = NULL;
+	struct bmap_target *dst = NULL;
+	int r;
+
+	r = bmap_source_open(ctx, fl->image, &src);
+	if (r >= 0)
+		r = bmap_target_open_fd(ctx, fl->part_fd, "part", &topts, &dst);
+	if (r >= 0)
+		r = bmap_copy(ctx, src, fl->map, dst, &copts, NULL);
+	pthread_mutex_lock(&fl->lock);
+	fl->status = r < 0 ? r : 1;
+	pthread_cond_broadcast(&fl->cond);
+	pthread_mutex_unlock(&fl->lock);
+	bmap_target_free(dst);
+	bmap_source_free(src);
+	bmap_ctx_free(ctx);
+	return NULL;
+}
+
+/* Starts filling a new part file from @image; returns a reader's source on it. */
+static struct bmap_source *filling_start(struct fixture *f, struct filling *fl,
+					 const char *image, const struct bmap_map *map,
+					 pthread_t *tid)
+{
+	char *part = tu_path(f->dir, "part");
+	struct bmap_source *src = NULL;
+	int rfd;
+
+	memset(fl, 0, sizeof(*fl));
+	pthread_mutex_init(&fl->lock, NULL);
+	pthread_cond_init(&fl->cond, NULL);
+	fl->image = image;
+	fl->map = map;
+	unlink(part);
+	fl->part_fd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fl->part_fd >= 0);
+	rfd = open(part, O_RDONLY | O_CLOEXEC);
+	assert_true(rfd >= 0);
+	free(part);
+	/* Opened before any byte is in: nothing may be guessed from them. */
+	assert_int_equal(bmap_source_open_raw_fd(f->ctx, rfd, "part", &src), 0);
+	assert_int_equal(bmap_source_get_compression(src), BMAP_COMP_RAW);
+	assert_true(bmap_source_get_raw_fd(src) >= 0);
+	assert_int_equal(pthread_create(tid, NULL, filling_thread, fl), 0);
+	return src;
+}
+
+static void filling_end(struct filling *fl, pthread_t tid)
+{
+	pthread_join(tid, NULL);
+	assert_int_equal(fl->status, 1);
+	close(fl->part_fd);
+	pthread_cond_destroy(&fl->cond);
+	pthread_mutex_destroy(&fl->lock);
+}
+
+static void test_copy_and_verify_while_filled(void **state)
+{
+	struct fixture *f = *state;
+	char *zpath = tu_path(f->dir, "disk.img.zst"), cmd[1024];
+	struct bmap_map *holes = NULL;
+	int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+
+	snprintf(cmd, sizeof(cmd), "zstd -q -f '%s' -o '%s'", f->img, zpath);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(bmap_map_from_file(f->ctx, fd, f->img, 4096, &holes), 0);
+	close(fd);
+
+	/* With the map, and without (every byte; the file ends where the
+	 * filler stops): copy from the part, then verify against a new one. */
+	for (int with_map = 1; with_map >= 0; with_map--) {
+		const struct bmap_map *map = with_map ? f->map : NULL;
+		struct filling fl;
+		struct bmap_copy_opts copts = { .wait = filling_wait, .wait_userdata = &fl };
+		struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE,
+						  .image_size = IMG_SIZE };
+		struct bmap_copy_result cr, direct;
+		struct bmap_verify_result vr;
+		struct bmap_target *dst = NULL;
+		struct bmap_source *src;
+		pthread_t tid;
+
+		assert_int_equal(do_copy(f, f->img, map, NULL, &direct), 0);
+		src = filling_start(f, &fl, zpath, map, &tid);
+		assert_int_equal(bmap_target_open(f->ctx, f->out, &topts, &dst), 0);
+		assert_int_equal(bmap_copy(f->ctx, src, map, dst, &copts, &cr), 0);
+		bmap_target_free(dst);
+		bmap_source_free(src);
+		filling_end(&fl, tid);
+		assert_true(fl.blocked > 0);
+		assert_same_file(f->img, f->out);
+		assert_int_equal(cr.bytes_written, direct.bytes_written);
+		assert_memory_equal(cr.data_sha256, direct.data_sha256, 32);
+
+		/* Verify compares with the part as it is filled (a map without
+		 * checksums, or none). */
+		src = filling_start(f, &fl, zpath, with_map ? holes : NULL, &tid);
+		topts = (struct bmap_target_opts){ .mode = BMAP_TARGET_READ };
+		assert_int_equal(bmap_target_open(f->ctx, f->out, &topts, &dst), 0);
+		assert_int_equal(bmap_verify(f->ctx, dst, with_map ? holes : NULL, src, &copts, &vr),
+				 0);
+		assert_true(vr.compared_bytes);
+		bmap_target_free(dst);
+		bmap_source_free(src);
+		filling_end(&fl, tid);
+		assert_true(fl.blocked > 0);
+	}
+	bmap_map_free(holes);
+	free(zpath);
+}
+
+static int wait_fails(void *userdata, uint64_t end, char *why, size_t why_len)
+{
+	(void)userdata;
+	if (end < (2u << 20))
+		return 0;
+	snprintf(why, why_len, "the filler failed: corrupt input");
+	return -EBADMSG;
+}
+
+/* The filler's failure is the reader's, with its words. */
+static void test_copy_wait_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct bmap_copy_opts copts = { .wait = wait_fails };
+
+	assert_int_equal(do_copy(f, f->img, f->map, &copts, NULL), -EBADMSG);
+	assert_non_null(strstr(bmap_ctx_get_error(f->ctx), "the filler failed: corrupt input"));
+	assert_int_equal(do_copy(f, f->img, NULL, &copts, NULL), -EBADMSG);
+	assert_non_null(strstr(bmap_ctx_get_error(f->ctx), "the filler failed: corrupt input"));
+}
+
+static void test_medium_gone(void **state)
+{
+	struct fixture *f = *state;
+	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE, .image_size = 4096 };
+	struct bmap_target *dst = NULL;
+
+	assert_int_equal(bmap_target_open(f->ctx, f->out, &topts, &dst), 0);
+	/* A file has no medium to lose: only the errors that say so count. */
+	assert_false(bmap_target_medium_gone(dst, -EIO));
+	assert_false(bmap_target_medium_gone(dst, -ENOSPC));
+	assert_true(bmap_target_medium_gone(dst, -ENODEV));
+	assert_true(bmap_target_medium_gone(dst, -ENOMEDIUM));
+	assert_true(bmap_target_medium_gone(dst, -ENXIO));
+	bmap_target_free(dst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +482,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy_nobmap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_cancelled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_progress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_and_verify_while_filled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_wait_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_medium_gone, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * What bmaptool's commands share (bmaptool-common.c): messages and usage
+ * errors, the signals that stop a copy, the progress display, and finding
+ * an image's map. The commands are bmaptool.c (one destination) and
+ * bmaptool-multi.c (several).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bmap.h"
+
+#define EXIT_USAGE 2
+
+/* Messages above this level are not printed (-q: errors, -d: debug). */
+extern enum bmap_log_level log_max;
+
+/* "bmaptool: LEVEL: ..." on standard error, one whole line at a time
+ * (threads may print), clearing the status line first if one is shown. */
+void msg(enum bmap_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define error(...) msg(BMAP_LOG_ERROR, __VA_ARGS__)
+#define warning(...) msg(BMAP_LOG_WARNING, __VA_ARGS__)
+#define info(...) msg(BMAP_LOG_INFO, __VA_ARGS__)
+
+/* One line on the terminal, redrawn in place ("\r"), that msg() clears
+ * before a message; status_line_clear() removes it. */
+void status_line(const char *text);
+void status_line_clear(void);
+
+/* A context whose library messages are printed; exits when out of memory. */
+struct bmap_ctx *ctx_new(void);
+
+/* Prints the usage error and the --help hint for command @cmd ("copy ", or
+ * NULL); returns EXIT_USAGE. */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Set by SIGINT and SIGTERM once catch_signals() ran: copies stop. */
+extern volatile int interrupted;
+void catch_signals(void);
+
+/* One destination's progress: percent, speed and time left on a terminal,
+ * 'PROGRESS n' lines to a psplash FIFO. */
+struct progress {
+	bool tty;
+	const char *psplash;
+	double start;
+	int last_percent;
+	bool printed;
+};
+
+/* Whether progress goes to the terminal: both outputs are one, and not -q. */
+bool progress_on_tty(void);
+/* Progress goes to a terminal only, unless -q; psplash gets it regardless. */
+void progress_setup(struct progress *p, struct bmap_copy_opts *copts);
+void progress_end(struct progress *p);
+void psplash_write(const char *pipe_path, int percent);
+
+/* "1m 2.5s"; @buf needs 32 bytes. */
+const char *human_time(double seconds, char buf[static 32]);
+
+/* Opens IMAGE ('-': standard input) and its map: --bmap, discovered, or
+ * computed from a raw sparse file's holes; *ret_map is NULL for --nobmap.
+ * Prints what went wrong. @cmd is "copy" or "verify". */
+int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
+	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map);
