@@ -435,13 +435,24 @@ static int follow(struct cache_use *u, const char *part)
 	int32_t status = atomic_load(&u->fill->status);
 	uint64_t ino = atomic_load(&u->fill->ino);
 	struct stat st;
+	int fd;
 
 	if (status < 0 && ino)
 		return status; /* this fill failed; the job goes without the cache */
-	if (status != FILL_RUNNING || !ino || stat(part, &st) < 0 || (uint64_t)st.st_ino != ino)
+	if (status != FILL_RUNNING || !ino)
 		return -EAGAIN;
+	/* Opened first, then checked: renamed into place meanwhile, it is
+	 * looked for again. */
+	fd = open(part, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -EAGAIN;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != ino) {
+		close(fd);
+		return -EAGAIN;
+	}
 	u->ino = ino;
 	u->filling = true;
+	u->data_fd = fd;
 	u->path = strdup(part);
 	return u->path ? 0 : -ENOMEM;
 }
@@ -451,11 +462,10 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 		  struct cache_use *ret, char *why, size_t why_len)
 {
 	char key[65], lock[PATH_MAX], path[PATH_MAX], part[PATH_MAX], fillp[PATH_MAX];
-	struct stat st;
 	int r;
 
 	(void)ctx;
-	*ret = (struct cache_use){ .lock_fd = -1, .fill_fd = -1, .cancel = cancel };
+	*ret = (struct cache_use){ .lock_fd = -1, .fill_fd = -1, .data_fd = -1, .cancel = cancel };
 	if (!bmap_map_has_range_checksums(map))
 		return snprintf(why, why_len, "the bmap has no checksums to verify a cache with"),
 		       -EINVAL;
@@ -495,7 +505,8 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 	for (unsigned tries = 0; tries < 400; tries++) {
 		int lock_fd;
 
-		if (stat(path, &st) == 0)
+		ret->data_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (ret->data_fd >= 0)
 			goto complete;
 		lock_fd = open(fillp, O_RDWR | O_CLOEXEC);
 		if (lock_fd < 0) {
@@ -507,7 +518,8 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 		if (r == 0) {
 			/* Nobody fills it: this worker starts a filler, unless
 			 * one finished just now. */
-			if (stat(path, &st) == 0) {
+			ret->data_fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (ret->data_fd >= 0) {
 				close(lock_fd);
 				goto complete;
 			}
@@ -523,6 +535,12 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 				goto fail;
 			ret->built = true;
 			ret->filling = true;
+			ret->data_fd = open(part, O_RDONLY | O_CLOEXEC);
+			if (ret->data_fd < 0) {
+				r = -errno;
+				snprintf(why, why_len, "cannot open '%s': %s", part, strerror(-r));
+				goto fail;
+			}
 			ret->path = strdup(part);
 			if (!ret->path) {
 				r = -ENOMEM;
@@ -574,6 +592,9 @@ void cache_release(struct cache_use *u)
 	if (u->fill_fd >= 0)
 		close(u->fill_fd);
 	u->fill_fd = -1;
+	if (u->data_fd >= 0)
+		close(u->data_fd);
+	u->data_fd = -1;
 	free(u->path);
 	u->path = NULL;
 }

@@ -17,7 +17,9 @@ struct fill_state;
 
 struct cache_use {
 	int lock_fd;    /* holds a shared lock on the entry while it is read */
-	char *path;     /* the raw image to copy from */
+	int data_fd;    /* the raw image to copy from, open for reading (the
+			 * caller may take it: set it to -1 then) */
+	char *path;     /* its name */
 	bool built;     /* this call started filling it */
 	/* The entry is still being filled: copy from it with cache_wait as the
 	 * copy's wait function (userdata: this struct), and ask cache_finished
@@ -30,7 +32,7 @@ struct cache_use {
 	volatile int *cancel;
 };
 
-#define CACHE_USE_NULL { .lock_fd = -1, .fill_fd = -1 }
+#define CACHE_USE_NULL { .lock_fd = -1, .fill_fd = -1, .data_fd = -1 }
 
 /* A verified raw copy of the mapped data for @map of the image open as
  * @image_fd (named @image in messages; a regular file at offset 0, the one

@@ -21,6 +21,9 @@
 
 static volatile int worker_cancel;
 
+/* How much a worker that reads along a cache fill steps back for its filler. */
+#define WORKER_FOLLOW_NICE 5
+
 static void on_term(int sig)
 {
 	(void)sig;
@@ -206,13 +209,24 @@ int worker_run(const struct worker_job *job, int fd)
 				  map, &worker_cancel, &cache, why, sizeof(why)) == 0) {
 			struct bmap_source *cached = NULL;
 
-			if (bmap_source_open(ctx, cache.path, &cached) == 0) {
+			/* An entry is the raw image, whatever its first bytes
+			 * look like (or before they are filled). */
+			int cfd = cache.data_fd;
+
+			cache.data_fd = -1;
+			if (bmap_source_open_raw_fd(ctx, cfd, cache.path, &cached) == 0) {
 				bmap_source_free(src);
 				src = cached;
-				/* Written from as far as it is filled. */
+				/* Written from as far as it is filled. The filler
+				 * feeds every card: on a busy machine it gets the CPU
+				 * first (its process keeps the nice value it was
+				 * forked with; the cards' workers step back). */
 				if (cache.filling) {
 					copts.wait = cache_wait;
 					copts.wait_userdata = &cache;
+					errno = 0;
+					if (nice(WORKER_FOLLOW_NICE) < 0 && errno)
+						emit(fd, "note cannot lower the worker's priority: %m");
 				}
 				emit(fd, "note cache %s: %s%s", cache.built ? "built" : "used", cache.path,
 				     cache.filling ? " (read while it is filled)" : "");
