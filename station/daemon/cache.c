@@ -85,6 +85,7 @@ struct fill_state {
 };
 
 #define FILL_MAP_SIZE 4096u
+#define FILL_POLL_MS 5
 
 /* The filler's lock: an OFD write lock on the whole KEY.fill. */
 static int fill_lock(int fd)
@@ -385,7 +386,7 @@ static int fill_wait(struct cache_use *u, uint64_t end, char *why, size_t why_le
 			return snprintf(why, why_len, "interrupted"), -EINTR;
 		/* Every 100 ms: is the filler still there? Its state, read
 		 * again after that, says whether it ended well. */
-		if (i % 20 == 0 && !fill_alive(u->fill_fd)) {
+		if (i % (100 / FILL_POLL_MS) == 0 && !fill_alive(u->fill_fd)) {
 			status = atomic_load(&fill->status);
 			if (status == FILL_DONE || (status == FILL_RUNNING &&
 						    atomic_load(&fill->written) >= end))
@@ -398,7 +399,9 @@ static int fill_wait(struct cache_use *u, uint64_t end, char *why, size_t why_le
 					u->path),
 			       -EPIPE;
 		}
-		sleep_ms(5);
+		/* A fast card that caught up with the fill waits at most this
+		 * long for each piece. */
+		sleep_ms(FILL_POLL_MS);
 	}
 }
 
