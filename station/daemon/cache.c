@@ -78,10 +78,10 @@ static int cache_key(int fd, const struct bmap_map *map, char out[65])
 enum { FILL_RUNNING = 1, FILL_DONE = 2 };
 
 struct fill_state {
-	_Atomic uint64_t ino;     /* the part being filled; 0 while a fill is set up */
+	_Atomic uint64_t ino;	  /* the part being filled; 0 while a fill is set up */
 	_Atomic uint64_t written; /* every mapped byte below this is in the part */
-	_Atomic int32_t status;   /* FILL_RUNNING, FILL_DONE, or -errno */
-	char error[512];          /* why it failed: written before status */
+	_Atomic int32_t status;	  /* FILL_RUNNING, FILL_DONE, or -errno */
+	char error[512];	  /* why it failed: written before status */
 };
 
 #define FILL_MAP_SIZE 4096u
@@ -90,7 +90,7 @@ struct fill_state {
 /* The filler's lock: an OFD write lock on the whole KEY.fill. */
 static int fill_lock(int fd)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 
 	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
 }
@@ -98,7 +98,7 @@ static int fill_lock(int fd)
 /* Whether a live process holds KEY.fill's lock (fails safe: "alive"). */
 static bool fill_alive(int fd)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 
 	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
 		return true;
@@ -130,8 +130,8 @@ static struct fill_state *fill_map(const char *path, int *ret_fd)
 
 	if (fd < 0)
 		return NULL;
-	if (fstat(fd, &st) < 0 || ((uint64_t)st.st_size < FILL_MAP_SIZE &&
-				   ftruncate(fd, FILL_MAP_SIZE) < 0)) {
+	if (fstat(fd, &st) < 0 ||
+	    ((uint64_t)st.st_size < FILL_MAP_SIZE && ftruncate(fd, FILL_MAP_SIZE) < 0)) {
 		close(fd);
 		return NULL;
 	}
@@ -146,7 +146,7 @@ static struct fill_state *fill_map(const char *path, int *ret_fd)
 
 static void sleep_ms(long ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -171,11 +171,13 @@ static int cache_evict(const char *dir, const char *keep, uint64_t need, uint64_
 		size_t len = strlen(de->d_name);
 		struct stat st;
 
-		if (len > 5 && len < sizeof(e->name) && strcmp(de->d_name + len - 5, ".part") == 0 &&
+		if (len > 5 && len < sizeof(e->name) &&
+		    strcmp(de->d_name + len - 5, ".part") == 0 &&
 		    fstatat(dirfd(d), de->d_name, &st, 0) == 0) {
 			/* A part whose filler died (killed, a power cut) is removed;
 			 * one being filled takes room too. */
-			if (strncmp(de->d_name, keep, 64) != 0 && !fill_alive_at(dirfd(d), de->d_name))
+			if (strncmp(de->d_name, keep, 64) != 0 &&
+			    !fill_alive_at(dirfd(d), de->d_name))
 				unlinkat(dirfd(d), de->d_name, 0);
 			else
 				total += (uint64_t)st.st_blocks * 512;
@@ -261,11 +263,12 @@ static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image
 			       const struct bmap_map *map, const char *part, const char *path)
 {
 	struct bmap_target_opts topts = {
-		.mode = BMAP_TARGET_WRITE, .image_size = bmap_map_get_image_size(map),
-		.keep_size = true, /* sized by the parent: readers may have it open */
+	    .mode = BMAP_TARGET_WRITE,
+	    .image_size = bmap_map_get_image_size(map),
+	    .keep_size = true, /* sized by the parent: readers may have it open */
 	};
-	struct bmap_copy_opts copts = { .cancel = f->cancel, .written = fill_written,
-					.written_userdata = f };
+	struct bmap_copy_opts copts = {
+	    .cancel = f->cancel, .written = fill_written, .written_userdata = f};
 	struct bmap_ctx *ctx = bmap_ctx_new();
 	struct bmap_source *src = NULL;
 	struct bmap_target *dst = NULL;
@@ -290,8 +293,8 @@ static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image
 	} else {
 		const char *e = ctx ? bmap_ctx_get_error(ctx) : "";
 
-		snprintf(f->fill->error, sizeof(f->fill->error), "filling the image cache failed: %s",
-			 *e ? e : strerror(-r));
+		snprintf(f->fill->error, sizeof(f->fill->error),
+			 "filling the image cache failed: %s", *e ? e : strerror(-r));
 		atomic_store(&f->fill->status, r == -EINTR || r == -ECANCELED ? -EINTR : r);
 		unlink(part);
 	}
@@ -307,7 +310,7 @@ static int fill_start(struct cache_use *u, int lock_fd, int image_fd, const char
 		      const char *path, char *why, size_t why_len)
 {
 	struct fill_state *fill = u->fill;
-	struct filler f = { .fill = fill, .cancel = cancel, .daemon = getppid() };
+	struct filler f = {.fill = fill, .cancel = cancel, .daemon = getppid()};
 	struct stat st;
 	pid_t pid;
 	int fd, r;
@@ -319,7 +322,8 @@ static int fill_start(struct cache_use *u, int lock_fd, int image_fd, const char
 	/* A new inode: a reader of an earlier, dead fill cannot mistake it. */
 	unlink(part);
 	fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, (off_t)bmap_map_get_image_size(map)) < 0 || fstat(fd, &st) < 0) {
+	if (fd < 0 || ftruncate(fd, (off_t)bmap_map_get_image_size(map)) < 0 ||
+	    fstat(fd, &st) < 0) {
 		r = -errno;
 		snprintf(why, why_len, "cannot create '%s': %s", part, strerror(-r));
 		goto fail;
@@ -388,8 +392,8 @@ static int fill_wait(struct cache_use *u, uint64_t end, char *why, size_t why_le
 		 * again after that, says whether it ended well. */
 		if (i % (100 / FILL_POLL_MS) == 0 && !fill_alive(u->fill_fd)) {
 			status = atomic_load(&fill->status);
-			if (status == FILL_DONE || (status == FILL_RUNNING &&
-						    atomic_load(&fill->written) >= end))
+			if (status == FILL_DONE ||
+			    (status == FILL_RUNNING && atomic_load(&fill->written) >= end))
 				return 0;
 			if (status < 0)
 				return snprintf(why, why_len, "%s", fill->error), status;
@@ -468,7 +472,7 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 	int r;
 
 	(void)ctx;
-	*ret = (struct cache_use){ .lock_fd = -1, .fill_fd = -1, .data_fd = -1, .cancel = cancel };
+	*ret = (struct cache_use){.lock_fd = -1, .fill_fd = -1, .data_fd = -1, .cancel = cancel};
 	if (!bmap_map_has_range_checksums(map))
 		return snprintf(why, why_len, "the bmap has no checksums to verify a cache with"),
 		       -EINVAL;
