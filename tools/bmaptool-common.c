@@ -244,3 +244,19 @@ void progress_setup(struct progress *p, struct bmap_copy_opts *copts)
 		copts->progress_userdata = p;
 	}
 }
+
+void print_map_info(const struct bmap_map *map)
+{
+	char h1[32], h2[32];
+
+	info("block map format version %s",
+	     map && *bmap_map_get_version(map) ? bmap_map_get_version(map) : "(none)");
+	if (!map)
+		return;
+	info("%" PRIu64 " blocks of size %" PRIu32 " (%s), mapped %" PRIu64 " blocks (%s or %.1f%%)",
+	     bmap_map_get_blocks_count(map), bmap_map_get_block_size(map),
+	     human_size(bmap_map_get_image_size(map), h1), bmap_map_get_mapped_blocks(map),
+	     human_size(bmap_map_get_mapped_bytes(map), h2),
+	     (double)bmap_map_get_mapped_blocks(map) * 100.0 /
+		     (double)bmap_map_get_blocks_count(map));
+}

@@ -39,19 +39,7 @@ void multi_announce(struct multi *m, struct bmap_source *src, size_t n_open)
 		info("--no-verify: the ranges' checksums are not checked");
 	if (!map && m->a->discard)
 		info("--discard: nothing to discard with --nobmap (every byte was written)");
-	info("block map format version %s",
-	     map && *bmap_map_get_version(map) ? bmap_map_get_version(map) : "(none)");
-	if (map) {
-		char h1[32], h2[32];
-
-		info("%" PRIu64 " blocks of size %" PRIu32 " (%s), mapped %" PRIu64
-		     " blocks (%s or %.1f%%)",
-		     bmap_map_get_blocks_count(map), bmap_map_get_block_size(map),
-		     human_size(bmap_map_get_image_size(map), h1), bmap_map_get_mapped_blocks(map),
-		     human_size(bmap_map_get_mapped_bytes(map), h2),
-		     (double)bmap_map_get_mapped_blocks(map) * 100.0 /
-			     (double)bmap_map_get_blocks_count(map));
-	}
+	print_map_info(map);
 	info("copying image '%s' to %zu destination%s%s: %s", m->a->image, n_open,
 	     n_open == 1 ? "" : "s",
 	     bmap_source_get_raw_fd(src) >= 0 ? " (each reading the image file)" : "", list);

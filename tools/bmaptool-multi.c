@@ -311,14 +311,8 @@ static int open_readers(struct multi *m, struct bmap_source *src)
  * psplash, and the signal flag). */
 static void wait_ended(struct multi *m)
 {
-	struct timespec ts;
+	struct timespec ts = deadline_in_ms(100);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += 100 * 1000 * 1000;
-	if (ts.tv_nsec >= 1000 * 1000 * 1000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000 * 1000 * 1000;
-	}
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; i < m->n; i++)
 		if (m->d[i].started && !m->d[i].reported && atomic_load(&m->d[i].ended))

@@ -255,16 +255,10 @@ int spill_wait(void *userdata, uint64_t end, char *why, size_t why_len)
 
 	pthread_mutex_lock(&s->lock);
 	while (s->status == 0 && s->written < end && !interrupted) {
-		struct timespec ts;
-
 		/* A signal handler cannot signal a condition: look at the
 		 * flag ten times a second. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000 * 1000 * 1000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000 * 1000 * 1000;
-		}
+		struct timespec ts = deadline_in_ms(100);
+
 		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 	}
 	if (s->status < 0) {

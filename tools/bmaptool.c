@@ -572,20 +572,7 @@ static int cmd_copy(int argc, char **argv)
 	if (map && bmap_target_is_blockdev(dst) && bmap_map_has_range_checksums(map) &&
 	    copts.no_verify)
 		info("--no-verify: the ranges' checksums are not checked");
-	info("block map format version %s", map && *bmap_map_get_version(map)
-						     ? bmap_map_get_version(map)
-						     : "(none)");
-	if (map) {
-		char h1[32], h2[32];
-
-		info("%" PRIu64 " blocks of size %" PRIu32 " (%s), mapped %" PRIu64
-		     " blocks (%s or %.1f%%)",
-		     bmap_map_get_blocks_count(map), bmap_map_get_block_size(map),
-		     human_size(bmap_map_get_image_size(map), h1), bmap_map_get_mapped_blocks(map),
-		     human_size(bmap_map_get_mapped_bytes(map), h2),
-		     (double)bmap_map_get_mapped_blocks(map) * 100.0 /
-			     (double)bmap_map_get_blocks_count(map));
-	}
+	print_map_info(map);
 	info("copying image '%s' to %s '%s'", image,
 	     bmap_target_is_blockdev(dst) ? "block device" : "file", dest);
 

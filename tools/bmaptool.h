@@ -60,6 +60,10 @@ void psplash_write(const char *pipe_path, int percent);
 /* "1m 2.5s"; @buf needs 32 bytes. */
 const char *human_time(double seconds, char buf[static 32]);
 
+/* The info lines about the map that copy prints before it writes: the
+ * format version ("(none)" without a map), blocks and mapped blocks. */
+void print_map_info(const struct bmap_map *map);
+
 /* Opens IMAGE ('-': standard input) and its map: --bmap, discovered, or
  * computed from a raw sparse file's holes; *ret_map is NULL for --nobmap.
  * Prints what went wrong. @cmd is "copy" or "verify". */

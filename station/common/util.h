@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -45,6 +46,8 @@ int parse_size(const char *s, uint64_t *ret);
 
 /* Monotonic clock in seconds. */
 double now_monotonic(void);
+/* CLOCK_REALTIME in @ms milliseconds, for pthread_cond_timedwait. */
+struct timespec deadline_in_ms(long ms);
 
 /* Writes @s as a JSON string literal (quotes included) to @f. */
 #include <stdio.h>
