@@ -177,13 +177,8 @@ static int produce_all(struct engine *e, int raw_fd)
 			return ring_error(e->ring);
 		/* A file still being filled: its end is where it is once the
 		 * filler says everything up to there is in. */
-		if (raw_fd >= 0 && e->opts->wait) {
-			char why[512] = "";
-			int r = e->opts->wait(e->opts->wait_userdata, off + slot, why, sizeof(why));
-
-			if (r < 0)
-				return engine_fail(e, r, "%s", *why ? why : strerror(-r));
-		}
+		if (raw_fd >= 0 && engine_wait(e, off + slot) < 0)
+			return -1;
 		if (raw_fd >= 0)
 			n = loop_pread(raw_fd, ch->data, slot, off);
 		else
@@ -224,13 +219,8 @@ static int copy_range(struct engine *e, struct ring *ring, size_t i, struct rang
 		ch = ring_acquire(ring);
 		if (!ch)
 			return -ECANCELED;
-		if (e->opts->wait) {
-			char why[512] = "";
-			int r = e->opts->wait(e->opts->wait_userdata, off + done + n, why, sizeof(why));
-
-			if (r < 0)
-				return engine_fail(e, r, "%s", *why ? why : strerror(-r));
-		}
+		if (engine_wait(e, off + done + n) < 0)
+			return -1;
 		got = loop_pread(raw_fd, ch->data, n, off + done);
 		if (got < 0)
 			return engine_fail(e, (int)got, "cannot read %s at byte %" PRIu64 ": %s",

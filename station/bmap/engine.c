@@ -108,6 +108,19 @@ void engine_progress(struct engine *e, uint64_t bytes)
 	pthread_mutex_unlock(&e->lock);
 }
 
+int engine_wait(struct engine *e, uint64_t end)
+{
+	char why[512] = "";
+	int r;
+
+	if (!e->opts->wait)
+		return 0;
+	r = e->opts->wait(e->opts->wait_userdata, end, why, sizeof(why));
+	if (r < 0)
+		return engine_fail(e, r, "%s", *why ? why : strerror(-r));
+	return 0;
+}
+
 int engine_status(struct engine *e)
 {
 	int r = atomic_load(&e->failed);

@@ -75,6 +75,9 @@ int engine_fail(struct engine *e, int err, const char *fmt, ...)
 bool engine_stopped(struct engine *e);
 bool engine_cancelled(const struct engine *e);
 void engine_progress(struct engine *e, uint64_t bytes);
+/* With opts->wait: returns once the image's bytes below @end can be read;
+ * records the failure (engine_fail) and returns it when they never will. */
+int engine_wait(struct engine *e, uint64_t end);
 /* The final status: the first error's detail goes to the context. */
 int engine_status(struct engine *e);
 /* The mapped-data digest (see above). */

@@ -184,14 +184,9 @@ static int read_image(struct engine *e)
 			ch = ring_acquire(e->ring);
 			if (!ch)
 				return ring_error(e->ring);
-			if (e->opts->wait) {
-				char why[512] = "";
-
-				r = e->opts->wait(e->opts->wait_userdata, off + done + n, why,
-						  sizeof(why));
-				if (r < 0)
-					return engine_fail(e, r, "%s", *why ? why : strerror(-r));
-			}
+			r = engine_wait(e, off + done + n);
+			if (r < 0)
+				return r;
 			got = bmap_source_read(src, ch->data, n);
 			if (got < 0)
 				return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
