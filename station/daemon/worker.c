@@ -307,9 +307,10 @@ int worker_run(const struct worker_job *job, int fd)
 		}
 	}
 	/* Read while it was filled: every mapped range was checked against
-	 * the bmap here, as it was copied and read back, so the card does not
-	 * wait for the filler to check the rest of the image (an xz image's
-	 * blocks of zeros come last). A fill that failed meanwhile fails it. */
+	 * the bmap here as it was copied (and read back, with verify =
+	 * readback), so the card does not wait for the filler to check the
+	 * rest of the image (an xz image's blocks of zeros come last). A fill
+	 * that failed meanwhile fails it. */
 	if (cache.filling) {
 		char why[1024];
 
