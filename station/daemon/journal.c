@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "journal.h"
+#include "sanitize.h"
 #include "util.h"
 
 /* PRAGMA application_id: "bmst", so a foreign database is never migrated. */
@@ -1460,47 +1461,15 @@ static int report_json(struct journal *j, sqlite3_stmt *st, FILE *out)
 	return rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the jobs");
 }
 
-/*
- * @s made safe for a terminal (unsafe code points and invalid bytes become
- * '?') and cut to @max code points with an ellipsis. Width counts code points.
- */
+/* @s made safe for a terminal and cut to @max code points with an ellipsis. */
 static int table_cell_set(struct table_cell *c, const unsigned char *s, size_t n, size_t max)
 {
-	static const char ellipsis[] = "\xe2\x80\xa6";
-	size_t i = 0, w = 0, cut = 0;
-	char *o;
-	uint32_t cp;
+	size_t len = (s ? n : 1) + 4;
 
-	if (!s) {
-		s = (const unsigned char *)"-";
-		n = 1;
-	}
-	o = c->text = malloc(n + sizeof(ellipsis));
-	if (!o)
+	c->text = malloc(len);
+	if (!c->text)
 		return -ENOMEM;
-	while (i < n) {
-		int l = utf8_next(s + i, n - i, &cp);
-
-		if (w == max - 1)
-			cut = (size_t)(o - c->text);
-		if (w == max) {
-			o = c->text + cut;
-			memcpy(o, ellipsis, sizeof(ellipsis) - 1);
-			o += sizeof(ellipsis) - 1;
-			break;
-		}
-		if (l < 0 || utf8_unsafe(cp)) {
-			*o++ = '?';
-			i += (size_t)(l < 0 ? -l : l);
-		} else {
-			memcpy(o, s + i, (size_t)l);
-			o += l;
-			i += (size_t)l;
-		}
-		w++;
-	}
-	*o = '\0';
-	c->width = w;
+	c->width = sanitize(c->text, len, (const char *)s, n, max, true);
 	return 0;
 }
 

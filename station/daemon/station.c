@@ -29,6 +29,7 @@
 #include "device.h"
 #include "journal.h"
 #include "station.h"
+#include "sanitize.h"
 #include "util.h"
 #include "worker.h"
 
@@ -136,40 +137,6 @@ struct station {
 	double start_retry_at;
 };
 
-
-/*
- * Device strings go into one log line: controls (C0, DEL, C1), bidi
- * overrides and invalid UTF-8 become '?', and a long one is cut whole
- * characters at a time.
- */
-static const char *printable(const char *s, char *buf, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, n;
-
-	if (!s)
-		return "-";
-	n = strlen(s);
-	while (n > 0) {
-		uint32_t cp;
-		int l = utf8_next(p, n, &cp);
-		size_t step = (size_t)(l < 0 ? -l : l);
-		bool bad = l < 0 || utf8_unsafe(cp);
-
-		if (i + (bad ? 1 : step) >= len)
-			break;
-		if (bad) {
-			buf[i++] = '?';
-		} else {
-			memcpy(buf + i, p, step);
-			i += step;
-		}
-		p += step;
-		n -= step;
-	}
-	buf[i] = '\0';
-	return buf;
-}
 
 /* One event, one line: whatever a message carries (device strings inside an
  * error text, say) goes through printable() as a whole. */

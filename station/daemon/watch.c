@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "sanitize.h"
 #include "util.h"
 #include "watch.h"
 
@@ -65,33 +66,12 @@ struct frame {
 	int rows;
 };
 
-/* Device strings may hold anything: controls (C0, DEL, C1), bidi overrides
- * and invalid UTF-8 become '?', nothing that moves the cursor gets out. The
- * result is cut or padded to @width characters (whole characters). */
+/* A device string cut or padded to @width characters for one column. */
 static const char *safe(const char *s, char *buf, size_t len, size_t width)
 {
-	const unsigned char *p = (const unsigned char *)(s && *s ? s : "-");
-	size_t n = strlen((const char *)p), i = 0, w = 0;
-	uint32_t cp;
+	size_t w = sanitize(buf, len, s && *s ? s : "-", s && *s ? strlen(s) : 1, width, false);
+	size_t i = strlen(buf);
 
-	while (n > 0 && w < width) {
-		int l = utf8_next(p, n, &cp);
-		size_t step = (size_t)(l < 0 ? -l : l);
-
-		if (l < 0 || utf8_unsafe(cp)) {
-			if (i + 2 > len)
-				break;
-			buf[i++] = '?';
-		} else {
-			if (i + step + 1 > len)
-				break;
-			memcpy(buf + i, p, step);
-			i += step;
-		}
-		p += step;
-		n -= step;
-		w++;
-	}
 	for (; w < width && i + 2 <= len; w++)
 		buf[i++] = ' ';
 	buf[i] = '\0';
