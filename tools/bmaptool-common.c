@@ -92,7 +92,7 @@ int usage_error(const char *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-volatile int interrupted;
+atomic_int interrupted;
 
 static void on_signal(int sig)
 {

@@ -41,7 +41,7 @@ struct spill {
 	bool no_verify;
 	pthread_t tid;
 	bool started;
-	volatile int stop;         /* its bmap_copy's cancel */
+	atomic_int stop;           /* its bmap_copy's cancel */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* on every change of the two below */

@@ -37,7 +37,7 @@ struct bmap_ctx *ctx_new(void);
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Set by SIGINT and SIGTERM once catch_signals() ran: copies stop. */
-extern volatile int interrupted;
+extern atomic_int interrupted;
 void catch_signals(void);
 
 /* One destination's progress: percent, speed and time left on a terminal,

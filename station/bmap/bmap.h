@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -202,7 +203,8 @@ struct bmap_copy_opts {
 	bool no_verify;                /* do not check range checksums */
 	bmap_progress_fn progress;     /* called from a worker thread, ~4 times a second */
 	void *progress_userdata;
-	volatile int *cancel;          /* set non-zero (e.g. from a signal handler) to stop */
+	atomic_int *cancel;            /* set non-zero (e.g. from a signal handler) to stop;
+					 * read from the engine's threads */
 	/* copy of a raw image file, or verify comparing with one: ranges are
 	 * taken in image order (not largest first), and each piece is read
 	 * once @wait says it is there */
@@ -270,7 +272,7 @@ struct bmap_discard_result {
  * range reads back as zeros is up to the device (a loop device: zeros).
  * @map NULL (every byte written) discards nothing. */
 int bmap_target_discard_unmapped(struct bmap_ctx *ctx, struct bmap_target *t,
-				 const struct bmap_map *map, volatile int *cancel,
+				 const struct bmap_map *map, atomic_int *cancel,
 				 struct bmap_discard_result *ret_result);
 
 /* SHA-256 of a buffer (OpenSSL, SHA-NI where the CPU has it). */

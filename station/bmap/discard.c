@@ -97,7 +97,7 @@ static int discard_piece(struct bmap_target *t, uint64_t off, uint64_t len)
 }
 
 int bmap_target_discard_unmapped(struct bmap_ctx *ctx, struct bmap_target *t,
-				 const struct bmap_map *map, volatile int *cancel,
+				 const struct bmap_map *map, atomic_int *cancel,
 				 struct bmap_discard_result *ret_result)
 {
 	struct bmap_discard_result res = { .punched = !t->blockdev };

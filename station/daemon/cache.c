@@ -240,7 +240,7 @@ out:
 
 struct filler {
 	struct fill_state *fill;
-	volatile int *cancel;
+	atomic_int *cancel;
 	pid_t worker, daemon;
 };
 
@@ -306,7 +306,7 @@ static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image
  * size, the shared state reset for it, and the filler forked. The filler
  * keeps the lock; the caller's @lock_fd is closed either way. */
 static int fill_start(struct cache_use *u, int lock_fd, int image_fd, const char *image,
-		      const struct bmap_map *map, volatile int *cancel, const char *part,
+		      const struct bmap_map *map, atomic_int *cancel, const char *part,
 		      const char *path, char *why, size_t why_len)
 {
 	struct fill_state *fill = u->fill;
@@ -465,7 +465,7 @@ static int follow(struct cache_use *u, const char *part)
 }
 
 int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
-		  const char *image, const struct bmap_map *map, volatile int *cancel,
+		  const char *image, const struct bmap_map *map, atomic_int *cancel,
 		  struct cache_use *ret, char *why, size_t why_len)
 {
 	char key[65], lock[PATH_MAX], path[PATH_MAX], part[PATH_MAX], fillp[PATH_MAX];

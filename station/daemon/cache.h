@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,7 +30,7 @@ struct cache_use {
 	struct fill_state *fill;
 	int fill_fd;
 	uint64_t ino;
-	volatile int *cancel;
+	atomic_int *cancel;
 };
 
 #define CACHE_USE_NULL { .lock_fd = -1, .fill_fd = -1, .data_fd = -1 }
@@ -46,7 +47,7 @@ struct cache_use {
  * under @max_size. -errno with @why when the cache cannot serve: the caller
  * copies from the image. */
 int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
-		  const char *image, const struct bmap_map *map, volatile int *cancel,
+		  const char *image, const struct bmap_map *map, atomic_int *cancel,
 		  struct cache_use *ret, char *why, size_t why_len);
 /* A bmap_wait_fn: returns once the entry's bytes below @end are filled;
  * -errno with @why when the fill failed or its process is gone. */

@@ -12,7 +12,7 @@
 #include "worker.h"
 
 int worker_discard(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap_map *map,
-		   volatile int *cancel, char *note, size_t note_size)
+		   atomic_int *cancel, char *note, size_t note_size)
 {
 	struct bmap_discard_result res;
 	char h[32];

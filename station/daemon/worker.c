@@ -19,7 +19,7 @@
 #include "util.h"
 #include "worker.h"
 
-static volatile int worker_cancel;
+static atomic_int worker_cancel;
 
 /* How much a worker that reads along a cache fill steps back for its filler. */
 #define WORKER_FOLLOW_NICE 5

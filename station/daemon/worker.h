@@ -15,6 +15,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -42,7 +43,7 @@ struct bmap_target;
  * how many bytes, or that the card does not support it (not a failure).
  * Returns 0, or -errno with the detail in @ctx. */
 int worker_discard(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap_map *map,
-		   volatile int *cancel, char *note, size_t note_size);
+		   atomic_int *cancel, char *note, size_t note_size);
 
 /* Parent side: one parsed line. */
 struct worker_msg {

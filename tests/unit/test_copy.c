@@ -240,7 +240,7 @@ static void test_copy_nobmap(void **state)
 static void test_copy_cancelled(void **state)
 {
 	struct fixture *f = *state;
-	volatile int cancel = 1;
+	atomic_int cancel = 1;
 
 	assert_int_equal(do_copy(f, f->img, f->map, &(struct bmap_copy_opts){ .cancel = &cancel },
 			     NULL),

@@ -234,7 +234,7 @@ static void test_discard_cancelled(void **state)
 {
 	struct fixture *f = *state;
 	struct bmap_target *t = open_file(f, BMAP_TARGET_WRITE);
-	volatile int cancel = 1;
+	atomic_int cancel = 1;
 	size_t len;
 	char *got;
 
