@@ -138,12 +138,15 @@ int worker_run(const struct worker_job *job, int fd)
 	_cleanup_close_ int image_fd = -1;
 	int r, ret;
 
-	/* The daemon blocks signals for its signalfd; the child must not. */
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
+	/* The daemon blocks signals for its signalfd; the child must not. The
+	 * handlers come first: a SIGTERM sent right after the fork (a pulled
+	 * card, a job_timeout) is pending until the unblock, and would kill
+	 * the worker by default action, unsynced and without a result. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
 	copts.progress_userdata = &w;
 
 	if (!ctx)
