@@ -148,6 +148,8 @@ int worker_run(const struct worker_job *job, int fd)
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	copts.progress_userdata = &w;
+	/* verify = none: not even the bmap's range checksums as data passes. */
+	copts.no_verify = job->verify == VERIFY_NONE;
 
 	if (!ctx)
 		return finish(fd, "failed", 0, NULL, NULL, "out of memory");
@@ -313,7 +315,8 @@ int worker_run(const struct worker_job *job, int fd)
 	 * the bmap here as it was copied (and read back, with verify =
 	 * readback), so the card does not wait for the filler to check the
 	 * rest of the image (an xz image's blocks of zeros come last). A fill
-	 * that failed meanwhile fails it. */
+	 * that failed meanwhile fails it (with verify = none too, which checked
+	 * nothing itself). */
 	if (cache.filling) {
 		char why[1024];
 

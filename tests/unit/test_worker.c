@@ -160,11 +160,56 @@ static void test_worker_flashes_file(void **state)
 	free(out);
 }
 
+/* Regression: verify = "none" behaved like "checksums" (the worker never
+ * set no_verify): an image whose data no longer fits its bmap's range
+ * checksums failed the card. With none, nothing is checked: the card gets
+ * the image's bytes and succeeds; checksums and readback still fail it. */
+static void test_worker_verify_none_checks_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct worker_job job = {.devnode = f->card, .image = f->img, .bmap = f->bmap};
+	size_t la, lb;
+	int status;
+	char *out, *a, *b;
+
+	/* One byte of the second range changed after the bmap was made. */
+	tu_pwrite(f->img, "X", 1, 1024 * 1024 + 4242);
+
+	job.verify = VERIFY_CHECKSUMS;
+	out = run_worker(&job, false, &status);
+	assert_true(WIFEXITED(status));
+	assert_non_null(strstr(out, "result failed "));
+	assert_non_null(strstr(out, "checksum"));
+	free(out);
+
+	job.verify = VERIFY_READBACK;
+	out = run_worker(&job, false, &status);
+	assert_true(WIFEXITED(status));
+	assert_non_null(strstr(out, "result failed "));
+	free(out);
+
+	job.verify = VERIFY_NONE;
+	out = run_worker(&job, false, &status);
+	assert_true(WIFEXITED(status));
+	if (!strstr(out, "result success "))
+		fail_msg("verify = none checked the data: %s", out);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	a = tu_read_file(f->img, &la);
+	b = tu_read_file(f->card, &lb);
+	assert_int_equal(la, lb);
+	assert_memory_equal(a, b, la);
+	free(a);
+	free(b);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_worker_sigterm_before_handler, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_flashes_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_verify_none_checks_nothing, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
