@@ -3,8 +3,8 @@
  * The queue and the workers, as systemd-udevd's manager: cards waiting in
  * arrival order get a worker (up to max_workers), each job's row is
  * committed before its worker is forked, workers are reaped (hooks too),
- * stopped on removal, time-out or shutdown, and killed when they will not
- * stop.
+ * stopped (SIGTERM) on removal, job_timeout or shutdown, and killed
+ * (SIGKILL) when they have not stopped KILL_GRACE seconds later.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -253,9 +253,16 @@ void manager_check_timers(struct station *st)
 			log_notice("%s: medium gone during job %" PRId64 ", stopping its worker",
 				   card_label(c, label, sizeof(label)), c->job);
 		}
+		/* Over job_timeout: asked to stop first (SIGTERM), so that the
+		 * worker syncs and closes the card and reports; killed only when
+		 * it has not ended after KILL_GRACE. The cache's filler is not
+		 * the worker's: it goes on for the other cards. */
 		if (!c->timed_out && c->timeout && now - c->started > c->timeout) {
 			c->timed_out = true;
-			kill(c->pid, SIGKILL);
+			log_notice("%s: job %" PRId64 " over job_timeout (%u s): stopping its worker "
+				   "(SIGTERM, SIGKILL after %.0f s)",
+				   card_label(c, label, sizeof(label)), c->job, c->timeout, KILL_GRACE);
+			manager_stop_worker(c);
 		}
 		if (c->kill_at && now > c->kill_at) {
 			kill(c->pid, SIGKILL);
