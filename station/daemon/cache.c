@@ -1,16 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The decompress-once image cache (see cache.h).
- *
- * Per entry KEY, in the cache folder:
- *   KEY.img   a complete entry (verified against the bmap as it was made)
- *   KEY.lock  every reader of the entry (or of its part) holds a shared
- *             flock; eviction takes it exclusively, never waiting for it
- *   KEY.part  the entry while it is filled
- *   KEY.fill  the fill's state (struct fill_state), mapped shared by the
- *             filler and its readers; the filler holds an OFD write lock on
- *             it for as long as it lives, so a reader can tell a filler
- *             that died from one that is slow
+ * The decompress-once image cache (see cache.h): entry keys, readers, and
+ * cache_acquire(), which serves an entry, follows a fill or starts one
+ * (cache-private.h lists the files; cache-fill.c is the filler,
+ * cache-evict.c the room they take).
  *
  * The filler is a process of its own, forked by the first worker that
  * finds no entry: it belongs to no card (a card pulled or timed out does not
@@ -36,7 +29,7 @@
 #include <unistd.h>
 
 #include "bmap-private.h"
-#include "cache.h"
+#include "cache-private.h"
 #include "source.h"
 #include "util.h"
 
@@ -73,297 +66,13 @@ static int cache_key(int fd, const struct bmap_map *map, char out[65])
 	return 0;
 }
 
-/* ---- the fill's shared state ---- */
-
-enum { FILL_RUNNING = 1, FILL_DONE = 2 };
-
-struct fill_state {
-	_Atomic uint64_t ino;	  /* the part being filled; 0 while a fill is set up */
-	_Atomic uint64_t written; /* every mapped byte below this is in the part */
-	_Atomic int32_t status;	  /* FILL_RUNNING, FILL_DONE, or -errno */
-	char error[512];	  /* why it failed: written before status */
-};
-
-#define FILL_MAP_SIZE 4096u
 #define FILL_POLL_MS 5
-
-/* The filler's lock: an OFD write lock on the whole KEY.fill. */
-static int fill_lock(int fd)
-{
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-
-	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
-}
-
-/* Whether a live process holds KEY.fill's lock (fails safe: "alive"). */
-static bool fill_alive(int fd)
-{
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-		return true;
-	return fl.l_type != F_UNLCK;
-}
-
-/* The same for the part named @part ("KEY.part") in folder @dirfd. */
-static bool fill_alive_at(int dirfd, const char *part)
-{
-	char name[80];
-	int fd;
-	bool alive;
-
-	snprintf(name, sizeof(name), "%.64s.fill", part);
-	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	alive = fill_alive(fd);
-	close(fd);
-	return alive;
-}
-
-/* Maps KEY.fill shared, creating it as needed; returns the fd too. */
-static struct fill_state *fill_map(const char *path, int *ret_fd)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	struct stat st;
-	void *p;
-
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) < 0 ||
-	    ((uint64_t)st.st_size < FILL_MAP_SIZE && ftruncate(fd, FILL_MAP_SIZE) < 0)) {
-		close(fd);
-		return NULL;
-	}
-	p = mmap(NULL, FILL_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED) {
-		close(fd);
-		return NULL;
-	}
-	*ret_fd = fd;
-	return p;
-}
 
 static void sleep_ms(long ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
-}
-
-/* Frees room for @need bytes by removing the oldest entries nobody uses. */
-static int cache_evict(const char *dir, const char *keep, uint64_t need, uint64_t max_size)
-{
-	struct entry {
-		char name[80];
-		time_t mtime;
-		uint64_t size;
-	} *e = NULL;
-	size_t n = 0, cap = 0;
-	uint64_t total = 0;
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int r = 0;
-
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		struct stat st;
-
-		if (len > 5 && len < sizeof(e->name) &&
-		    strcmp(de->d_name + len - 5, ".part") == 0 &&
-		    fstatat(dirfd(d), de->d_name, &st, 0) == 0) {
-			/* A part whose filler died (killed, a power cut) is removed;
-			 * one being filled takes room too. */
-			if (strncmp(de->d_name, keep, 64) != 0 &&
-			    !fill_alive_at(dirfd(d), de->d_name))
-				unlinkat(dirfd(d), de->d_name, 0);
-			else
-				total += (uint64_t)st.st_blocks * 512;
-			continue;
-		}
-		if (len < 5 || len >= sizeof(e->name) || strcmp(de->d_name + len - 4, ".img") ||
-		    fstatat(dirfd(d), de->d_name, &st, 0) < 0)
-			continue;
-		total += (uint64_t)st.st_blocks * 512;
-		if (strncmp(de->d_name, keep, 64) == 0)
-			continue;
-		if (n == cap) {
-			struct entry *p = realloc(e, (cap = cap ? 2 * cap : 16) * sizeof(*e));
-
-			if (!p) {
-				r = -ENOMEM;
-				goto out;
-			}
-			e = p;
-		}
-		snprintf(e[n].name, sizeof(e[n].name), "%s", de->d_name);
-		e[n].mtime = st.st_mtime;
-		e[n].size = (uint64_t)st.st_blocks * 512;
-		n++;
-	}
-	while (total + need > max_size) {
-		size_t oldest = SIZE_MAX;
-		char lock[PATH_MAX], img[PATH_MAX];
-		int fd;
-
-		for (size_t i = 0; i < n; i++)
-			if (e[i].size && (oldest == SIZE_MAX || e[i].mtime < e[oldest].mtime))
-				oldest = i;
-		if (oldest == SIZE_MAX) {
-			r = -ENOSPC;
-			break;
-		}
-		snprintf(img, sizeof(img), "%s/%s", dir, e[oldest].name);
-		snprintf(lock, sizeof(lock), "%s/%.64s.lock", dir, e[oldest].name);
-		/* An entry a worker is reading holds a shared lock: it stays. */
-		fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			unlink(img);
-			unlink(lock);
-			snprintf(lock, sizeof(lock), "%s/%.64s.fill", dir, e[oldest].name);
-			unlink(lock);
-			total -= e[oldest].size;
-		}
-		if (fd >= 0)
-			close(fd);
-		e[oldest].size = 0;
-	}
-out:
-	closedir(d);
-	free(e);
-	return r;
-}
-
-/* ---- the filler ---- */
-
-struct filler {
-	struct fill_state *fill;
-	atomic_int *cancel;
-	pid_t worker, daemon;
-};
-
-/* The writer's progress, published to the readers. A filler whose worker
- * and station are both gone (reparented elsewhere: the station died) stops:
- * nobody would read what it makes. */
-static void fill_written(void *userdata, uint64_t end)
-{
-	struct filler *f = userdata;
-	pid_t parent = getppid();
-
-	atomic_store(&f->fill->written, end);
-	if (parent != f->worker && parent != f->daemon)
-		*f->cancel = 1;
-}
-
-/* The forked filler: decompresses @image into @part, checked against the
- * bmap range by range, and names it @path once complete. Never returns. */
-static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image,
-			       const struct bmap_map *map, const char *part, const char *path)
-{
-	struct bmap_target_opts topts = {
-	    .mode = BMAP_TARGET_WRITE,
-	    .image_size = bmap_map_get_image_size(map),
-	    .keep_size = true, /* sized by the parent: readers may have it open */
-	};
-	struct bmap_copy_opts copts = {
-	    .cancel = f->cancel, .written = fill_written, .written_userdata = f};
-	struct bmap_ctx *ctx = bmap_ctx_new();
-	struct bmap_source *src = NULL;
-	struct bmap_target *dst = NULL;
-	int r = ctx ? 0 : -ENOMEM;
-
-	if (r >= 0)
-		r = bmap_source_open_fd(ctx, image_fd, image, &src);
-	if (r >= 0)
-		r = bmap_target_open(ctx, part, &topts, &dst);
-	if (r >= 0)
-		r = bmap_copy(ctx, src, map, dst, &copts, NULL);
-	if (r >= 0 && fsync(bmap_target_get_fd(dst)) < 0)
-		r = -errno;
-	bmap_target_free(dst);
-	bmap_source_free(src);
-	/* Only a complete, verified entry gets its name. */
-	if (r >= 0 && rename(part, path) < 0)
-		r = -errno;
-	if (r >= 0) {
-		atomic_store(&f->fill->written, bmap_map_get_image_size(map));
-		atomic_store(&f->fill->status, FILL_DONE);
-	} else {
-		const char *e = ctx ? bmap_ctx_get_error(ctx) : "";
-
-		snprintf(f->fill->error, sizeof(f->fill->error),
-			 "filling the image cache failed: %s", *e ? e : strerror(-r));
-		atomic_store(&f->fill->status, r == -EINTR || r == -ECANCELED ? -EINTR : r);
-		unlink(part);
-	}
-	bmap_ctx_free(ctx);
-	_exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
-}
-
-/* With KEY.fill's lock held (@lock_fd): a new, empty part of the image's
- * size, the shared state reset for it, and the filler forked. The filler
- * keeps the lock; the caller's @lock_fd is closed either way. */
-static int fill_start(struct cache_use *u, int lock_fd, int image_fd, const char *image,
-		      const struct bmap_map *map, atomic_int *cancel, const char *part,
-		      const char *path, char *why, size_t why_len)
-{
-	struct fill_state *fill = u->fill;
-	struct filler f = {.fill = fill, .cancel = cancel, .daemon = getppid()};
-	struct stat st;
-	pid_t pid;
-	int fd, r;
-
-	atomic_store(&fill->ino, 0);
-	atomic_store(&fill->written, 0);
-	fill->error[0] = '\0';
-	atomic_store(&fill->status, FILL_RUNNING);
-	/* A new inode: a reader of an earlier, dead fill cannot mistake it. */
-	unlink(part);
-	fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, (off_t)bmap_map_get_image_size(map)) < 0 ||
-	    fstat(fd, &st) < 0) {
-		r = -errno;
-		snprintf(why, why_len, "cannot create '%s': %s", part, strerror(-r));
-		goto fail;
-	}
-	close(fd);
-	fd = -1;
-	atomic_store(&fill->ino, (uint64_t)st.st_ino);
-	u->ino = (uint64_t)st.st_ino;
-	f.worker = getpid();
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		snprintf(why, why_len, "cannot fork the cache's filler: %s", strerror(-r));
-		goto fail;
-	}
-	if (pid == 0) {
-		/* Nothing of the worker's but the lock and the image: not its
-		 * pipe to the station (whose end of file says the worker is
-		 * done), nor the card, nor the entry's reader lock. */
-		int keep_lo = lock_fd < image_fd ? lock_fd : image_fd;
-		int keep_hi = lock_fd < image_fd ? image_fd : lock_fd;
-
-		if (keep_lo > 3)
-			close_range(3, (unsigned)keep_lo - 1, 0);
-		if (keep_hi > keep_lo + 1)
-			close_range((unsigned)keep_lo + 1, (unsigned)keep_hi - 1, 0);
-		close_range((unsigned)keep_hi + 1, ~0u, 0);
-		fill_run(&f, image_fd, image, map, part, path);
-	}
-	close(lock_fd);
-	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(part);
-	snprintf(fill->error, sizeof(fill->error), "%s", why);
-	atomic_store(&fill->status, r);
-	close(lock_fd);
-	return r;
 }
 
 /* ---- readers ---- */
@@ -390,7 +99,7 @@ static int fill_wait(struct cache_use *u, uint64_t end, char *why, size_t why_le
 			return snprintf(why, why_len, "interrupted"), -EINTR;
 		/* Every 100 ms: is the filler still there? Its state, read
 		 * again after that, says whether it ended well. */
-		if (i % (100 / FILL_POLL_MS) == 0 && !fill_alive(u->fill_fd)) {
+		if (i % (100 / FILL_POLL_MS) == 0 && !cache_fill_alive(u->fill_fd)) {
 			status = atomic_load(&fill->status);
 			if (status == FILL_DONE ||
 			    (status == FILL_RUNNING && atomic_load(&fill->written) >= end))
@@ -502,7 +211,7 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 		snprintf(why, why_len, "cannot lock '%s': %s", lock, strerror(-r));
 		goto fail;
 	}
-	ret->fill = fill_map(fillp, &ret->fill_fd);
+	ret->fill = cache_fill_map(fillp, &ret->fill_fd);
 	if (!ret->fill) {
 		r = -errno;
 		snprintf(why, why_len, "cannot map '%s': %s", fillp, strerror(-r));
@@ -521,7 +230,7 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 			snprintf(why, why_len, "cannot open '%s': %s", fillp, strerror(-r));
 			goto fail;
 		}
-		r = fill_lock(lock_fd);
+		r = cache_fill_lock(lock_fd);
 		if (r == 0) {
 			/* Nobody fills it: this worker starts a filler, unless
 			 * one finished just now. */
@@ -536,8 +245,8 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 				snprintf(why, why_len, "no room in the cache (cache_max_size)");
 				goto fail;
 			}
-			r = fill_start(ret, lock_fd, image_fd, image, map, cancel, part, path, why,
-				       why_len);
+			r = cache_fill_start(ret, lock_fd, image_fd, image, map, cancel, part, path,
+					     why, why_len);
 			if (r < 0)
 				goto fail;
 			ret->built = true;

@@ -2,7 +2,8 @@
 /*
  * The decompress-once image cache: the mapped ranges of a compressed image,
  * decompressed into a sparse raw file and verified against the bmap's
- * checksums, so that N cards cost one decompression. Used by the workers.
+ * checksums, so that N cards cost one decompression. Used by the workers;
+ * the station sweeps it at its start.
  */
 #pragma once
 
@@ -42,10 +43,10 @@ struct cache_use {
  * worker to ask, belonging to no card) while every worker reads along as
  * far as it is filled. Readers never wait for each other. Entries are keyed
  * by the SHA-256 of the image file's identity (device, inode, size, mtime,
- * ctime) and the bmap's content; older
- * entries nobody uses, and parts whose filler died, are evicted to stay
- * under @max_size. -errno with @why when the cache cannot serve: the caller
- * copies from the image. */
+ * ctime) and the bmap's content; older entries nobody uses are evicted to
+ * stay under @max_size, parts being filled counted, stale files (parts
+ * whose filler died, temp files of earlier versions) removed. -errno with
+ * @why when the cache cannot serve: the caller copies from the image. */
 int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
 		  const char *image, const struct bmap_map *map, atomic_int *cancel,
 		  struct cache_use *ret, char *why, size_t why_len);
@@ -59,3 +60,8 @@ int cache_finished(struct cache_use *u, char *why, size_t why_len);
  * filling), 1 still running, -errno with @why when it failed. */
 int cache_fill_status(struct cache_use *u, char *why, size_t why_len);
 void cache_release(struct cache_use *u);
+/* At the station's start, before any worker runs: removes what fills that
+ * died left in @dir ("" or NULL: no cache), parts, temp files of earlier
+ * versions and state files of keys with neither entry nor part, and logs
+ * what it removed. */
+void cache_sweep(const char *dir);

@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "manager.h"
 #include "station.h"
 #include "util.h"
@@ -70,6 +71,7 @@ static int setup(struct station *st, const char *config_path)
 	journal_set_busy_timeout(st->journal, JOURNAL_WAIT_MS);
 	manager_interrupt_earlier(st);
 
+	cache_sweep(st->cfg->cache_dir);
 	/* The image cache's filler outlives the worker that forked it (it
 	 * belongs to no card): it comes back to the station, which reaps it,
 	 * and it stops once it finds itself anyone else's child. */

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The image cache's filler (see cache-private.h for the files): the process
+ * that decompresses an image into KEY.part, and the lock on KEY.fill that
+ * tells its readers whether it lives.
+ *
+ * The filler is forked by the first worker that finds no entry, but
+ * belongs to no card: when that worker ends (its card pulled, timed out or
+ * simply done) the filler is reparented to the station (a child
+ * subreaper) and goes on for the other cards. When the station is gone,
+ * nobody would read what it makes: it stops.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bmap-private.h"
+#include "cache-private.h"
+#include "source.h"
+
+int cache_fill_lock(int fd)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+
+	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+bool cache_fill_alive(int fd)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+		return true;
+	return fl.l_type != F_UNLCK;
+}
+
+bool cache_fill_alive_at(int dirfd, const char *name)
+{
+	char fill[80];
+	int fd;
+	bool alive;
+
+	snprintf(fill, sizeof(fill), "%.64s.fill", name);
+	fd = openat(dirfd, fill, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	alive = cache_fill_alive(fd);
+	close(fd);
+	return alive;
+}
+
+uint64_t cache_fill_size_at(int dirfd, const char *name)
+{
+	char fill[80];
+	uint64_t size;
+	int fd;
+
+	snprintf(fill, sizeof(fill), "%.64s.fill", name);
+	fd = openat(dirfd, fill, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	/* A plain read of an aligned 64-bit field another process stores
+	 * atomically: it sees the old or the new value. */
+	if (pread(fd, &size, sizeof(size), offsetof(struct fill_state, size)) != sizeof(size))
+		size = 0;
+	close(fd);
+	return size;
+}
+
+struct fill_state *cache_fill_map(const char *path, int *ret_fd)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	struct stat st;
+	void *p;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 ||
+	    ((uint64_t)st.st_size < FILL_MAP_SIZE && ftruncate(fd, FILL_MAP_SIZE) < 0)) {
+		close(fd);
+		return NULL;
+	}
+	p = mmap(NULL, FILL_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		close(fd);
+		return NULL;
+	}
+	*ret_fd = fd;
+	return p;
+}
+
+/* ---- the filler ---- */
+
+struct filler {
+	struct fill_state *fill;
+	atomic_int *cancel; /* the worker's flag: its SIGTERM handler, kept across the
+			     * fork, stops the fill too (a station stopped as a whole) */
+	pid_t worker, station;
+};
+
+/* The writer's progress, published to the readers. A filler whose worker
+ * and station are both gone (reparented elsewhere: the station died) stops:
+ * nobody would read what it makes. */
+static void fill_written(void *userdata, uint64_t end)
+{
+	struct filler *f = userdata;
+	pid_t parent = getppid();
+
+	atomic_store(&f->fill->written, end);
+	if (parent != f->worker && parent != f->station)
+		*f->cancel = 1;
+}
+
+/* The forked filler: decompresses @image into @part, checked against the
+ * bmap range by range, and names it @path once complete. Never returns. */
+static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image,
+			       const struct bmap_map *map, const char *part, const char *path)
+{
+	struct bmap_target_opts topts = {
+	    .mode = BMAP_TARGET_WRITE,
+	    .image_size = bmap_map_get_image_size(map),
+	    .keep_size = true, /* sized by the parent: readers may have it open */
+	};
+	struct bmap_copy_opts copts = {
+	    .cancel = f->cancel, .written = fill_written, .written_userdata = f};
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_source *src = NULL;
+	struct bmap_target *dst = NULL;
+	int r = ctx ? 0 : -ENOMEM;
+
+	if (r >= 0)
+		r = bmap_source_open_fd(ctx, image_fd, image, &src);
+	if (r >= 0)
+		r = bmap_target_open(ctx, part, &topts, &dst);
+	if (r >= 0)
+		r = bmap_copy(ctx, src, map, dst, &copts, NULL);
+	if (r >= 0 && fsync(bmap_target_get_fd(dst)) < 0)
+		r = -errno;
+	bmap_target_free(dst);
+	bmap_source_free(src);
+	/* Only a complete, verified entry gets its name. */
+	if (r >= 0 && rename(part, path) < 0)
+		r = -errno;
+	if (r >= 0) {
+		atomic_store(&f->fill->written, bmap_map_get_image_size(map));
+		atomic_store(&f->fill->status, FILL_DONE);
+	} else {
+		const char *e = ctx ? bmap_ctx_get_error(ctx) : "";
+
+		snprintf(f->fill->error, sizeof(f->fill->error),
+			 "filling the image cache failed: %s", *e ? e : strerror(-r));
+		atomic_store(&f->fill->status, r == -EINTR || r == -ECANCELED ? -EINTR : r);
+		unlink(part);
+	}
+	bmap_ctx_free(ctx);
+	_exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
+}
+
+int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char *image,
+		     const struct bmap_map *map, atomic_int *cancel, const char *part,
+		     const char *path, char *why, size_t why_len)
+{
+	struct fill_state *fill = u->fill;
+	struct filler f = {.fill = fill, .cancel = cancel, .station = getppid()};
+	struct stat st;
+	pid_t pid;
+	int fd, r;
+
+	atomic_store(&fill->ino, 0);
+	atomic_store(&fill->written, 0);
+	/* What the part will take, counted against cache_max_size from the
+	 * start (its blocks are only what is filled so far). */
+	atomic_store(&fill->size, bmap_map_get_mapped_bytes(map));
+	fill->error[0] = '\0';
+	atomic_store(&fill->status, FILL_RUNNING);
+	/* A new inode: a reader of an earlier, dead fill cannot mistake it. */
+	unlink(part);
+	fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)bmap_map_get_image_size(map)) < 0 ||
+	    fstat(fd, &st) < 0) {
+		r = -errno;
+		snprintf(why, why_len, "cannot create '%s': %s", part, strerror(-r));
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+	atomic_store(&fill->ino, (uint64_t)st.st_ino);
+	u->ino = (uint64_t)st.st_ino;
+	f.worker = getpid();
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		snprintf(why, why_len, "cannot fork the cache's filler: %s", strerror(-r));
+		goto fail;
+	}
+	if (pid == 0) {
+		/* Nothing of the worker's but the lock and the image: not its
+		 * pipe to the station (whose end of file says the worker is
+		 * done), nor the card, nor the entry's reader lock. */
+		int keep_lo = lock_fd < image_fd ? lock_fd : image_fd;
+		int keep_hi = lock_fd < image_fd ? image_fd : lock_fd;
+
+		if (keep_lo > 3)
+			close_range(3, (unsigned)keep_lo - 1, 0);
+		if (keep_hi > keep_lo + 1)
+			close_range((unsigned)keep_lo + 1, (unsigned)keep_hi - 1, 0);
+		close_range((unsigned)keep_hi + 1, ~0u, 0);
+		fill_run(&f, image_fd, image, map, part, path);
+	}
+	close(lock_fd);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(part);
+	snprintf(fill->error, sizeof(fill->error), "%s", why);
+	atomic_store(&fill->status, r);
+	close(lock_fd);
+	return r;
+}
