@@ -8,7 +8,8 @@
  * belongs to no card: when that worker ends (its card pulled, timed out or
  * simply done) the filler is reparented to the station (a child
  * subreaper) and goes on for the other cards. When the station is gone,
- * nobody would read what it makes: it stops.
+ * killed with SIGKILL too, nobody would read what it makes: it ends at
+ * once, and takes its part with it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,17 +108,32 @@ struct filler {
 	pid_t worker, station;
 };
 
-/* The writer's progress, published to the readers. A filler whose worker
- * and station are both gone (reparented elsewhere: the station died) stops:
- * nobody would read what it makes. */
+/* In the filler, for its parent-death signal's handler. */
+static pid_t filler_station;
+static char filler_part[PATH_MAX];
+
+/* The kernel sends the parent-death signal each time the filler's parent
+ * dies: once when the worker that forked it ends (the filler is then the
+ * station's child, and goes on), and again when the station dies, or at
+ * once if the station died first (the worker dies with it): then any
+ * other process is its parent. Checked here, in the handler: at the next
+ * piece written (seconds away with bzip2), then draining the decoder and
+ * syncing the part, the filler outlived a SIGKILLed station by 2-3 s. */
+static void on_parent_death(int sig)
+{
+	(void)sig;
+	if (getppid() == filler_station)
+		return;
+	unlink(filler_part);
+	_exit(EXIT_FAILURE);
+}
+
+/* The writer's progress, published to the readers. */
 static void fill_written(void *userdata, uint64_t end)
 {
 	struct filler *f = userdata;
-	pid_t parent = getppid();
 
 	atomic_store(&f->fill->written, end);
-	if (parent != f->worker && parent != f->station)
-		*f->cancel = 1;
 }
 
 /* The forked filler: decompresses @image into @part, checked against the
@@ -131,11 +148,27 @@ static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image
 	};
 	struct bmap_copy_opts copts = {
 	    .cancel = f->cancel, .written = fill_written, .written_userdata = f};
-	struct bmap_ctx *ctx = bmap_ctx_new();
+	/* Restarted: the worker's end is only looked at, never an error. */
+	struct sigaction sa = {.sa_handler = on_parent_death, .sa_flags = SA_RESTART};
+	struct bmap_ctx *ctx;
 	struct bmap_source *src = NULL;
 	struct bmap_target *dst = NULL;
-	int r = ctx ? 0 : -ENOMEM;
+	pid_t parent;
+	int r;
 
+	filler_station = f->station;
+	snprintf(filler_part, sizeof(filler_part), "%s", part);
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGRTMIN, &sa, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGRTMIN) < 0)
+		_exit(EXIT_FAILURE);
+	/* A parent that died before the signal was set sent none. */
+	parent = getppid();
+	if (parent != f->worker && parent != f->station) {
+		unlink(part);
+		_exit(EXIT_FAILURE);
+	}
+	ctx = bmap_ctx_new();
+	r = ctx ? 0 : -ENOMEM;
 	if (r >= 0)
 		r = bmap_source_open_fd(ctx, image_fd, image, &src);
 	if (r >= 0)
