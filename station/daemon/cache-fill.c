@@ -44,14 +44,20 @@ bool cache_fill_alive(int fd)
 	return fl.l_type != F_UNLCK;
 }
 
-bool cache_fill_alive_at(int dirfd, const char *name)
+/* KEY.fill of the entry whose file @name is in @dirfd, read-only, or -1. */
+static int open_fill_at(int dirfd, const char *name)
 {
 	char fill[80];
-	int fd;
-	bool alive;
 
 	snprintf(fill, sizeof(fill), "%.64s.fill", name);
-	fd = openat(dirfd, fill, O_RDONLY | O_CLOEXEC);
+	return openat(dirfd, fill, O_RDONLY | O_CLOEXEC);
+}
+
+bool cache_fill_alive_at(int dirfd, const char *name)
+{
+	int fd = open_fill_at(dirfd, name);
+	bool alive;
+
 	if (fd < 0)
 		return false;
 	alive = cache_fill_alive(fd);
@@ -61,12 +67,9 @@ bool cache_fill_alive_at(int dirfd, const char *name)
 
 uint64_t cache_fill_size_at(int dirfd, const char *name)
 {
-	char fill[80];
+	int fd = open_fill_at(dirfd, name);
 	uint64_t size;
-	int fd;
 
-	snprintf(fill, sizeof(fill), "%.64s.fill", name);
-	fd = openat(dirfd, fill, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	/* A plain read of an aligned 64-bit field another process stores

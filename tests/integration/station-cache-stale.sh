@@ -83,12 +83,9 @@ grep -q "image cache '$cache': removed 6 stale file(s)" "$TEST_TMP/station.log" 
 card=$(make_card a-1.img 48M)
 insert_card "$card"
 dev_a1=$LOOP_DEV
-for _ in $(seq 100); do
-	w=$(worker_of a-1.img)
-	[[ -n $w ]] && filler=$(children_of "$w") && [[ -n $filler ]] && break
-	sleep 0.02
-done
-[[ -n ${filler:-} ]] || fail "card a-1's worker forked no filler"
+filler_of a-1.img
+filler=$FILLER
+[[ -n $filler ]] || fail "card a-1's worker forked no filler"
 kill_ours STOP "$filler"
 on_exit "kill_ours KILL $filler"
 filled=$(($(stat -c %b "$cache/$key1.part") * 512))
@@ -119,12 +116,8 @@ grep -q "b-2.img.*cache built" "$TEST_TMP/station.log" ||
 # Another fill killed, then a restart.
 card=$(make_card a-2.img 48M)
 insert_card "$card"
-filler=
-for _ in $(seq 100); do
-	w=$(worker_of a-2.img)
-	[[ -n $w ]] && filler=$(children_of "$w") && [[ -n $filler ]] && break
-	sleep 0.02
-done
+filler_of a-2.img
+filler=$FILLER
 [[ -n $filler ]] || fail "card a-2's worker forked no filler"
 kill_ours KILL "$filler"
 wait_for "$db" "select outcome from jobs where serial='a-2.img'" failed 30 ||

@@ -46,12 +46,9 @@ station_ready "$db"
 
 card_a=$(make_card t-a.img 48M)
 insert_card "$card_a"
-for _ in $(seq 100); do
-	wa=$(worker_of t-a.img)
-	[[ -n $wa ]] && filler=$(children_of "$wa") && [[ -n $filler ]] && break
-	sleep 0.02
-done
-[[ -n ${filler:-} ]] || fail "card A's worker (${wa:-none}) forked no filler"
+filler_of t-a.img
+wa=$WORKER filler=$FILLER
+[[ -n $filler ]] || fail "card A's worker (${wa:-none}) forked no filler"
 kill_ours STOP "$filler"
 kill_ours STOP "$wa"
 # Whatever happens below, neither stays behind stopped.

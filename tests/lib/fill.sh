@@ -5,6 +5,8 @@
 #   mk_slow_bz2 IMG BLOCKS   IMG (BLOCKS pieces of 784 KiB of random data,
 #                            every byte mapped), IMG.bmap and IMG.bz2
 #   worker_of SERIAL         the pid of SERIAL's latest worker, from the log
+#   filler_of SERIAL         waits (2 s) for the filler SERIAL's worker forked;
+#                            sets WORKER and FILLER (empty: none)
 #   children_of PID          the pids whose parent is PID
 #   descendants_of PID       all processes below PID
 #   proc_alive PID           PID exists and is not a zombie
@@ -35,6 +37,16 @@ mk_slow_bz2() {
 worker_of() {
 	sed -nE "s/.*$1.*job [0-9]+ started \\(worker ([0-9]+)\\).*/\\1/p" "$TEST_TMP/station.log" |
 		tail -n 1
+}
+
+filler_of() {
+	WORKER= FILLER=
+	for _ in $(seq 100); do
+		WORKER=$(worker_of "$1")
+		[[ -n $WORKER ]] && FILLER=$(children_of "$WORKER") && [[ -n $FILLER ]] && return 0
+		sleep 0.02
+	done
+	FILLER=
 }
 
 children_of() { pgrep -P "$1"; }

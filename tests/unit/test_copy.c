@@ -102,17 +102,6 @@ static int do_verify(struct fixture *f, const char *image, const struct bmap_map
 	return r;
 }
 
-static void assert_same_file(const char *a, const char *b)
-{
-	size_t la, lb;
-	char *da = tu_read_file(a, &la), *db = tu_read_file(b, &lb);
-
-	assert_int_equal(la, lb);
-	assert_memory_equal(da, db, la);
-	free(da);
-	free(db);
-}
-
 static void test_copy_raw_and_verify(void **state)
 {
 	struct fixture *f = *state;
@@ -121,7 +110,7 @@ static void test_copy_raw_and_verify(void **state)
 
 	assert_int_equal(do_copy(f, f->img, f->map, NULL, &cr), 0);
 	assert_int_equal(cr.bytes_written, bmap_map_get_mapped_bytes(f->map));
-	assert_same_file(f->img, f->out);
+	tu_assert_same_file(f->img, f->out);
 	assert_int_equal(do_verify(f, f->img, f->map, &vr), 0);
 	assert_false(vr.compared_bytes);
 	assert_int_equal(vr.bad_ranges, 0);
@@ -139,7 +128,7 @@ static void test_copy_zstd_matches_raw(void **state)
 	assert_int_equal(system(cmd), 0);
 	assert_int_equal(do_copy(f, f->img, f->map, NULL, &raw), 0);
 	assert_int_equal(do_copy(f, zpath, f->map, NULL, &zst), 0);
-	assert_same_file(f->img, f->out);
+	tu_assert_same_file(f->img, f->out);
 	assert_memory_equal(raw.data_sha256, zst.data_sha256, 32);
 	free(zpath);
 }
@@ -234,7 +223,7 @@ static void test_copy_nobmap(void **state)
 
 	assert_int_equal(do_copy(f, f->img, NULL, NULL, &cr), 0);
 	assert_int_equal(cr.bytes_written, IMG_SIZE);
-	assert_same_file(f->img, f->out);
+	tu_assert_same_file(f->img, f->out);
 }
 
 static void test_copy_cancelled(void **state)
@@ -411,7 +400,7 @@ static void test_copy_and_verify_while_filled(void **state)
 		bmap_source_free(src);
 		filling_end(&fl, tid);
 		assert_true(fl.blocked > 0);
-		assert_same_file(f->img, f->out);
+		tu_assert_same_file(f->img, f->out);
 		assert_int_equal(cr.bytes_written, direct.bytes_written);
 		assert_memory_equal(cr.data_sha256, direct.data_sha256, 32);
 

@@ -103,3 +103,14 @@ void tu_pattern(void *buf, size_t len, uint32_t seed)
 		p[i] = (uint8_t)x;
 	}
 }
+
+void tu_assert_same_file(const char *a, const char *b)
+{
+	size_t la, lb;
+	char *da = tu_read_file(a, &la), *db = tu_read_file(b, &lb);
+
+	assert_int_equal(la, lb);
+	assert_memory_equal(da, db, la);
+	free(da);
+	free(db);
+}

@@ -21,3 +21,5 @@ char *tu_read_file(const char *path, size_t *ret_len);
 void tu_write_file(const char *path, const void *buf, size_t len);
 /* Fills @buf with a deterministic pattern from @seed. */
 void tu_pattern(void *buf, size_t len, uint32_t seed);
+/* Fails the test unless files @a and @b hold the same bytes. */
+void tu_assert_same_file(const char *a, const char *b);
