@@ -50,6 +50,26 @@ static void reload(struct station *st, const char *path)
 	manager_schedule(st);
 }
 
+static void on_sigpipe(int sig)
+{
+	(void)sig;
+}
+
+/* SIGUSR1 and the like: said in the log with what the station is doing. */
+static void log_signal(struct station *st, const struct signalfd_siginfo *si)
+{
+	unsigned cards = 0, waiting = 0;
+
+	for (struct card *c = st->cards; c; c = c->next) {
+		cards++;
+		waiting += c->state == CARD_WAITING;
+	}
+	log_notice("signal %s from pid %u ignored: %u card(s) known, %u job(s) running, %u "
+		   "waiting, %s",
+		   strsignal((int)si->ssi_signo), si->ssi_pid, cards, st->running, waiting,
+		   st->pending ? "records waiting for the journal" : "the journal up to date");
+}
+
 static int setup(struct station *st, const char *config_path)
 {
 	char *err = NULL;
@@ -74,11 +94,21 @@ static int setup(struct station *st, const char *config_path)
 	 * belongs to no card): it comes back to the station, which reaps it,
 	 * and it stops once it finds itself anyone else's child. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/* A log reader that goes away must not end the station (SIGPIPE's
+	 * default): the write fails instead. A handler, not SIG_IGN, so that
+	 * hooks and workers start with the default again at exec(). */
+	sigaction(SIGPIPE, &(struct sigaction){ .sa_handler = on_sigpipe }, NULL);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	/* Signals whose default would end the station without a word. */
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
+	sigaddset(&mask, SIGALRM);
+	sigaddset(&mask, SIGVTALRM);
+	sigaddset(&mask, SIGPROF);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	st->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (st->sfd < 0) {
@@ -164,6 +194,8 @@ int station_run(const char *config_path)
 					manager_reap(&st);
 				} else if (si.ssi_signo == SIGHUP) {
 					reload(&st, config_path);
+				} else if (si.ssi_signo != SIGTERM && si.ssi_signo != SIGINT) {
+					log_signal(&st, &si);
 				} else if (!st.stopping) {
 					log_notice(
 					    "signal %u: stopping; running jobs are interrupted",
