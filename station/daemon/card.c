@@ -185,6 +185,7 @@ void card_enqueue(struct station *st, struct card *c)
 		c->bmap = p->bmap ? strdup(p->bmap) : NULL;
 		c->verify = p->verify;
 		c->discard = p->discard;
+		c->once_per_serial = p->once_per_serial;
 		if (!c->profile || !c->image || (p->bmap && !c->bmap)) {
 			d.verdict = POLICY_FAIL;
 			snprintf(d.why, sizeof(d.why), "out of memory");

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "manager.h"
+#include "policy.h"
 #include "sanitize.h"
 #include "util.h"
 #include "worker.h"
@@ -60,6 +61,17 @@ int manager_start_worker(struct station *st, struct card *c)
 	 * worker checks the bmap again once it has loaded it. */
 	if (!card_image_fits(st, c))
 		return 0;
+	/* Once per serial, asked again now: a card with the same serial may
+	 * have passed while this one waited. */
+	if (c->once_per_serial) {
+		struct profile p = { .name = c->profile, .once_per_serial = true };
+		char why[512];
+
+		if (policy_once_per_serial(&p, &c->dev, st->journal, why, sizeof(why)) < 0) {
+			card_record_once(st, c, OUTCOME_REFUSED, why);
+			return 0;
+		}
+	}
 	wj.bmap = c->bmap;
 	wj.bmap_sha256 = c->bmap_sha256;
 	card_fill_start(st, c, &js);
@@ -153,6 +165,19 @@ bool manager_interrupt_earlier(struct station *st)
 	return true;
 }
 
+/* A card whose serial is being written right now with the same
+ * once_per_serial profile waits: if that job passes, this one is refused. */
+static bool serial_held(const struct station *st, const struct card *c)
+{
+	if (!c->once_per_serial || !c->dev.serial)
+		return false;
+	for (const struct card *o = st->cards; o; o = o->next)
+		if (o != c && o->state == CARD_RUNNING && o->once_per_serial && o->dev.serial &&
+		    strcmp(o->dev.serial, c->dev.serial) == 0 && strcmp(o->profile, c->profile) == 0)
+			return true;
+	return false;
+}
+
 void manager_schedule(struct station *st)
 {
 	double now = now_monotonic();
@@ -165,7 +190,8 @@ void manager_schedule(struct station *st)
 		struct card *next = NULL;
 
 		for (struct card *c = st->cards; c; c = c->next)
-			if (c->state == CARD_WAITING && (!next || c->queue_seq < next->queue_seq))
+			if (c->state == CARD_WAITING && (!next || c->queue_seq < next->queue_seq) &&
+			    !serial_held(st, c))
 				next = c;
 		if (!next)
 			return;

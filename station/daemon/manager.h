@@ -35,7 +35,7 @@ struct card {
 	/* the profile's settings, copied: a reload may free the profile */
 	char *profile, *image, *bmap;
 	enum verify_mode verify;
-	bool discard;
+	bool discard, once_per_serial;
 	uint64_t image_size;
 	char *bmap_sha256;
 
