@@ -31,6 +31,8 @@ static const char *const verdict_words[] = {
     [POLICY_FAIL] = "failed: ",
 };
 
+/* Problems: [0] `run` would fail (exit 1), [1] cards would fail until fixed
+ * (an image not there yet: it may be copied in later). */
 __attribute__((format(printf, 2, 3))) static void problem(unsigned *n, const char *fmt, ...)
 {
 	char line[PATH_MAX + 512], safe[PATH_MAX + 512];
@@ -48,7 +50,10 @@ static void check_input(unsigned *n, const char *what, const char *path)
 {
 	struct stat st;
 
-	if (stat(path, &st) < 0)
+	if (stat(path, &st) < 0 && errno == ENOENT)
+		problem(n + 1, "warning: %s '%s' is not there: its cards fail until it is", what,
+			path);
+	else if (stat(path, &st) < 0)
 		problem(n, "%s '%s': %m", what, path);
 	else if (S_ISDIR(st.st_mode))
 		problem(n, "%s '%s' is a directory, not a file", what, path);
@@ -104,24 +109,23 @@ static void check_journal(unsigned *n, const char *path)
 		problem(n, "journal folder '%s' cannot be written by this user: %m", dir);
 }
 
-/* What `run` would fail on before it flashes anything; returns the count. */
-static unsigned check_config(const struct station_config *cfg)
+/* What `run` would fail on before it flashes anything (@n[0]), and what
+ * its cards would fail on (@n[1]). */
+static void check_config(const struct station_config *cfg, unsigned n[2])
 {
 	char owner[300];
-	unsigned n = 0;
 
-	check_journal(&n, cfg->database);
-	check_hooks(&n, "station", &cfg->hooks);
+	check_journal(n, cfg->database);
+	check_hooks(n, "station", &cfg->hooks);
 	for (size_t i = 0; i < cfg->n_profiles; i++) {
 		const struct profile *p = &cfg->profiles[i];
 
 		snprintf(owner, sizeof(owner), "profile %s", p->name);
-		check_input(&n, "image", p->image);
+		check_input(n, "image", p->image);
 		if (p->bmap)
-			check_input(&n, "bmap", p->bmap);
-		check_hooks(&n, owner, &p->hooks);
+			check_input(n, "bmap", p->bmap);
+		check_hooks(n, owner, &p->hooks);
 	}
-	return n;
 }
 
 static void check_device(const struct station_config *cfg, struct journal *j,
@@ -157,7 +161,7 @@ int station_check(const char *config_path, FILE *out)
 	struct udev_enumerate *en = NULL;
 	struct udev_list_entry *e;
 	char *err = NULL, a[PATH_MAX], b[PATH_MAX], c[256];
-	unsigned problems;
+	unsigned problems[2] = { 0, 0 };
 	int ret = EXIT_FAILURE;
 
 	if (config_load(config_path, &cfg, &err) < 0) {
@@ -165,10 +169,13 @@ int station_check(const char *config_path, FILE *out)
 		free(err);
 		return EXIT_FAILURE;
 	}
-	problems = check_config(cfg);
-	if (problems)
+	check_config(cfg, problems);
+	if (problems[0])
 		fprintf(out, "configuration %s: %u problem(s), `run` would fail (see above)\n",
-			printable(config_path, a, sizeof(a)), problems);
+			printable(config_path, a, sizeof(a)), problems[0]);
+	else if (problems[1])
+		fprintf(out, "configuration %s: valid, %u warning(s) (see above)\n",
+			printable(config_path, a, sizeof(a)), problems[1]);
 	else
 		fprintf(out, "configuration %s: ok\n", printable(config_path, a, sizeof(a)));
 	fprintf(out, "station '%s', journal %s, up to %u workers, require_tag '%s'\n",
@@ -214,7 +221,7 @@ int station_check(const char *config_path, FILE *out)
 		}
 		udev_device_unref(u);
 	}
-	ret = problems ? EXIT_FAILURE : EXIT_SUCCESS;
+	ret = problems[0] ? EXIT_FAILURE : EXIT_SUCCESS;
 out:
 	if (en)
 		udev_enumerate_unref(en);
