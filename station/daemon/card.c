@@ -150,23 +150,51 @@ static int card_take_image(struct card *c, struct policy_decision *d)
 	return 0;
 }
 
-/* The profile's image as it is now, for this card: false when the card was
- * recorded failed (image or bmap unreadable) or refused (too small). */
-bool card_image_fits(struct station *st, struct card *c)
+/*
+ * The profile's image as it is now, for this card: 1 when it fits, 0 when
+ * the card was recorded failed (image or bmap unreadable) or refused (too
+ * small), -EAGAIN while its bmap is being read (the card is CARD_PROBING).
+ */
+int card_check_image(struct station *st, struct card *c)
 {
 	/* The card's own copies: a reload may have freed the profile. */
-	struct profile p = {.name = c->profile, .image = c->image, .bmap = c->bmap};
-	struct policy_decision d = {0};
+	struct profile p = { .name = c->profile, .image = c->image, .bmap = c->bmap };
+	struct policy_decision d = { 0 };
+	int r = 1;
 
-	policy_image(&p, &c->dev, &d);
+	policy_image(&p, &c->dev, probe_bmap_facts, st, &d);
 	if (d.verdict == POLICY_QUEUE && card_take_image(c, &d) < 0) {
 		d.verdict = POLICY_FAIL;
 		snprintf(d.why, sizeof(d.why), "out of memory");
 	}
-	if (d.verdict != POLICY_QUEUE)
+	if (d.verdict == POLICY_WAIT) {
+		c->state = CARD_PROBING;
+		r = -EAGAIN;
+	} else if (d.verdict != POLICY_QUEUE) {
 		card_record_once(st, c, policy_outcome(d.verdict), d.why);
+		r = 0;
+	}
 	policy_decision_clear(&d);
-	return c->state != CARD_DONE;
+	return r;
+}
+
+/* A probe ended: the cards that waited for a bmap go on, in their order. */
+void card_probed(struct station *st)
+{
+	for (struct card *c = st->cards; c; c = c->next) {
+		if (c->state != CARD_PROBING)
+			continue;
+		switch (card_check_image(st, c)) {
+		case 1:
+			c->state = CARD_WAITING;
+			break;
+		case 0:
+			if (c->dev.tagged)
+				hooks_run(st, c, HOOK_FAILURE, outcome_name(c->outcome), c->job);
+			card_live_update(st, c, true);
+			break;
+		}
+	}
 }
 
 /* A new medium: what the policy says, recorded, or the card queued. */
@@ -176,7 +204,7 @@ void card_enqueue(struct station *st, struct card *c)
 	const struct profile *p;
 
 	card_reset_job(c);
-	policy_decide(st->cfg, &c->dev, c->slot_name, st->journal, &d);
+	policy_decide(st->cfg, &c->dev, c->slot_name, st->journal, probe_bmap_facts, st, &d);
 	p = d.profile;
 	if (p) {
 		/* Its row names the profile, also when the card is refused. */
@@ -195,7 +223,11 @@ void card_enqueue(struct station *st, struct card *c)
 		d.verdict = POLICY_FAIL;
 		snprintf(d.why, sizeof(d.why), "out of memory");
 	}
-	if (d.verdict != POLICY_QUEUE) {
+	if (d.verdict == POLICY_WAIT) {
+		/* In the queue's order from now: it goes on in card_probed(). */
+		c->state = CARD_PROBING;
+		c->queue_seq = ++st->next_seq;
+	} else if (d.verdict != POLICY_QUEUE) {
 		card_record_once(st, c, policy_outcome(d.verdict), d.why);
 	} else {
 		c->state = CARD_WAITING;
@@ -225,6 +257,7 @@ void card_live_update(struct station *st, struct card *c, bool force)
 	l.job = c->job;
 	l.error = c->error;
 	switch (c->state) {
+	case CARD_PROBING:
 	case CARD_WAITING:
 		l.state = "waiting";
 		break;

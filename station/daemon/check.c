@@ -139,7 +139,7 @@ static void check_device(const struct station_config *cfg, struct journal *j,
 	} else {
 		struct policy_decision pd;
 
-		policy_decide(cfg, d, slot, j, &pd);
+		policy_decide(cfg, d, slot, j, policy_bmap_facts_now, NULL, &pd);
 		if (pd.verdict == POLICY_QUEUE)
 			snprintf(why, sizeof(why), "profile %s%s%s", pd.profile->name,
 				 slot ? ", slot " : "", slot ? slot : "");

@@ -59,8 +59,8 @@ int manager_start_worker(struct station *st, struct card *c)
 	/* The profile's files as they are now: a card that waited in the queue
 	 * gets what they hold when its job starts, and its row says so; the
 	 * worker checks the bmap again once it has loaded it. */
-	if (!card_image_fits(st, c))
-		return 0;
+	if (card_check_image(st, c) <= 0)
+		return 0; /* recorded, or its bmap changed and is being read */
 	/* Once per serial, asked again now: a card with the same serial may
 	 * have passed while this one waited. */
 	if (c->once_per_serial) {
@@ -222,6 +222,8 @@ void manager_reap(struct station *st)
 			hook_done(st, h);
 			continue;
 		}
+		if (probe_reaped(st, pid, status))
+			continue;
 		for (struct card *c = st->cards; c; c = c->next)
 			if (c->state == CARD_RUNNING && c->pid == pid) {
 				c->wstatus = status;
@@ -266,6 +268,7 @@ void manager_check_timers(struct station *st)
 	char label[512];
 
 	hooks_check_timers(st);
+	probe_check_timers(st);
 
 	for (struct card *c = st->cards; c; c = c->next) {
 		if (c->state != CARD_RUNNING)

@@ -5,7 +5,8 @@
  * card per disk that has a medium or a job. What each part does lives in
  * its own file: card.c (a card's job, from queue to recorded end),
  * manager.c (the queue and the workers), udev-scan.c (events into cards),
- * policy.c (what a card gets), hook.c, outbox.c, log.c, station.c (the loop).
+ * policy.c (what a card gets), probe.c (bmaps read outside the loop),
+ * hook.c, outbox.c, log.c, station.c (the loop).
  */
 #pragma once
 
@@ -20,7 +21,9 @@
 #define JOURNAL_RETRY 1.0 /* seconds between retries of a failed write */
 #define JOURNAL_NAG 30.0  /* seconds between reminders while it fails */
 
-enum card_state { CARD_IDLE, CARD_WAITING, CARD_RUNNING, CARD_DONE };
+/* CARD_PROBING: waiting for its profile's bmap to be read (probe.c) before
+ * it is queued, or again before its job starts when the bmap changed. */
+enum card_state { CARD_IDLE, CARD_PROBING, CARD_WAITING, CARD_RUNNING, CARD_DONE };
 
 /* One disk (keyed by syspath) and what is in it: the medium and its job. */
 struct card {
@@ -65,6 +68,8 @@ struct card {
 
 struct hook_run;
 struct pending;
+struct probe;
+struct bmap_facts;
 
 struct station {
 	struct station_config *cfg;
@@ -78,6 +83,7 @@ struct station {
 	bool stopping;
 	double stop_deadline;
 	struct hook_run *hooks;
+	struct probe *probes;
 	struct pending *pending, **pending_tail;
 	double pending_retry_at, pending_nag_at;
 	bool interrupt_done; /* rows left running by an earlier run are closed */
@@ -101,7 +107,8 @@ void card_reset_job(struct card *c);
 void card_fill_start(const struct station *st, const struct card *c, struct job_start *js);
 void card_set_outcome(struct card *c, enum outcome o);
 void card_record_once(struct station *st, struct card *c, enum outcome o, const char *why);
-bool card_image_fits(struct station *st, struct card *c);
+int card_check_image(struct station *st, struct card *c);
+void card_probed(struct station *st);
 void card_enqueue(struct station *st, struct card *c);
 void card_live_update(struct station *st, struct card *c, bool force);
 bool card_read_pipe(struct station *st, struct card *c);
@@ -119,6 +126,13 @@ void manager_check_timers(struct station *st);
 void udev_scan_device(struct station *st, struct udev_device *u, const char *action);
 void udev_scan_enumerate(struct station *st);
 void udev_scan_drain(struct station *st);
+
+/* probe.c */
+int probe_bmap_facts(void *station, const char *bmap, struct bmap_facts *ret, char *why,
+		     size_t why_len);
+bool probe_reaped(struct station *st, pid_t pid, int status);
+void probe_check_timers(struct station *st);
+void probe_free_all(struct station *st);
 
 /* hook.c */
 void hooks_run(struct station *st, const struct card *c, enum hook_event ev, const char *outcome,

@@ -28,6 +28,7 @@ enum outcome policy_outcome(enum policy_verdict v)
 	case POLICY_FAIL:
 		return OUTCOME_FAILED;
 	case POLICY_QUEUE:
+	case POLICY_WAIT:
 		break;
 	}
 	return OUTCOME_RUNNING;
@@ -61,18 +62,38 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 	return 0;
 }
 
-int policy_image(const struct profile *p, const struct device *d, struct policy_decision *ret)
+int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
+			  size_t why_len)
 {
 	struct bmap_ctx *ctx = bmap_ctx_new();
 	struct bmap_map *map = NULL;
+	int r;
+
+	(void)userdata;
+	if (!ctx)
+		return snprintf(why, why_len, "out of memory"), -ENOMEM;
+	r = bmap_map_load(ctx, bmap, &map);
+	if (r < 0) {
+		snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
+	} else {
+		ret->image_size = bmap_map_get_image_size(map);
+		hex_encode(bmap_map_get_file_sha256(map), 32, ret->sha256);
+	}
+	bmap_map_free(map);
+	bmap_ctx_free(ctx);
+	return r;
+}
+
+int policy_image(const struct profile *p, const struct device *d, policy_facts_fn facts,
+		 void *userdata, struct policy_decision *ret)
+{
 	_cleanup_free_ char *found = NULL;
 	const char *path = p->bmap;
+	struct bmap_facts f;
 	char h1[32], h2[32];
 	struct stat st;
-	int r = 0;
+	int r;
 
-	if (!ctx)
-		return -ENOMEM;
 	ret->verdict = POLICY_FAIL;
 	/* The image may have been deleted or replaced since the profile was
 	 * loaded: a card is only queued while it is there to read. */
@@ -80,24 +101,26 @@ int policy_image(const struct profile *p, const struct device *d, struct policy_
 		r = -errno;
 		snprintf(ret->why, sizeof(ret->why), "cannot read image '%s': %s", p->image,
 			 strerror(-r));
-		goto out;
+		return r;
 	}
 	if (!path && bmap_discover(p->image, &found) == 0)
 		path = found;
 	if (path) {
-		r = bmap_map_load(ctx, path, &map);
-		if (r < 0) {
-			snprintf(ret->why, sizeof(ret->why), "%s", bmap_ctx_get_error(ctx));
-			goto out;
+		r = facts(userdata, path, &f, ret->why, sizeof(ret->why));
+		if (r == -EAGAIN) {
+			ret->verdict = POLICY_WAIT;
+			snprintf(ret->why, sizeof(ret->why), "reading the bmap %s", path);
+			return r;
 		}
-		ret->image_size = bmap_map_get_image_size(map);
-		hex_encode(bmap_map_get_file_sha256(map), 32, ret->bmap_sha256);
+		if (r < 0)
+			return r;
+		ret->image_size = f.image_size;
+		memcpy(ret->bmap_sha256, f.sha256, sizeof(f.sha256));
 		free(ret->bmap);
 		ret->bmap = strdup(path);
 		if (!ret->bmap) {
-			r = -ENOMEM;
 			snprintf(ret->why, sizeof(ret->why), "out of memory");
-			goto out;
+			return -ENOMEM;
 		}
 	} else {
 		ret->image_size = (uint64_t)st.st_size; /* a raw image mapped from its holes */
@@ -106,19 +129,16 @@ int policy_image(const struct profile *p, const struct device *d, struct policy_
 		ret->verdict = POLICY_REFUSE;
 		snprintf(ret->why, sizeof(ret->why), "too small for the image: %s < %s",
 			 human_size(d->size, h1), human_size(ret->image_size, h2));
-		r = -ENOSPC;
-		goto out;
+		return -ENOSPC;
 	}
 	ret->verdict = POLICY_QUEUE;
 	ret->why[0] = '\0';
-out:
-	bmap_map_free(map);
-	bmap_ctx_free(ctx);
-	return r;
+	return 0;
 }
 
 void policy_decide(const struct station_config *cfg, const struct device *d, const char *slot,
-		   struct journal *journal, struct policy_decision *ret)
+		   struct journal *journal, policy_facts_fn facts, void *userdata,
+		   struct policy_decision *ret)
 {
 	struct device_identity id = {
 	    .devnode = d->devnode,
@@ -156,5 +176,5 @@ void policy_decide(const struct station_config *cfg, const struct device *d, con
 			 "not removable, and the profile has removable_only = true");
 		return;
 	}
-	policy_image(p, d, ret);
+	policy_image(p, d, facts, userdata, ret);
 }

@@ -48,7 +48,7 @@ void udev_scan_device(struct station *st, struct udev_device *u, const char *act
 			manager_stop_worker(c);
 			log_info("%s: removed during job %" PRId64 ", stopping its worker",
 				 card_label(c, label, sizeof(label)), c->job);
-		} else if (c->state == CARD_WAITING) {
+		} else if (c->state == CARD_WAITING || c->state == CARD_PROBING) {
 			log_info("%s: removed before its turn",
 				 card_label(c, label, sizeof(label)));
 			c->state = CARD_IDLE;
@@ -66,7 +66,7 @@ void udev_scan_device(struct station *st, struct udev_device *u, const char *act
 
 	/* udev's re-probe after our own writes, or a change on the same medium. */
 	if (udev_device_get_property_value(u, "SYNTH_UUID") || c->state == CARD_RUNNING ||
-	    c->state == CARD_WAITING ||
+	    c->state == CARD_WAITING || c->state == CARD_PROBING ||
 	    (c->handled && (d.diskseq == 0 || d.diskseq == c->handled_diskseq))) {
 		device_clear(&d);
 		return;
