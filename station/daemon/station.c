@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libudev.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "manager.h"
@@ -68,6 +70,40 @@ static void log_signal(struct station *st, const struct signalfd_siginfo *si)
 		   "waiting, %s",
 		   strsignal((int)si->ssi_signo), si->ssi_pid, cards, st->running, waiting,
 		   st->pending ? "records waiting for the journal" : "the journal up to date");
+}
+
+/*
+ * systemd's side (Type=notify): READY=1 once the station listens, STATUS=
+ * with what it does, WATCHDOG=1 from the loop at a quarter of WatchdogSec=
+ * (a loop that hangs gets the station restarted), STOPPING=1. Without
+ * $NOTIFY_SOCKET these do nothing.
+ */
+static void notify_tick(struct station *st, bool force)
+{
+	static double last_ping, last_status;
+	static unsigned last_running = UINT_MAX, last_waiting = UINT_MAX;
+	static uint64_t watchdog_usec;
+	static int watchdog = -1;
+	double now = now_monotonic();
+	unsigned waiting = 0;
+
+	if (watchdog < 0)
+		watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+	if (watchdog && (force || now - last_ping >= (double)watchdog_usec / 4e6)) {
+		sd_notify(0, "WATCHDOG=1");
+		last_ping = now;
+	}
+	for (struct card *c = st->cards; c; c = c->next)
+		waiting += c->state == CARD_WAITING || c->state == CARD_PROBING;
+	if (!force && (st->running == last_running && waiting == last_waiting))
+		return;
+	if (!force && now - last_status < 1.0)
+		return;
+	sd_notifyf(0, "STATUS=station '%s': %u job(s) running, %u waiting%s", st->cfg->name,
+		   st->running, waiting, st->pending ? ", journal writes pending" : "");
+	last_running = st->running;
+	last_waiting = waiting;
+	last_status = now;
 }
 
 static int setup(struct station *st, const char *config_path)
@@ -135,6 +171,8 @@ static int setup(struct station *st, const char *config_path)
 	log_info("station '%s' running: %zu profile(s), up to %u worker(s), journal %s",
 		 st->cfg->name, st->cfg->n_profiles, st->cfg->max_workers, st->cfg->database);
 	udev_scan_enumerate(st);
+	sd_notify(0, "READY=1");
+	notify_tick(st, true);
 	return 0;
 }
 
@@ -201,6 +239,7 @@ int station_run(const char *config_path)
 					    "signal %u: stopping; running jobs are interrupted",
 					    si.ssi_signo);
 					st.stopping = true;
+					sd_notify(0, "STOPPING=1");
 					for (struct card *c = st.cards; c; c = c->next)
 						if (c->state == CARD_RUNNING) {
 							c->stopping = true;
@@ -213,6 +252,7 @@ int station_run(const char *config_path)
 			udev_scan_drain(&st);
 		manager_reap(&st);
 		manager_check_timers(&st);
+		notify_tick(&st, false);
 		outbox_flush(&st, false);
 		manager_schedule(&st);
 	}
@@ -228,6 +268,7 @@ out:
 		card_free(st.cards);
 		st.cards = next;
 	}
+	probe_free_all(&st);
 	if (st.mon)
 		udev_monitor_unref(st.mon);
 	if (st.udev)
