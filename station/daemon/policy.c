@@ -67,9 +67,18 @@ int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *r
 {
 	struct bmap_ctx *ctx = bmap_ctx_new();
 	struct bmap_map *map = NULL;
+	struct stat st;
 	int r;
 
 	(void)userdata;
+	/* The station reads a profile's bmap more than once (here, then the
+	 * worker): a pipe would be drained by the first read, or block it. */
+	if (stat(bmap, &st) == 0 && !S_ISREG(st.st_mode))
+		return snprintf(why, why_len,
+				"bmap '%s' is not a regular file (a pipe?): give the profile a "
+				"bmap file",
+				bmap),
+		       -EINVAL;
 	if (!ctx)
 		return snprintf(why, why_len, "out of memory"), -ENOMEM;
 	r = bmap_map_load(ctx, bmap, &map);

@@ -147,8 +147,9 @@ int probe_bmap_facts(void *userdata, const char *bmap, struct bmap_facts *ret, c
 	struct stat s;
 	int r;
 
-	/* A bmap that is not there fails at once, with the loader's words. */
-	if (stat(bmap, &s) < 0)
+	/* A bmap that is not there, or not a file, fails at once, with the
+	 * loader's words. */
+	if (stat(bmap, &s) < 0 || !S_ISREG(s.st_mode))
 		return policy_bmap_facts_now(NULL, bmap, ret, why, why_len);
 	for (struct probe *p = st->probes; p; p = p->next) {
 		if (!same_file(p, bmap, &s))
