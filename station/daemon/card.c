@@ -158,8 +158,8 @@ static int card_take_image(struct card *c, struct policy_decision *d)
 int card_check_image(struct station *st, struct card *c)
 {
 	/* The card's own copies: a reload may have freed the profile. */
-	struct profile p = { .name = c->profile, .image = c->image, .bmap = c->bmap };
-	struct policy_decision d = { 0 };
+	struct profile p = {.name = c->profile, .image = c->image, .bmap = c->bmap};
+	struct policy_decision d = {0};
 	int r = 1;
 
 	policy_image(&p, &c->dev, probe_bmap_facts, st, &d);

@@ -161,7 +161,7 @@ int station_check(const char *config_path, FILE *out)
 	struct udev_enumerate *en = NULL;
 	struct udev_list_entry *e;
 	char *err = NULL, a[PATH_MAX], b[PATH_MAX], c[256];
-	unsigned problems[2] = { 0, 0 };
+	unsigned problems[2] = {0, 0};
 	int ret = EXIT_FAILURE;
 
 	if (config_load(config_path, &cfg, &err) < 0) {

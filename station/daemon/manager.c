@@ -64,7 +64,7 @@ int manager_start_worker(struct station *st, struct card *c)
 	/* Once per serial, asked again now: a card with the same serial may
 	 * have passed while this one waited. */
 	if (c->once_per_serial) {
-		struct profile p = { .name = c->profile, .once_per_serial = true };
+		struct profile p = {.name = c->profile, .once_per_serial = true};
 		char why[512];
 
 		if (policy_once_per_serial(&p, &c->dev, st->journal, why, sizeof(why)) < 0) {
@@ -152,6 +152,11 @@ bool manager_interrupt_earlier(struct station *st)
 
 	if (st->interrupt_done)
 		return true;
+	/* Ends kept by an earlier run (outbox file) land first: their jobs
+	 * ended, they were not interrupted. */
+	outbox_flush(st, true);
+	if (outbox_has_ends(st))
+		return false;
 	n = journal_interrupt_running(st->journal, "the station stopped during the job");
 	if (n < 0) {
 		log_err("cannot close the jobs an earlier run left running; no card is written "
@@ -173,7 +178,8 @@ static bool serial_held(const struct station *st, const struct card *c)
 		return false;
 	for (const struct card *o = st->cards; o; o = o->next)
 		if (o != c && o->state == CARD_RUNNING && o->once_per_serial && o->dev.serial &&
-		    strcmp(o->dev.serial, c->dev.serial) == 0 && strcmp(o->profile, c->profile) == 0)
+		    strcmp(o->dev.serial, c->dev.serial) == 0 &&
+		    strcmp(o->profile, c->profile) == 0)
 			return true;
 	return false;
 }

@@ -85,6 +85,9 @@ struct station {
 	struct hook_run *hooks;
 	struct probe *probes;
 	struct pending *pending, **pending_tail;
+	int outbox_fd;	    /* JOURNAL.outbox: kept job ends (outbox-file.c) */
+	char *outbox_path;
+	bool outbox_dirty;  /* it holds lines that may no longer wait */
 	double pending_retry_at, pending_nag_at;
 	bool interrupt_done; /* rows left running by an earlier run are closed */
 	double live_failing, live_nag_at;
@@ -150,3 +153,6 @@ int outbox_job_once(struct station *st, const struct job_start *js, const struct
 void outbox_hook(struct station *st, const struct hook_record *h, const char *what);
 void outbox_flush(struct station *st, bool now);
 void outbox_give_up(struct station *st);
+int outbox_open(struct station *st);
+void outbox_close(struct station *st);
+bool outbox_has_ends(const struct station *st);

@@ -69,7 +69,8 @@ static void probes_trim(struct station *st)
 
 		for (struct probe **p = &st->probes; *p; p = &(*p)->next) {
 			n++;
-			if ((*p)->state != PROBE_RUNNING && (!oldest || (*p)->used < (*oldest)->used))
+			if ((*p)->state != PROBE_RUNNING &&
+			    (!oldest || (*p)->used < (*oldest)->used))
 				oldest = p;
 		}
 		if (n <= PROBES_KEPT || !oldest)
@@ -188,7 +189,8 @@ static void probe_finish(struct probe *p, int status)
 	if ((nl = strchr(line, '\n')))
 		*nl = '\0';
 	if (strncmp(line, "ok ", 3) == 0 &&
-	    sscanf(line + 3, "%" SCNu64 " %64[0-9a-f]", &p->facts.image_size, p->facts.sha256) == 2 &&
+	    sscanf(line + 3, "%" SCNu64 " %64[0-9a-f]", &p->facts.image_size, p->facts.sha256) ==
+		2 &&
 	    strlen(p->facts.sha256) == 64)
 		p->state = PROBE_DONE;
 	else if (strncmp(line, "error ", 6) == 0)

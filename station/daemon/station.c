@@ -122,6 +122,8 @@ static int setup(struct station *st, const char *config_path)
 		free(err);
 		return -EIO;
 	}
+	if (outbox_open(st) < 0)
+		return -EIO;
 	journal_live_clear(st->journal, NULL);
 	journal_set_busy_timeout(st->journal, JOURNAL_WAIT_MS);
 	manager_interrupt_earlier(st);
@@ -133,7 +135,7 @@ static int setup(struct station *st, const char *config_path)
 	/* A log reader that goes away must not end the station (SIGPIPE's
 	 * default): the write fails instead. A handler, not SIG_IGN, so that
 	 * hooks and workers start with the default again at exec(). */
-	sigaction(SIGPIPE, &(struct sigaction){ .sa_handler = on_sigpipe }, NULL);
+	sigaction(SIGPIPE, &(struct sigaction){.sa_handler = on_sigpipe}, NULL);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGTERM);
@@ -276,6 +278,7 @@ out:
 	if (st.sfd >= 0)
 		close(st.sfd);
 	journal_close(st.journal);
+	outbox_close(&st);
 	config_free(st.cfg);
 	return ret;
 }
