@@ -135,6 +135,12 @@ int map_check_header(struct map_parse *p, bool report)
 		return r;
 	if (map->image_size == 0)
 		return MAP_FAIL(report, p, size_line, "ImageSize is 0");
+	/* Offsets are off_t: beyond, block arithmetic near 2^64 would wrap. */
+	if (map->image_size > INT64_MAX)
+		return MAP_FAIL(report, p, size_line,
+				"ImageSize %" PRIu64
+				" is larger than any image can be (at most %" PRId64 " bytes)",
+				map->image_size, INT64_MAX);
 	expected = map->image_size / bs + (map->image_size % bs != 0);
 	if (blocks != expected)
 		return MAP_FAIL(report, p, p->fields[F_BLOCKS_COUNT].line,

@@ -103,7 +103,8 @@ int bmap_map_new(struct bmap_ctx *ctx, uint64_t image_size, uint32_t block_size,
 		return bmap_error(ctx, -ENOMEM, "out of memory");
 	map->image_size = image_size;
 	map->block_size = block_size;
-	map->blocks_count = (image_size + block_size - 1) / block_size;
+	/* Not (size + bs - 1) / bs: that wraps for a size near 2^64. */
+	map->blocks_count = image_size / block_size + (image_size % block_size != 0);
 	*ret_map = map;
 	return 0;
 }
@@ -165,26 +166,30 @@ uint64_t bmap_map_get_mapped_blocks(const struct bmap_map *map)
 	return map->mapped_blocks;
 }
 
+/* Only the last block can be partial, and only its end is the image's end:
+ * every other block ends before image_size, so nothing here can wrap even
+ * for an image size near 2^64 (where blocks_count * block_size would). */
 void bmap_map_range_bytes(const struct bmap_map *map, size_t i, uint64_t *ret_off,
 			  uint64_t *ret_len)
 {
-	uint64_t off = map->ranges[i].first * map->block_size;
-	uint64_t end = (map->ranges[i].last + 1) * map->block_size;
+	const struct bmap_range *r = &map->ranges[i];
+	uint64_t off = r->first * map->block_size;
+	uint64_t end =
+	    r->last + 1 >= map->blocks_count ? map->image_size : (r->last + 1) * map->block_size;
 
-	if (end > map->image_size)
-		end = map->image_size;
 	*ret_off = off;
 	*ret_len = end - off;
 }
 
 uint64_t bmap_map_get_mapped_bytes(const struct bmap_map *map)
 {
-	uint64_t bytes = map->mapped_blocks * map->block_size;
+	uint64_t tail;
 
-	/* Only the last block of the image can be partial. */
-	if (map->n_ranges && map->ranges[map->n_ranges - 1].last == map->blocks_count - 1)
-		bytes -= map->blocks_count * map->block_size - map->image_size;
-	return bytes;
+	if (!map->n_ranges || map->ranges[map->n_ranges - 1].last != map->blocks_count - 1)
+		return map->mapped_blocks * map->block_size;
+	/* The last block counts only up to the image's end. */
+	tail = map->image_size - (map->blocks_count - 1) * map->block_size;
+	return (map->mapped_blocks - 1) * map->block_size + tail;
 }
 
 size_t bmap_map_get_range_count(const struct bmap_map *map)

@@ -412,6 +412,48 @@ static void test_many_namespaces_quadratic(void **state)
 	free(text);
 }
 
+/* An ImageSize near 2^64 wrapped blocks * block_size: the last block's
+ * span came out as a whole block past the image's end, and a computed
+ * map's block count as 0. */
+static void test_huge_image_size_wrapped_block_arithmetic(void **state)
+{
+	(void)state;
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_map *map = NULL;
+	uint64_t off, len;
+	char *text;
+
+	refuse(&(struct v20){ .image_size = "18446744073709551615", .blocks = "4503599627370496",
+			      .mapped = "1", .ranges = "        <Range> 4503599627370495 </Range>\n" },
+	       "ImageSize 18446744073709551615 is larger than any image can be");
+	refuse(&(struct v20){ .image_size = "9223372036854775808", .blocks = "2251799813685248",
+			      .mapped = "1", .ranges = "        <Range> 2251799813685247 </Range>\n" },
+	       "is larger than any image can be");
+	/* The largest an image can be (off_t) is accepted, its end exact. */
+	text = make_v20(&(struct v20){ .image_size = "9223372036854775807",
+				       .blocks = "2251799813685248", .mapped = "1",
+				       .ranges = "        <Range> 2251799813685247 </Range>\n" });
+	assert_int_equal(parse_str(text, &map, ctx), 0);
+	bmap_map_range_bytes(map, 0, &off, &len);
+	assert_true(off == INT64_MAX - 4095 && len == 4095);
+	assert_int_equal(bmap_map_get_mapped_bytes(map), 4095);
+	map = bmap_map_free(map);
+	free(text);
+
+	/* A map computed for such a size (the model itself never wraps). */
+	assert_int_equal(bmap_map_new(ctx, UINT64_MAX, 4096, &map), 0);
+	assert_true(bmap_map_get_blocks_count(map) == UINT64_C(1) << 52);
+	assert_int_equal(bmap_map_append_range(map, 0, 0), 0);
+	assert_int_equal(bmap_map_append_range(map, (UINT64_C(1) << 52) - 1,
+						(UINT64_C(1) << 52) - 1),
+			 0);
+	bmap_map_range_bytes(map, 1, &off, &len);
+	assert_true(off == UINT64_MAX - 4095 && len == 4095);
+	assert_true(bmap_map_get_mapped_bytes(map) == 4096 + 4095);
+	bmap_map_free(map);
+	bmap_ctx_free(ctx);
+}
+
 /* Valid, if no writer puts them there: the header after <BlockMap>. The
  * ranges are then read in a second pass over the file, checked alike. */
 static void test_header_after_blockmap(void **state)
@@ -662,6 +704,7 @@ int main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_many_attributes_quadratic),
 		cmocka_unit_test(test_many_namespaces_quadratic),
+		cmocka_unit_test(test_huge_image_size_wrapped_block_arithmetic),
 		cmocka_unit_test(test_header_after_blockmap),
 		cmocka_unit_test(test_failure_order),
 		cmocka_unit_test(test_long_whitespace_around_values),
