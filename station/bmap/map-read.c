@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Bmap files as bytes: finding one next to its image, opening it (regular
- * files only), and reading it in passes for the parser,
+ * Bmap files as bytes: finding one next to its image, opening it (never
+ * blocking, regular files only), and reading it in passes for the parser,
  * hashing what each pass reads and locating the self-checksum's digits.
  */
 #include <errno.h>
@@ -207,14 +207,27 @@ int bmap_map_parse(struct bmap_ctx *ctx, const char *name, const void *buf, size
 	return r;
 }
 
+static const char *file_kind(mode_t mode)
+{
+	return S_ISFIFO(mode)	? "a FIFO or a pipe"
+	       : S_ISCHR(mode)	? "a character device"
+	       : S_ISBLK(mode)	? "a block device"
+	       : S_ISSOCK(mode) ? "a socket"
+				: "of another kind";
+}
+
 int bmap_map_load(struct bmap_ctx *ctx, const char *path, struct bmap_map **ret_map)
 {
 	struct map_input in = {.name = path};
 	_cleanup_close_ int fd = -1;
 	struct stat st;
-	int r;
+	int flags, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO nobody writes to would block open() for ever
+	 * (the reference hangs there). It is refused below like any file that
+	 * is not regular: the bmap is read twice (its own checksum is checked
+	 * once the header says how), which a pipe cannot give. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return bmap_error(ctx, -errno, "cannot open bmap file '%s': %m", path);
 	if (fstat(fd, &st) < 0)
@@ -222,7 +235,13 @@ int bmap_map_load(struct bmap_ctx *ctx, const char *path, struct bmap_map **ret_
 	if (S_ISDIR(st.st_mode))
 		return bmap_error(ctx, -EISDIR, "bmap file '%s' is a directory", path);
 	if (!S_ISREG(st.st_mode))
-		return bmap_error(ctx, -EINVAL, "bmap file '%s' is not a regular file", path);
+		return bmap_error(ctx, -EINVAL,
+				  "bmap file '%s' is not a regular file (it is %s); save the bmap "
+				  "to a file and give that",
+				  path, file_kind(st.st_mode));
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+		return bmap_error(ctx, -errno, "cannot read bmap file '%s': %m", path);
 	if ((uint64_t)st.st_size > BMAP_FILE_MAX_SIZE)
 		return bmap_error(ctx, -EFBIG,
 				  "bmap file '%s' is too large (%" PRIu64 " bytes, limit %u)", path,

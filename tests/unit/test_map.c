@@ -1,9 +1,12 @@
 /* Unit tests for the bmap parser (every version, every refusal) and the 2.0 writer. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -599,6 +602,54 @@ static void test_many_ranges_kept(void **state)
 	bmap_ctx_free(ctx);
 }
 
+/* `--bmap FIFO` with no writer hung in open(), for ever. A pipe cannot be
+ * read twice (the self-checksum needs a second pass): both are refused
+ * with a way out, without waiting. The child's alarm only turns a hang
+ * into a failure; nothing here is timed. */
+static void test_load_fifo_hung_in_open(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp(), *fifo = tu_path(dir, "f.bmap"), *proc;
+	int status, fds[2];
+	pid_t pid;
+
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(pipe(fds), 0);
+	assert_true(asprintf(&proc, "/proc/self/fd/%d", fds[0]) > 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct bmap_ctx *ctx = bmap_ctx_new();
+		struct bmap_map *map = NULL;
+		int bad = 0;
+
+		alarm(60);
+		if (bmap_map_load(ctx, fifo, &map) != -EINVAL ||
+		    !strstr(bmap_ctx_get_error(ctx), "is not a regular file (it is a FIFO"))
+			bad |= 1;
+		close(fds[1]);
+		if (bmap_map_load(ctx, proc, &map) != -EINVAL ||
+		    !strstr(bmap_ctx_get_error(ctx), "save the bmap to a file"))
+			bad |= 2;
+		bmap_ctx_free(ctx);
+		free(dir);
+		free(fifo);
+		free(proc);
+		_exit(bad);
+	}
+	close(fds[0]);
+	close(fds[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("bmap_map_load on a FIFO or pipe: %s %d",
+			 WIFSIGNALED(status) ? "killed by signal" : "failed check",
+			 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	tu_rmtree(dir);
+	free(dir);
+	free(fifo);
+	free(proc);
+}
+
 /* The writer: the reference 3.6's layout, placeholders patched, self-checksum good. */
 static void test_writer(void **state)
 {
@@ -709,6 +760,7 @@ int main(void)
 		cmocka_unit_test(test_failure_order),
 		cmocka_unit_test(test_long_whitespace_around_values),
 		cmocka_unit_test(test_many_ranges_kept),
+		cmocka_unit_test(test_load_fifo_hung_in_open),
 		cmocka_unit_test(test_writer),
 		cmocka_unit_test(test_human_size),
 		cmocka_unit_test(test_discover),
