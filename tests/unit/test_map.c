@@ -396,7 +396,7 @@ static void test_many_attributes_quadratic(void **state)
 static void test_many_namespaces_quadratic(void **state)
 {
 	(void)state;
-	char decls[64 * 40] = "", inner[32 * 40] = "", *x, *text;
+	char decls[64 * 40] = "", inner[32 * 40] = "", *x, *text, *end;
 
 	for (int i = 0; i < 20; i++)
 		sprintf(decls + strlen(decls), " xmlns:p%d=\"urn:p%d\"", i, i);
@@ -406,6 +406,17 @@ static void test_many_namespaces_quadratic(void **state)
 	assert_true(asprintf(&x, "    <x%s><p0:y/></x>\n", inner) > 0);
 	text = make_with(decls, x, "        <Range> 5 </Range>\n", "1");
 	expect_refusal(text, "more than 32 XML namespaces");
+	free(x);
+	free(text);
+	/* 100k on one element: refused while libxml2 still reads them. */
+	x = malloc(100000 * 32 + 16);
+	assert_non_null(x);
+	end = x + sprintf(x, "    <x");
+	for (int i = 0; i < 100000; i++)
+		end += sprintf(end, " xmlns:q%d=\"u\"", i);
+	strcpy(end, "/>\n");
+	text = make_with("", x, "        <Range> 5 </Range>\n", "1");
+	expect_refusal(text, "more than 32 XML namespaces are declared");
 	free(x);
 	free(text);
 	/* 20 are fine, and names with a declared prefix match as they did. */
