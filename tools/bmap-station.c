@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "journal.h"
+#include "report.h"
 #include "station.h"
 #include "watch.h"
 #include "version.h"

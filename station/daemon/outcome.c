@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "journal.h"
+#include "outcome.h"
 
 static const char *const names[] = {
 	[OUTCOME_RUNNING] = "running",

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "report.h"
 #include "sanitize.h"
 #include "util.h"
 #include "watch.h"

@@ -14,6 +14,7 @@
 
 #include "testutil.h"
 #include "journal.h"
+#include "report.h"
 
 /* Values a hostile or broken device might report. */
 static const char h_quote[] = "a\"b\"\"c\"";
