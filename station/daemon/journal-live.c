@@ -13,6 +13,7 @@
 
 #include "journal-internal.h"
 #include "table.h"
+#include "util.h"
 
 int journal_live_set(struct journal *j, const struct live_row *l)
 {
@@ -97,31 +98,6 @@ int journal_live_clear(struct journal *j, const char *syspath)
 	return r;
 }
 
-/*
- * One row of the status table: each cell made safe like the report's (device
- * strings may hold controls, escapes, invalid UTF-8), cut at 63 code points,
- * padded by code points so that the columns line up.
- */
-static int status_table_row(FILE *out, const unsigned char *const *v, const size_t *len)
-{
-	static const int width[9] = { 8, 14, 20, 14, 10, 4, 7, 6, 0 };
-	static const bool right[9] = { [5] = true, [6] = true, [7] = true };
-
-	for (size_t i = 0; i < 9; i++) {
-		struct table_cell c;
-		int pad;
-
-		if (table_cell_set(&c, v[i], len[i], 63) < 0)
-			return -ENOMEM;
-		pad = width[i] > (int)c.width ? width[i] - (int)c.width : 0;
-		fprintf(out, "%s%*s%s%*s", i ? " " : "", right[i] ? pad : 0, "", c.text,
-			right[i] || i == 8 ? 0 : pad, "");
-		free(c.text);
-	}
-	fputc('\n', out);
-	return 0;
-}
-
 int journal_status(struct journal *j, bool json, FILE *out)
 {
 	static const char sql_table[] =
@@ -145,43 +121,48 @@ int journal_status(struct journal *j, bool json, FILE *out)
 		"   CAST((total - done) / rate AS INTEGER) END,"
 		" 'last_outcome', last_outcome, 'error', bmap_utf8(error), 'updated', updated)"
 		" FROM live ORDER BY coalesce(slot, devnode)";
-	static const char *const heads[] = { "SLOT", "DEVICE", "SERIAL", "PROFILE", "STATE",
-					     "%", "MB/S", "LEFT", "LAST" };
-	static const size_t head_len[] = { 4, 6, 6, 7, 5, 1, 4, 4, 4 };
+	/* Minimum widths keep the columns in place from one call to the next
+	 * (a status polled every second); device strings are cut at 63. */
+	static const struct table_col cols[] = {
+		{ "SLOT", 63, false, 8 },  { "DEVICE", 63, false, 14 }, { "SERIAL", 63, false, 20 },
+		{ "PROFILE", 63, false, 14 }, { "STATE", 63, false, 10 }, { "%", 63, true, 4 },
+		{ "MB/S", 63, true, 7 },   { "LEFT", 63, true, 6 },    { "LAST", 63, false, 0 },
+	};
+	struct table_value v[ARRAY_SIZE(cols)];
+	struct table_json js;
+	struct table *t = NULL;
 	sqlite3_stmt *st = NULL;
-	bool first = true;
-	int rc;
+	int rc, r = 0;
 
 	rc = sqlite3_prepare_v2(j->db, json ? sql_json : sql_table, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return journal_sqlfail(j, rc, "reading the live state");
 	if (json)
-		fputc('[', out);
-	else
-		status_table_row(out, (const unsigned char *const *)heads, head_len);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		table_json_begin(&js, out, "  ");
+	else if (table_new(cols, ARRAY_SIZE(cols), " ", &t) < 0)
+		r = -ENOMEM;
+	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (json) {
-			fputs(first ? "\n  " : ",\n  ", out);
-			fputs((const char *)sqlite3_column_text(st, 0), out);
-		} else {
-			const unsigned char *v[9];
-			size_t len[9];
-
-			for (int i = 0; i < 9; i++) {
-				v[i] = sqlite3_column_text(st, i);
-				len[i] = (size_t)sqlite3_column_bytes(st, i);
-			}
-			if (status_table_row(out, v, len) < 0) {
-				sqlite3_finalize(st);
-				return journal_fail(j, -ENOMEM, "formatting the live state");
-			}
+			table_json_add(&js, (const char *)sqlite3_column_text(st, 0),
+				       (size_t)sqlite3_column_bytes(st, 0));
+			continue;
 		}
-		first = false;
+		for (size_t i = 0; i < ARRAY_SIZE(cols); i++)
+			v[i] = (struct table_value){ sqlite3_column_text(st, (int)i),
+						     (size_t)sqlite3_column_bytes(st, (int)i) };
+		r = table_add_row(t, v);
 	}
-	if (json)
-		fputs(first ? "]\n" : "\n]\n", out);
+	if (r < 0)
+		r = journal_fail(j, -ENOMEM, "formatting the live state");
+	else if (rc != SQLITE_DONE)
+		r = journal_sqlfail(j, rc, "reading the live state");
+	else if (json)
+		table_json_end(&js);
+	else
+		table_print(t, out);
+	table_free(t);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the live state");
+	return r;
 }
 
 int journal_live_foreach(struct journal *j, int (*fn)(void *userdata, const struct live_row *l),

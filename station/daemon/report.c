@@ -272,8 +272,8 @@ static int report_table(struct journal *j, const struct report_kind *k, const bo
 	for (size_t c = 0; c < k->n_table && ncols < ARRAY_SIZE(cols); c++)
 		if (!skip || !skip[c])
 			cols[ncols++] = (struct table_col){ k->table[c].title, k->table[c].max,
-							    k->table[c].right };
-	r = table_new(cols, ncols, &t);
+							    k->table[c].right, 0 };
+	r = table_new(cols, ncols, NULL, &t);
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

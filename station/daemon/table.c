@@ -20,6 +20,7 @@ struct table {
 	struct table_cell *cells; /* rows * n_cols */
 	size_t rows, cap;
 	size_t *width;
+	const char *sep;
 };
 
 int table_cell_set(struct table_cell *c, const unsigned char *s, size_t n, size_t max)
@@ -33,7 +34,7 @@ int table_cell_set(struct table_cell *c, const unsigned char *s, size_t n, size_
 	return 0;
 }
 
-int table_new(const struct table_col *cols, size_t n_cols, struct table **ret)
+int table_new(const struct table_col *cols, size_t n_cols, const char *sep, struct table **ret)
 {
 	struct table *t;
 
@@ -49,8 +50,9 @@ int table_new(const struct table_col *cols, size_t n_cols, struct table **ret)
 	}
 	t->cols = cols;
 	t->n_cols = n_cols;
+	t->sep = sep ? sep : "  ";
 	for (size_t c = 0; c < n_cols; c++)
-		t->width[c] = strlen(cols[c].title);
+		t->width[c] = strlen(cols[c].title) > cols[c].min ? strlen(cols[c].title) : cols[c].min;
 	*ret = t;
 	return 0;
 }
@@ -113,7 +115,7 @@ void table_print(const struct table *t, FILE *out)
 
 	for (size_t c = 0; c < t->n_cols; c++) {
 		if (c)
-			fputs("  ", out);
+			fputs(t->sep, out);
 		table_print_cell(out, t->cols[c].title, strlen(t->cols[c].title), &t->cols[c],
 				 t->width[c], c == last);
 	}
@@ -123,7 +125,7 @@ void table_print(const struct table *t, FILE *out)
 			const struct table_cell *cell = &t->cells[row * t->n_cols + c];
 
 			if (c)
-				fputs("  ", out);
+				fputs(t->sep, out);
 			table_print_cell(out, cell->text, cell->width, &t->cols[c], t->width[c],
 					 c == last);
 		}

@@ -21,6 +21,7 @@ struct table_col {
 	const char *title;
 	size_t max; /* display columns, an ellipsis included */
 	bool right;
+	size_t min; /* at least this wide, so that a listing redrawn keeps its place */
 };
 
 /* A value made safe for a terminal (sanitize()) and cut to @max code points. */
@@ -32,11 +33,11 @@ int table_cell_set(struct table_cell *c, const unsigned char *s, size_t n, size_
 
 /*
  * An aligned table: every cell made safe and cut to its column's width,
- * columns as wide as their widest cell, two spaces apart, the last one not
- * padded. Rows are kept until table_print().
+ * columns as wide as their widest cell (or their minimum), @sep apart (NULL:
+ * two spaces), the last one not padded. Rows are kept until table_print().
  */
 struct table;
-int table_new(const struct table_col *cols, size_t n_cols, struct table **ret);
+int table_new(const struct table_col *cols, size_t n_cols, const char *sep, struct table **ret);
 /* @v holds one value per column. */
 int table_add_row(struct table *t, const struct table_value *v);
 /* Write errors show in ferror(@out). */

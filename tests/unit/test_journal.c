@@ -1194,6 +1194,83 @@ static void test_table_hostile(void **state)
 	journal_close(j);
 }
 
+/* --- the live table and status ----------------------------------------- */
+
+static void live_row_add(struct journal *j, const char *syspath, const char *slot,
+			 const char *serial, const char *state, uint64_t done, uint64_t total)
+{
+	struct live_row l = {
+		.syspath = syspath, .station = "line-1", .slot = slot, .devnode = "/dev/sdb",
+		.serial = serial, .profile = "pi", .state = state, .job = 1, .done = done,
+		.total = total, .rate = total ? 2e6 : 0, .last_outcome = "success",
+	};
+
+	assert_int_equal(journal_live_set(j, &l), 0);
+}
+
+static char *status(struct journal *j, bool json)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	assert_int_equal(journal_status(j, json, out), 0);
+	assert_int_equal(fclose(out), 0);
+	return buf;
+}
+
+/* The column (in code points) at which @word starts on @line, or -1. */
+static long column_of(const char *line, const char *word)
+{
+	const char *at = strstr(line, word);
+	long col = 0;
+
+	if (!at)
+		return -1;
+	for (const char *p = line; p < at; p++)
+		if (((unsigned char)*p & 0xc0) != 0x80)
+			col++;
+	return col;
+}
+
+/* A serial longer than its column pushed the rest of its row out of line. */
+static void test_status_long_serial_keeps_columns(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	/* The header's words, then each row's (rows go by slot). */
+	static const char *const profile_at[] = { "PROFILE", "pi ", "pi ", "pi " };
+	static const char *const state_at[] = { "STATE", "done", "writing", "waiting" };
+	char *buf, *line, *save = NULL;
+	long want_profile = -1, want_state = -1;
+	unsigned rows = 0;
+
+	live_row_add(j, "/sys/a", "slot-a", "A", "done", 0, 0);
+	live_row_add(j, "/sys/b", "slot-b", "USB-SERIAL-0123456789ABCDEF-\xe2\x9c\x93", "writing",
+		     150, 1000);
+	live_row_add(j, "/sys/c", "slot-c", "C", "waiting", 0, 0);
+	buf = status(j, false);
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		long p, s;
+
+		assert_true(rows < 4);
+		p = column_of(line, profile_at[rows]);
+		s = column_of(line, state_at[rows]);
+		assert_true(p > 0 && s > p);
+		if (rows == 0) {
+			want_profile = p;
+			want_state = s;
+		}
+		assert_int_equal(p, want_profile);
+		assert_int_equal(s, want_state);
+		rows++;
+	}
+	assert_int_equal(rows, 4);
+	free(buf);
+	journal_close(j);
+}
+
 /* --- filters, summary, history, several stations ------------------------- */
 
 /* A finished job with the given fields; its times are set by set_times(). */
@@ -1770,6 +1847,7 @@ int main(int argc, char **argv)
 		T(test_csv_hostile),
 		T(test_json_hostile),
 		T(test_table_hostile),
+		T(test_status_long_serial_keeps_columns),
 		T(test_report_filters),
 		T(test_history_order),
 		T(test_parse_time),
@@ -1782,5 +1860,8 @@ int main(int argc, char **argv)
 		return write_fixture(argv[2], argc == 4 ? argv[3] : NULL);
 
 #undef T
+	/* JOURNAL_TEST=NAME runs the tests whose names match (a glob). */
+	if (getenv("JOURNAL_TEST"))
+		cmocka_set_test_filter(getenv("JOURNAL_TEST"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
