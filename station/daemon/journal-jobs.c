@@ -6,12 +6,14 @@
  * what each hook did.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "journal-internal.h"
 #include "util.h"
@@ -21,12 +23,12 @@ static const char sql_insert[] =
 	" diskseq, serial, reader_serial, vendor, model, bus, id_path, size, removable,"
 	" mmc_cid, mmc_manfid, mmc_oemid, mmc_name, mmc_date, content_before, content_after,"
 	" profile, image, image_size, bmap, bmap_sha256, outcome, error, bytes_written,"
-	" data_sha256, readback_sha256)"
+	" data_sha256, readback_sha256, boot_id)"
 	" VALUES (:station, :started, :finished, :duration, :slot, :devnode, :syspath,"
 	" :diskseq, :serial, :reader_serial, :vendor, :model, :bus, :id_path, :size, :removable,"
 	" :mmc_cid, :mmc_manfid, :mmc_oemid, :mmc_name, :mmc_date, :content_before,"
 	" :content_after, :profile, :image, :image_size, :bmap, :bmap_sha256, :outcome, :error,"
-	" :bytes_written, :data_sha256, :readback_sha256)";
+	" :bytes_written, :data_sha256, :readback_sha256, :boot_id)";
 
 /*
  * :duration is the monotonic measurement when this process started the job;
@@ -52,6 +54,40 @@ static const char sql_interrupt[] = "UPDATE jobs SET outcome = 'interrupted', er
 				    " finished = :finished WHERE outcome = 'running'";
 
 static const char sql_outcome[] = "SELECT outcome FROM jobs WHERE job = :job";
+
+/*
+ * The id of the boot this process runs in, which the kernel makes anew at
+ * every boot: BMAP_STATION_BOOT_ID_FILE names another file to read it from
+ * (tests fake a reboot with it). NULL when it cannot be read: then no row
+ * of this process matches an earlier one (a card is flashed again rather
+ * than skipped).
+ */
+static const char *journal_boot_id(struct journal *j)
+{
+	const char *path = secure_getenv("BMAP_STATION_BOOT_ID_FILE");
+	char buf[sizeof(j->boot_id)];
+	ssize_t n;
+	int fd;
+
+	if (j->boot_id_read)
+		return j->boot_id[0] ? j->boot_id : NULL;
+	j->boot_id_read = true;
+	fd = open(path && *path ? path : "/proc/sys/kernel/random/boot_id",
+		  O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	buf[strcspn(buf, " \t\r\n")] = '\0';
+	/* A uuid: nothing that needs care anywhere it is shown. */
+	if (!buf[0] || buf[strspn(buf, "0123456789abcdefABCDEF-")] != '\0')
+		return NULL;
+	memcpy(j->boot_id, buf, sizeof(buf));
+	return j->boot_id;
+}
 
 static int bind_start(sqlite3_stmt *st, const struct job_start *s)
 {
@@ -121,6 +157,8 @@ static int journal_insert(struct journal *j, const struct job_start *s, const st
 	else
 		journal_now(now);
 	rc = bind_start(j->insert, s);
+	if (rc == SQLITE_OK)
+		rc = bind_text(j->insert, ":boot_id", journal_boot_id(j));
 	if (rc == SQLITE_OK)
 		rc = bind_text(j->insert, ":started", now);
 	if (rc == SQLITE_OK && e) {
@@ -294,11 +332,15 @@ out_reset:
 int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskseq,
 			 enum outcome *ret)
 {
+	/* DISKSEQ restarts at every boot, and boots number disks in the same
+	 * order: only this boot's rows are this insertion's. */
 	static const char sql[] = "SELECT outcome FROM jobs WHERE syspath = :syspath AND "
-				  "diskseq = :diskseq ORDER BY job DESC LIMIT 1";
+				  "diskseq = :diskseq AND boot_id = :boot_id "
+				  "ORDER BY job DESC LIMIT 1";
+	const char *boot_id = journal_boot_id(j);
 	int rc, r;
 
-	if (!syspath || !diskseq)
+	if (!syspath || !diskseq || !boot_id)
 		return -ENOENT;
 	r = journal_stmt(j, &j->last, sql);
 	if (r < 0)
@@ -306,6 +348,8 @@ int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskse
 	rc = bind_text(j->last, ":syspath", syspath);
 	if (rc == SQLITE_OK)
 		rc = bind_u64(j->last, ":diskseq", diskseq);
+	if (rc == SQLITE_OK)
+		rc = bind_text(j->last, ":boot_id", boot_id);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(j->last);
 	if (rc == SQLITE_ROW)

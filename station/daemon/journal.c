@@ -108,6 +108,11 @@ static const char *const migrations[] = {
 	"\terror TEXT,\n"
 	"\tupdated TEXT NOT NULL\n"
 	");\n",
+	/* 4 -> 5: the boot each job ran in (/proc/sys/kernel/random/boot_id).
+	 * DISKSEQ restarts at every boot, so a card is one insertion only by
+	 * syspath, DISKSEQ and boot. Rows from before have none. */
+	"ALTER TABLE jobs ADD COLUMN boot_id TEXT;\n"
+	"CREATE INDEX jobs_insertion ON jobs(syspath, diskseq, boot_id);\n",
 };
 
 #define JOURNAL_VERSION ((int)ARRAY_SIZE(migrations))

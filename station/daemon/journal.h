@@ -82,9 +82,12 @@ int journal_job_once(struct journal *j, const struct job_start *s, const struct 
 /* On start-up: jobs left running by a crash become interrupted. Returns how many. */
 int journal_interrupt_running(struct journal *j, const char *error);
 
-/* The outcome of the newest job for one insertion (syspath + DISKSEQ): 0 and
- * *ret when there is one, -ENOENT when there is none. The station uses it to
- * leave alone, after a restart, cards it has already dealt with. */
+/* The outcome of the newest job for one insertion (syspath + DISKSEQ in this
+ * boot: DISKSEQ restarts at every boot): 0 and *ret when there is one,
+ * -ENOENT when there is none. The station uses it to leave alone, after a
+ * restart, cards it has already dealt with. Each job row records the boot
+ * (/proc/sys/kernel/random/boot_id, or the file BMAP_STATION_BOOT_ID_FILE
+ * names). */
 int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskseq,
 			 enum outcome *ret);
 

@@ -427,6 +427,74 @@ static void test_interrupt_running(void **state)
 	journal_close(j);
 }
 
+/* Points the journal's boot id at @path holding @id (NULL: the real boot's). */
+static void fake_boot(const char *path, const char *id)
+{
+	if (!id) {
+		unsetenv("BMAP_STATION_BOOT_ID_FILE");
+		return;
+	}
+	tu_write_file(path, id, strlen(id));
+	setenv("BMAP_STATION_BOOT_ID_FILE", path, 1);
+}
+
+/*
+ * DISKSEQ restarts at every boot and boots number disks alike: yesterday's
+ * success on the same syspath and DISKSEQ made the first card after a
+ * reboot look done, and it was skipped without a row.
+ */
+static void test_card_skipped_after_reboot(void **state)
+{
+	static const char boot_a[] = "0b3c6a3e-8d39-4f5e-a3a1-5f3e2b7c9d01\n";
+	static const char boot_b[] = "7f1e2d3c-4b5a-4968-8776-655443322110\n";
+	struct fixture *f = *state;
+	char *boot = tu_path(f->dir, "boot_id");
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS, .bytes_written = 1 };
+	struct journal *j;
+	enum outcome o = OUTCOME_RUNNING;
+	int64_t job;
+	sqlite3 *db;
+
+	fake_boot(boot, boot_a);
+	j = open_rw(f->path);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), -ENOENT);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	assert_int_equal(journal_job_end(j, job, &ok), 0);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
+	assert_int_equal(o, OUTCOME_SUCCESS);
+	journal_close(j);
+
+	/* The daemon restarted in the same boot: the card was dealt with. */
+	j = open_rw(f->path);
+	o = OUTCOME_RUNNING;
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
+	assert_int_equal(o, OUTCOME_SUCCESS);
+	journal_close(j);
+
+	/* A reboot: the same syspath and DISKSEQ are another card. */
+	fake_boot(boot, boot_b);
+	j = open_rw(f->path);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), -ENOENT);
+	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
+	journal_close(j);
+
+	/* Each row says which boot it ran in. */
+	db = db_open(f->path);
+	check_text(db, 1, "boot_id", "0b3c6a3e-8d39-4f5e-a3a1-5f3e2b7c9d01");
+	check_text(db, job, "boot_id", "7f1e2d3c-4b5a-4968-8776-655443322110");
+	sqlite3_close(db);
+
+	/* Without a boot id to read, no earlier row is this card. */
+	setenv("BMAP_STATION_BOOT_ID_FILE", "/nonexistent/boot_id", 1);
+	j = open_rw(f->path);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), -ENOENT);
+	journal_close(j);
+	fake_boot(NULL, NULL);
+	free(boot);
+}
+
 /* --- the file: versions, reopening, read-only -------------------------------- */
 
 static void test_version_and_reopen(void **state)
@@ -453,7 +521,7 @@ static void test_version_and_reopen(void **state)
 	free(shm);
 
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 4);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
 	assert_int_equal(get_int(db, -1, "application_id FROM pragma_application_id"),
 			 0x626d7374);
 	mode = get_str(db, -1, "journal_mode FROM pragma_journal_mode");
@@ -509,6 +577,41 @@ static void test_serial_passed_and_forget(void **state)
 	sqlite3_close(db);
 }
 
+/* A version 4 journal (before boot ids) gains the column; its rows have
+ * none and match no card of this boot, so such a card is flashed again
+ * rather than skipped. */
+static void test_migrate_from_v4(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS };
+	enum outcome o;
+	int64_t job;
+	sqlite3 *db;
+
+	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP INDEX jobs_insertion; ALTER TABLE jobs DROP COLUMN boot_id;"
+				      " PRAGMA user_version = 4",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	j = open_rw(f->path);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), -ENOENT);
+	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
+	assert_int_equal(get_int(db, -1, "count(*) FROM jobs WHERE boot_id IS NULL"), 1);
+	assert_int_equal(get_int(db, -1, "count(*) FROM jobs WHERE boot_id IS NOT NULL"), 1);
+	sqlite3_close(db);
+}
+
 /* A version 1 journal gains the forgotten table and keeps its rows. */
 static void test_migrate_from_v1(void **state)
 {
@@ -522,8 +625,11 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
 	journal_close(j);
 	db = db_open(f->path);
-	assert_int_equal(sqlite3_exec(db, "DROP TABLE live; DROP TABLE hooks; DROP TABLE forgotten; PRAGMA user_version = 1", NULL,
-				      NULL, NULL),
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP INDEX jobs_insertion; ALTER TABLE jobs DROP COLUMN boot_id;"
+				      " DROP TABLE live; DROP TABLE hooks; DROP TABLE forgotten;"
+				      " PRAGMA user_version = 1",
+				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
 
@@ -532,7 +638,7 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(journal_forget(j, s.serial), 0);
 	journal_close(j);
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 4);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
 	assert_int_equal(get_int(db, -1, "count(*) FROM forgotten"), 1);
 	assert_int_equal(get_int(db, -1, "count(*) FROM jobs"), 1);
 	sqlite3_close(db);
@@ -1834,9 +1940,11 @@ int main(int argc, char **argv)
 		T(test_end_unknown_or_finished_fails),
 		T(test_once),
 		T(test_interrupt_running),
+		T(test_card_skipped_after_reboot),
 		T(test_version_and_reopen),
 		T(test_serial_passed_and_forget),
 		T(test_migrate_from_v1),
+		T(test_migrate_from_v4),
 		T(test_newer_version_refused),
 		T(test_foreign_database_refused),
 		T(test_open_errors_name_the_file),
