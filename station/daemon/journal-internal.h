@@ -27,6 +27,7 @@ struct journal {
 	struct journal_start *starts;
 	size_t n_starts, cap_starts;
 	int n_attached; /* other stations' journals, attached as s1, s2, ... */
+	int lock_fd; /* the station's single-instance lock (journal-lock.c), or -1 */
 	/* This boot's id, read once (journal-jobs.c); "" when it cannot be. */
 	char boot_id[64];
 	bool boot_id_read;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "journal-internal.h"
 #include "util.h"
@@ -358,6 +359,7 @@ int journal_open(const char *path, bool readonly, struct journal **ret, char **r
 	if (!j)
 		return -ENOMEM;
 	j->readonly = readonly;
+	j->lock_fd = -1;
 	j->path = strdup(path);
 	if (!j->path) {
 		r = -ENOMEM;
@@ -423,6 +425,9 @@ void journal_close(struct journal *j)
 	sqlite3_finalize(j->last);
 	sqlite3_finalize(j->live);
 	sqlite3_close_v2(j->db);
+	/* Last: the journal is closed before another station may open it. */
+	if (j->lock_fd >= 0)
+		close(j->lock_fd);
 	free(j->starts);
 	free(j->error);
 	free(j->path);

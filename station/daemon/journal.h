@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "outcome.h"
 
@@ -60,6 +61,18 @@ struct journal;
  * synchronous FULL, a busy timeout. @readonly for reports. -errno and a
  * malloc'd message naming the file on failure. */
 int journal_open(const char *path, bool readonly, struct journal **ret, char **ret_error);
+/*
+ * For `run`: takes the journal's single-instance lock (PATH.lock, holding
+ * the pid, kept until journal_close()) before anything else, then
+ * journal_open()s it for writing. -EBUSY, with a message naming the pid
+ * that holds it, when another station runs on this journal: nothing of the
+ * journal is touched then.
+ */
+int journal_open_station(const char *path, struct journal **ret, char **ret_error);
+/* Whether a station runs on @j's journal: 1 and its pid in *ret_pid (0 when
+ * it cannot be read), 0 when none holds the journal, -errno when that
+ * cannot be told (the lock file is not readable). */
+int journal_station_pid(const struct journal *j, pid_t *ret_pid);
 void journal_close(struct journal *j);
 /* The last error's text (sqlite's message with context). */
 const char *journal_error(const struct journal *j);

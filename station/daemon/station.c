@@ -1526,7 +1526,7 @@ static int setup(struct station *st, const char *config_path)
 		free(err);
 		return -EINVAL;
 	}
-	if (journal_open(st->cfg->database, false, &st->journal, &err) < 0) {
+	if (journal_open_station(st->cfg->database, &st->journal, &err) < 0) {
 		logmsg("%s", err ? err : "cannot open the journal");
 		free(err);
 		return -EIO;

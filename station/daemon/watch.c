@@ -129,12 +129,17 @@ static int draw(struct journal *j)
 	struct day_counts c = { 0 };
 	char now[32];
 	time_t t = time(NULL);
+	pid_t pid;
 	int r;
 
 	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col)
 		f.width = ws.ws_col;
 	strftime(now, sizeof(now), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
-	printf("\033[H" BOLD "bmap-station" OFF "   %s   (q to quit)\033[K\n\033[K\n", now);
+	printf("\033[H" BOLD "bmap-station" OFF "   %s   (q to quit)\033[K\n", now);
+	/* The live table keeps what a station that died last wrote. */
+	if (journal_station_pid(j, &pid) == 0)
+		printf(RED " station not running " OFF " (the cards as it left them)");
+	printf("\033[K\n");
 	printf(BOLD "%-8s %-16s %-12s %-9s  progress" OFF "\033[K\n", "SLOT", "SERIAL", "PROFILE",
 	       "STATE");
 	r = journal_live_foreach(j, draw_row, &f);

@@ -1377,6 +1377,61 @@ static void test_status_long_serial_keeps_columns(void **state)
 	journal_close(j);
 }
 
+/*
+ * A second `run` on the same journal marked the first one's running jobs
+ * interrupted and cleared its live table. Now the first holds a lock (an
+ * OFD lock, which conflicts between two opens in one process as between
+ * two processes): the second refuses before touching anything, naming the
+ * pid, and readers can tell whether a station runs.
+ */
+static void test_second_station_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct journal *first = NULL, *second = NULL, *reader = NULL;
+	char *err = NULL, *link = tu_path(f->dir, "other-name.db"), want[64];
+	int64_t job;
+	pid_t pid = 0;
+	sqlite3 *db;
+
+	assert_int_equal(journal_open_station(f->path, &first, &err), 0);
+	assert_null(err);
+	assert_int_equal(journal_job_start(first, &s, &job), 0);
+	live_row_add(first, "/sys/a", "slot-a", "A", "writing", 1, 2);
+
+	snprintf(want, sizeof(want), "pid %d", (int)getpid());
+	assert_int_equal(journal_open_station(f->path, &second, &err), -EBUSY);
+	assert_null(second);
+	assert_non_null(strstr(err, want));
+	assert_non_null(strstr(err, f->path));
+	free(err);
+	err = NULL;
+	/* Through another name of the same file too. */
+	assert_int_equal(symlink(f->path, link), 0);
+	assert_int_equal(journal_open_station(link, &second, &err), -EBUSY);
+	assert_non_null(strstr(err, want));
+	free(err);
+	err = NULL;
+
+	/* Nothing was touched: the job runs, the live row is there. */
+	db = db_open(f->path);
+	check_text(db, job, "outcome", "running");
+	assert_int_equal(get_int(db, -1, "count(*) FROM live"), 1);
+	sqlite3_close(db);
+
+	assert_int_equal(journal_open(f->path, true, &reader, &err), 0);
+	assert_int_equal(journal_station_pid(reader, &pid), 1);
+	assert_int_equal(pid, getpid());
+	journal_close(first);
+	assert_int_equal(journal_station_pid(reader, &pid), 0);
+	journal_close(reader);
+
+	/* Once the first is gone, the next one starts. */
+	assert_int_equal(journal_open_station(link, &second, &err), 0);
+	journal_close(second);
+	free(link);
+}
+
 /* --- filters, summary, history, several stations ------------------------- */
 
 /* A finished job with the given fields; its times are set by set_times(). */
@@ -1941,6 +1996,7 @@ int main(int argc, char **argv)
 		T(test_once),
 		T(test_interrupt_running),
 		T(test_card_skipped_after_reboot),
+		T(test_second_station_refused),
 		T(test_version_and_reopen),
 		T(test_serial_passed_and_forget),
 		T(test_migrate_from_v1),
