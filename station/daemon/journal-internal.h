@@ -28,6 +28,7 @@ struct journal {
 	size_t n_starts, cap_starts;
 	int n_attached; /* other stations' journals, attached as s1, s2, ... */
 	int lock_fd; /* the station's single-instance lock (journal-lock.c), or -1 */
+	char *damage; /* why the file is damaged, once SQLite found it so */
 	/* This boot's id, read once (journal-jobs.c); "" when it cannot be. */
 	char boot_id[64];
 	bool boot_id_read;
@@ -47,6 +48,15 @@ void journal_rollback(struct journal *j);
 int journal_commit(struct journal *j, const char *what);
 /* A cached statement, reset and with every parameter NULL again. */
 int journal_stmt(struct journal *j, sqlite3_stmt **st, const char *sql);
+/* journal-check.c: records that the file is damaged (@detail: what found
+ * it) with the way out; returns -EBADMSG. */
+int journal_damage(struct journal *j, const char *detail);
+/* Before SQLite opens the file: what it is; *ret_create when there is none. */
+int journal_check_file(struct journal *j, bool *ret_create);
+/* PRAGMA quick_check on the open file; journal_damage() when it fails. */
+int journal_quick_check(struct journal *j);
+/* After a failed first open: no empty journal stays where none was. */
+void journal_uncreate(const char *path);
 /* -EROFS (recorded) for a journal opened read-only. */
 int journal_writable(struct journal *j);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The journal's file (sqlite3): opening it, checking it is ours, migrating
- * its schema, and what every statement shares (errors, transactions, cached
+ * The journal's file (sqlite3): opening it (journal-check.c says whether it
+ * can be trusted), checking it is ours, migrating its schema, and what every
+ * statement shares (errors, transactions, cached
  * statements). The tables are journal-jobs.c's and journal-live.c's; the
  * reports are report.c's. Times are UTC ISO 8601 strings with milliseconds,
  * so the file reads well in the stock sqlite3 shell.
@@ -176,6 +177,10 @@ int journal_sqlfail(struct journal *j, int rc, const char *what)
 
 	if (!err)
 		err = -EIO;
+	if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+		journal_fail(j, err, "%s: %s", what, sqlite3_errmsg(j->db));
+		return journal_damage(j, j->error ? j->error : what);
+	}
 	if (j->readonly && ((rc & 0xff) == SQLITE_READONLY || (rc & 0xff) == SQLITE_CANTOPEN))
 		return journal_fail(j, err,
 				    "%s: %s (a read-only reader needs the journal's -wal and -shm "
@@ -311,10 +316,15 @@ static int journal_setup_writer(struct journal *j)
 	sqlite3_stmt *st = NULL;
 	int persist = 1, version, rc, r;
 
-	/* Refuse a foreign or newer file before switching it to WAL. */
+	/* Refuse a foreign, newer or damaged file before writing anything. */
 	r = journal_check_header(j, &version);
 	if (r < 0)
 		return r;
+	if (version > 0) {
+		r = journal_quick_check(j);
+		if (r < 0)
+			return r;
+	}
 	rc = sqlite3_prepare_v2(j->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
@@ -351,6 +361,7 @@ int journal_open(const char *path, bool readonly, struct journal **ret, char **r
 {
 	struct journal *j;
 	int flags = SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_NOMUTEX;
+	bool create = false;
 	int rc, r, version;
 
 	if (!path || !ret)
@@ -365,7 +376,12 @@ int journal_open(const char *path, bool readonly, struct journal **ret, char **r
 		r = -ENOMEM;
 		goto out_free;
 	}
-	flags |= readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	r = journal_check_file(j, &create);
+	if (r < 0)
+		goto out_error;
+	flags |= readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
 	rc = sqlite3_open_v2(path, &j->db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		if (!j->db) {
@@ -398,6 +414,9 @@ int journal_open(const char *path, bool readonly, struct journal **ret, char **r
 					 version, JOURNAL_VERSION);
 			goto out_error;
 		}
+		r = journal_quick_check(j);
+		if (r < 0)
+			goto out_error;
 	} else {
 		r = journal_setup_writer(j);
 		if (r < 0)
@@ -411,6 +430,8 @@ out_error:
 		*ret_error = strdup(j->error ? j->error : "journal: out of memory");
 out_free:
 	journal_close(j);
+	if (create)
+		journal_uncreate(path);
 	return r;
 }
 
@@ -429,6 +450,7 @@ void journal_close(struct journal *j)
 	if (j->lock_fd >= 0)
 		close(j->lock_fd);
 	free(j->starts);
+	free(j->damage);
 	free(j->error);
 	free(j->path);
 	free(j);

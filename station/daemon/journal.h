@@ -58,8 +58,11 @@ struct job_end {
 struct journal;
 
 /* Opens (creating and migrating as needed) the journal at @path: WAL mode,
- * synchronous FULL, a busy timeout. @readonly for reports. -errno and a
- * malloc'd message naming the file on failure. */
+ * synchronous FULL, a busy timeout. @readonly for reports. Checked first:
+ * a regular file (never a FIFO, whose open() would block), not empty,
+ * ours, not newer, not damaged (PRAGMA quick_check; -EBADMSG). A journal
+ * is created only where there is no file at all, never by a reader.
+ * -errno and a malloc'd message naming the file on failure. */
 int journal_open(const char *path, bool readonly, struct journal **ret, char **ret_error);
 /*
  * For `run`: takes the journal's single-instance lock (PATH.lock, holding
@@ -74,6 +77,11 @@ int journal_open_station(const char *path, struct journal **ret, char **ret_erro
  * cannot be told (the lock file is not readable). */
 int journal_station_pid(const struct journal *j, pid_t *ret_pid);
 void journal_close(struct journal *j);
+/* Once SQLite found the file damaged (a corrupt page), the message saying so
+ * with the way out; NULL while it is not known to be. journal_open()
+ * refuses a damaged file (PRAGMA quick_check); this is for damage found
+ * later, which no retry repairs. */
+const char *journal_damaged(const struct journal *j);
 /* The last error's text (sqlite's message with context). */
 const char *journal_error(const struct journal *j);
 /* How long a write waits for another process's lock before failing with

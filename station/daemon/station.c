@@ -1585,6 +1585,9 @@ int station_run(const char *config_path)
 		nfds_t n = 0;
 		int r;
 
+		/* A damaged journal takes no row again: stop, never retry for ever. */
+		if (!st.stopping && journal_damaged(st.journal) && raise(SIGTERM) == 0)
+			logmsg("%s; stopping the station", journal_damaged(st.journal));
 		if (st.stopping && st.running == 0 && !st.hooks) {
 			pending_flush(&st, false);
 			if (!st.pending)

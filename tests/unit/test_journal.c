@@ -1,5 +1,6 @@
 /* Unit tests for the journal: job rows, schema versions, concurrency and reports. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -493,6 +494,190 @@ static void test_card_skipped_after_reboot(void **state)
 	journal_close(j);
 	fake_boot(NULL, NULL);
 	free(boot);
+}
+
+/* --- a damaged, truncated or odd file -------------------------------------- */
+
+/* A journal of a few jobs and a hook, its WAL written back into the file. */
+static void write_small_journal(const char *path)
+{
+	struct journal *j = open_rw(path);
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS, .bytes_written = 1 };
+	struct hook_record h = { .job = 1, .event = "on_success", .command = "true" };
+	int64_t job;
+	sqlite3 *db;
+
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	assert_int_equal(journal_hook_record(j, &h), 0);
+	journal_close(j);
+	db = db_open(path);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* Garbage over the first page of @table (its b-tree root) of the file at @path. */
+static void overwrite_root_page(const char *path, const char *table)
+{
+	char sql[128], junk[512];
+	int64_t page, size;
+	sqlite3 *db = db_open(path);
+
+	snprintf(sql, sizeof(sql), "rootpage FROM sqlite_schema WHERE name = '%s'", table);
+	page = get_int(db, -1, sql);
+	size = get_int(db, -1, "page_size FROM pragma_page_size");
+	sqlite3_close(db);
+	memset(junk, 0x5a, sizeof(junk));
+	tu_pwrite(path, junk, sizeof(junk), (uint64_t)((page - 1) * size));
+}
+
+static char *file_digest(const char *path)
+{
+	size_t len;
+	char *data = tu_read_file(path, &len), *hex = malloc(17);
+	uint64_t h = 1469598103934665603ull; /* FNV-1a: enough to see a change */
+
+	assert_non_null(hex);
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)data[i]) * 1099511628211ull;
+	snprintf(hex, 17, "%016" PRIx64, h);
+	free(data);
+	return hex;
+}
+
+/*
+ * With a page overwritten (one that report and status do not read), the
+ * journal opened as if nothing were wrong: reports exited 0, and the daemon
+ * started and retried its failing writes forever. Now every open checks it
+ * (PRAGMA quick_check) and refuses it, naming the file and the way out.
+ */
+static void test_damaged_journal_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = NULL;
+	char *err = NULL, *before, *after;
+
+	write_small_journal(f->path);
+	overwrite_root_page(f->path, "hooks");
+	before = file_digest(f->path);
+	for (int writer = 0; writer < 2; writer++) {
+		assert_int_equal(journal_open(f->path, !writer, &j, &err), -EBADMSG);
+		assert_null(j);
+		assert_non_null(strstr(err, f->path));
+		assert_non_null(strstr(err, "damaged"));
+		assert_non_null(strstr(err, "restore it from a backup or move it away"));
+		free(err);
+		err = NULL;
+	}
+	/* Refused before anything was written. */
+	after = file_digest(f->path);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+/*
+ * A journal truncated to 0 bytes was silently made anew, and job numbers
+ * started again at 1. Its -wal and -shm files (kept by the station) say a
+ * journal was there: refused. An empty file alone (touch, or a sqlite3
+ * shell that looked first) becomes a journal.
+ */
+static void test_truncated_journal_not_recreated(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct journal *j = NULL;
+	char *err = NULL, *fresh = tu_path(f->dir, "fresh.db");
+	struct stat st;
+	int64_t job;
+
+	j = open_rw(f->path);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	journal_close(j);
+	j = NULL;
+	tu_truncate(f->path, 0);
+	assert_int_equal(journal_open(f->path, false, &j, &err), -EBADMSG);
+	assert_null(j);
+	assert_non_null(strstr(err, f->path));
+	assert_non_null(strstr(err, "empty"));
+	assert_non_null(strstr(err, "restore it from a backup"));
+	free(err);
+	err = NULL;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	assert_int_equal(journal_open(f->path, true, &j, &err), -EPROTO);
+	free(err);
+
+	tu_write_file(fresh, "", 0);
+	j = open_rw(fresh);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	assert_int_equal(job, 1);
+	journal_close(j);
+	free(fresh);
+}
+
+/* `report --db FIFO` hung in open(): SQLite's open() of a FIFO waits for a
+ * writer. (The test holds the FIFO open itself, so that the check does not
+ * depend on a hang: what is refused is that it is no regular file.) */
+static void test_fifo_journal_refused(void **state)
+{
+	struct fixture *f = *state;
+	char *fifo = tu_path(f->dir, "fifo.db"), *dir = tu_path(f->dir, "folder.db");
+	struct journal *j = NULL;
+	char *err = NULL;
+	int fd;
+
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	fd = open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	assert_true(fd >= 0);
+	for (int writer = 0; writer < 2; writer++) {
+		assert_int_equal(journal_open(fifo, !writer, &j, &err), -EINVAL);
+		assert_non_null(strstr(err, fifo));
+		assert_non_null(strstr(err, "FIFO"));
+		free(err);
+		err = NULL;
+	}
+	close(fd);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(journal_open(dir, true, &j, &err), -EINVAL);
+	assert_non_null(strstr(err, "folder"));
+	free(err);
+	free(fifo);
+	free(dir);
+}
+
+/*
+ * Damage that appears while the station runs: the write fails with
+ * -EBADMSG and journal_damaged() says so with the way out, so that the
+ * station stops instead of retrying for ever. (Another connection's write
+ * makes ours read the pages again, from the damaged file.)
+ */
+static void test_damage_found_while_open(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct journal *j;
+	int64_t job;
+	sqlite3 *db;
+
+	write_small_journal(f->path);
+	j = open_rw(f->path);
+	assert_null(journal_damaged(j));
+	db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	overwrite_root_page(f->path, "jobs");
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO forgotten VALUES ('x', 'now')", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(journal_job_start(j, &s, &job), -EBADMSG);
+	assert_non_null(journal_damaged(j));
+	assert_non_null(strstr(journal_damaged(j), f->path));
+	assert_non_null(strstr(journal_damaged(j), "restore it from a backup or move it away"));
+	journal_close(j);
 }
 
 /* --- the file: versions, reopening, read-only -------------------------------- */
@@ -2001,6 +2186,10 @@ int main(int argc, char **argv)
 		T(test_serial_passed_and_forget),
 		T(test_migrate_from_v1),
 		T(test_migrate_from_v4),
+		T(test_damaged_journal_refused),
+		T(test_truncated_journal_not_recreated),
+		T(test_fifo_journal_refused),
+		T(test_damage_found_while_open),
 		T(test_newer_version_refused),
 		T(test_foreign_database_refused),
 		T(test_open_errors_name_the_file),
