@@ -79,12 +79,38 @@ static void journal_sql_utf8(sqlite3_context *ctx, int argc, sqlite3_value **arg
 	sqlite3_result_text(ctx, (const char *)out, (int)(o - out), free);
 }
 
+/* SQL function bmap_in_yield(outcome): 1 when the job counts in a yield. */
+static void report_sql_in_yield(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const unsigned char *name = sqlite3_value_text(argv[0]);
+	enum outcome o;
+
+	(void)argc;
+	sqlite3_result_int(ctx, name && outcome_from_name((const char *)name, &o) == 0 &&
+					outcome_in_yield(o));
+}
+
 int report_register_functions(sqlite3 *db)
 {
-	return sqlite3_create_function(db, "bmap_utf8", 1,
-				       SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
-				       journal_sql_utf8, NULL, NULL);
+	int rc = sqlite3_create_function(db, "bmap_utf8", 1,
+					 SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+					 NULL, journal_sql_utf8, NULL, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "bmap_in_yield", 1,
+					     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+					     NULL, report_sql_in_yield, NULL, NULL);
+	return rc;
 }
+
+/*
+ * The yield, in percent with one decimal: passed (success) over the jobs
+ * that ran to an end of their own (bmap_in_yield(), outcome_in_yield()),
+ * NULL when none did. The one formula for `report --summary` and the live
+ * view's day, over columns named passed and ended.
+ */
+#define YIELD_ENDED "sum(bmap_in_yield(outcome))"
+#define YIELD_PCT "iif(ended > 0, round(100.0 * passed / ended, 1), NULL)"
 
 /*
  * Where reports read from: this journal's jobs, and those of the journals
@@ -364,8 +390,7 @@ static const struct report_kind summary_kind = {
 	"  sum(outcome = 'verify_failed') AS verify_failed,"                                \
 	"  sum(outcome = 'removed') AS removed, sum(outcome = 'timeout') AS timeout,"       \
 	"  sum(outcome = 'interrupted') AS interrupted, sum(outcome = 'refused') AS refused," \
-	"  sum(outcome IN ('success', 'failed', 'verify_failed', 'removed', 'timeout'))"    \
-	"   AS ended FROM k GROUP BY day, profile),"                                         \
+	"  " YIELD_ENDED " AS ended FROM k GROUP BY day, profile),"                          \
 	" d AS (SELECT day, profile, duration AS v,"                                        \
 	"  row_number() OVER (PARTITION BY day, profile ORDER BY duration) AS rn,"          \
 	"  count(*) OVER (PARTITION BY day, profile) AS n"                                  \
@@ -382,7 +407,7 @@ static const struct report_kind summary_kind = {
 	"  FROM t GROUP BY day, profile),"                                                   \
 	" s AS (SELECT g.day AS day, g.profile AS profile, cards, passed, failed,"          \
 	"  verify_failed, removed, timeout, interrupted, refused,"                          \
-	"  iif(ended > 0, round(100.0 * passed / ended, 1), NULL) AS yield_pct,"            \
+	"  " YIELD_PCT " AS yield_pct,"                                                     \
 	"  round(ds.median, 3) AS median_s, round(ds.p95, 3) AS p95_s,"                      \
 	"  round(ts.median / 1e6, 1) AS median_mbps FROM g"                                  \
 	"  LEFT JOIN ds ON ds.day = g.day AND ds.profile IS g.profile"                       \
@@ -520,11 +545,13 @@ out_error:
 int journal_today(struct journal *j, struct day_counts *ret)
 {
 	static const char sql[] =
-		"SELECT count(*) FILTER (WHERE outcome NOT IN ('ignored', 'running')),"
-		" count(*) FILTER (WHERE outcome = 'success'),"
-		" count(*) FILTER (WHERE outcome IN ('failed', 'verify_failed', 'removed',"
-		"   'timeout', 'refused'))"
-		" FROM jobs WHERE started >= strftime('%Y-%m-%dT00:00:00', 'now')";
+		"SELECT flashed, passed, ended - passed, refused, interrupted, " YIELD_PCT
+		" FROM (SELECT count(*) FILTER (WHERE outcome NOT IN ('ignored', 'running'))"
+		"  AS flashed, count(*) FILTER (WHERE outcome = 'success') AS passed,"
+		"  coalesce(" YIELD_ENDED ", 0) AS ended,"
+		"  count(*) FILTER (WHERE outcome = 'refused') AS refused,"
+		"  count(*) FILTER (WHERE outcome = 'interrupted') AS interrupted"
+		"  FROM jobs WHERE started >= strftime('%Y-%m-%dT00:00:00', 'now'))";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -535,6 +562,11 @@ int journal_today(struct journal *j, struct day_counts *ret)
 		ret->flashed = (unsigned)sqlite3_column_int(st, 0);
 		ret->passed = (unsigned)sqlite3_column_int(st, 1);
 		ret->failed = (unsigned)sqlite3_column_int(st, 2);
+		ret->refused = (unsigned)sqlite3_column_int(st, 3);
+		ret->interrupted = (unsigned)sqlite3_column_int(st, 4);
+		ret->yield_pct = sqlite3_column_type(st, 5) == SQLITE_NULL
+					 ? -1
+					 : sqlite3_column_double(st, 5);
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW ? 0 : journal_sqlfail(j, rc, "counting today's jobs");

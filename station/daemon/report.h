@@ -11,10 +11,13 @@
 
 struct journal;
 
-/* Today's (UTC) jobs: flashed (every ended or refused job, not ignored),
- * passed, failed (failed, verify_failed, removed, timeout, refused). */
+/* Today's (UTC) jobs: flashed (every ended, refused or interrupted job, not
+ * ignored), passed, failed (failed, verify_failed, removed, timeout), and
+ * those the yield leaves out; the yield as `report --summary` has it
+ * (outcome_in_yield()), -1 when no job ended. */
 struct day_counts {
-	unsigned flashed, passed, failed;
+	unsigned flashed, passed, failed, refused, interrupted;
+	double yield_pct;
 };
 int journal_today(struct journal *j, struct day_counts *ret);
 

@@ -150,11 +150,17 @@ static int draw(struct journal *j)
 	r = journal_today(j, &c);
 	if (r < 0)
 		return r;
+	/* The yield is report --summary's (journal_today()): refusals and
+	 * interruptions are not failures of a card, so they are shown apart. */
 	printf("\033[K\n" BOLD "today" OFF ": flashed %u, " GREEN " passed %u " OFF ", " RED
-	       " failed %u " OFF ", yield %s",
-	       c.flashed, c.passed, c.failed, c.passed + c.failed ? "" : "-");
-	if (c.passed + c.failed)
-		printf("%.1f%%", 100.0 * c.passed / (c.passed + c.failed));
+	       " failed %u " OFF ", yield ",
+	       c.flashed, c.passed, c.failed);
+	if (c.yield_pct >= 0)
+		printf("%.1f%%", c.yield_pct);
+	else
+		fputs("-", stdout);
+	if (c.refused || c.interrupted)
+		printf("  (not counted: %u refused, %u interrupted)", c.refused, c.interrupted);
 	fputs("\033[K\n\033[J", stdout);
 	fflush(stdout);
 	return 0;
@@ -163,6 +169,7 @@ static int draw(struct journal *j)
 int watch_run(struct journal *j)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
+	bool keys = true; /* standard input still gives keys */
 	int r = 0;
 
 	if (!isatty(STDOUT_FILENO)) {
@@ -177,16 +184,27 @@ int watch_run(struct journal *j)
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	terminal_setup();
 	while (!watch_stop) {
-		struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+		/* poll() passes over a negative fd: then it only waits. */
+		struct pollfd p = { .fd = keys ? STDIN_FILENO : -1, .events = POLLIN };
+		ssize_t n;
 		char key;
 
 		r = draw(j);
 		if (r < 0)
 			break;
 		/* Twice a second, or at once for a key. */
-		if (poll(&p, 1, 500) > 0 && read(STDIN_FILENO, &key, 1) == 1 &&
-		    (key == 'q' || key == 'Q'))
+		if (poll(&p, 1, 500) <= 0 || !p.revents)
+			continue;
+		n = read(STDIN_FILENO, &key, 1);
+		if (n == 1 && (key == 'q' || key == 'Q'))
 			break;
+		/*
+		 * End of file (</dev/null, a closed pipe, a hung-up terminal)
+		 * stays readable: polling it again would return at once, for
+		 * ever, at 100% CPU. Stop reading keys; keep showing.
+		 */
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			keys = false;
 	}
 	terminal_restore();
 	if (r < 0)

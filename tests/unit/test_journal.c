@@ -1900,6 +1900,53 @@ static void check_summary(struct csv_row *rows, size_t n, const char *day, const
 	check_csv(rows, (size_t)(row - rows), col, want);
 }
 
+/*
+ * The live view's day counted refused cards as failed, report --summary
+ * leaves refused and interrupted jobs out: one yield now, for both.
+ */
+static void test_today_yield_is_the_summary_yield(void **state)
+{
+	static const enum outcome all[] = {
+		OUTCOME_SUCCESS, OUTCOME_SUCCESS, OUTCOME_SUCCESS, OUTCOME_FAILED,
+		OUTCOME_VERIFY_FAILED, OUTCOME_REMOVED, OUTCOME_TIMEOUT, OUTCOME_INTERRUPTED,
+		OUTCOME_REFUSED, OUTCOME_REFUSED, OUTCOME_IGNORED,
+	};
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct day_counts c = { 0 };
+	struct report_filter flt = { .since = NULL };
+	char since[JOURNAL_TIME_MAX], *buf = NULL;
+	struct csv_row *rows;
+	size_t len = 0, n;
+	FILE *out;
+
+	assert_int_equal(journal_today(j, &c), 0);
+	assert_true(c.yield_pct < 0); /* nothing ended yet */
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		add_job(j, "l", "pi", "a", "s", all[i]);
+	assert_int_equal(journal_today(j, &c), 0);
+	assert_int_equal(c.flashed, 10);
+	assert_int_equal(c.passed, 3);
+	assert_int_equal(c.failed, 4);
+	assert_int_equal(c.refused, 2);
+	assert_int_equal(c.interrupted, 1);
+	assert_true(fabs(c.yield_pct - 42.9) < 1e-9); /* 3 of 7 */
+
+	assert_int_equal(journal_parse_time("today", false, since), 0);
+	flt.since = since;
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(journal_summary(j, &flt, REPORT_CSV, out), 0);
+	assert_int_equal(fclose(out), 0);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].f[10].s, "yield_pct");
+	assert_string_equal(rows[1].f[10].s, "42.9");
+	csv_free(rows, n);
+	free(buf);
+	journal_close(j);
+}
+
 static void test_summary_math(void **state)
 {
 	static const char *const header =
@@ -2205,6 +2252,7 @@ int main(int argc, char **argv)
 		T(test_history_order),
 		T(test_parse_time),
 		T(test_summary_math),
+		T(test_today_yield_is_the_summary_yield),
 		T(test_multi_db),
 	};
 
