@@ -149,7 +149,7 @@ int journal_status(struct journal *j, bool json, FILE *out)
 		}
 		for (size_t i = 0; i < ARRAY_SIZE(cols); i++)
 			v[i] = (struct table_value){ sqlite3_column_text(st, (int)i),
-						     (size_t)sqlite3_column_bytes(st, (int)i) };
+						     (size_t)sqlite3_column_bytes(st, (int)i), false };
 		r = table_add_row(t, v);
 	}
 	if (r < 0)

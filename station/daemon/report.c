@@ -243,6 +243,10 @@ static size_t report_row(sqlite3_stmt *st, struct table_value v[static REPORT_MA
 	if (n > REPORT_MAX_COLS)
 		n = REPORT_MAX_COLS;
 	for (size_t i = 0; i < n; i++) {
+		int type = sqlite3_column_type(st, (int)i);
+
+		/* The type first: sqlite3_column_text() converts a number. */
+		v[i].number = type == SQLITE_INTEGER || type == SQLITE_FLOAT;
 		v[i].s = sqlite3_column_text(st, (int)i);
 		v[i].n = (size_t)sqlite3_column_bytes(st, (int)i);
 	}
@@ -258,7 +262,7 @@ static int report_csv(struct journal *j, const struct report_kind *k, sqlite3_st
 	n = k->n_names < REPORT_MAX_COLS ? k->n_names : REPORT_MAX_COLS;
 	for (size_t i = 0; i < n; i++)
 		v[i] = (struct table_value){ (const unsigned char *)k->names[i],
-					     strlen(k->names[i]) };
+					     strlen(k->names[i]), false };
 	table_csv_row(out, v, n);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		n = report_row(st, v);

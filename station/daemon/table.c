@@ -133,8 +133,15 @@ void table_print(const struct table *t, FILE *out)
 	}
 }
 
-/* RFC 4180: quoted when needed, quotes doubled. */
-static void csv_field(FILE *out, const unsigned char *s, size_t n)
+/* What spreadsheets take for the start of a formula (OWASP, CSV injection). */
+static bool csv_formula(const unsigned char *s, size_t n)
+{
+	return n > 0 && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' ||
+			 s[0] == '\t' || s[0] == '\r');
+}
+
+/* RFC 4180: quoted when needed, quotes doubled; @defuse: a ' in front. */
+static void csv_field(FILE *out, const unsigned char *s, size_t n, bool defuse)
 {
 	bool quote = false;
 
@@ -143,11 +150,14 @@ static void csv_field(FILE *out, const unsigned char *s, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n')
 			quote = true;
+	if (quote)
+		fputc('"', out);
+	if (defuse)
+		fputc('\'', out);
 	if (!quote) {
 		fwrite(s, 1, n, out);
 		return;
 	}
-	fputc('"', out);
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '"')
 			fputc('"', out);
@@ -161,7 +171,7 @@ void table_csv_row(FILE *out, const struct table_value *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			fputc(',', out);
-		csv_field(out, v[i].s, v[i].n);
+		csv_field(out, v[i].s, v[i].n, !v[i].number && csv_formula(v[i].s, v[i].n));
 	}
 	fputc('\n', out);
 }

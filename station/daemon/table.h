@@ -14,6 +14,7 @@
 struct table_value {
 	const unsigned char *s;
 	size_t n;
+	bool number; /* not text: a CSV cell of it is never neutralised */
 };
 
 /* A column of an aligned table. */
@@ -44,7 +45,12 @@ int table_add_row(struct table *t, const struct table_value *v);
 void table_print(const struct table *t, FILE *out);
 void table_free(struct table *t);
 
-/* One CSV record (RFC 4180: quoted when needed, quotes doubled, LF) of @n values. */
+/*
+ * One CSV record (RFC 4180: quoted when needed, quotes doubled, LF) of @n
+ * values. A text value that a spreadsheet would take for a formula (it
+ * starts with =, +, -, @, a tab or a CR) gets a ' in front, as OWASP
+ * advises against CSV injection: a device string is never run as one.
+ */
 void table_csv_row(FILE *out, const struct table_value *v, size_t n);
 
 /* A JSON array written one element (a JSON text made elsewhere) at a time. */

