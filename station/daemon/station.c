@@ -117,7 +117,7 @@ static int setup(struct station *st, const char *config_path)
 		free(err);
 		return -EINVAL;
 	}
-	if (journal_open(st->cfg->database, false, &st->journal, &err) < 0) {
+	if (journal_open_station(st->cfg->database, &st->journal, &err) < 0) {
 		log_err("%s", err ? err : "cannot open the journal");
 		free(err);
 		return -EIO;
@@ -191,6 +191,9 @@ int station_run(const char *config_path)
 		nfds_t n = 0;
 		int r;
 
+		/* A damaged journal takes no row again: stop, never retry for ever. */
+		if (!st.stopping && journal_damaged(st.journal) && raise(SIGTERM) == 0)
+			log_err("%s; stopping the station", journal_damaged(st.journal));
 		if (st.stopping && st.running == 0 && !st.hooks) {
 			outbox_flush(&st, false);
 			if (!st.pending)
