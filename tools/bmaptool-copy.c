@@ -27,7 +27,10 @@ static const char copy_help[] =
 	"\n"
 	"A block device must be a whole disk, not mounted or held, not read-only and\n"
 	"big enough; it is checked before any byte is written, locked while writing,\n"
-	"and synced when copy returns.\n"
+	"and synced when copy returns. A regular file is changed only once the checks\n"
+	"before the first write passed (the bmap fits the image, the image is not\n"
+	"empty, DEST is not the image); a missing DEST becomes a new file, never on\n"
+	"the file system of the device nodes (/dev).\n"
 	"\n"
 	"With several DESTs the image is read and decoded once and written to all of\n"
 	"them at once; each is guarded, written, synced and reported on its own (its\n"
@@ -154,9 +157,14 @@ int cmd_copy(int argc, char **argv)
 	r = bmap_copy(s.ctx, s.src, s.map, s.dst, &copts, &res);
 	progress_end(&prog);
 	if (r < 0) {
-		if (r == -EINTR)
-			error("interrupted; '%s' was synced and closed, its content is incomplete",
-			      dest);
+		if (r == -EINTR && bmap_target_is_changed(s.dst))
+			error("%s; '%s' was synced and closed, its content is incomplete",
+			      bmap_ctx_get_error(s.ctx), dest);
+		else if (r == -EINTR)
+			error("%s; nothing was written to '%s'", bmap_ctx_get_error(s.ctx), dest);
+		else if (bmap_target_is_changed(s.dst))
+			error("%s; '%s' was written to before that: its content is incomplete",
+			      bmap_ctx_get_error(s.ctx), dest);
 		else
 			error("%s", bmap_ctx_get_error(s.ctx));
 		goto out;

@@ -532,6 +532,11 @@ uint64_t bmap_source_input_pos(const struct bmap_source *s)
 	return s->in_pos;
 }
 
+int bmap_source_get_fd(const struct bmap_source *s)
+{
+	return s->fd;
+}
+
 int bmap_source_get_raw_fd(const struct bmap_source *s)
 {
 	/* Callers pread() at image offsets, which are file offsets only when

@@ -44,4 +44,7 @@ uint64_t bmap_source_input_pos(const struct bmap_source *s);
 /* For a raw, seekable regular file: its fd (callers may pread it instead of
  * reading sequentially); -1 otherwise. */
 int bmap_source_get_raw_fd(const struct bmap_source *s);
+/* The descriptor read, whatever it is (for telling whether a destination
+ * is the image itself). */
+int bmap_source_get_fd(const struct bmap_source *s);
 struct bmap_source *bmap_source_free(struct bmap_source *s);
