@@ -107,20 +107,36 @@ int usage_error(const char *cmd, const char *fmt, ...)
 }
 
 volatile int interrupted;
+/* Written to by the handler, never read: readable once a signal came. */
+static int interrupt_pipe[2] = { -1, -1 };
 
 static void on_signal(int sig)
 {
+	int saved = errno;
+
 	(void)sig;
 	interrupted = 1;
+	if (interrupt_pipe[1] >= 0)
+		(void)!write(interrupt_pipe[1], "", 1);
+	errno = saved;
 }
 
 void catch_signals(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
 
+	/* Without the pipe a wait for input is not cut short: the flag still
+	 * stops the copy at its next piece. */
+	if (interrupt_pipe[0] < 0 && pipe2(interrupt_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		interrupt_pipe[0] = interrupt_pipe[1] = -1;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+int interrupt_fd(void)
+{
+	return interrupt_pipe[0];
 }
 
 void psplash_write(const char *pipe_path, int percent)

@@ -78,10 +78,15 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
 	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map)
 {
-	int r = bmap_source_open(ctx, image, ret_src);
+	int r = bmap_source_open_cancel(ctx, image, interrupt_fd(), ret_src);
 
 	if (r < 0) {
-		error("%s", bmap_ctx_get_error(ctx));
+		/* -EINTR: a signal while a pipe's first bytes were awaited. */
+		if (r == -EINTR)
+			error("%s; nothing was %s", bmap_ctx_get_error(ctx),
+			      strcmp(cmd, "copy") == 0 ? "written" : "verified");
+		else
+			error("%s", bmap_ctx_get_error(ctx));
 		return r;
 	}
 	return load_map(ctx, image, bmap_arg, nobmap, *ret_src, cmd, ret_map);

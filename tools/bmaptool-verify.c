@@ -97,8 +97,8 @@ int cmd_verify(int argc, char **argv)
 	r = bmap_verify(s.ctx, s.dst, s.map, s.src, &copts, &res);
 	progress_end(&prog);
 	if (r < 0) {
-		/* -EBADMSG: the context names the first bad range. */
-		error("%s", r == -EINTR ? "interrupted" : bmap_ctx_get_error(s.ctx));
+		/* -EBADMSG: the first bad range; -EINTR: "interrupted ..." */
+		error("%s", bmap_ctx_get_error(s.ctx));
 		goto out;
 	}
 	{

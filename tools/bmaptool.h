@@ -56,6 +56,9 @@ int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(pri
 /* Set by SIGINT and SIGTERM once catch_signals() ran: copies stop. */
 extern volatile int interrupted;
 void catch_signals(void);
+/* Readable once SIGINT or SIGTERM came (after catch_signals(); else -1):
+ * the image's source stops waiting for input from a pipe on it. */
+int interrupt_fd(void);
 
 /* One destination's progress: percent, speed and time left on a terminal,
  * 'PROGRESS n' lines to a psplash FIFO. */
@@ -90,7 +93,8 @@ int check_image_dest_args(const char *cmd, int n_args, const char *bmap_arg, boo
 
 /* Opens IMAGE ('-': standard input) and its map: --bmap, discovered, or
  * computed from a raw sparse file's holes; *ret_map is NULL for --nobmap.
- * Prints what went wrong. @cmd is "copy" or "verify". */
+ * Reads from a pipe end at SIGINT or SIGTERM (interrupt_fd()). Prints what
+ * went wrong. @cmd is "copy" or "verify". */
 int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
 	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map);
 
