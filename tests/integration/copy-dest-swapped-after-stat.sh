@@ -78,18 +78,7 @@ new_card $((5 << 20)) held
 card=$CARD_DEV
 
 # The card held open with O_EXCL, as a mount holds it.
-python3 -c '
-import os, sys, time
-fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)
-print("held", flush=True)
-time.sleep(120)' "$card" >"$d/holder.out" 2>&1 &
-holder=$!
-on_exit "kill $holder 2>/dev/null; wait $holder 2>/dev/null"
-for _ in $(seq 50); do
-	[[ -s $d/holder.out ]] && break
-	sleep 0.1
-done
-grep -q held "$d/holder.out" || fail "cannot hold $card: $(cat "$d/holder.out")"
+hold_card "$card" || fail "cannot hold $card: $HOLD_ERROR"
 
 # The shim itself works: a stat of DEST swaps it (else the test proves
 # nothing).
