@@ -133,12 +133,19 @@ static int create_file(struct bmap_ctx *ctx, struct bmap_target *t, const char *
 		close(dfd);
 		return r;
 	}
+	t->created_name = strdup(base);
+	if (!t->created_name) {
+		close(dfd);
+		return bmap_error(ctx, -ENOMEM, "out of memory");
+	}
 	/* O_EXCL: never through a symbolic link (EEXIST even when dangling). */
 	t->fd = openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
 	if (t->fd < 0) {
 		r = -errno;
 		n = r == -EEXIST ? readlinkat(dfd, base, link, sizeof(link) - 1) : -1;
 		close(dfd);
+		free(t->created_name);
+		t->created_name = NULL;
 		if (r == -EEXIST && n < 0)
 			return -EEXIST;
 		if (r != -EEXIST)
@@ -153,9 +160,6 @@ static int create_file(struct bmap_ctx *ctx, struct bmap_target *t, const char *
 							   : "");
 	}
 	t->dir_fd = dfd;
-	t->created_name = strdup(base);
-	if (!t->created_name)
-		return bmap_error(ctx, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -218,10 +222,10 @@ int bmap_target_open(struct bmap_ctx *ctx, const char *path, const struct bmap_t
 
 	if (!t)
 		return bmap_error(ctx, -ENOMEM, "out of memory");
+	t->owns_fd = true;
 	r = open_path(ctx, t, path, opts);
 	if (r < 0)
 		goto fail;
-	t->owns_fd = true;
 	if (fstat(t->fd, &st) < 0) {
 		r = bmap_error(ctx, -errno, "cannot stat '%s': %m", path);
 		goto fail;
