@@ -717,9 +717,21 @@ static void test_human_size(void **state)
 	assert_string_equal(human_size(24576, b), "24.0 KiB");
 	assert_string_equal(human_size(1048575, b), "1024.0 KiB");
 	assert_string_equal(human_size(2147483648ull, b), "2.0 GiB");
-	/* The reference's quirk: past TiB it prints the TiB value as EiB. */
-	assert_string_equal(human_size(1ull << 50, b), "1024.0 EiB");
-	assert_string_equal(human_size(1ull << 60, b), "1048576.0 EiB");
+	assert_string_equal(human_size(1023ull << 40, b), "1023.0 TiB");
+}
+
+/* The reference prints the TiB value labelled EiB past 1024 TiB (2^62
+ * bytes: "4194304.0 EiB"): a hostile ImageSize was shown a million times
+ * too big. */
+static void test_human_size_past_tib(void **state)
+{
+	(void)state;
+	char b[32];
+
+	assert_string_equal(human_size(1ull << 50, b), "1.0 PiB");
+	assert_string_equal(human_size(1ull << 60, b), "1.0 EiB");
+	assert_string_equal(human_size(1ull << 62, b), "4.0 EiB");
+	assert_string_equal(human_size(UINT64_MAX, b), "16.0 EiB");
 }
 
 static void test_discover(void **state)
@@ -774,6 +786,7 @@ int main(void)
 		cmocka_unit_test(test_load_fifo_hung_in_open),
 		cmocka_unit_test(test_writer),
 		cmocka_unit_test(test_human_size),
+		cmocka_unit_test(test_human_size_past_tib),
 		cmocka_unit_test(test_discover),
 	};
 
