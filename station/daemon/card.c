@@ -163,8 +163,10 @@ bool card_image_fits(struct station *st, struct card *c)
 		d.verdict = POLICY_FAIL;
 		snprintf(d.why, sizeof(d.why), "out of memory");
 	}
-	if (d.verdict != POLICY_QUEUE)
+	if (d.verdict != POLICY_QUEUE) {
 		card_record_once(st, c, policy_outcome(d.verdict), d.why);
+		hooks_run_end(st, c);
+	}
 	policy_decision_clear(&d);
 	return c->state != CARD_DONE;
 }
@@ -401,6 +403,5 @@ void card_finish_job(struct station *st, struct card *c)
 		c->error = e;
 	}
 	card_live_update(st, c, true);
-	hooks_run(st, c, o == OUTCOME_SUCCESS ? HOOK_SUCCESS : HOOK_FAILURE, outcome_name(o),
-		  c->job);
+	hooks_run_end(st, c);
 }

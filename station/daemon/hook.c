@@ -183,6 +183,17 @@ void hooks_run(struct station *st, const struct card *c, enum hook_event ev, con
 			hook_start(st, st->cfg->profiles[i].hooks.argv[ev], ev, &v);
 }
 
+/* Every outcome but success is a failure, whether a worker ran or not (a
+ * missing image, a refusal, a pulled card, a time-out, a stop); a card no
+ * profile wants (ignored) is none of the station's business. */
+void hooks_run_end(struct station *st, const struct card *c)
+{
+	if (!c->has_outcome || c->outcome == OUTCOME_RUNNING || c->outcome == OUTCOME_IGNORED)
+		return;
+	hooks_run(st, c, c->outcome == OUTCOME_SUCCESS ? HOOK_SUCCESS : HOOK_FAILURE,
+		  outcome_name(c->outcome), c->job);
+}
+
 /* The keeper's report, there in full once it has exited; false when it
  * died without one. */
 static bool hook_take_report(struct hook_run *h)

@@ -36,6 +36,7 @@ static void end_job_early(struct station *st, struct card *c, const struct job_e
 	outbox_job_end(st, c->job, je, what);
 	card_set_outcome(c, je->outcome);
 	c->state = CARD_DONE;
+	hooks_run_end(st, c);
 }
 
 int manager_start_worker(struct station *st, struct card *c)
