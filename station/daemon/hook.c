@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Hooks: the programs a configuration runs on a card's events (never
- * through a shell), each under a keeper (hook-keeper.c) that reads its
- * output and holds it, with all it starts, to hook_timeout. A finished
- * hook is handed back as a record; the caller writes it to the journal
- * (hooks never do).
+ * Hooks: the programs a configuration runs on a card's events, their
+ * arguments and environment (never a shell), each under a keeper
+ * (hook-keeper.c) that reads its output and holds it, with all it starts,
+ * to hook_timeout. A finished hook is handed back as a record; the caller
+ * writes it to the journal (hooks never do).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,48 +39,109 @@ struct hook_run {
 	struct hook_report report;
 };
 
+/* What a hook is told, as %placeholders in its arguments and, every one of
+ * them and more, in its environment (BMAP_STATION_SERIAL, ...). */
 struct hook_values {
-	const char *slot, *serial, *devnode, *profile, *outcome;
+	const char *slot, *serial, *devnode, *profile, *outcome, *event, *station;
 	int64_t job;
 };
 
-/* @arg with every placeholder replaced; the values go into argv as they
- * are, so quotes, ';' or '$()' in a serial are just characters. */
-static char *hook_expand(const char *arg, const struct hook_values *v)
-{
-	static const char *const names[] = {"%slot",	"%serial",  "%devnode",
-					    "%profile", "%outcome", "%job"};
-	char job[32] = "";
-	const char *vals[6];
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&out, &len);
+static const struct {
+	const char *placeholder; /* NULL: in the environment only */
+	const char *env;
+} hook_fields[] = {
+    {"%slot", "BMAP_STATION_SLOT="},	   {"%serial", "BMAP_STATION_SERIAL="},
+    {"%devnode", "BMAP_STATION_DEVNODE="}, {"%profile", "BMAP_STATION_PROFILE="},
+    {"%outcome", "BMAP_STATION_OUTCOME="}, {"%job", "BMAP_STATION_JOB="},
+    {NULL, "BMAP_STATION_EVENT="},	   {NULL, "BMAP_STATION_NAME="},
+};
 
-	if (!f)
-		return NULL;
+/* @v's values in hook_fields' order, NULL as "" (@job holds the number). */
+static void hook_field_values(const struct hook_values *v, char job[static 32],
+			      const char *vals[static ARRAY_SIZE(hook_fields)])
+{
+	job[0] = '\0';
 	if (v->job > 0)
-		snprintf(job, sizeof(job), "%" PRId64, v->job);
+		snprintf(job, 32, "%" PRId64, v->job);
 	vals[0] = v->slot;
 	vals[1] = v->serial;
 	vals[2] = v->devnode;
 	vals[3] = v->profile;
 	vals[4] = v->outcome;
 	vals[5] = job;
+	vals[6] = v->event;
+	vals[7] = v->station;
+	for (size_t i = 0; i < ARRAY_SIZE(hook_fields); i++)
+		if (!vals[i])
+			vals[i] = "";
+}
+
+/* @arg with every placeholder replaced; the values go into argv as they
+ * are, so quotes, ';' or '$()' in a serial are just characters (a leading
+ * '-' is the program's business: the README says to put "--" first). */
+static char *hook_expand(const char *arg, const char *const *vals)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	if (!f)
+		return NULL;
 	while (*arg) {
 		size_t i;
 
-		for (i = 0; i < ARRAY_SIZE(names); i++)
-			if (strncmp(arg, names[i], strlen(names[i])) == 0)
+		for (i = 0; i < ARRAY_SIZE(hook_fields); i++)
+			if (hook_fields[i].placeholder &&
+			    strncmp(arg, hook_fields[i].placeholder,
+				    strlen(hook_fields[i].placeholder)) == 0)
 				break;
-		if (i < ARRAY_SIZE(names)) {
-			fputs(vals[i] ? vals[i] : "", f);
-			arg += strlen(names[i]);
+		if (i < ARRAY_SIZE(hook_fields)) {
+			fputs(vals[i], f);
+			arg += strlen(hook_fields[i].placeholder);
 		} else {
 			fputc(*arg++, f);
 		}
 	}
 	fclose(f);
 	return out;
+}
+
+/* The station's environment with every value in a BMAP_STATION_* variable
+ * (set, empty when unknown, so none is ever inherited from the station's
+ * own environment); the first ARRAY_SIZE(hook_fields) entries are ours. */
+static char **hook_env(const char *const *vals)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	for (char **e = environ; *e; e++)
+		n++;
+	env = calloc(n + ARRAY_SIZE(hook_fields) + 1, sizeof(char *));
+	if (!env)
+		return NULL;
+	for (; k < ARRAY_SIZE(hook_fields); k++)
+		if (asprintf(&env[k], "%s%s", hook_fields[k].env, vals[k]) < 0) {
+			env[k] = NULL;
+			goto fail;
+		}
+	for (char **e = environ; *e; e++)
+		if (strncmp(*e, "BMAP_STATION_", strlen("BMAP_STATION_")) != 0)
+			env[k++] = *e;
+	return env;
+fail:
+	for (size_t i = 0; i < k; i++)
+		free(env[i]);
+	free(env);
+	return NULL;
+}
+
+static void hook_env_free(char **env)
+{
+	if (!env)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(hook_fields); i++)
+		free(env[i]);
+	free(env);
 }
 
 /* The command for the journal: each argument single-quoted, for display. */
@@ -108,11 +169,13 @@ static char *hook_display(char *const *argv)
 static void hook_start(struct station *st, char *const *tmpl, enum hook_event ev,
 		       const struct hook_values *v)
 {
+	const char *vals[ARRAY_SIZE(hook_fields)];
 	struct hook_run *h;
-	char **argv;
+	char **argv, **env = NULL, job[32];
 	size_t n = 0;
 	int fds[2];
 
+	hook_field_values(v, job, vals);
 	while (tmpl[n])
 		n++;
 	argv = calloc(n + 1, sizeof(char *));
@@ -120,10 +183,11 @@ static void hook_start(struct station *st, char *const *tmpl, enum hook_event ev
 	if (!argv || !h)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
-		if (!(argv[i] = hook_expand(tmpl[i], v)))
+		if (!(argv[i] = hook_expand(tmpl[i], vals)))
 			goto fail;
 	h->command = hook_display(argv);
-	if (!h->command || pipe2(fds, O_CLOEXEC) < 0)
+	env = hook_env(vals);
+	if (!h->command || !env || pipe2(fds, O_CLOEXEC) < 0)
 		goto fail;
 	h->timeout = st->cfg->hook_timeout;
 	fflush(stderr);
@@ -134,7 +198,7 @@ static void hook_start(struct station *st, char *const *tmpl, enum hook_event ev
 		goto fail;
 	}
 	if (h->pid == 0)
-		hook_keeper_run(argv, environ, h->timeout, fds[1]);
+		hook_keeper_run(argv, env, h->timeout, fds[1]);
 	setpgid(h->pid, h->pid); /* as the keeper does: no race with a quick kill */
 	close(fds[1]);
 	fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -148,6 +212,7 @@ static void hook_start(struct station *st, char *const *tmpl, enum hook_event ev
 	for (size_t i = 0; i < n; i++)
 		free(argv[i]);
 	free(argv);
+	hook_env_free(env);
 	return;
 fail:
 	log_warn("cannot run the %s hook %s: %m", hook_event_name(ev), tmpl[0]);
@@ -155,6 +220,7 @@ fail:
 		for (size_t i = 0; i < n; i++)
 			free(argv[i]);
 	free(argv);
+	hook_env_free(env);
 	if (h)
 		free(h->command);
 	free(h);
@@ -170,6 +236,8 @@ void hooks_run(struct station *st, const struct card *c, enum hook_event ev, con
 	    .devnode = c->dev.devnode,
 	    .profile = c->profile,
 	    .outcome = outcome,
+	    .event = hook_event_name(ev),
+	    .station = st->cfg->name,
 	    .job = job,
 	};
 
@@ -203,8 +271,7 @@ static bool hook_take_report(struct hook_run *h)
 	size_t got = 0;
 	ssize_t n;
 
-	while (got < sizeof(h->report) &&
-	       (n = read(h->fd, p + got, sizeof(h->report) - got)) > 0)
+	while (got < sizeof(h->report) && (n = read(h->fd, p + got, sizeof(h->report) - got)) > 0)
 		got += (size_t)n;
 	if (got < head)
 		return false;
