@@ -172,6 +172,7 @@ int card_check_image(struct station *st, struct card *c)
 		r = -EAGAIN;
 	} else if (d.verdict != POLICY_QUEUE) {
 		card_record_once(st, c, policy_outcome(d.verdict), d.why);
+		hooks_run_end(st, c);
 		r = 0;
 	}
 	policy_decision_clear(&d);
@@ -188,9 +189,7 @@ void card_probed(struct station *st)
 		case 1:
 			c->state = CARD_WAITING;
 			break;
-		case 0:
-			if (c->dev.tagged)
-				hooks_run(st, c, HOOK_FAILURE, outcome_name(c->outcome), c->job);
+		case 0: /* recorded, its on_failure run */
 			card_live_update(st, c, true);
 			break;
 		}
@@ -435,6 +434,5 @@ void card_finish_job(struct station *st, struct card *c)
 		c->error = e;
 	}
 	card_live_update(st, c, true);
-	hooks_run(st, c, o == OUTCOME_SUCCESS ? HOOK_SUCCESS : HOOK_FAILURE, outcome_name(o),
-		  c->job);
+	hooks_run_end(st, c);
 }

@@ -37,6 +37,7 @@ static void end_job_early(struct station *st, struct card *c, const struct job_e
 	outbox_job_end(st, c->job, je, what);
 	card_set_outcome(c, je->outcome);
 	c->state = CARD_DONE;
+	hooks_run_end(st, c);
 }
 
 int manager_start_worker(struct station *st, struct card *c)
@@ -69,6 +70,7 @@ int manager_start_worker(struct station *st, struct card *c)
 
 		if (policy_once_per_serial(&p, &c->dev, st->journal, why, sizeof(why)) < 0) {
 			card_record_once(st, c, OUTCOME_REFUSED, why);
+			hooks_run_end(st, c);
 			return 0;
 		}
 	}

@@ -140,6 +140,8 @@ void probe_free_all(struct station *st);
 /* hook.c */
 void hooks_run(struct station *st, const struct card *c, enum hook_event ev, const char *outcome,
 	       int64_t job);
+/* on_success or on_failure for the outcome @c was recorded with. */
+void hooks_run_end(struct station *st, const struct card *c);
 /* A finished hook's record (strings owned by the hook until hook_done()),
  * or NULL when @pid is not a hook. */
 struct hook_run *hook_reaped(struct station *st, pid_t pid, int status, struct hook_record *ret);

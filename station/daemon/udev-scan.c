@@ -101,8 +101,7 @@ void udev_scan_device(struct station *st, struct udev_device *u, const char *act
 		const char *o = c->has_outcome ? outcome_name(c->outcome) : NULL;
 
 		hooks_run(st, c, HOOK_INSERT, o, c->job);
-		if (c->has_outcome && c->outcome == OUTCOME_REFUSED)
-			hooks_run(st, c, HOOK_FAILURE, o, c->job);
+		hooks_run_end(st, c);
 	}
 	manager_schedule(st);
 }
