@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 #include "engine.h"
-#include "source.h"
+#include "source-format.h"
 #include "target.h"
 #include "util.h"
 
@@ -199,11 +199,77 @@ static int produce_all(struct engine *e, int raw_fd)
 	}
 }
 
-/* One whole range of a raw image file: read and hashed by the worker, and
- * handed to the worker's own writer thread so writing overlaps hashing. */
+/* No map, a self-mapped image: its data as the image says where it is
+ * (a sparse image's chunks), contiguous pieces packed into whole slots. A
+ * range is each run of data between holes. */
+static int produce_source_map(struct engine *e)
+{
+	struct bmap_source *src = e->source;
+	size_t slot = ring_slot_size(e->ring), range = 0;
+	struct chunk *ch = NULL;
+	bool any = false;
+	uint64_t prev_end = 0;
+
+	for (;;) {
+		uint64_t len, off;
+		bool start;
+		int r;
+
+		if (engine_stopped(e))
+			return -ECANCELED;
+		r = source_next_data(src, &len);
+		if (r < 0)
+			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+		off = bmap_source_tell(src);
+		if (ch && (len == 0 || off != ch->off + ch->len)) {
+			ring_publish(e->ring);
+			ch = NULL;
+		}
+		if (len == 0)
+			return 0;
+		start = !any || off != prev_end;
+		if (start && any)
+			range++;
+		any = true;
+		while (len > 0) {
+			size_t n;
+			ssize_t got;
+
+			if (!ch) {
+				ch = ring_acquire(e->ring);
+				if (!ch)
+					return ring_error(e->ring);
+				ch->off = off;
+				ch->range = range;
+				ch->range_start = start;
+				start = false;
+			}
+			n = slot - ch->len < len ? slot - ch->len : (size_t)len;
+			got = bmap_source_read(src, ch->data + ch->len, n);
+			if (got < 0)
+				return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
+			if ((size_t)got < n)
+				return engine_fail(e, -EPIPE, "%s ends at byte %" PRIu64 ", inside its data",
+						   e->image_name, off + (uint64_t)got);
+			ch->len += n;
+			off += n;
+			len -= n;
+			if (ch->len == slot) {
+				if (engine_stopped(e))
+					return -ECANCELED;
+				ring_publish(e->ring);
+				ch = NULL;
+			}
+		}
+		prev_end = off;
+	}
+}
+
+/* One whole range of an image read at random (a raw file, qcow2): read
+ * and hashed by the worker, and handed to the worker's own writer thread
+ * so writing overlaps hashing. */
 static int copy_range(struct engine *e, struct ring *ring, size_t i, struct range_hash *h)
 {
-	int raw_fd = bmap_source_get_raw_fd(e->source);
 	const struct bmap_range *rg = &bmap_map_get_ranges(e->map)[i];
 	uint64_t off, len;
 
@@ -221,7 +287,9 @@ static int copy_range(struct engine *e, struct ring *ring, size_t i, struct rang
 			return -ECANCELED;
 		if (engine_wait(e, off + done + n) < 0)
 			return -1;
-		got = loop_pread(raw_fd, ch->data, n, off + done);
+		got = source_pread(e->source, ch->data, n, off + done);
+		if (got < 0 && bmap_source_get_format(e->source) != BMAP_FORMAT_RAW)
+			return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
 		if (got < 0)
 			return engine_fail(e, (int)got, "cannot read %s at byte %" PRIu64 ": %s",
 					   e->image_name, off + done, strerror((int)-got));
@@ -295,6 +363,8 @@ static int copy_stream(struct engine *e, int raw_fd)
 			if (raw_fd < 0)
 				bmap_source_want(e->source, e->map);
 			r = produce_ranges(e, raw_fd);
+		} else if (e->lazy) {
+			r = produce_source_map(e);
 		} else {
 			r = produce_all(e, raw_fd);
 		}
@@ -314,17 +384,16 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	struct engine e;
 	int raw_fd = bmap_source_get_raw_fd(src);
 	uint64_t expected = map ? bmap_map_get_mapped_bytes(map) : 0;
+	uint64_t image_size = bmap_source_get_image_size(src);
 	double t0 = now_monotonic();
-	struct stat st;
 	int r, rs;
 
-	if (map && raw_fd >= 0 && fstat(raw_fd, &st) == 0 &&
-	    (uint64_t)st.st_size != bmap_map_get_image_size(map))
+	if (map && image_size && image_size != bmap_map_get_image_size(map))
 		return bmap_error(ctx, -EINVAL,
-				  "image file '%s' is %" PRIu64 " bytes but the bmap describes a "
+				  "%simage file '%s' is %" PRIu64 " bytes but the bmap describes a "
 				  "%" PRIu64 "-byte image: the bmap does not belong to this image",
-				  bmap_source_get_name(src), (uint64_t)st.st_size,
-				  bmap_map_get_image_size(map));
+				  bmap_source_get_format(src) == BMAP_FORMAT_RAW ? "" : "the disk in ",
+				  bmap_source_get_name(src), image_size, bmap_map_get_image_size(map));
 	if (map && dst->blockdev && dst->size < bmap_map_get_image_size(map))
 		return bmap_error(ctx, -ENOSPC, "device '%s' is smaller than the image", dst->name);
 
@@ -336,14 +405,19 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	e.check = map && bmap_map_has_range_checksums(map) && !(opts && opts->no_verify);
 	e.abort_on_mismatch = true;
 	e.image_name = bmap_source_get_name(src);
+	e.lazy = !map && opts && opts->source_map &&
+		 bmap_source_get_format(src) != BMAP_FORMAT_RAW;
+	if (e.lazy)
+		e.n_digests = 0;
 	if (map)
 		e.total = expected;
-	else if (raw_fd >= 0 && fstat(raw_fd, &st) == 0)
-		e.total = (uint64_t)st.st_size;
+	else if (!e.lazy)
+		e.total = image_size;
 
 	/* An image still being filled is filled in order: so it is read. */
 	e.in_order = opts && opts->wait;
-	if (map && raw_fd >= 0)
+	/* A spill's decoder reports how far it wrote: only a stream does. */
+	if (map && source_can_pread(src) && !(opts && opts->written))
 		engine_run_workers(&e, copy_worker);
 	else
 		copy_stream(&e, raw_fd);

@@ -53,7 +53,11 @@ struct engine {
 	/* per-range hashing */
 	bool check;             /* compare with the bmap's range checksums */
 	bool abort_on_mismatch; /* copy stops; verify counts */
-	size_t n_digests;
+	/* No map: the ranges are the self-mapped image's data, found as it
+	 * is read (opts->source_map). range_sha256 then grows, and only the
+	 * one thread that hashes touches it until the end. */
+	bool lazy;
+	size_t n_digests, digests_cap;
 	uint8_t *range_sha256;  /* n_digests * 32 */
 	atomic_size_t bad_ranges;
 	size_t first_bad;       /* under lock */

@@ -2,7 +2,9 @@
 /*
  * Image sources: opening a file or a pipe, recognising its compression from
  * magic bytes, reading raw images, and the input buffer and error wording
- * shared with the decoders in source-<codec>.c.
+ * shared with the decoders in source-<codec>.c. What the decoded bytes are
+ * (a raw image, or a format such as qcow2) is the format layer's business
+ * (source-format.c); the reads here pass through it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "source-codec.h"
+#include "source-format.h"
 #include "util.h"
 
 /* Enough for every magic we recognise. */
@@ -348,6 +350,13 @@ int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 		if (r < 0)
 			goto fail;
 	}
+	/* The magic of a raw file's format is in the bytes just peeked; a
+	 * decoder's output is peeked by the format layer itself. */
+	if (s->comp == BMAP_COMP_RAW)
+		s->format = source_format_detect(magic, magic_len);
+	r = source_format_open(s);
+	if (r < 0)
+		goto fail;
 
 	*ret_source = s;
 	return 0;
@@ -394,6 +403,8 @@ struct bmap_source *bmap_source_free(struct bmap_source *s)
 {
 	if (!s)
 		return NULL;
+	if (s->fmt && s->fmt->free && s->fmt_state)
+		s->fmt->free(s);
 	if (s->codec && s->codec->free && s->codec_state)
 		s->codec->free(s);
 	if (s->fd >= 0)
@@ -418,7 +429,7 @@ const char *bmap_source_get_name(const struct bmap_source *s)
 	return s->name;
 }
 
-ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len)
+ssize_t source_dec_read(struct bmap_source *s, void *buf, size_t len)
 {
 	size_t done = 0;
 
@@ -426,8 +437,13 @@ ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len)
 		return s->err;
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
+	if (s->fpeek_pos < s->fpeek_len) {
+		done = s->fpeek_len - s->fpeek_pos < len ? s->fpeek_len - s->fpeek_pos : len;
+		memcpy(buf, s->fpeek + s->fpeek_pos, done);
+		s->fpeek_pos += done;
+	}
 	/* Decoders may stop short (at frame ends, after one pipe read); only
-	 * the end of the image may make the caller's read short. */
+	 * the end of the input may make the caller's read short. */
 	while (done < len && !s->eof) {
 		ssize_t n = s->codec->read(s, (char *)buf + done, len - done);
 
@@ -439,7 +455,37 @@ ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len)
 			s->eof = true;
 		done += (size_t)n;
 	}
-	s->out_pos += done;
+	s->dec_pos += done;
+	return (ssize_t)done;
+}
+
+ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	if (!s->fmt) {
+		ssize_t n = source_dec_read(s, buf, len);
+
+		if (n > 0)
+			s->out_pos += (uint64_t)n;
+		return n;
+	}
+	if (s->err)
+		return s->err;
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	while (done < len && !s->out_eof) {
+		ssize_t n = s->fmt->read(s, (char *)buf + done, len - done);
+
+		if (n < 0) {
+			s->err = (int)n;
+			return n;
+		}
+		if (n == 0)
+			s->out_eof = true;
+		done += (size_t)n;
+		s->out_pos += (uint64_t)n;
+	}
 	return (ssize_t)done;
 }
 
@@ -448,15 +494,23 @@ static int source_skip_short(struct bmap_source *s, uint64_t want)
 	return bmap_error(s->ctx, -EPIPE,
 			  "%s is truncated: the image ends after %" PRIu64 " bytes, %" PRIu64
 			  " bytes short of the data to skip",
-			  s->what, s->out_pos, want);
+			  s->what, s->dec_pos, want);
 }
 
-int bmap_source_skip(struct bmap_source *s, uint64_t n)
+/* 0, or -EPIPE with s->dec_pos at the end and *@ret_short the bytes missing. */
+static int dec_skip(struct bmap_source *s, uint64_t n, uint64_t *ret_short)
 {
 	if (s->err)
 		return s->err;
+	if (s->fpeek_pos < s->fpeek_len) {
+		size_t k = s->fpeek_len - s->fpeek_pos < n ? s->fpeek_len - s->fpeek_pos : (size_t)n;
 
-	if (s->comp == BMAP_COMP_RAW && s->seekable) {
+		s->fpeek_pos += k;
+		s->dec_pos += k;
+		n -= k;
+	}
+
+	if (s->comp == BMAP_COMP_RAW && s->seekable && s->in_avail == 0) {
 		struct stat st;
 		off_t cur;
 		uint64_t left;
@@ -472,10 +526,11 @@ int bmap_source_skip(struct bmap_source *s, uint64_t n)
 		    (uint64_t)st.st_size > (uint64_t)cur ? (uint64_t)st.st_size - (uint64_t)cur : 0;
 		if (n > left) {
 			lseek(s->fd, (off_t)left, SEEK_CUR);
-			s->out_pos += left;
+			s->dec_pos += left;
 			s->in_pos += left;
 			s->in_eof = true;
-			return source_skip_short(s, n - left);
+			*ret_short = n - left;
+			return -EPIPE;
 		}
 		if (lseek(s->fd, (off_t)n, SEEK_CUR) < 0) {
 			int r = -errno;
@@ -483,19 +538,19 @@ int bmap_source_skip(struct bmap_source *s, uint64_t n)
 			return bmap_error(s->ctx, r, "cannot seek in %s: %s", s->what,
 					  strerror(-r));
 		}
-		s->out_pos += n;
+		s->dec_pos += n;
 		s->in_pos += n;
 		return 0;
 	}
 
-	if (s->codec->skip && n > 0 && !s->eof) {
+	if (s->codec->skip && n > 0 && !s->eof && !s->fmt) {
 		int64_t k = s->codec->skip(s, n);
 
 		if (k < 0) {
 			s->err = (int)k;
 			return (int)k;
 		}
-		s->out_pos += (uint64_t)k;
+		s->dec_pos += (uint64_t)k;
 		n -= (uint64_t)k;
 	}
 	if (n > 0 && !s->scratch) {
@@ -505,20 +560,53 @@ int bmap_source_skip(struct bmap_source *s, uint64_t n)
 	}
 	while (n > 0) {
 		size_t chunk = n < SOURCE_SCRATCH_SIZE ? (size_t)n : SOURCE_SCRATCH_SIZE;
-		ssize_t got = bmap_source_read(s, s->scratch, chunk);
+		ssize_t got = source_dec_read(s, s->scratch, chunk);
 
 		if (got < 0)
 			return (int)got;
 		n -= (uint64_t)got;
-		if ((size_t)got < chunk)
-			return source_skip_short(s, n);
+		if ((size_t)got < chunk) {
+			*ret_short = n;
+			return -EPIPE;
+		}
 	}
 	return 0;
 }
 
+int source_dec_skip(struct bmap_source *s, uint64_t n)
+{
+	uint64_t missing = 0;
+
+	return dec_skip(s, n, &missing);
+}
+
+int bmap_source_skip(struct bmap_source *s, uint64_t n)
+{
+	uint64_t missing = 0;
+	int r;
+
+	if (s->fmt) {
+		if (s->err)
+			return s->err;
+		r = s->fmt->skip(s, n);
+		if (r < 0) {
+			s->err = r;
+			return r;
+		}
+		s->out_pos += n;
+		return 0;
+	}
+	r = dec_skip(s, n, &missing);
+	if (r == -EPIPE)
+		r = source_skip_short(s, missing);
+	s->out_pos = s->dec_pos;
+	return r;
+}
+
 void bmap_source_want(struct bmap_source *s, const struct bmap_map *map)
 {
-	if (map && s->codec->want && s->out_pos == 0 && !s->err)
+	/* @map is in image bytes: a format's decoded bytes are something else. */
+	if (map && !s->fmt && s->codec->want && s->out_pos == 0 && !s->err)
 		s->codec->want(s, map);
 }
 
@@ -536,5 +624,5 @@ int bmap_source_get_raw_fd(const struct bmap_source *s)
 {
 	/* Callers pread() at image offsets, which are file offsets only when
 	 * the image starts at the file's start. */
-	return s->comp == BMAP_COMP_RAW && s->seekable && s->at_start ? s->fd : -1;
+	return s->comp == BMAP_COMP_RAW && !s->fmt && s->seekable && s->at_start ? s->fd : -1;
 }
