@@ -40,9 +40,10 @@ enum bmap_format source_format_detect(const uint8_t *buf, size_t len)
 static const struct source_format *format_for(enum bmap_format f)
 {
 	switch (f) {
+	case BMAP_FORMAT_QCOW2:
+		return &source_format_qcow2;
 	case BMAP_FORMAT_SIMG:
 		return &source_format_simg;
-	case BMAP_FORMAT_QCOW2:
 	case BMAP_FORMAT_RAW:
 		break;
 	}
