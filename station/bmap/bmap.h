@@ -124,6 +124,19 @@ int bmap_create(struct bmap_ctx *ctx, int image_fd, const char *image_name, int 
 		const char *out_name, const struct bmap_create_opts *opts,
 		struct bmap_create_result *ret_result);
 
+struct bmap_source;
+
+/* The bmap of a self-mapped image's virtual disk: @map (the image's own,
+ * from bmap_source_get_map()) at opts->block_size, rounded out, each range
+ * hashed from what @src reads as the disk: on several threads where @src
+ * reads at random (qcow2), in order by this thread otherwise (a sparse
+ * image, which is then read to its end for its own checks). @src must not
+ * have been read yet. */
+int bmap_create_from_source(struct bmap_ctx *ctx, struct bmap_source *src,
+			    const struct bmap_map *map, int out_fd, const char *out_name,
+			    const struct bmap_create_opts *opts,
+			    struct bmap_create_result *ret_result);
+
 /* The map of a sparse file's holes, without checksums. */
 int bmap_map_from_file(struct bmap_ctx *ctx, int fd, const char *name, uint32_t block_size,
 		       struct bmap_map **ret_map);

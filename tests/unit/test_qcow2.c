@@ -484,6 +484,70 @@ static void test_stream_refused(void **state)
 	free(path);
 }
 
+/* create: a 2.0 bmap of the virtual disk whose checksums are those of
+ * qemu's raw disk, and which copies the image with its checksums checked. */
+static void test_create(void **state)
+{
+	static const size_t which[] = { 0, 2, 4, 5, 7 };
+
+	(void)state;
+	NEED_QEMU();
+	for (size_t w = 0; w < sizeof(which) / sizeof(which[0]); w++) {
+		const struct variant *v = &variants[which[w]];
+		struct bmap_ctx *ctx = bmap_ctx_new();
+		char *path = make_variant(v), *bmap = tu_path(g.dir, "v.bmap");
+		char *out = tu_path(g.dir, "v.card");
+		struct bmap_create_opts copts = { .block_size = 4096 };
+		struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE, .image_size = DISK_SIZE };
+		struct bmap_create_result cres;
+		struct bmap_copy_result res;
+		struct bmap_map *own, *made;
+		struct bmap_source *s;
+		struct bmap_target *t;
+		uint8_t *want, digest[32];
+		size_t want_len;
+		int fd;
+
+		want = qemu_raw(path, &want_len);
+		assert_int_equal(bmap_source_open(ctx, path, &s), 0);
+		assert_int_equal(bmap_source_get_map(s, &own), 0);
+		fd = open(bmap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(bmap_create_from_source(ctx, s, own, fd, bmap, &copts, &cres), 0);
+		close(fd);
+		bmap_source_free(s);
+		assert_int_equal(bmap_map_load(ctx, bmap, &made), 0);
+		assert_int_equal(bmap_map_get_image_size(made), DISK_SIZE);
+		assert_int_equal(bmap_map_get_block_size(made), 4096);
+		assert_true(bmap_map_has_range_checksums(made));
+		/* The format's map, rounded out to 4 KiB blocks. */
+		assert_true(bmap_map_get_mapped_bytes(made) >= bmap_map_get_mapped_bytes(own));
+		assert_true(bmap_map_get_mapped_bytes(made) <
+			    bmap_map_get_mapped_bytes(own) + bmap_map_get_range_count(own) * 8192);
+		for (size_t i = 0; i < bmap_map_get_range_count(made); i++) {
+			uint64_t off, len;
+
+			bmap_map_range_bytes(made, i, &off, &len);
+			bmap_sha256(want + off, len, digest);
+			assert_memory_equal(digest, bmap_map_get_range_checksum(made, i), 32);
+		}
+		/* copy --bmap with it: every range's checksum checked. */
+		assert_int_equal(bmap_source_open(ctx, path, &s), 0);
+		assert_int_equal(bmap_target_open(ctx, out, &topts, &t), 0);
+		assert_int_equal(bmap_copy(ctx, s, made, t, NULL, &res), 0);
+		assert_int_equal(res.bytes_written, bmap_map_get_mapped_bytes(made));
+		bmap_target_free(t);
+		bmap_source_free(s);
+		bmap_map_free(own);
+		bmap_map_free(made);
+		bmap_ctx_free(ctx);
+		free(want);
+		free(path);
+		free(bmap);
+		free(out);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -493,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_dirty_reads),
 		cmocka_unit_test(test_stream_refused),
+		cmocka_unit_test(test_create),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -671,6 +671,55 @@ static void test_img2simg(void **state)
 	free(out);
 }
 
+/* create from a sparse image: a file (its map known at open) and a
+ * compressed one (its map read first, then hashed in order from a second
+ * reading); the checksums are those of the data. */
+static void test_create(void **state)
+{
+	char *path = write_simg("create.simg", &plain), *bmap = tu_path(g.dir, "create.bmap");
+	char *comp = tu_path(g.dir, "create.simg.gz");
+	uint8_t digest[32];
+
+	(void)state;
+	run("gzip -c '%s' > '%s'", path, comp);
+	for (int c = 0; c < 2; c++) {
+		struct bmap_ctx *ctx = bmap_ctx_new();
+		struct bmap_create_opts copts = { .block_size = 8192 };
+		struct bmap_source *s;
+		struct bmap_map *own, *made;
+		int fd;
+
+		assert_int_equal(bmap_source_open(ctx, c ? comp : path, &s), 0);
+		if (c) {
+			assert_int_equal(bmap_source_read_map(s, &own), 0);
+			bmap_source_free(s);
+			assert_int_equal(bmap_source_open(ctx, comp, &s), 0);
+		} else {
+			assert_int_equal(bmap_source_get_map(s, &own), 0);
+		}
+		fd = open(bmap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		assert_int_equal(bmap_create_from_source(ctx, s, own, fd, bmap, &copts, NULL), 0);
+		close(fd);
+		bmap_source_free(s);
+		assert_int_equal(bmap_map_load(ctx, bmap, &made), 0);
+		/* 4 KiB chunks in 8 KiB blocks: 0-2 -> 0-1, 5-7 -> 2-3, 13 -> 6. */
+		expect_ranges(made, (const uint64_t[][2]){ { 0, 3 }, { 6, 6 } }, 2);
+		for (size_t i = 0; i < bmap_map_get_range_count(made); i++) {
+			uint64_t off, len;
+
+			bmap_map_range_bytes(made, i, &off, &len);
+			bmap_sha256(g.img + off, len, digest);
+			assert_memory_equal(digest, bmap_map_get_range_checksum(made, i), 32);
+		}
+		bmap_map_free(own);
+		bmap_map_free(made);
+		bmap_ctx_free(ctx);
+	}
+	free(path);
+	free(bmap);
+	free(comp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -684,6 +733,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_img2simg),
+		cmocka_unit_test(test_create),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
