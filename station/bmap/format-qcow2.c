@@ -199,8 +199,20 @@ static int qcow2_walk(struct bmap_source *s, struct qcow2 *q)
 	char why[512];
 	int r = 0;
 
+	uint64_t tables = 0;
+
 	if (!table)
 		return source_nomem(s);
+	/* Each L2 table is a cluster of the file: more tables than the file
+	 * has clusters (entries sharing one) would make this walk read more
+	 * than the file, a hostile image's way to last for hours. */
+	for (uint64_t i = 0; i < q->l1_n; i++)
+		tables += (q->l1[i] & L1_OFFSET_MASK) != 0;
+	if (tables > q->file_size / q->cluster_size) {
+		free(table);
+		return corrupt(s, "%" PRIu64 " L2 tables in a file of %" PRIu64 " clusters", tables,
+			       q->file_size / q->cluster_size);
+	}
 	for (uint64_t i = 0; i < q->l1_n && r == 0; i++) {
 		uint64_t l2 = q->l1[i] & L1_OFFSET_MASK, first = i * q->l2_entries;
 		uint64_t n = q->n_clusters - first < q->l2_entries ? q->n_clusters - first

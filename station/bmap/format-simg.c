@@ -85,11 +85,11 @@ static uint32_t gf2_mul(uint32_t a, uint32_t b)
 	return p;
 }
 
-/* The CRC of what @crc covered followed by @n zero bytes: the register
- * times x^(8n), by squaring (holes of any size in a few hundred steps). */
-static uint32_t crc32_zeros(uint32_t crc, uint64_t n)
+/* The CRC register @reg after @n more zero bytes: times x^(8n), by
+ * squaring (any size in a few hundred steps). */
+static uint32_t reg_shift(uint32_t reg, uint64_t n)
 {
-	uint32_t reg = ~crc, sq = 0x00800000u; /* x^8 */
+	uint32_t sq = 0x00800000u; /* x^8 */
 
 	while (n) {
 		if (n & 1)
@@ -97,7 +97,33 @@ static uint32_t crc32_zeros(uint32_t crc, uint64_t n)
 		sq = gf2_mul(sq, sq);
 		n >>= 1;
 	}
-	return ~reg;
+	return reg;
+}
+
+/* The CRC of what @crc covered followed by @n zero bytes. */
+static uint32_t crc32_zeros(uint32_t crc, uint64_t n)
+{
+	return ~reg_shift(~crc, n);
+}
+
+/* The CRC of what @crc covered followed by @k copies of the 4 bytes @q:
+ * the register of q^k is built by doubling (the register is linear:
+ * R(X||Y) = shift(R(X), |Y|) ^ R(Y) from a zero register), so a FILL
+ * chunk of any size costs a few thousand steps, read or skipped. */
+static uint32_t crc32_repeat(uint32_t crc, const uint8_t q[4], uint64_t k)
+{
+	uint32_t cur = ~crc32_gzip_refl(0xffffffffu, q, 4), acc = 0;
+	uint64_t cur_len = 4;
+
+	for (uint64_t left = k; left; left >>= 1) {
+		if (left & 1)
+			acc = reg_shift(acc, cur_len) ^ cur;
+		if (left > 1) {
+			cur = reg_shift(cur, cur_len) ^ cur;
+			cur_len *= 2;
+		}
+	}
+	return ~(reg_shift(~crc, 4 * k) ^ acc);
 }
 
 static void crc_update(struct simg *g, const void *buf, size_t len)
@@ -126,18 +152,25 @@ static void crc_virtual(struct simg *g, uint64_t off, uint64_t n)
 {
 	if (!g->crc_on || n == 0)
 		return;
+	uint8_t head[4], q[4];
+	size_t h;
+
 	if (g->type == CHUNK_DONT_CARE || le32(g->fill) == 0) {
 		g->crc = crc32_zeros(g->crc, n);
 		return;
 	}
-	while (n) {
-		size_t k = n < SIMG_BUF ? (size_t)n : SIMG_BUF;
-
-		fill_pattern(g, g->buf, k, off);
-		g->crc = crc32_gzip_refl(g->crc, g->buf, k);
-		off += k;
-		n -= k;
-	}
+	/* Up to the next multiple of 4, whole patterns, what is left. */
+	h = (size_t)((4 - (off & 3)) & 3);
+	if (h > n)
+		h = (size_t)n;
+	fill_pattern(g, head, h, off);
+	g->crc = crc32_gzip_refl(g->crc, head, h);
+	off += h;
+	n -= h;
+	fill_pattern(g, q, 4, 0);
+	g->crc = crc32_repeat(g->crc, q, n / 4);
+	fill_pattern(g, head, (size_t)(n & 3), 0);
+	g->crc = crc32_gzip_refl(g->crc, head, (size_t)(n & 3));
 }
 
 /* ---- chunks ---- */

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "testutil.h"
 #include "bmap-private.h"
@@ -548,6 +550,70 @@ static void test_create(void **state)
 	}
 }
 
+/* Regression: the walk of the L2 tables read one table per L1 entry, so
+ * an image whose L1 entries all name the same table (a 10 MiB file with
+ * 1M of them and a disk size to match) made opening it read 64 GiB. Now
+ * more tables than the file has clusters is refused at once; the child
+ * opening it must end within 20 s of CPU. */
+static void test_shared_l2_tables_refused(void **state)
+{
+	char *good = tu_path(g.dir, "shared-src.qcow2"), *path = tu_path(g.dir, "shared.qcow2");
+	const uint64_t n = 1u << 20;
+	uint64_t l1, l2, end, *entries;
+	size_t len;
+	char *data;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	NEED_QEMU();
+	run("qemu-img convert -q -O qcow2 '%s' '%s'", g.raw, good);
+	l1 = be_at(good, 40, 8);
+	l2 = be_at(good, l1, 8);
+	data = tu_read_file(good, &len);
+	end = (len + 65535) & ~65535ull;
+	entries = malloc(n * 8);
+	for (uint64_t i = 0; i < n; i++)
+		for (int b = 0; b < 8; b++)
+			((uint8_t *)&entries[i])[b] = (uint8_t)(l2 >> (56 - 8 * b));
+	tu_write_file(path, data, len);
+	tu_pwrite(path, entries, n * 8, end);
+	free(entries);
+	free(data);
+	free(good);
+	good = path;
+	path = patched(good, "shared2.qcow2", 40, end, 8);
+	unlink(good);
+	free(good);
+	good = path;
+	path = patched(good, "shared3.qcow2", 36, n, 4);
+	unlink(good);
+	free(good);
+	good = path;
+	path = patched(good, "shared4.qcow2", 24, n * 8192 * 65536, 8);
+	unlink(good);
+	free(good);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit cpu = { 20, 20 };
+		struct bmap_ctx *ctx = bmap_ctx_new();
+		struct bmap_source *s;
+		int r;
+
+		setrlimit(RLIMIT_CPU, &cpu);
+		r = bmap_source_open(ctx, path, &s);
+		_exit(r == -EBADMSG && strstr(bmap_ctx_get_error(ctx), "L2 tables") ? 0 : 3);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("opening an image of shared L2 tables: %s %d",
+			 WIFSIGNALED(status) ? "killed by signal" : "exit",
+			 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +624,7 @@ int main(void)
 		cmocka_unit_test(test_dirty_reads),
 		cmocka_unit_test(test_stream_refused),
 		cmocka_unit_test(test_create),
+		cmocka_unit_test(test_shared_l2_tables_refused),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

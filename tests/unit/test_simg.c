@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <isa-l/crc.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "testutil.h"
 #include "bmap-private.h"
@@ -457,13 +459,15 @@ static void test_wrong_crc(void **state)
 	free(out);
 }
 
-/* A CRC32 chunk after a large hole: the hole counts as zeros, computed
- * without reading them (checked against a CRC over real zeros). */
+/* A CRC32 chunk after a large fill and a large hole, skipped: the hole
+ * counts as zeros, the fill as its pattern, both computed without making
+ * the bytes (checked against CRCs over real bytes). */
 static void test_crc_over_hole(void **state)
 {
-	const uint32_t hole_blocks = 16384; /* 64 MiB */
+	const uint32_t hole_blocks = 16384, fill_blocks = 4097; /* 64 MiB, 16 MiB */
+	static const uint8_t pat[4] = { 0x78, 0x56, 0x34, 0x12 };
 	struct bmap_ctx *ctx = bmap_ctx_new();
-	uint8_t *zeros = calloc(1, 1 << 20), data[BS];
+	uint8_t *zeros = calloc(1, 1 << 20), data[BS], *fill = malloc(BS);
 	struct sb b = { 0 };
 	struct bmap_source *s;
 	struct bmap_map *map;
@@ -473,6 +477,10 @@ static void test_crc_over_hole(void **state)
 	(void)state;
 	tu_pattern(data, BS, 3);
 	crc = crc32_gzip_refl(0, data, BS);
+	for (size_t i = 0; i < BS; i++)
+		fill[i] = pat[i % 4];
+	for (uint32_t i = 0; i < fill_blocks; i++)
+		crc = crc32_gzip_refl(crc, fill, BS);
 	for (uint32_t i = 0; i < hole_blocks / 256; i++)
 		crc = crc32_gzip_refl(crc, zeros, 1 << 20);
 	put32(&b, 0xed26ff3a);
@@ -481,11 +489,13 @@ static void test_crc_over_hole(void **state)
 	put16(&b, 28);
 	put16(&b, 12);
 	put32(&b, BS);
-	put32(&b, hole_blocks + 1);
-	put32(&b, 3);
+	put32(&b, hole_blocks + fill_blocks + 1);
+	put32(&b, 4);
 	put32(&b, 0);
 	chunk_hdr(&b, &plain, 0xcac1, 1, BS);
 	put(&b, data, BS);
+	chunk_hdr(&b, &plain, 0xcac2, fill_blocks, 4);
+	put(&b, pat, 4);
 	chunk_hdr(&b, &plain, 0xcac3, hole_blocks, 0);
 	chunk_hdr(&b, &plain, 0xcac4, 0, 4);
 	put32(&b, crc);
@@ -497,12 +507,41 @@ static void test_crc_over_hole(void **state)
 	assert_int_equal(bmap_source_open(ctx, path, &s), 0);
 	assert_int_equal(bmap_source_read_map(s, &map), 0);
 	assert_int_equal(bmap_map_get_range_count(map), 1);
-	assert_int_equal(bmap_map_get_mapped_bytes(map), BS);
+	assert_int_equal(bmap_map_get_mapped_bytes(map), (uint64_t)BS * (fill_blocks + 1));
 	bmap_map_free(map);
 	bmap_source_free(s);
 	bmap_ctx_free(ctx);
 	free(b.p);
 	free(zeros);
+	free(fill);
+	free(path);
+}
+
+/* Skips that start and end inside chunks, at every phase of the fill
+ * pattern: the CRC32 chunks still agree, and what is read is right. */
+static void test_skip_inside_chunks(void **state)
+{
+	char *path = write_simg("skips.simg", &plain), cmd[512];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "cat '%s'", path);
+	for (uint64_t at = 1; at < sizeof(g.img); at += 4093) {
+		struct bmap_ctx *ctx = bmap_ctx_new();
+		uint8_t *buf = malloc(sizeof(g.img));
+		struct bmap_source *s;
+		FILE *f;
+
+		s = open_pipe(ctx, cmd, &f);
+		assert_int_equal(bmap_source_skip(s, at), 0);
+		assert_int_equal(bmap_source_read(s, buf, 3), 3);
+		assert_memory_equal(buf, g.img + at, 3);
+		assert_int_equal(bmap_source_skip(s, (sizeof(g.img) - at - 3) / 2), 0);
+		read_whole(s, buf, sizeof(g.img) - bmap_source_tell(s));
+		bmap_source_free(s);
+		pclose(f);
+		bmap_ctx_free(ctx);
+		free(buf);
+	}
 	free(path);
 }
 
@@ -720,6 +759,65 @@ static void test_create(void **state)
 	free(comp);
 }
 
+/* Regression: skipping a FILL chunk computed its CRC over every byte of
+ * it, so a 60-byte image whose one FILL chunk says 16 TiB kept `info` (or
+ * any skip) busy for hours. Now it costs a few thousand steps: the child
+ * reading its map must end well within 20 s of CPU. */
+static void test_huge_fill_skipped_cheaply(void **state)
+{
+	static const uint8_t pat[4] = { 1, 2, 3, 4 };
+	char *path = tu_path(g.dir, "hugefill.simg");
+	struct sb b = { 0 };
+	int status;
+	pid_t pid;
+
+	(void)state;
+	put32(&b, 0xed26ff3a);
+	put16(&b, 1);
+	put16(&b, 0);
+	put16(&b, 28);
+	put16(&b, 12);
+	put32(&b, BS);
+	put32(&b, 0xffffffffu);
+	put32(&b, 2);
+	put32(&b, 0);
+	chunk_hdr(&b, &plain, 0xcac2, 0xffffffffu, 4);
+	put(&b, pat, 4);
+	chunk_hdr(&b, &plain, 0xcac4, 0, 4);
+	/* Wrong (the right one is 0: x has order 2^32 - 1 modulo the CRC
+	 * polynomial, and this fill's bits are a multiple of it): reading the
+	 * map must get to it and fail, not pass. */
+	put32(&b, 0x12345678);
+	tu_write_file(path, b.p, b.len);
+	free(b.p);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit cpu = { 20, 20 };
+		struct bmap_ctx *ctx = bmap_ctx_new();
+		struct bmap_source *s;
+		struct bmap_map *map;
+		char cmd[512];
+		FILE *f;
+		int r;
+
+		setrlimit(RLIMIT_CPU, &cpu);
+		snprintf(cmd, sizeof(cmd), "cat '%s'", path);
+		f = popen(cmd, "r");
+		if (!f || bmap_source_open_fd(ctx, dup(fileno(f)), "pipe", &s) < 0)
+			_exit(2);
+		r = bmap_source_read_map(s, &map);
+		_exit(r == -EBADMSG && strstr(bmap_ctx_get_error(ctx), "CRC32") ? 0 : 3);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("reading the map of a huge fill: %s %d",
+			 WIFSIGNALED(status) ? "killed by signal" : "exit",
+			 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -730,6 +828,8 @@ int main(void)
 		cmocka_unit_test(test_digest_same_lazy_or_not),
 		cmocka_unit_test(test_wrong_crc),
 		cmocka_unit_test(test_crc_over_hole),
+		cmocka_unit_test(test_skip_inside_chunks),
+		cmocka_unit_test(test_huge_fill_skipped_cheaply),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_img2simg),
