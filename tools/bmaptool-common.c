@@ -168,8 +168,9 @@ const char *human_time(double seconds, char buf[static 32])
 	return buf;
 }
 
-/* The bmap for IMAGE: --bmap, discovered, or computed from a raw sparse
- * file's holes. Returns 0 with *ret_map NULL for --nobmap. */
+/* The bmap for IMAGE: --bmap, the map a self-mapped image carries,
+ * discovered, or computed from a raw sparse file's holes. Returns 0 with
+ * *ret_map NULL for --nobmap (and a sparse image read as a stream). */
 static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
 		    struct bmap_source *src, const char *cmd, struct bmap_map **ret_map)
 {
@@ -192,6 +193,10 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 			error("%s", bmap_ctx_get_error(ctx));
 		return r;
 	}
+	/* A self-mapped image's own map, before any bmap found next to it. */
+	r = format_map(ctx, src, image, ret_map);
+	if (r <= 0)
+		return r;
 	if (strcmp(image, "-") != 0 && bmap_discover(image, &found) == 0) {
 		info("discovered bmap file '%s'", found);
 		r = bmap_map_load(ctx, found, ret_map);

@@ -178,8 +178,12 @@ static int cmd_create(int argc, char **argv)
 		}
 	}
 
-	r = bmap_create(ctx, img_fd, image, out_fd, output ? output : "(standard output)", &opts,
-			&res);
+	r = format_create(ctx, image, out_fd, output ? output : "(standard output)", &opts, &res);
+	if (r < 0)
+		goto out;
+	if (r == 1)
+		r = bmap_create(ctx, img_fd, image, out_fd, output ? output : "(standard output)",
+				&opts, &res);
 	if (r < 0) {
 		error("%s", bmap_ctx_get_error(ctx));
 		goto out;
@@ -297,6 +301,13 @@ static int cmd_info(int argc, char **argv)
 	if (S_ISDIR(st.st_mode)) {
 		error("image file '%s' is a directory", image);
 		goto out;
+	}
+	if (!bmap_arg) {
+		r = format_info(ctx, image, json);
+		if (r <= 0) {
+			ret = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+			goto out;
+		}
 	}
 	r = detect_file_compression(image, &comp);
 	if (r < 0) {
@@ -553,16 +564,13 @@ static int cmd_copy(int argc, char **argv)
 	catch_signals();
 	if (open_image(ctx, image, bmap_arg, nobmap, "copy", &src, &map) < 0)
 		goto out;
+	/* No map without --nobmap: a sparse image's, as it streams. */
+	copts.source_map = !map && !nobmap;
 
-	if (map) {
+	if (map)
 		topts.image_size = bmap_map_get_image_size(map);
-	} else {
-		struct stat st;
-		int fd = bmap_source_get_raw_fd(src);
-
-		if (fd >= 0 && fstat(fd, &st) == 0)
-			topts.image_size = (uint64_t)st.st_size;
-	}
+	else
+		topts.image_size = bmap_source_get_image_size(src);
 	topts.removable_only = removable;
 	r = bmap_target_open(ctx, dest, &topts, &dst);
 	if (r < 0) {
@@ -585,6 +593,11 @@ static int cmd_copy(int argc, char **argv)
 			      dest);
 		else
 			error("%s", bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	/* A stream's own map is complete once it was copied. */
+	if (discard && copts.source_map && bmap_source_get_map(src, &map) < 0) {
+		error("%s", bmap_ctx_get_error(ctx));
 		goto out;
 	}
 	if (discard && discard_unmapped(ctx, dst, map, dest) < 0)
@@ -685,6 +698,7 @@ static int cmd_verify(int argc, char **argv)
 	catch_signals();
 	if (open_image(ctx, image, bmap_arg, nobmap, "verify", &src, &map) < 0)
 		goto out;
+	copts.source_map = !map && !nobmap;
 	r = bmap_target_open(ctx, dest, &topts, &dst);
 	if (r < 0) {
 		error("%s", bmap_ctx_get_error(ctx));
