@@ -143,8 +143,16 @@ static void fill_pattern(const struct simg *g, uint8_t *p, size_t len, uint64_t 
 		memset(p, 0, len);
 		return;
 	}
-	for (size_t i = 0; i < len; i++)
+	/* Four bytes at the right phase, then doubled: the pattern's period
+	 * divides every length copied, so the phase holds. */
+	for (size_t i = 0; i < len && i < 4; i++)
 		p[i] = g->fill[(off + i) & 3];
+	for (size_t done = 4; done < len;) {
+		size_t k = done < len - done ? done : len - done;
+
+		memcpy(p + done, p, k);
+		done += k;
+	}
 }
 
 /* The CRC over @n image bytes at @off that are not read into a buffer. */
