@@ -18,6 +18,11 @@
 #include "target.h"
 #include "util.h"
 
+/* A zero run of a sparse image at least this long goes as one chunk of no
+ * data, written by BLKZEROOUT; at most this much per chunk (progress). */
+#define ZERO_MIN (64u << 10)
+#define ZERO_MAX ((uint64_t)64 << 20)
+
 /* Per worker: a 1 MiB piece is hashed while the previous ones are written. */
 #define COPY_WORKER_CHUNK (1u << 20)
 #define COPY_WORKER_SLOTS 4
@@ -39,7 +44,8 @@ static void *writer_thread(void *arg)
 					"the image does not fit on device '%s' (%" PRIu64
 					" bytes): it goes on past byte %" PRIu64,
 					t->name, t->size, t->size);
-		else if ((r = target_pwrite(t, ch->data, ch->len, ch->off)) < 0)
+		else if ((r = ch->zero ? target_write_zeros(t, ch->off, ch->len)
+				       : target_pwrite(t, ch->data, ch->len, ch->off)) < 0)
 			engine_fail(e, r, "cannot write to '%s' at byte %" PRIu64 " (%zu bytes): %s",
 				    t->name, ch->off, ch->len, strerror(-r));
 		ring_release(c->ring, c->index);
@@ -91,6 +97,59 @@ static int read_image(struct engine *e, int raw_fd, uint8_t *buf, size_t len, ui
 	return 0;
 }
 
+/* A self-mapped image's piece at image offset @at, at most @max bytes
+ * (@left to the range's end): a zero run of ZERO_MIN or more is passed
+ * over (returns its length with *@ret_zero set: a chunk of no data),
+ * otherwise data is read into @buf up to where such a run begins (its
+ * length). -1 after engine_fail(). */
+static int64_t format_piece(struct engine *e, uint8_t *buf, size_t max, uint64_t at,
+			    uint64_t left, const char *what, bool *ret_zero)
+{
+	struct bmap_source *src = e->source;
+	uint64_t pos = bmap_source_tell(src);
+	size_t got = 0;
+	int r;
+
+	*ret_zero = false;
+	if (at > pos) {
+		r = bmap_source_skip(src, at - pos);
+		if (r < 0)
+			return engine_fail(e, r, "%s (%s)", bmap_ctx_get_error(e->ctx), what), -1;
+	}
+	while (got < max) {
+		bool zero;
+		int64_t run = source_run(src, &zero);
+		size_t k;
+		ssize_t n;
+
+		if (run < 0)
+			return engine_fail(e, (int)run, "%s", bmap_ctx_get_error(e->ctx)), -1;
+		if (zero && (uint64_t)run >= ZERO_MIN) {
+			uint64_t z = (uint64_t)run < left ? (uint64_t)run : left;
+
+			if (got > 0)
+				break;
+			z = z < ZERO_MAX ? z : ZERO_MAX;
+			r = bmap_source_skip(src, z);
+			if (r < 0)
+				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx)), -1;
+			*ret_zero = true;
+			return (int64_t)z;
+		}
+		k = run == 0 || (uint64_t)run > max - got ? max - got : (size_t)run;
+		n = bmap_source_read(src, buf + got, k);
+		if (n < 0)
+			return engine_fail(e, (int)n, "%s", bmap_ctx_get_error(e->ctx)), -1;
+		if ((size_t)n < k)
+			return engine_fail(e, -EPIPE,
+					   "%s ends at byte %" PRIu64 ", inside %s: the bmap does not "
+					   "belong to this image, or the image is truncated",
+					   e->image_name, at + got + (uint64_t)n, what), -1;
+		got += k;
+	}
+	return (int64_t)got;
+}
+
 static int produce_ranges(struct engine *e, int raw_fd)
 {
 	const struct bmap_map *map = e->map;
@@ -108,14 +167,22 @@ static int produce_ranges(struct engine *e, int raw_fd)
 		for (uint64_t done = 0; done < len;) {
 			struct chunk *ch;
 			size_t n = len - done > slot ? slot : (size_t)(len - done);
+			int64_t z;
 
 			if (engine_stopped(e))
 				return -ECANCELED;
 			ch = ring_acquire(e->ring);
 			if (!ch)
 				return ring_error(e->ring);
-			if (read_image(e, raw_fd, ch->data, n, off + done, what) < 0)
+			if (raw_fd < 0 && bmap_source_get_format(e->source) != BMAP_FORMAT_RAW) {
+				z = format_piece(e, ch->data, n, off + done, len - done, what,
+						 &ch->zero);
+				if (z < 0)
+					return -1;
+				n = (size_t)z;
+			} else if (read_image(e, raw_fd, ch->data, n, off + done, what) < 0) {
 				return -1;
+			}
 			ch->len = n;
 			ch->off = off + done;
 			ch->range = i;
@@ -231,6 +298,32 @@ static int produce_source_map(struct engine *e)
 		if (start && any)
 			range++;
 		any = true;
+		/* A fill of zeros: no buffer, BLKZEROOUT (see writer_thread). */
+		bool zero;
+		int64_t z = source_run(src, &zero);
+
+		if (z < 0)
+			return engine_fail(e, (int)z, "%s", bmap_ctx_get_error(e->ctx));
+		if (zero && (uint64_t)z >= ZERO_MIN) {
+			uint64_t n = (uint64_t)z < len ? (uint64_t)z : len;
+
+			if (n > ZERO_MAX)
+				n = ZERO_MAX;
+			if (ch)
+				ring_publish(e->ring);
+			ch = ring_acquire(e->ring);
+			if (!ch)
+				return ring_error(e->ring);
+			*ch = (struct chunk){ .data = ch->data, .len = (size_t)n, .off = off,
+					      .range = range, .range_start = start, .zero = true };
+			r = bmap_source_skip(src, n);
+			if (r < 0)
+				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+			ring_publish(e->ring);
+			ch = NULL;
+			prev_end = off + n;
+			continue;
+		}
 		while (len > 0) {
 			size_t n;
 			ssize_t got;

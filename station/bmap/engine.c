@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "target.h"
 #include "util.h"
 
 int engine_init(struct engine *e, struct bmap_ctx *ctx, const struct bmap_map *map,
@@ -194,6 +195,16 @@ static uint8_t *range_digest(struct engine *e, size_t range)
 	return e->range_sha256 + range * 32;
 }
 
+void range_hash_zeros(struct range_hash *h, uint64_t len)
+{
+	while (len > 0) {
+		size_t n = len < TARGET_ZEROS_SIZE ? (size_t)len : TARGET_ZEROS_SIZE;
+
+		range_hash_update(h, target_zeros, n);
+		len -= n;
+	}
+}
+
 int range_hash_end(struct engine *e, struct range_hash *h, size_t range)
 {
 	uint8_t *mine = range_digest(e, range), other[BMAP_DIGEST_MAX];
@@ -256,7 +267,10 @@ void *engine_range_hasher(void *arg)
 			open = true;
 		}
 		range = ch->range;
-		range_hash_update(&h, ch->data, ch->len);
+		if (ch->zero)
+			range_hash_zeros(&h, ch->len);
+		else
+			range_hash_update(&h, ch->data, ch->len);
 		if (ch->range_end) {
 			open = false;
 			if (range_hash_end(e, &h, ch->range) < 0 && e->abort_on_mismatch) {

@@ -96,6 +96,8 @@ int range_hash_init(struct engine *e, struct range_hash *h);
 void range_hash_free(struct range_hash *h);
 void range_hash_start(struct range_hash *h);
 void range_hash_update(struct range_hash *h, const void *buf, size_t len);
+/* @len zero bytes (a chunk marked zero). */
+void range_hash_zeros(struct range_hash *h, uint64_t len);
 /* Stores the range's SHA-256 and checks the bmap's checksum; returns
  * -EBADMSG after recording a mismatch. */
 int range_hash_end(struct engine *e, struct range_hash *h, size_t range);

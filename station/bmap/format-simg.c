@@ -436,6 +436,22 @@ static int simg_next_data(struct bmap_source *s, uint64_t *ret_len)
 	return 0;
 }
 
+static int64_t simg_run(struct bmap_source *s, bool *ret_zero)
+{
+	struct simg *g = s->fmt_state;
+	int r;
+
+	while (g->left == 0) {
+		if (g->ended)
+			return 0;
+		r = next_chunk(s, g);
+		if (r < 0)
+			return r;
+	}
+	*ret_zero = g->type == CHUNK_DONT_CARE || (g->type == CHUNK_FILL && le32(g->fill) == 0);
+	return g->left > INT64_MAX ? INT64_MAX : (int64_t)g->left;
+}
+
 /* ---- opening ---- */
 
 /* A regular uncompressed file: every chunk header is read (pread, the
@@ -583,6 +599,7 @@ const struct source_format source_format_simg = {
 	.read = simg_read,
 	.skip = simg_skip,
 	.next_data = simg_next_data,
+	.run = simg_run,
 	.map = simg_map,
 	.info = simg_info,
 	.free = simg_free,

@@ -153,6 +153,21 @@ int bmap_source_get_map(struct bmap_source *s, struct bmap_map **ret_map)
 	return 0;
 }
 
+int64_t source_run(struct bmap_source *s, bool *ret_zero)
+{
+	int64_t n;
+
+	*ret_zero = false;
+	if (!s->fmt || !s->fmt->run)
+		return INT64_MAX;
+	if (s->err)
+		return s->err;
+	n = s->fmt->run(s, ret_zero);
+	if (n < 0)
+		s->err = (int)n;
+	return n;
+}
+
 int source_next_data(struct bmap_source *s, uint64_t *ret_len)
 {
 	int r;

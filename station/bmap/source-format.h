@@ -31,6 +31,10 @@ struct source_format {
 	 * that follow there (one piece; the next may continue it); 0 at
 	 * the image's end. */
 	int (*next_data)(struct bmap_source *s, uint64_t *ret_len);
+	/* Optional: how many image bytes from s->out_pos on are of one kind
+	 * (0 at the image's end), and whether they are zeros known without
+	 * reading them (a fill of zeros, a hole); -errno. */
+	int64_t (*run)(struct bmap_source *s, bool *ret_zero);
 	/* Optional, thread-safe: @len image bytes at @off (short only at
 	 * the end). NULL when the format is read as a stream. */
 	ssize_t (*pread)(struct bmap_source *s, void *buf, size_t len, uint64_t off);
@@ -67,6 +71,9 @@ bool source_dec_random(const struct bmap_source *s);
 bool source_can_pread(const struct bmap_source *s);
 ssize_t source_pread(struct bmap_source *s, void *buf, size_t len, uint64_t off);
 
+/* The format's run; without one, everything left is one run of data
+ * (INT64_MAX). */
+int64_t source_run(struct bmap_source *s, bool *ret_zero);
 /* The format's next_data (see above) with the source's sticky error. */
 int source_next_data(struct bmap_source *s, uint64_t *ret_len);
 
