@@ -122,10 +122,11 @@ run_timed() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.2f\n", v[int((NR + 1) / 2)] }'; }
 
+# peer CASE IMG: sets PEER to the peer's command (run by /usr/bin/time).
 peer() {
 	case $1 in
-	simg) simg2img "$2" "$loop" ;;
-	*) qemu-img convert -n -O raw -t none "$2" "$loop" ;;
+	simg) PEER=(simg2img "$2" "$loop") ;;
+	*) PEER=(qemu-img convert -n -O raw -t none "$2" "$loop") ;;
 	esac
 }
 
@@ -136,8 +137,9 @@ for c in "${cases[@]}"; do
 	: >"$out/ours.times"
 	: >"$out/ours.rss"
 	failed=0
+	peer "$c" "$src"
 	for ((i = 0; i < RUNS; i++)); do
-		run_timed "$out/peer.rss" peer "$c" "$src" >>"$out/peer.times" || { failed=1; break; }
+		run_timed "$out/peer.rss" "${PEER[@]}" >>"$out/peer.times" || { failed=1; break; }
 		run_timed "$out/rss" "$OURS" copy "$src" "$loop" >>"$out/ours.times" ||
 			{ failed=1; break; }
 		tail -n 1 "$out/rss" >>"$out/ours.rss"
