@@ -5,7 +5,9 @@
  * is read or decompressed by the calling thread into a ring of 4 MiB aligned
  * buffers, and a writer thread and a hasher thread consume it, so
  * decompression, hashing and writing overlap. Block devices are written with
- * O_DIRECT. Each range's checksum is checked as its data passes.
+ * O_DIRECT. Each range's checksum is checked as its data passes. What a
+ * self-mapped image's data is made of (zero runs, the map as it streams) is
+ * read by copy-format.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -17,11 +19,6 @@
 #include "source-format.h"
 #include "target.h"
 #include "util.h"
-
-/* A zero run of a sparse image at least this long goes as one chunk of no
- * data, written by BLKZEROOUT; at most this much per chunk (progress). */
-#define ZERO_MIN (64u << 10)
-#define ZERO_MAX ((uint64_t)64 << 20)
 
 /* Per worker: a 1 MiB piece is hashed while the previous ones are written. */
 #define COPY_WORKER_CHUNK (1u << 20)
@@ -97,59 +94,6 @@ static int read_image(struct engine *e, int raw_fd, uint8_t *buf, size_t len, ui
 	return 0;
 }
 
-/* A self-mapped image's piece at image offset @at, at most @max bytes
- * (@left to the range's end): a zero run of ZERO_MIN or more is passed
- * over (returns its length with *@ret_zero set: a chunk of no data),
- * otherwise data is read into @buf up to where such a run begins (its
- * length). -1 after engine_fail(). */
-static int64_t format_piece(struct engine *e, uint8_t *buf, size_t max, uint64_t at,
-			    uint64_t left, const char *what, bool *ret_zero)
-{
-	struct bmap_source *src = e->source;
-	uint64_t pos = bmap_source_tell(src);
-	size_t got = 0;
-	int r;
-
-	*ret_zero = false;
-	if (at > pos) {
-		r = bmap_source_skip(src, at - pos);
-		if (r < 0)
-			return engine_fail(e, r, "%s (%s)", bmap_ctx_get_error(e->ctx), what), -1;
-	}
-	while (got < max) {
-		bool zero;
-		int64_t run = source_run(src, &zero);
-		size_t k;
-		ssize_t n;
-
-		if (run < 0)
-			return engine_fail(e, (int)run, "%s", bmap_ctx_get_error(e->ctx)), -1;
-		if (zero && (uint64_t)run >= ZERO_MIN) {
-			uint64_t z = (uint64_t)run < left ? (uint64_t)run : left;
-
-			if (got > 0)
-				break;
-			z = z < ZERO_MAX ? z : ZERO_MAX;
-			r = bmap_source_skip(src, z);
-			if (r < 0)
-				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx)), -1;
-			*ret_zero = true;
-			return (int64_t)z;
-		}
-		k = run == 0 || (uint64_t)run > max - got ? max - got : (size_t)run;
-		n = bmap_source_read(src, buf + got, k);
-		if (n < 0)
-			return engine_fail(e, (int)n, "%s", bmap_ctx_get_error(e->ctx)), -1;
-		if ((size_t)n < k)
-			return engine_fail(e, -EPIPE,
-					   "%s ends at byte %" PRIu64 ", inside %s: the bmap does not "
-					   "belong to this image, or the image is truncated",
-					   e->image_name, at + got + (uint64_t)n, what), -1;
-		got += k;
-	}
-	return (int64_t)got;
-}
-
 static int produce_ranges(struct engine *e, int raw_fd)
 {
 	const struct bmap_map *map = e->map;
@@ -175,7 +119,7 @@ static int produce_ranges(struct engine *e, int raw_fd)
 			if (!ch)
 				return ring_error(e->ring);
 			if (raw_fd < 0 && bmap_source_get_format(e->source) != BMAP_FORMAT_RAW) {
-				z = format_piece(e, ch->data, n, off + done, len - done, what,
+				z = copy_format_piece(e, ch->data, n, off + done, len - done, what,
 						 &ch->zero);
 				if (z < 0)
 					return -1;
@@ -263,98 +207,6 @@ static int produce_all(struct engine *e, int raw_fd)
 		ring_publish(e->ring);
 		if ((size_t)n < slot && raw_fd >= 0)
 			return 0;
-	}
-}
-
-/* No map, a self-mapped image: its data as the image says where it is
- * (a sparse image's chunks), contiguous pieces packed into whole slots. A
- * range is each run of data between holes. */
-static int produce_source_map(struct engine *e)
-{
-	struct bmap_source *src = e->source;
-	size_t slot = ring_slot_size(e->ring), range = 0;
-	struct chunk *ch = NULL;
-	bool any = false;
-	uint64_t prev_end = 0;
-
-	for (;;) {
-		uint64_t len, off;
-		bool start;
-		int r;
-
-		if (engine_stopped(e))
-			return -ECANCELED;
-		r = source_next_data(src, &len);
-		if (r < 0)
-			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
-		off = bmap_source_tell(src);
-		if (ch && (len == 0 || off != ch->off + ch->len)) {
-			ring_publish(e->ring);
-			ch = NULL;
-		}
-		if (len == 0)
-			return 0;
-		start = !any || off != prev_end;
-		if (start && any)
-			range++;
-		any = true;
-		/* A fill of zeros: no buffer, BLKZEROOUT (see writer_thread). */
-		bool zero;
-		int64_t z = source_run(src, &zero);
-
-		if (z < 0)
-			return engine_fail(e, (int)z, "%s", bmap_ctx_get_error(e->ctx));
-		if (zero && (uint64_t)z >= ZERO_MIN) {
-			uint64_t n = (uint64_t)z < len ? (uint64_t)z : len;
-
-			if (n > ZERO_MAX)
-				n = ZERO_MAX;
-			if (ch)
-				ring_publish(e->ring);
-			ch = ring_acquire(e->ring);
-			if (!ch)
-				return ring_error(e->ring);
-			*ch = (struct chunk){ .data = ch->data, .len = (size_t)n, .off = off,
-					      .range = range, .range_start = start, .zero = true };
-			r = bmap_source_skip(src, n);
-			if (r < 0)
-				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
-			ring_publish(e->ring);
-			ch = NULL;
-			prev_end = off + n;
-			continue;
-		}
-		while (len > 0) {
-			size_t n;
-			ssize_t got;
-
-			if (!ch) {
-				ch = ring_acquire(e->ring);
-				if (!ch)
-					return ring_error(e->ring);
-				ch->off = off;
-				ch->range = range;
-				ch->range_start = start;
-				start = false;
-			}
-			n = slot - ch->len < len ? slot - ch->len : (size_t)len;
-			got = bmap_source_read(src, ch->data + ch->len, n);
-			if (got < 0)
-				return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
-			if ((size_t)got < n)
-				return engine_fail(e, -EPIPE, "%s ends at byte %" PRIu64 ", inside its data",
-						   e->image_name, off + (uint64_t)got);
-			ch->len += n;
-			off += n;
-			len -= n;
-			if (ch->len == slot) {
-				if (engine_stopped(e))
-					return -ECANCELED;
-				ring_publish(e->ring);
-				ch = NULL;
-			}
-		}
-		prev_end = off;
 	}
 }
 
@@ -457,7 +309,7 @@ static int copy_stream(struct engine *e, int raw_fd)
 				bmap_source_want(e->source, e->map);
 			r = produce_ranges(e, raw_fd);
 		} else if (e->lazy) {
-			r = produce_source_map(e);
+			r = copy_produce_source_map(e);
 		} else {
 			r = produce_all(e, raw_fd);
 		}

@@ -110,6 +110,23 @@ struct engine_consumer {
 };
 void *engine_range_hasher(void *arg);
 
+/* ---- the copy's producers for self-mapped images (copy-format.c) ---- */
+
+/* A zero run of a sparse image at least this long goes as one chunk of no
+ * data, written by BLKZEROOUT; at most this much per chunk (progress). */
+#define ZERO_MIN (64u << 10)
+#define ZERO_MAX ((uint64_t)64 << 20)
+
+/* A piece at image offset @at, at most @max bytes (@left to the range's
+ * end): a zero run of ZERO_MIN or more passed over (its length, *@ret_zero
+ * set), else data read into @buf up to where such a run begins (its
+ * length); -1 after engine_fail(). */
+int64_t copy_format_piece(struct engine *e, uint8_t *buf, size_t max, uint64_t at,
+			  uint64_t left, const char *what, bool *ret_zero);
+/* No map: the data of a self-mapped image as it is read, each run between
+ * holes a range, into the ring. */
+int copy_produce_source_map(struct engine *e);
+
 /* Worker pool: runs @thread(e) on up to ENGINE_MAX_WORKERS threads; each
  * takes ranges with engine_take_range() until it returns false. Ranges come
  * largest first. */
