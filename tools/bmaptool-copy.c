@@ -12,6 +12,7 @@
 
 #include "bmap.h"
 #include "bmaptool.h"
+#include "source.h"
 #include "bmaptool-multi.h"
 #include "util.h"
 
@@ -21,9 +22,11 @@ static const char copy_help[] =
 	"Copy the mapped blocks of IMAGE (a file, or '-' for standard input; raw or\n"
 	"compressed with zstd, gzip, xz, bzip2 or lz4, recognised by magic bytes) to\n"
 	"DEST, a block device or a regular file. Each range's checksum is checked as\n"
-	"its data passes. The bmap is --bmap FILE, or found next to the image\n"
-	"(IMAGE.bmap, then the name without each extension), or, for a raw sparse\n"
-	"image, computed from its holes.\n"
+	"its data passes. The bmap is --bmap FILE, or the map a qcow2 or Android\n"
+	"sparse image carries (the data of its virtual disk; a sparse image may be\n"
+	"compressed or come from a pipe), or found next to the image (IMAGE.bmap,\n"
+	"then the name without each extension), or, for a raw sparse image, computed\n"
+	"from its holes.\n"
 	"\n"
 	"A block device must be a whole disk, not mounted or held, not read-only and\n"
 	"big enough; it is checked before any byte is written, locked while writing,\n"
@@ -146,6 +149,8 @@ int cmd_copy(int argc, char **argv)
 	topts.removable_only = removable;
 	if (setup_open(&s, "copy", image, bmap_arg, nobmap, dest, &topts) < 0)
 		goto out;
+	/* No map without --nobmap: a sparse image's, as it streams. */
+	copts.source_map = !s.map && !nobmap;
 	if (s.map && bmap_target_is_blockdev(s.dst) && bmap_map_has_range_checksums(s.map) &&
 	    copts.no_verify)
 		info("--no-verify: the ranges' checksums are not checked");
@@ -167,6 +172,11 @@ int cmd_copy(int argc, char **argv)
 			      bmap_ctx_get_error(s.ctx), dest);
 		else
 			error("%s", bmap_ctx_get_error(s.ctx));
+		goto out;
+	}
+	/* A stream's own map is complete once it was copied. */
+	if (discard && copts.source_map && bmap_source_get_map(s.src, &s.map) < 0) {
+		error("%s", bmap_ctx_get_error(s.ctx));
 		goto out;
 	}
 	if (discard && discard_unmapped(s.ctx, s.dst, s.map, dest) < 0)

@@ -21,7 +21,9 @@ static const char create_help[] =
 	"\n"
 	"Generate the block map (bmap, format 2.0) of a sparse image file: the ranges\n"
 	"of blocks that hold data, each with its SHA-256 checksum. The output is byte\n"
-	"for byte what the reference bmaptool 3.6 writes.\n"
+	"for byte what the reference bmaptool 3.6 writes. For a qcow2 or Android\n"
+	"sparse image it is the bmap of the virtual disk: the image's own map rounded\n"
+	"out to the blocks, checksums of the disk's data.\n"
 	"\n"
 	"Options:\n"
 	"  -o, --output FILE    write the bmap to FILE (default: standard output)\n"
@@ -150,7 +152,11 @@ int cmd_create(int argc, char **argv)
 		}
 	}
 
-	r = bmap_create(ctx, img_fd, image, out_fd, output ? output : "(standard output)", &opts,
+	r = format_create(ctx, image, out_fd, output ? output : "(standard output)", &opts, &res);
+	if (r < 0)
+		goto out;
+	if (r == 1)
+		r = bmap_create(ctx, img_fd, image, out_fd, output ? output : "(standard output)", &opts,
 			&res);
 	if (r < 0) {
 		error("%s", bmap_ctx_get_error(ctx));

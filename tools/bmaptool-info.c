@@ -22,10 +22,13 @@ static const char info_help[] =
 	"Usage: bmaptool info [OPTIONS] IMAGE\n"
 	"\n"
 	"Show what is known about IMAGE before flashing it: where its block map comes\n"
-	"from (the --bmap file, a bmap discovered next to the image, or the holes of a\n"
-	"raw sparse image), the format version, sizes, mapped blocks, ranges, the\n"
-	"checksum type, whether the bmap's own checksum is good, and the image's\n"
-	"compression (detected from its magic bytes).\n"
+	"from (the --bmap file, a bmap discovered next to the image, the holes of a\n"
+	"raw sparse image, or the map a qcow2 or Android sparse image carries), the\n"
+	"format version, sizes, mapped blocks, ranges, the checksum type, whether the\n"
+	"bmap's own checksum is good, and the image's compression (detected from its\n"
+	"magic bytes). For a qcow2 image: its version, cluster size, allocated, zero,\n"
+	"compressed and unallocated clusters and features; for a sparse image: its\n"
+	"chunks.\n"
 	"\n"
 	"Options:\n"
 	"  -b, --bmap FILE      use this bmap file instead of discovering one\n"
@@ -97,6 +100,13 @@ int cmd_info(int argc, char **argv)
 	if (S_ISDIR(st.st_mode)) {
 		error("image file '%s' is a directory", image);
 		goto out;
+	}
+	if (!bmap_arg) {
+		r = format_info(ctx, image, json);
+		if (r <= 0) {
+			ret = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+			goto out;
+		}
 	}
 	r = detect_file_compression(image, &comp);
 	if (r < 0) {

@@ -49,6 +49,10 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 			error("%s", bmap_ctx_get_error(ctx));
 		return r;
 	}
+	/* A self-mapped image's own map, before any bmap found next to it. */
+	r = format_map(ctx, src, image, ret_map);
+	if (r <= 0)
+		return r;
 	if (strcmp(image, "-") != 0 && bmap_discover(image, &found) == 0) {
 		info("discovered bmap file '%s'", found);
 		r = bmap_map_load(ctx, found, ret_map);
@@ -99,6 +103,9 @@ uint64_t image_size_of(const struct bmap_map *map, struct bmap_source *src)
 
 	if (map)
 		return bmap_map_get_image_size(map);
+	/* A self-mapped image: its disk. */
+	if (bmap_source_get_format(src) != BMAP_FORMAT_RAW)
+		return bmap_source_get_image_size(src);
 	/* --nobmap: a raw file's size still refuses a small device. */
 	fd = bmap_source_get_raw_fd(src);
 	if (fd >= 0 && fstat(fd, &st) == 0)

@@ -20,9 +20,10 @@ static const char verify_help[] =
 	"\n"
 	"Read DEST (a block device or a file) back from the media, bypassing the page\n"
 	"cache, and check every mapped range against the bmap's checksums. When the\n"
-	"bmap has no checksums, or with --nobmap, DEST is compared byte for byte with\n"
-	"IMAGE (decompressed as needed). Prints the SHA-256 over all mapped data as\n"
-	"read back, the same digest 'copy' prints for what it wrote.\n"
+	"bmap has no checksums, with --nobmap, or for a qcow2 or Android sparse image\n"
+	"and its own map, DEST is compared byte for byte with IMAGE (decompressed as\n"
+	"needed; the virtual disk of such an image). Prints the SHA-256 over all\n"
+	"mapped data as read back, the same digest 'copy' prints for what it wrote.\n"
 	"\n"
 	"With several DESTs all are read back at the same time, each reported on its\n"
 	"own (its lines start with its name), then a summary names those that failed.\n"
@@ -85,6 +86,7 @@ int cmd_verify(int argc, char **argv)
 
 	if (setup_open(&s, "verify", image, bmap_arg, nobmap, dest, &topts) < 0)
 		goto out;
+	copts.source_map = !s.map && !nobmap;
 	if (s.map && bmap_target_get_size(s.dst) < bmap_map_get_image_size(s.map)) {
 		error("'%s' is smaller (%" PRIu64 " bytes) than the image (%" PRIu64 " bytes)", dest,
 		      bmap_target_get_size(s.dst), bmap_map_get_image_size(s.map));

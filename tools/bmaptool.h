@@ -116,3 +116,19 @@ struct setup {
 int setup_open(struct setup *s, const char *cmd, const char *image, const char *bmap_arg,
 	       bool nobmap, const char *dest, struct bmap_target_opts *topts);
 void setup_free(struct setup *s);
+
+/* ---- self-mapped images (bmaptool-formats.c) ---- */
+
+/* The map a qcow2 or Android sparse image @src carries, and an info line
+ * saying so: 0 with *ret_map set, or NULL for a sparse image read as a
+ * stream (its map comes as it is read: bmap_copy_opts.source_map); 1 for a
+ * raw image (nothing done); < 0 after printing the error. */
+int format_map(struct bmap_ctx *ctx, struct bmap_source *src, const char *image,
+	       struct bmap_map **ret_map);
+/* `info IMAGE` of a self-mapped image (no --bmap): 0 printed, 1 a raw
+ * image (nothing printed), < 0 after printing the error. */
+int format_info(struct bmap_ctx *ctx, const char *image, bool json);
+/* `create IMAGE` of a self-mapped image: its bmap into @out_fd. 0 done, 1 a
+ * raw image (nothing done), < 0 after printing the error. */
+int format_create(struct bmap_ctx *ctx, const char *image, int out_fd, const char *out_name,
+		  const struct bmap_create_opts *opts, struct bmap_create_result *ret_result);

@@ -124,6 +124,19 @@ int bmap_create(struct bmap_ctx *ctx, int image_fd, const char *image_name, int 
 		const char *out_name, const struct bmap_create_opts *opts,
 		struct bmap_create_result *ret_result);
 
+struct bmap_source;
+
+/* The bmap of a self-mapped image's virtual disk: @map (the image's own,
+ * from bmap_source_get_map()) at opts->block_size, rounded out, each range
+ * hashed from what @src reads as the disk: on several threads where @src
+ * reads at random (qcow2), in order by this thread otherwise (a sparse
+ * image, which is then read to its end for its own checks). @src must not
+ * have been read yet. */
+int bmap_create_from_source(struct bmap_ctx *ctx, struct bmap_source *src,
+			    const struct bmap_map *map, int out_fd, const char *out_name,
+			    const struct bmap_create_opts *opts,
+			    struct bmap_create_result *ret_result);
+
 /* The map of a sparse file's holes, without checksums. */
 int bmap_map_from_file(struct bmap_ctx *ctx, int fd, const char *name, uint32_t block_size,
 		       struct bmap_map **ret_map);
@@ -142,6 +155,36 @@ enum bmap_compression {
 /* From the first bytes of a file (at least 6 for a sure answer). */
 enum bmap_compression bmap_compression_detect(const void *buf, size_t len);
 const char *bmap_compression_name(enum bmap_compression c);
+
+/* ---- image formats ------------------------------------------------------ */
+
+/* What the (decoded) image is, from its magic bytes: a raw disk image, or a
+ * format that carries the map of its own data (a self-mapped image). */
+enum bmap_format {
+	BMAP_FORMAT_RAW,
+	BMAP_FORMAT_QCOW2, /* QEMU's disk format, versions 2 and 3 */
+	BMAP_FORMAT_SIMG,  /* Android sparse image */
+};
+
+const char *bmap_format_name(enum bmap_format f);
+
+/* What a self-mapped image says about itself (bmap_source_get_format_info). */
+struct bmap_format_info {
+	enum bmap_format format;
+	uint64_t virtual_size;     /* bytes of the disk the image holds */
+	char version[16];          /* qcow2 "2" or "3"; simg "1.0" */
+	uint32_t cluster_size;     /* qcow2's cluster, simg's block */
+	uint32_t subcluster_size;  /* qcow2 extended L2 entries; else cluster_size */
+	const char *compression;   /* qcow2's compressed clusters: "zlib" or "zstd" */
+	char features[160];        /* qcow2: named feature bits, ", "-separated */
+	/* qcow2: clusters (subclusters with extended L2 entries are counted
+	 * by the cluster that holds them) that hold data, read as zeros, are
+	 * compressed, or are not allocated. */
+	uint64_t allocated, zero, compressed, unallocated;
+	/* simg: chunks of each type */
+	uint64_t raw_chunks, fill_chunks, dont_care_chunks, crc_chunks;
+	bool counts_known;         /* false: a stream not read to its end yet */
+};
 
 /* ---- destinations ------------------------------------------------------ */
 
@@ -222,6 +265,10 @@ struct bmap_copy_opts {
 	void *wait_userdata;
 	bmap_written_fn written;       /* copy of a stream: how far the target is written */
 	void *written_userdata;
+	/* With a NULL map: copy (verify) only the data a self-mapped image
+	 * maps, as the image is read (a sparse image from a pipe, whose map
+	 * is known only at its end), instead of every byte. */
+	bool source_map;
 };
 
 struct bmap_copy_result {
@@ -232,12 +279,13 @@ struct bmap_copy_result {
 	double seconds;
 };
 
-/* Copies the mapped ranges of @map (every byte when @map is NULL) from @src to
- * @dst, checking each range's checksum as its data passes. Refused before the
- * first write, @dst as it was (bmap_target_is_changed() false): @dst is the
- * image itself, a raw image file not of the map's size, an empty image. A
- * regular @dst loses its old content at the first write and gets the image's
- * size once the copy went well. */
+/* Copies the mapped ranges of @map (every byte when @map is NULL, the image's
+ * own map as it is read with opts->source_map) from @src to @dst, checking
+ * each range's checksum as its data passes. Refused before the first write,
+ * @dst as it was (bmap_target_is_changed() false): @dst is the image itself,
+ * an image (a raw file, a self-mapped image's disk) not of the map's size, an
+ * empty image. A regular @dst loses its old content at the first write and
+ * gets the image's size once the copy went well. */
 int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
 	      struct bmap_target *dst, const struct bmap_copy_opts *opts,
 	      struct bmap_copy_result *ret_result);

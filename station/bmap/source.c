@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Image sources: opening a file or a pipe, recognising its compression from
- * magic bytes, reading raw images, and the input buffer and error wording
- * shared with the decoders in source-<codec>.c.
+ * magic bytes, raw images, and the input buffer and error wording shared
+ * with the decoders in source-<codec>.c. What the decoded bytes are (a raw
+ * image, or a format such as qcow2) is the format layer's business
+ * (source-format.c); reading and skipping through both is source-read.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,12 +17,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "source-codec.h"
+#include "source-format.h"
 #include "util.h"
 
 /* Enough for every magic we recognise. */
 #define SOURCE_PEEK_SIZE 8
-#define SOURCE_SCRATCH_SIZE (256u * 1024)
 
 enum bmap_compression bmap_compression_detect(const void *buf, size_t len)
 {
@@ -385,6 +386,13 @@ static int open_fd(struct bmap_ctx *ctx, int fd, const char *name, const char *w
 		if (r < 0)
 			goto fail;
 	}
+	/* The magic of a raw file's format is in the bytes just peeked; a
+	 * decoder's output is peeked by the format layer itself. */
+	if (s->comp == BMAP_COMP_RAW)
+		s->format = source_format_detect(magic, magic_len);
+	r = source_format_open(s);
+	if (r < 0)
+		goto fail;
 
 	*ret_source = s;
 	return 0;
@@ -433,6 +441,8 @@ struct bmap_source *bmap_source_free(struct bmap_source *s)
 {
 	if (!s)
 		return NULL;
+	if (s->fmt && s->fmt->free && s->fmt_state)
+		s->fmt->free(s);
 	if (s->codec && s->codec->free && s->codec_state)
 		s->codec->free(s);
 	if (s->fd >= 0)
@@ -443,142 +453,4 @@ struct bmap_source *bmap_source_free(struct bmap_source *s)
 	free(s->name);
 	free(s);
 	return NULL;
-}
-
-/* ---- reading --------------------------------------------------------------- */
-
-enum bmap_compression bmap_source_get_compression(const struct bmap_source *s)
-{
-	return s->comp;
-}
-
-const char *bmap_source_get_name(const struct bmap_source *s)
-{
-	return s->name;
-}
-
-ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len)
-{
-	size_t done = 0;
-
-	if (s->err)
-		return s->err;
-	if (len > SSIZE_MAX)
-		len = SSIZE_MAX;
-	/* Decoders may stop short (at frame ends, after one pipe read); only
-	 * the end of the image may make the caller's read short. */
-	while (done < len && !s->eof) {
-		ssize_t n = s->codec->read(s, (char *)buf + done, len - done);
-
-		if (n < 0) {
-			s->err = (int)n;
-			return n;
-		}
-		if (n == 0)
-			s->eof = true;
-		done += (size_t)n;
-	}
-	s->out_pos += done;
-	return (ssize_t)done;
-}
-
-static int source_skip_short(struct bmap_source *s, uint64_t want)
-{
-	return bmap_error(s->ctx, -EPIPE,
-			  "%s is truncated: the image ends after %" PRIu64 " bytes, %" PRIu64
-			  " bytes short of the data to skip",
-			  s->what, s->out_pos, want);
-}
-
-int bmap_source_skip(struct bmap_source *s, uint64_t n)
-{
-	if (s->err)
-		return s->err;
-
-	if (s->comp == BMAP_COMP_RAW && s->seekable) {
-		struct stat st;
-		off_t cur;
-		uint64_t left;
-
-		cur = lseek(s->fd, 0, SEEK_CUR);
-		if (cur < 0 || fstat(s->fd, &st) < 0) {
-			int r = -errno;
-
-			return bmap_error(s->ctx, r, "cannot seek in %s: %s", s->what,
-					  strerror(-r));
-		}
-		left =
-		    (uint64_t)st.st_size > (uint64_t)cur ? (uint64_t)st.st_size - (uint64_t)cur : 0;
-		if (n > left) {
-			lseek(s->fd, (off_t)left, SEEK_CUR);
-			s->out_pos += left;
-			s->in_pos += left;
-			s->in_eof = true;
-			return source_skip_short(s, n - left);
-		}
-		if (lseek(s->fd, (off_t)n, SEEK_CUR) < 0) {
-			int r = -errno;
-
-			return bmap_error(s->ctx, r, "cannot seek in %s: %s", s->what,
-					  strerror(-r));
-		}
-		s->out_pos += n;
-		s->in_pos += n;
-		return 0;
-	}
-
-	if (s->codec->skip && n > 0 && !s->eof) {
-		int64_t k = s->codec->skip(s, n);
-
-		if (k < 0) {
-			s->err = (int)k;
-			return (int)k;
-		}
-		s->out_pos += (uint64_t)k;
-		n -= (uint64_t)k;
-	}
-	if (n > 0 && !s->scratch) {
-		s->scratch = malloc(SOURCE_SCRATCH_SIZE);
-		if (!s->scratch)
-			return source_nomem(s);
-	}
-	while (n > 0) {
-		size_t chunk = n < SOURCE_SCRATCH_SIZE ? (size_t)n : SOURCE_SCRATCH_SIZE;
-		ssize_t got = bmap_source_read(s, s->scratch, chunk);
-
-		if (got < 0)
-			return (int)got;
-		n -= (uint64_t)got;
-		if ((size_t)got < chunk)
-			return source_skip_short(s, n);
-	}
-	return 0;
-}
-
-void bmap_source_want(struct bmap_source *s, const struct bmap_map *map)
-{
-	if (map && s->codec->want && s->out_pos == 0 && !s->err)
-		s->codec->want(s, map);
-}
-
-uint64_t bmap_source_tell(const struct bmap_source *s)
-{
-	return s->out_pos;
-}
-
-uint64_t bmap_source_input_pos(const struct bmap_source *s)
-{
-	return s->in_pos;
-}
-
-int bmap_source_get_fd(const struct bmap_source *s)
-{
-	return s->fd;
-}
-
-int bmap_source_get_raw_fd(const struct bmap_source *s)
-{
-	/* Callers pread() at image offsets, which are file offsets only when
-	 * the image starts at the file's start. */
-	return s->comp == BMAP_COMP_RAW && s->seekable && s->at_start ? s->fd : -1;
 }

@@ -56,3 +56,22 @@ int bmap_source_get_raw_fd(const struct bmap_source *s);
  * is the image itself). */
 int bmap_source_get_fd(const struct bmap_source *s);
 struct bmap_source *bmap_source_free(struct bmap_source *s);
+
+/* ---- self-mapped images (qcow2, Android sparse) ---- */
+
+/* The image's format: what the bytes read are (a qcow2 or sparse image
+ * reads as its virtual disk, holes as zeros). */
+enum bmap_format bmap_source_get_format(const struct bmap_source *s);
+/* Bytes of the image (the virtual disk of a self-mapped one, a raw regular
+ * file's size); 0 when not known (a raw stream). */
+uint64_t bmap_source_get_image_size(const struct bmap_source *s);
+/* A copy of the map a self-mapped image carries (its data; holes are not
+ * mapped), at the format's own granularity, for the caller to free.
+ * -ENODATA for a raw image; -EAGAIN while a sparse image read as a stream
+ * (a pipe, compressed) has not been read to its end: copy it with
+ * opts.source_map, or bmap_source_read_map(). */
+int bmap_source_get_map(struct bmap_source *s, struct bmap_map **ret_map);
+/* Reads the rest of the image to learn its map (a stream is consumed). */
+int bmap_source_read_map(struct bmap_source *s, struct bmap_map **ret_map);
+/* Header facts of a self-mapped image (-ENODATA for raw). */
+int bmap_source_get_format_info(struct bmap_source *s, struct bmap_format_info *ret);

@@ -363,6 +363,41 @@ int target_pwrite(struct bmap_target *t, const void *buf, size_t len, uint64_t o
 	return bounce_io(t, (uint8_t *)buf + head, len - head, off + head, true);
 }
 
+/* Zeros for whoever writes or hashes them (O_DIRECT-aligned). */
+const uint8_t target_zeros[TARGET_ZEROS_SIZE] __attribute__((aligned(4096)));
+
+int target_write_zeros(struct bmap_target *t, uint64_t off, uint64_t len)
+{
+	int r;
+
+	if (!atomic_load(&t->changed) && (r = target_touch(t)) < 0)
+		return r;
+	/* A device that takes BLKZEROOUT zeroes the range itself (the page
+	 * cache of it is dropped by the kernel); a file gets a hole. What
+	 * cannot is written zeros. */
+	if (t->blockdev && off % 512 == 0 && len % 512 == 0) {
+		uint64_t range[2] = { off, len };
+
+		if (ioctl(t->fd, BLKZEROOUT, range) == 0)
+			return 0;
+	} else if (!t->blockdev &&
+		   fallocate(t->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			     (off_t)len) == 0) {
+		return 0;
+	}
+	while (len > 0) {
+		size_t n = len < TARGET_ZEROS_SIZE ? (size_t)len : TARGET_ZEROS_SIZE;
+
+		r = target_pwrite(t, target_zeros, n, off);
+
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 ssize_t target_pread(struct bmap_target *t, void *buf, size_t len, uint64_t off)
 {
 	size_t head;

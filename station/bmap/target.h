@@ -41,6 +41,11 @@ int target_finish(struct bmap_target *t, uint64_t size);
 
 /* Writes all @len bytes at @off; 0 or -errno. */
 int target_pwrite(struct bmap_target *t, const void *buf, size_t len, uint64_t off);
+/* @len zero bytes at @off: BLKZEROOUT where the device takes it, a hole in
+ * a file, else written; 0 or -errno. */
+int target_write_zeros(struct bmap_target *t, uint64_t off, uint64_t len);
+#define TARGET_ZEROS_SIZE (1u << 20)
+extern const uint8_t target_zeros[TARGET_ZEROS_SIZE];
 int target_drop_cache(struct bmap_target *t);
 /* Reads @len bytes at @off; returns the bytes read (fewer at the end). */
 ssize_t target_pread(struct bmap_target *t, void *buf, size_t len, uint64_t off);
