@@ -165,7 +165,8 @@ void manager_schedule(struct station *st)
 		struct card *next = NULL;
 
 		for (struct card *c = st->cards; c; c = c->next)
-			if (c->state == CARD_WAITING && (!next || c->queue_seq < next->queue_seq))
+			if (c->state == CARD_WAITING && (!next || c->queue_seq < next->queue_seq) &&
+			    !card_disk_busy(st, c))
 				next = c;
 		if (!next)
 			return;
@@ -200,6 +201,9 @@ void manager_reap(struct station *st)
 			if (c->state == CARD_RUNNING && c->pid == pid) {
 				c->wstatus = status;
 				card_finish_job(st, c);
+				/* Its medium left during the job: nothing stays. */
+				if (c->left)
+					card_drop(st, c);
 				break;
 			}
 	}
