@@ -23,13 +23,35 @@ static uint64_t current_diskseq(struct udev_device *u)
 	return v ? strtoull(v, NULL, 10) : 0;
 }
 
+/* The DISKSEQ of the medium udev's view of the device (tags, serial) was
+ * made for. An event's is its own. A disk enumerated from udev's database
+ * gets the kernel's DISKSEQ of now but the identity udev found for the
+ * medium of its last event: an older one when the event of the medium
+ * there now is still on its way (a loop device reused while we start). The
+ * database's by-diskseq link (udev's 60-persistent-storage rules) names
+ * that medium; without one, the device's DISKSEQ is all there is. */
+static uint64_t viewed_diskseq(struct udev_device *u, uint64_t diskseq)
+{
+	static const char prefix[] = "/dev/disk/by-diskseq/";
+	struct udev_list_entry *e;
+
+	udev_list_entry_foreach(e, udev_device_get_devlinks_list_entry(u))
+	{
+		const char *link = udev_list_entry_get_name(e);
+
+		if (strncmp(link, prefix, sizeof(prefix) - 1) == 0)
+			return strtoull(link + sizeof(prefix) - 1, NULL, 10);
+	}
+	return diskseq;
+}
+
 void udev_scan_device(struct station *st, struct udev_device *u, const char *action)
 {
 	struct device d;
 	struct card *c;
 	char label[512], how[128];
 	bool removal, disk_left, outdated = false;
-	uint64_t seq;
+	uint64_t seq, viewed;
 
 	if (device_from_udev(u, st->cfg->require_tag, &d) < 0)
 		return;
@@ -42,11 +64,13 @@ void udev_scan_device(struct station *st, struct udev_device *u, const char *act
 	removal = disk_left || d.size == 0;
 
 	/* An event read after the medium changed again (the disk's DISKSEQ
-	 * is past the event's) tells of a medium that is gone, with udev's
-	 * view of it (tags, serial): it ends a card that has an older medium
-	 * and inserts nothing; the event of the medium there now follows. */
+	 * is past the event's), or a disk enumerated before udev is done with
+	 * its new medium, tells of a medium that is gone, with udev's view of
+	 * it (tags, serial): it ends a card that has an older medium and
+	 * inserts nothing; the event of the medium there now follows. */
 	seq = current_diskseq(u);
-	if (!removal && seq && d.diskseq && d.diskseq < seq) {
+	viewed = viewed_diskseq(u, d.diskseq);
+	if (!removal && seq && viewed && viewed < seq) {
 		if (!c || c->dev.diskseq >= seq) {
 			device_clear(&d);
 			return;
