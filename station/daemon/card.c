@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * One card: a disk with a medium (keyed by syspath), from the policy's
+ * One card: a medium in a disk (syspath + DISKSEQ), from the policy's
  * decision through the queue, its worker's progress lines and the live
- * table, to its recorded end and hooks. Cards that leave are freed by
- * udev-scan.c; the queue and the workers themselves are manager.c's.
+ * table, to its recorded end and hooks, and its going: a card whose medium
+ * left is freed (once its worker is reaped). When it leaves is udev-scan.c's
+ * to say; the queue and the workers themselves are manager.c's.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -67,12 +68,69 @@ void card_free(struct card *c)
 	free(c);
 }
 
+/* The card of the medium now in the disk at @syspath. Linear, but in the
+ * cards present: those that left are freed (card_gone()). */
 struct card *card_find(struct station *st, const char *syspath)
 {
 	for (struct card *c = st->cards; c; c = c->next)
-		if (strcmp(c->dev.syspath, syspath) == 0)
+		if (!c->left && strcmp(c->dev.syspath, syspath) == 0)
 			return c;
 	return NULL;
+}
+
+void card_drop(struct station *st, struct card *c)
+{
+	for (struct card **p = &st->cards; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	card_free(c);
+}
+
+/*
+ * The medium of @c left its disk, @how: "removed" (pulled) or swapped for
+ * another (a new DISKSEQ, which may come before any event of the old one
+ * going). A waiting card gets its row, 'removed' with the time; a running
+ * job is stopped and ends 'removed', and its card is freed once the worker
+ * is reaped; any other card is freed now. A new medium in the disk is a new
+ * card. In the live view a card that went is no longer shown, but for one
+ * whose job its going cut short: 'removed' stays until the disk gets
+ * another medium or leaves itself (udev-scan.c).
+ */
+void card_gone(struct station *st, struct card *c, const char *how)
+{
+	char label[512], why[256];
+
+	card_label(c, label, sizeof(label));
+	if (c->state == CARD_RUNNING) {
+		c->removed = true;
+		c->left = true;
+		manager_stop_worker(c);
+		log_info("%s: %s during job %" PRId64 ", stopping its worker", label, how, c->job);
+		return;
+	}
+	if (c->state == CARD_WAITING || c->state == CARD_PROBING) {
+		snprintf(why, sizeof(why),
+			 "the card was %s before its job started (after %.1f s in the queue)", how,
+			 now_monotonic() - c->queued_at);
+		card_record_once(st, c, OUTCOME_REMOVED, why);
+		card_live_update(st, c, true);
+		hooks_run_end(st, c);
+	}
+	if (c->dev.tagged && !(c->has_outcome && c->outcome == OUTCOME_REMOVED))
+		journal_live_clear(st->journal, c->dev.syspath);
+	card_drop(st, c);
+}
+
+/* A job may not start while the worker of its disk's previous medium still
+ * holds the disk (it would be refused as busy): it waits for its reaping. */
+bool card_disk_busy(const struct station *st, const struct card *c)
+{
+	for (const struct card *o = st->cards; o; o = o->next)
+		if (o != c && o->left && strcmp(o->dev.syspath, c->dev.syspath) == 0)
+			return true;
+	return false;
 }
 
 void card_fill_start(const struct station *st, const struct card *c, struct job_start *js)
@@ -226,11 +284,13 @@ void card_enqueue(struct station *st, struct card *c)
 		/* In the queue's order from now: it goes on in card_probed(). */
 		c->state = CARD_PROBING;
 		c->queue_seq = ++st->next_seq;
+		c->queued_at = now_monotonic();
 	} else if (d.verdict != POLICY_QUEUE) {
 		card_record_once(st, c, policy_outcome(d.verdict), d.why);
 	} else {
 		c->state = CARD_WAITING;
 		c->queue_seq = ++st->next_seq;
+		c->queued_at = now_monotonic();
 	}
 	policy_decision_clear(&d);
 }
@@ -242,6 +302,10 @@ void card_live_update(struct station *st, struct card *c, bool force)
 	enum outcome o;
 
 	if (!c->dev.tagged || !c->dev.syspath)
+		return;
+	/* A card whose medium left keeps its row only while its disk is there
+	 * and holds no other medium (whose card the row is then). */
+	if (c->left && (card_find(st, c->dev.syspath) || access(c->dev.syspath, F_OK) < 0))
 		return;
 	if (!force && (now - c->live_at < 0.5 || c->done == c->live_done))
 		return;

@@ -3,8 +3,8 @@
  * The queue and the workers, as systemd-udevd's manager: cards waiting in
  * arrival order get a worker (up to max_workers), each job's row is
  * committed before its worker is forked, workers are reaped (hooks too),
- * stopped on removal, time-out or shutdown, and killed when they will not
- * stop.
+ * stopped on removal (a pull or a swap, also as sysfs tells it: size 0, a
+ * new DISKSEQ), time-out or shutdown, and killed when they will not stop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -199,7 +199,7 @@ void manager_schedule(struct station *st)
 
 		for (struct card *c = st->cards; c; c = c->next)
 			if (c->state == CARD_WAITING && (!next || c->queue_seq < next->queue_seq) &&
-			    !serial_held(st, c))
+			    !serial_held(st, c) && !card_disk_busy(st, c))
 				next = c;
 		if (!next)
 			return;
@@ -236,6 +236,9 @@ void manager_reap(struct station *st)
 			if (c->state == CARD_RUNNING && c->pid == pid) {
 				c->wstatus = status;
 				card_finish_job(st, c);
+				/* Its medium left during the job: nothing stays. */
+				if (c->left)
+					card_drop(st, c);
 				break;
 			}
 	}
@@ -249,31 +252,55 @@ void manager_stop_worker(struct card *c)
 	}
 }
 
-/* Whether the medium is still there: sysfs size, read directly. udevd
- * holds back events for a disk we keep locked (flock) until we let go, so
- * a card pulled mid-job shows up here first. */
-static bool medium_gone(const struct card *c)
+/* A number from the disk's sysfs folder: -ENOENT without that file (the
+ * disk is gone, or an old kernel has no such attribute), 0 when it cannot
+ * be read. */
+static int64_t disk_attr(const struct card *c, const char *name)
 {
 	char path[PATH_MAX], buf[32];
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/size", c->dev.syspath);
+	snprintf(path, sizeof(path), "%s/%s", c->dev.syspath, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT;
+		return errno == ENOENT ? -ENOENT : 0;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return false;
+		return 0;
 	buf[n] = '\0';
-	return strtoull(buf, NULL, 10) == 0;
+	return (int64_t)(strtoull(buf, NULL, 10) & INT64_MAX);
+}
+
+/* Whether the medium is still there: sysfs size, read directly. udevd
+ * holds back events for a disk we keep locked (flock) until we let go, so
+ * a card pulled mid-job shows up here first. */
+static bool medium_gone(const struct card *c)
+{
+	int64_t size = disk_attr(c, "size");
+
+	return size == -ENOENT || size == 0;
+}
+
+/* Whether another medium is in the disk (a card swapped mid-job): its
+ * DISKSEQ, which the kernel raises on every media change, as it is now.
+ * The swap's own event waits, like a pull's, until our worker lets go. */
+static bool medium_changed(const struct card *c, uint64_t *ret_now)
+{
+	int64_t seq = disk_attr(c, "diskseq");
+
+	if (seq <= 0 || !c->dev.diskseq || (uint64_t)seq == c->dev.diskseq)
+		return false;
+	*ret_now = (uint64_t)seq;
+	return true;
 }
 
 void manager_check_timers(struct station *st)
 {
 	double now = now_monotonic();
 	char label[512];
+	uint64_t seq;
 
 	hooks_check_timers(st);
 	probe_check_timers(st);
@@ -289,6 +316,14 @@ void manager_check_timers(struct station *st)
 			manager_stop_worker(c);
 			log_notice("%s: medium gone during job %" PRId64 ", stopping its worker",
 				   card_label(c, label, sizeof(label)), c->job);
+		}
+		if (!c->removed && medium_changed(c, &seq)) {
+			c->removed = true;
+			manager_stop_worker(c);
+			log_notice("%s: another medium in the disk during job %" PRId64
+				   " (DISKSEQ %" PRIu64 ", now %" PRIu64 "), stopping its worker",
+				   card_label(c, label, sizeof(label)), c->job, c->dev.diskseq,
+				   seq);
 		}
 		if (!c->timed_out && c->timeout && now - c->started > c->timeout) {
 			c->timed_out = true;

@@ -2,7 +2,9 @@
 /*
  * The daemon's shared state, as systemd-udevd's manager: the station (its
  * configuration, journal, udev monitor, cards, hooks and outbox) and one
- * card per disk that has a medium or a job. What each part does lives in
+ * card per medium in a disk, plus the cards whose medium left while their
+ * worker still runs (freed once it is reaped): the list is bounded by the
+ * disks present, never by history. What each part does lives in
  * its own file: card.c (a card's job, from queue to recorded end),
  * manager.c (the queue and the workers), udev-scan.c (events into cards),
  * policy.c (what a card gets), probe.c (bmaps read outside the loop),
@@ -25,15 +27,18 @@
  * it is queued, or again before its job starts when the bmap changed. */
 enum card_state { CARD_IDLE, CARD_PROBING, CARD_WAITING, CARD_RUNNING, CARD_DONE };
 
-/* One disk (keyed by syspath) and what is in it: the medium and its job. */
+/* One medium in a disk (syspath + DISKSEQ) and its job. */
 struct card {
 	struct card *next;
 	struct device dev;
 	char *slot_name; /* the configured port it sits in, if any */
 	enum card_state state;
-	bool handled; /* this insertion was dealt with */
-	uint64_t handled_diskseq;
 	uint64_t queue_seq;
+	double queued_at; /* when it joined the queue (monotonic) */
+	/* Its medium left (pulled, or swapped for another) while its worker
+	 * ran: no longer its disk's card (card_find() skips it, a new medium
+	 * there is a new card); freed once the worker is reaped. */
+	bool left;
 
 	/* the profile's settings, copied: a reload may free the profile */
 	char *profile, *image, *bmap;
@@ -106,6 +111,9 @@ const char *card_label(const struct card *c, char *buf, size_t len);
 struct card *card_new(struct station *st);
 void card_free(struct card *c);
 struct card *card_find(struct station *st, const char *syspath);
+void card_drop(struct station *st, struct card *c);
+void card_gone(struct station *st, struct card *c, const char *how);
+bool card_disk_busy(const struct station *st, const struct card *c);
 void card_reset_job(struct card *c);
 void card_fill_start(const struct station *st, const struct card *c, struct job_start *js);
 void card_set_outcome(struct card *c, enum outcome o);
