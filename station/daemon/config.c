@@ -434,3 +434,11 @@ const char *config_slot_name(const struct station_config *cfg, const char *id_pa
 			return cfg->slots[i].name;
 	return NULL;
 }
+
+void config_keep_database(struct station_config *cfg, struct station_config *old)
+{
+	char *db = cfg->database;
+
+	cfg->database = old->database;
+	old->database = db;
+}

@@ -42,3 +42,9 @@ void config_free(struct station_config *cfg);
 
 /* The slot name whose path equals @id_path, or NULL. */
 const char *config_slot_name(const struct station_config *cfg, const char *id_path);
+
+/* A reload keeps the journal the station opened at start: @cfg (the new
+ * configuration) takes @old's database setting and @old gets @cfg's, to be
+ * freed with it. An exchange, not a copy, so that it cannot fail: a copy
+ * short of memory once left the setting NULL, and the next reload crashed. */
+void config_keep_database(struct station_config *cfg, struct station_config *old);

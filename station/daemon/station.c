@@ -1450,8 +1450,7 @@ static void reload(struct station *st, const char *path)
 	}
 	if (strcmp(cfg->database, st->cfg->database) != 0)
 		logmsg("SIGHUP: the database setting changed; it takes effect at the next start");
-	free(cfg->database);
-	cfg->database = strdup(st->cfg->database);
+	config_keep_database(cfg, st->cfg);
 	config_free(st->cfg);
 	st->cfg = cfg;
 	logmsg("SIGHUP: configuration reloaded from %s (%zu profiles)", path, cfg->n_profiles);

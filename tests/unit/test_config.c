@@ -700,6 +700,27 @@ static void test_match_by_serial_and_size(void **state)
 	config_free(cfg);
 }
 
+/* A reload keeps the database in force, by exchange: nothing to allocate,
+ * nothing that can come back NULL, each path freed once with its owner. */
+static void test_reload_keeps_database(void **state)
+{
+	struct fixture *f = *state;
+	struct station_config *old, *cfg;
+	char *old_db, *new_db;
+
+	old = load_ok(f, "station = { database = \"/srv/old.db\"; };\n" MIN_PROFILE);
+	cfg = load_ok(f, "station = { database = \"/srv/new.db\"; };\n" MIN_PROFILE);
+	old_db = old->database;
+	new_db = cfg->database;
+	config_keep_database(cfg, old);
+	assert_ptr_equal(cfg->database, old_db);
+	assert_string_equal(cfg->database, "/srv/old.db");
+	assert_ptr_equal(old->database, new_db);
+	config_free(old);
+	assert_string_equal(cfg->database, "/srv/old.db");
+	config_free(cfg);
+}
+
 static void test_misc(void **state)
 {
 	struct device_identity id = stick();
@@ -734,6 +755,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_match_example, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_match_order_and_slots, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_match_by_serial_and_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reload_keeps_database, setup, teardown),
 	    cmocka_unit_test(test_misc),
 	};
 
