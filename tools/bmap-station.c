@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bmap-station: the flashing station's command line. `run` is the daemon;
- * `check`, `report` and `history` only read; `forget` adds one row.
+ * `check`, `report` and `history` only read; `forget` adds one row;
+ * `system-disk` serves the udev rules.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include "config.h"
 #include "journal.h"
 #include "station.h"
+#include "system-disk.h"
 #include "watch.h"
 #include "version.h"
 
@@ -49,6 +51,10 @@ static const char main_help[] =
 	"  forget SERIAL [--config FILE | --db FILE]\n"
 	"                            let a card that passed a once_per_serial profile\n"
 	"                            be flashed again (its jobs stay in the journal)\n"
+	"  system-disk MAJOR:MINOR [DEVNODE]\n"
+	"                            for the udev rules: whether the disk holds /,\n"
+	"                            /usr, /var, /efi, /boot or a swap area (mounted\n"
+	"                            or in /etc/fstab); such a disk is never tagged\n"
 	"\n"
 	"Options:\n"
 	"  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
@@ -372,6 +378,12 @@ int main(int argc, char **argv)
 		else
 			ret = strcmp(cmd, "run") == 0 ? station_run(config)
 						      : station_check(config, stdout);
+		goto out;
+	}
+	if (strcmp(cmd, "system-disk") == 0) {
+		ret = config_given || report_opts
+			  ? usage("%s", "system-disk takes MAJOR:MINOR [DEVNODE] only")
+			  : system_disk_command(argc - optind, argv + optind, stdout);
 		goto out;
 	}
 	if (strcmp(cmd, "report") == 0 || strcmp(cmd, "history") == 0) {
