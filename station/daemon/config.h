@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "profile.h"
 
@@ -48,3 +49,11 @@ const char *config_slot_name(const struct station_config *cfg, const char *id_pa
  * freed with it. An exchange, not a copy, so that it cannot fail: a copy
  * short of memory once left the setting NULL, and the next reload crashed. */
 void config_keep_database(struct station_config *cfg, struct station_config *old);
+
+/* Writes udev rules to @out that tag the disks in @cfg's slots (by ID_PATH)
+ * and no others, never a system disk (asking `@helper system-disk`, @helper
+ * being this program's absolute path). -EINVAL with a message in *ret_error
+ * when there are no slots, or a slot's path, the tag or @helper cannot be
+ * written into a rule literally; -EIO when @out fails. */
+int config_udev_rules(const struct station_config *cfg, const char *helper, FILE *out,
+		      char **ret_error);
