@@ -2,8 +2,8 @@
 /*
  * Whether a whole disk is one the running system stands on (system-disk.h):
  * read from the mount table, the active swaps and /etc/fstab, each mount or
- * swap followed down through partitions and device-mapper/md slaves to the
- * whole disks beneath it.
+ * swap followed down through partitions, device-mapper/md slaves and loop
+ * devices' backing files to the whole disks beneath it.
  */
 #include <blkid/blkid.h>
 #include <ctype.h>
@@ -107,8 +107,32 @@ static int read_devnum(const char *path, dev_t *ret)
 	return 0;
 }
 
+static bool on_disk(const struct check *c, dev_t dev, unsigned depth);
+
+/* A loop device stands on the file system of its backing file (a live
+ * system's squashfs, in a file on the stick it booted from). */
+static bool loop_on_disk(const struct check *c, const char *path, unsigned depth)
+{
+	char file[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, file, sizeof(file) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	file[n] = '\0';
+	file[strcspn(file, "\n")] = '\0';
+	return file[0] == '/' && stat(file, &st) == 0 && on_disk(c, st.st_dev, depth + 1);
+}
+
 /* Whether block device @dev is @disk, a partition of it, or built on it
- * (dm-crypt, LVM, md: the slaves/ of each layer, followed down). */
+ * (dm-crypt, LVM, md: the slaves/ of each layer, followed down; a loop
+ * device's backing file). */
 static bool on_disk(const struct check *c, dev_t dev, unsigned depth)
 {
 	char path[PATH_MAX];
@@ -129,6 +153,10 @@ static bool on_disk(const struct check *c, dev_t dev, unsigned depth)
 			 minor(dev));
 		return read_devnum(path, &parent) == 0 && on_disk(c, parent, depth + 1);
 	}
+	snprintf(path, sizeof(path), "%s/dev/block/%u:%u/loop/backing_file", c->p->sysfs,
+		 major(dev), minor(dev));
+	if (access(path, F_OK) == 0)
+		return loop_on_disk(c, path, depth);
 	snprintf(path, sizeof(path), "%s/dev/block/%u:%u/slaves", c->p->sysfs, major(dev),
 		 minor(dev));
 	dir = opendir(path);

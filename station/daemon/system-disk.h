@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Whether a whole disk is one the running system stands on: it holds (through
- * partitions, device-mapper or md layers) /, /usr, /var, /efi, /boot or a
- * mount below /boot, an active swap area, or a swap area or one of those
+ * partitions, device-mapper or md layers, loop devices' backing files) /,
+ * /usr, /var, /efi, /boot or a mount below /boot, an active swap area, or a swap area or one of those
  * mount points that /etc/fstab lists and that is not mounted yet. The udev
  * rules ask (`bmap-station system-disk`) and never tag such a disk.
  */

@@ -188,6 +188,26 @@ static void test_overlay_root(void **state)
 	assert_int_equal(check(f, SDC, NULL, why), 0);
 }
 
+/* A live system: "/" an overlay on a squashfs in loop0, whose backing file
+ * is on the stick it booted from (the test's own file system here). */
+static void test_root_on_loop_backing_file(void **state)
+{
+	struct fixture *f = *state;
+	char text[1024], why[256];
+	struct stat st;
+
+	assert_int_equal(stat(f->dir, &st), 0);
+	mkdirs(f->dir, "sys/block/loop0/loop");
+	put(f->dir, "sys/block/loop0/dev", "7:0\n");
+	snprintf(text, sizeof(text), "%s/fstab\n", f->dir);
+	put(f->dir, "sys/block/loop0/loop/backing_file", text);
+	link_to(f->dir, "sys/dev/block/7:0", "../../block/loop0");
+	put(f->dir, "mountinfo", "25 1 7:0 / / ro shared:1 - squashfs /dev/loop0 ro\n");
+	assert_int_equal(check(f, st.st_dev, NULL, why), 1);
+	assert_string_equal(why, "holds / (the root file system)");
+	assert_int_equal(check(f, SDC, NULL, why), 0);
+}
+
 /* A swap file counts for the disk its file system is on. */
 static void test_active_swap_file(void **state)
 {
@@ -278,6 +298,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_mounts_through_partitions_and_dm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_overlay_root, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_root_on_loop_backing_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_active_swap_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fstab_names, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fstab_mounted_or_automounted, setup, teardown),
