@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "journal.h"
+#include "report.h"
 #include "station.h"
 #include "system-disk.h"
 #include "watch.h"
@@ -30,7 +31,8 @@ static const char main_help[] =
 	"verify it, and keep a journal of what went onto each card.\n"
 	"\n"
 	"Commands:\n"
-	"  run     [--config FILE]   run the station in the foreground (logs to stderr)\n"
+	"  run     [--config FILE]   run the station in the foreground (logs to stderr);\n"
+	"                            one station per journal (JOURNAL.lock)\n"
 	"  check   [--config FILE]   validate the configuration and list the block\n"
 	"                            devices present with the profile each would get,\n"
 	"                            or why it would be refused; writes nothing\n"
@@ -44,7 +46,8 @@ static const char main_help[] =
 	"                            one row per card the running station knows:\n"
 	"                            slot, device, serial, profile, state (waiting,\n"
 	"                            writing, verifying, done, failed, refused,\n"
-	"                            removed), percent, MB/s, time left, last outcome\n"
+	"                            removed), percent, MB/s, time left, last outcome;\n"
+	"                            says so when no station runs on the journal\n"
 	"  watch  [--config FILE | --db FILE]\n"
 	"                            the same, full screen, refreshed twice a second,\n"
 	"                            with today's counts (q to quit)\n"
@@ -65,7 +68,9 @@ static const char main_help[] =
 	"      --db FILE       journal database to read (report, history); give it\n"
 	"                      several times to read several stations' journals\n"
 	"                      together (ordered by start time, with a STATION column)\n"
-	"  -f, --format FMT    table (default), csv (RFC 4180, header row) or json\n"
+	"  -f, --format FMT    table (default), csv (RFC 4180, header row; a text\n"
+	"                      cell starting with = + - @ tab or CR gets a ' in\n"
+	"                      front, against spreadsheet formulas) or json\n"
 	"      --summary       per UTC day and profile: CARDS (every job except\n"
 	"                      ignored ones), PASSED (success), one column per\n"
 	"                      failing outcome, YIELD% (passed / jobs that ended\n"
@@ -210,7 +215,7 @@ enum {
 /* Opens the journal named by --db, or by the configuration's database
  * setting; prints what went wrong. @cfg is kept for the caller to free. */
 static int open_journal(const char *config, const char *db, bool readonly,
-			struct station_config **cfg, struct journal **ret)
+			struct station_config **cfg, struct journal **ret, const char **ret_db)
 {
 	char *err = NULL;
 
@@ -232,6 +237,8 @@ static int open_journal(const char *config, const char *db, bool readonly,
 		free(err);
 		return -EIO;
 	}
+	if (ret_db)
+		*ret_db = db;
 	return 0;
 }
 
@@ -240,8 +247,9 @@ static int cmd_live(const char *config, const char *db, bool json, bool watch)
 	struct station_config *cfg = NULL;
 	struct journal *j = NULL;
 	int ret = EXIT_FAILURE;
+	pid_t pid;
 
-	if (open_journal(config, db, true, &cfg, &j) < 0)
+	if (open_journal(config, db, true, &cfg, &j, &db) < 0)
 		goto out;
 	if (watch) {
 		ret = watch_run(j) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
@@ -251,6 +259,13 @@ static int cmd_live(const char *config, const char *db, bool json, bool watch)
 		fprintf(stderr, "bmap-station: status: %s\n", journal_error(j));
 		goto out;
 	}
+	/* The live table stays as the last station left it, "writing 15%"
+	 * included: say so when none runs (the single-instance lock is free). */
+	if (journal_station_pid(j, &pid) == 0)
+		fprintf(stderr,
+			"bmap-station: the station is not running (no bmap-station holds the "
+			"journal %s): the cards above are as it left them\n",
+			db);
 	ret = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 out:
 	journal_close(j);
@@ -265,7 +280,7 @@ static int cmd_forget(const char *config, const char *db, const char *serial)
 	int ret = EXIT_FAILURE;
 
 	/* The daemon may be running: WAL and the busy timeout let both write. */
-	if (open_journal(config, db, false, &cfg, &j) < 0)
+	if (open_journal(config, db, false, &cfg, &j, NULL) < 0)
 		goto out;
 	if (journal_forget(j, serial) < 0) {
 		fprintf(stderr, "bmap-station: cannot forget serial: %s\n", journal_error(j));

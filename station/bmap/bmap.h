@@ -161,19 +161,29 @@ struct bmap_target_opts {
 			       * nothing, nobody needs it on the media */
 };
 
-/* Opens and guards a destination. A block device must be a whole disk, not
- * read-only, not mounted or held (O_EXCL), and big enough; it is locked with
- * flock(LOCK_EX) so udev keeps off. A regular file is created or truncated to
- * the image size (left sparse). A missing path under /dev is an error. */
+/* Opens and guards a destination: the path is opened first and what was
+ * opened is checked (no stat() of the name before). A block device must be a
+ * whole disk, not read-only, not mounted or held (O_EXCL), and big enough; it
+ * is locked with flock(LOCK_EX) so udev keeps off. A regular file is opened
+ * as it is: bmap_copy() drops its old content and sizes it to the image only
+ * once its own checks passed. A missing path becomes a new regular file
+ * (removed again by bmap_target_free() if nothing was written to it), but
+ * never on the file system of the device nodes (a devtmpfs, or /dev's own:
+ * a mistyped device name), nor through a dangling symbolic link. */
 int bmap_target_open(struct bmap_ctx *ctx, const char *path, const struct bmap_target_opts *opts,
 		     struct bmap_target **ret_target);
-/* Adopts an fd the caller opened (the station's worker); same checks. */
+/* Adopts an fd the caller opened; same checks. A regular file is the
+ * caller's scratch file (a spill, a part being filled): truncated to the
+ * image size at once (unless keep_size), as readers of it expect. */
 int bmap_target_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			const struct bmap_target_opts *opts, struct bmap_target **ret_target);
 bool bmap_target_is_blockdev(const struct bmap_target *t);
 int bmap_target_get_fd(const struct bmap_target *t);
 uint64_t bmap_target_get_size(const struct bmap_target *t);
 const char *bmap_target_get_name(const struct bmap_target *t);
+/* Whether anything was written to @t, or a regular file truncated: false
+ * after a copy refused before its first write. */
+bool bmap_target_is_changed(const struct bmap_target *t);
 /* Data on the media (fsync), partition table re-read for block devices. */
 int bmap_target_sync(struct bmap_target *t);
 /* Whether a failure @err (-errno) of @t means the medium went away (a card
@@ -191,7 +201,9 @@ typedef void (*bmap_progress_fn)(void *userdata, uint64_t done, uint64_t total);
  * mapped bytes below @end can be read (without a map every byte is mapped,
  * and once the filler is done a read may end short: the file's end is the
  * image's), -errno with @why when they never will be. Called from worker
- * threads, so it must be thread-safe. */
+ * threads, so it must be thread-safe. @end UINT64_MAX asks for the filler's
+ * verdict (0 once it is done and the image passed its checks): a copy to a
+ * regular file asks it before giving the file its final size. */
 typedef int (*bmap_wait_fn)(void *userdata, uint64_t end, char *why, size_t why_len);
 /* Every mapped byte of the image below @end is on the target (written,
  * not yet synced). Called by the writer thread, in image order, after each
@@ -221,7 +233,11 @@ struct bmap_copy_result {
 };
 
 /* Copies the mapped ranges of @map (every byte when @map is NULL) from @src to
- * @dst, checking each range's checksum as its data passes. */
+ * @dst, checking each range's checksum as its data passes. Refused before the
+ * first write, @dst as it was (bmap_target_is_changed() false): @dst is the
+ * image itself, a raw image file not of the map's size, an empty image. A
+ * regular @dst loses its old content at the first write and gets the image's
+ * size once the copy went well. */
 int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
 	      struct bmap_target *dst, const struct bmap_copy_opts *opts,
 	      struct bmap_copy_result *ret_result);

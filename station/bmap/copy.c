@@ -307,6 +307,69 @@ static int copy_stream(struct engine *e, int raw_fd)
 	return 0;
 }
 
+/* Whether @a and @b are one file (also through a hard link or a
+ * /dev/fd path) or one device. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	if (S_ISBLK(a->st_mode) && S_ISBLK(b->st_mode))
+		return a->st_rdev == b->st_rdev;
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* What can be checked before the first write, so that a refused copy
+ * leaves @dst as it was. A raw image file still being filled (@opts->wait)
+ * has no final size yet: its filler checks it. */
+static int check_before(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
+			struct bmap_target *dst, const struct bmap_copy_opts *opts)
+{
+	int raw_fd = bmap_source_get_raw_fd(src);
+	bool filling = opts && opts->wait;
+	struct stat st, dst_st;
+
+	if (fstat(bmap_source_get_fd(src), &st) == 0 && fstat(dst->fd, &dst_st) == 0 &&
+	    same_file(&st, &dst_st))
+		return bmap_error(ctx, -EINVAL,
+				  "'%s' is the image itself ('%s' is that same %s); nothing was "
+				  "written",
+				  dst->name, bmap_source_get_name(src),
+				  S_ISBLK(st.st_mode) ? "device" : "file");
+	if (raw_fd < 0 || filling || fstat(raw_fd, &st) < 0)
+		return 0;
+	if (map && (uint64_t)st.st_size != bmap_map_get_image_size(map))
+		return bmap_error(ctx, -EINVAL,
+				  "image file '%s' is %" PRIu64 " bytes but the bmap describes a "
+				  "%" PRIu64 "-byte image: the bmap does not belong to this image; "
+				  "nothing was written",
+				  bmap_source_get_name(src), (uint64_t)st.st_size,
+				  bmap_map_get_image_size(map));
+	if (!map && st.st_size == 0)
+		return bmap_error(ctx, -EINVAL,
+				  "image file '%s' is empty: nothing to copy; nothing was written",
+				  bmap_source_get_name(src));
+	return 0;
+}
+
+/* The end of a copy that went well, to a regular file: its final size,
+ * once a filler said the whole image passed its checks. */
+static int finish_file(struct engine *e, struct bmap_target *dst, uint64_t size)
+{
+	char why[512] = "";
+	int r;
+
+	if (!dst->drop_content)
+		return 0;
+	if (e->opts->wait) {
+		r = e->opts->wait(e->opts->wait_userdata, UINT64_MAX, why, sizeof(why));
+		if (r < 0)
+			return bmap_error(e->ctx, r, "%s", *why ? why : strerror(-r));
+	}
+	r = target_finish(dst, size);
+	if (r < 0)
+		return bmap_error(e->ctx, r, "cannot size '%s' to %" PRIu64 " bytes: %s",
+				  dst->name, size, strerror(-r));
+	return 0;
+}
+
 int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
 	      struct bmap_target *dst, const struct bmap_copy_opts *opts,
 	      struct bmap_copy_result *ret_result)
@@ -318,13 +381,9 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	struct stat st;
 	int r, rs;
 
-	if (map && raw_fd >= 0 && fstat(raw_fd, &st) == 0 &&
-	    (uint64_t)st.st_size != bmap_map_get_image_size(map))
-		return bmap_error(ctx, -EINVAL,
-				  "image file '%s' is %" PRIu64 " bytes but the bmap describes a "
-				  "%" PRIu64 "-byte image: the bmap does not belong to this image",
-				  bmap_source_get_name(src), (uint64_t)st.st_size,
-				  bmap_map_get_image_size(map));
+	r = check_before(ctx, src, map, dst, opts);
+	if (r < 0)
+		return r;
 	if (map && dst->blockdev && dst->size < bmap_map_get_image_size(map))
 		return bmap_error(ctx, -ENOSPC, "device '%s' is smaller than the image", dst->name);
 
@@ -348,6 +407,18 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	else
 		copy_stream(&e, raw_fd);
 	r = engine_status(&e);
+	if (r >= 0 && map && atomic_load(&e.done) != expected)
+		r = bmap_error(ctx, -EIO,
+			       "wrote %" PRIu64 " bytes but the bmap maps %" PRIu64
+			       ": the bmap does not belong to this image",
+			       (uint64_t)atomic_load(&e.done), expected);
+	/* A stream that was empty: nothing was written, and nothing is. */
+	if (r >= 0 && !map && atomic_load(&e.done) == 0)
+		r = bmap_error(ctx, -EINVAL,
+			       "image '%s' is empty (0 bytes): nothing to copy; nothing was written",
+			       e.image_name);
+	if (r >= 0)
+		r = finish_file(&e, dst, map ? bmap_map_get_image_size(map) : atomic_load(&e.done));
 
 	/* Synced even after a failure or an interruption: what was written is
 	 * on the media and the device is left consistent. */
@@ -355,11 +426,6 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	if (r >= 0 && rs < 0)
 		r = bmap_error(ctx, rs, "cannot sync '%s': %s (the data may not be on the media)",
 			       dst->name, strerror(-rs));
-	if (r >= 0 && map && atomic_load(&e.done) != expected)
-		r = bmap_error(ctx, -EIO,
-			       "wrote %" PRIu64 " bytes but the bmap maps %" PRIu64
-			       ": the bmap does not belong to this image",
-			       (uint64_t)atomic_load(&e.done), expected);
 	if (r >= 0 && ret_result) {
 		ret_result->bytes_written = atomic_load(&e.done);
 		engine_data_digest(&e, ret_result->data_sha256);

@@ -38,6 +38,7 @@ struct source_codec {
 struct bmap_source {
 	struct bmap_ctx *ctx;
 	int fd;
+	int cancel_fd; /* readable: stop waiting for input (-1: never) */
 	char *name;
 	/* "image file 'x.zst'" or "the image on standard input", for messages. */
 	char *what;

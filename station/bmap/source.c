@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,45 @@ const char *bmap_compression_name(enum bmap_compression c)
 	return "unknown";
 }
 
+/* ---- reading the input -------------------------------------------------- */
+
+/* One read() of the input: bytes read, 0 at its end, -errno. Input that may
+ * keep us waiting (a pipe) is waited for in poll() next to s->cancel_fd, so
+ * that the wait can end (-EINTR): a signal's EINTR alone cannot end it, as
+ * it may arrive just before the read() or in another thread. */
+static ssize_t source_read_some(struct bmap_source *s, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (s->cancel_fd >= 0 && !s->seekable) {
+			struct pollfd p[2] = { { .fd = s->fd, .events = POLLIN },
+					       { .fd = s->cancel_fd, .events = POLLIN } };
+
+			if (poll(p, 2, -1) < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			if (p[1].revents)
+				return -EINTR;
+		}
+		n = read(s->fd, buf, len);
+		if (n >= 0 || errno != EINTR)
+			return n < 0 ? -errno : n;
+	}
+}
+
+/* The detail of a failed read of the input, @pos bytes into it. */
+static int source_read_error(struct bmap_source *s, int r, const char *where, uint64_t pos)
+{
+	if (r == -EINTR)
+		return bmap_error(s->ctx, r, "interrupted while waiting for %s (%s %" PRIu64 ")",
+				  s->what, where, pos);
+	return bmap_error(s->ctx, r, "cannot read %s (%s %" PRIu64 "): %s", s->what, where, pos,
+			  strerror(-r));
+}
+
 /* ---- helpers for the decoders ------------------------------------------ */
 
 ssize_t source_fill(struct bmap_source *s)
@@ -72,16 +112,9 @@ ssize_t source_fill(struct bmap_source *s)
 		return (ssize_t)s->in_avail;
 	if (s->in_eof)
 		return 0;
-	do
-		n = read(s->fd, s->in_buf, s->in_size);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		int r = -errno;
-
-		return bmap_error(s->ctx, r,
-				  "cannot read %s (at compressed offset %" PRIu64 "): %s", s->what,
-				  s->in_pos, strerror(-r));
-	}
+	n = source_read_some(s, s->in_buf, s->in_size);
+	if (n < 0)
+		return source_read_error(s, (int)n, "at compressed offset", s->in_pos);
 	if (n == 0)
 		s->in_eof = true;
 	s->in_next = s->in_buf;
@@ -152,14 +185,18 @@ static ssize_t raw_read(struct bmap_source *s, void *buf, size_t len)
 	if (done == len || s->in_eof)
 		return (ssize_t)done;
 
-	n = loop_read(s->fd, (char *)buf + done, len - done);
-	if (n < 0)
-		return bmap_error(s->ctx, (int)n, "cannot read %s (at offset %" PRIu64 "): %s",
-				  s->what, s->in_pos, strerror((int)-n));
-	if ((size_t)n < len - done)
-		s->in_eof = true;
-	s->in_pos += (uint64_t)n;
-	return (ssize_t)(done + (size_t)n);
+	while (done < len) {
+		n = source_read_some(s, (char *)buf + done, len - done);
+		if (n < 0)
+			return source_read_error(s, (int)n, "at offset", s->in_pos);
+		if (n == 0) {
+			s->in_eof = true;
+			break;
+		}
+		done += (size_t)n;
+		s->in_pos += (uint64_t)n;
+	}
+	return (ssize_t)done;
 }
 
 static const struct source_codec source_codec_raw = {
@@ -227,13 +264,9 @@ static int source_peek(struct bmap_source *s, uint8_t *magic, size_t *ret_len)
 		return r;
 	/* A pipe may deliver the first bytes in pieces. */
 	while (s->in_avail < SOURCE_PEEK_SIZE) {
-		do
-			n = read(s->fd, s->in_buf + s->in_avail, s->in_size - s->in_avail);
-		while (n < 0 && errno == EINTR);
-		if (n < 0) {
-			r = -errno;
-			return bmap_error(s->ctx, r, "cannot read %s: %s", s->what, strerror(-r));
-		}
+		n = source_read_some(s, s->in_buf + s->in_avail, s->in_size - s->in_avail);
+		if (n < 0)
+			return source_read_error(s, (int)n, "at offset", s->in_avail);
 		if (n == 0) {
 			s->in_eof = true;
 			break;
@@ -245,9 +278,10 @@ static int source_peek(struct bmap_source *s, uint8_t *magic, size_t *ret_len)
 	return 0;
 }
 
-/* A source owning @fd (closed on failure), named and stat'ed. */
-static int source_new(struct bmap_ctx *ctx, int fd, const char *name, struct stat *ret_st,
-		      struct bmap_source **ret_source)
+/* A source owning @fd (closed on failure), named and stat'ed; @what (NULL:
+ * "image file '@name'") is what messages call it. */
+static int source_new(struct bmap_ctx *ctx, int fd, const char *name, const char *what,
+		      struct stat *ret_st, struct bmap_source **ret_source)
 {
 	struct bmap_source *s;
 	int r;
@@ -260,8 +294,10 @@ static int source_new(struct bmap_ctx *ctx, int fd, const char *name, struct sta
 	}
 	s->ctx = ctx;
 	s->fd = fd;
+	s->cancel_fd = -1;
 	s->name = strdup(name);
-	if (!s->name || asprintf(&s->what, "image file '%s'", name) < 0) {
+	if (!s->name || (what ? !(s->what = strdup(what))
+			      : asprintf(&s->what, "image file '%s'", name) < 0)) {
 		s->what = NULL;
 		r = bmap_error(ctx, -ENOMEM, "out of memory opening image '%s'", name);
 		goto fail;
@@ -286,7 +322,7 @@ int bmap_source_open_raw_fd(struct bmap_ctx *ctx, int fd, const char *name,
 	struct stat st;
 	int r;
 
-	r = source_new(ctx, fd, name, &st, &s);
+	r = source_new(ctx, fd, name, NULL, &st, &s);
 	if (r < 0)
 		return r;
 	if (!S_ISREG(st.st_mode)) {
@@ -310,8 +346,8 @@ fail:
 	return r;
 }
 
-int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
-			struct bmap_source **ret_source)
+static int open_fd(struct bmap_ctx *ctx, int fd, const char *name, const char *what,
+		   int cancel_fd, struct bmap_source **ret_source)
 {
 	uint8_t magic[SOURCE_PEEK_SIZE];
 	struct bmap_source *s;
@@ -319,9 +355,10 @@ int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 	size_t magic_len = 0;
 	int r;
 
-	r = source_new(ctx, fd, name, &st, &s);
+	r = source_new(ctx, fd, name, what, &st, &s);
 	if (r < 0)
 		return r;
+	s->cancel_fd = cancel_fd;
 	if (S_ISDIR(st.st_mode)) {
 		r = bmap_error(ctx, -EISDIR, "%s is a directory", s->what);
 		goto fail;
@@ -357,9 +394,20 @@ fail:
 	return r;
 }
 
+int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			struct bmap_source **ret_source)
+{
+	return open_fd(ctx, fd, name, NULL, -1, ret_source);
+}
+
 int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source **ret_source)
 {
-	struct bmap_source *s;
+	return bmap_source_open_cancel(ctx, path, -1, ret_source);
+}
+
+int bmap_source_open_cancel(struct bmap_ctx *ctx, const char *path, int cancel_fd,
+			    struct bmap_source **ret_source)
+{
 	int fd, r;
 
 	if (strcmp(path, "-") == 0) {
@@ -369,17 +417,8 @@ int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source 
 			r = -errno;
 			return bmap_error(ctx, r, "cannot use standard input: %s", strerror(-r));
 		}
-		r = bmap_source_open_fd(ctx, fd, "standard input", &s);
-		if (r < 0)
-			return r;
-		free(s->what);
-		s->what = strdup("the image on standard input");
-		if (!s->what) {
-			bmap_source_free(s);
-			return bmap_error(ctx, -ENOMEM, "out of memory");
-		}
-		*ret_source = s;
-		return 0;
+		return open_fd(ctx, fd, "standard input", "the image on standard input", cancel_fd,
+			       ret_source);
 	}
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -387,7 +426,7 @@ int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source 
 		r = -errno;
 		return bmap_error(ctx, r, "cannot open image file '%s': %s", path, strerror(-r));
 	}
-	return bmap_source_open_fd(ctx, fd, path, ret_source);
+	return open_fd(ctx, fd, path, NULL, cancel_fd, ret_source);
 }
 
 struct bmap_source *bmap_source_free(struct bmap_source *s)
@@ -530,6 +569,11 @@ uint64_t bmap_source_tell(const struct bmap_source *s)
 uint64_t bmap_source_input_pos(const struct bmap_source *s)
 {
 	return s->in_pos;
+}
+
+int bmap_source_get_fd(const struct bmap_source *s)
+{
+	return s->fd;
 }
 
 int bmap_source_get_raw_fd(const struct bmap_source *s)

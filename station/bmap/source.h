@@ -12,6 +12,14 @@ struct bmap_source;
 
 /* @path "-" means standard input. */
 int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source **ret_source);
+/* bmap_source_open() whose waits for input from a pipe, a FIFO or a socket
+ * (also the wait for the first bytes, inside the open) last only until
+ * @cancel_fd becomes readable (e.g. a pipe a signal handler writes to):
+ * then the read fails with -EINTR. A read() of such input that never
+ * returns is not interrupted by a signal otherwise (it is restarted, or
+ * the signal goes to another thread). @cancel_fd -1: no cancelling. */
+int bmap_source_open_cancel(struct bmap_ctx *ctx, const char *path, int cancel_fd,
+			    struct bmap_source **ret_source);
 /* Takes ownership of @fd. @name is used in messages. */
 int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			struct bmap_source **ret_source);
@@ -44,4 +52,7 @@ uint64_t bmap_source_input_pos(const struct bmap_source *s);
 /* For a raw, seekable regular file: its fd (callers may pread it instead of
  * reading sequentially); -1 otherwise. */
 int bmap_source_get_raw_fd(const struct bmap_source *s);
+/* The descriptor read, whatever it is (for telling whether a destination
+ * is the image itself). */
+int bmap_source_get_fd(const struct bmap_source *s);
 struct bmap_source *bmap_source_free(struct bmap_source *s);

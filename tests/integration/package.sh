@@ -205,7 +205,7 @@ out=$(SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no "$UNIT" 2>&1)
 rc=$?
 [[ $rc -eq 0 && -z $out ]] || bad "systemd-analyze verify (exit $rc): $out"
 # shellcheck disable=SC2016 # $MAINPID is literal unit text
-for opt in 'Type=simple' 'ExecStart=/usr/bin/bmap-station run --config /etc/bmap-station/station.conf' \
+for opt in 'Type=notify' 'WatchdogSec=30s' 'ExecStart=/usr/bin/bmap-station run --config /etc/bmap-station/station.conf' \
 	'ExecReload=/bin/kill -HUP $MAINPID' 'Restart=on-failure' 'User=bmap-station' \
 	'Group=bmap-station-audit' 'SupplementaryGroups=bmap-station-cards' \
 	'ProtectSystem=strict' 'ProtectHome=yes' 'PrivateTmp=yes' 'NoNewPrivileges=yes' \

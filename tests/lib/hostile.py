@@ -27,6 +27,7 @@ Values are bytes. What the station does with them, by output:
 import csv
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -222,12 +223,13 @@ def cmd_final(binary, db, tmp):
         if bad:
             fail("a hostile value ran a command: %s in %s" % (bad, d))
 
-    # The log: one line per message, each starting with the program's name,
+    # The log: one line per message, each starting with its priority and the
+    # program's name (sd-daemon's "<N>" prefix, which journald takes),
     # nothing a terminal would act on; one 'inserted' and one 'success' per job.
     log = open(os.path.join(tmp, "station.log"), "rb").read()
     text = check_terminal_safe("station log", log)
     for line in text.rstrip("\n").split("\n"):
-        if not line.startswith("bmap-station: "):
+        if not re.match(r"<[0-7]>bmap-station: ", line):
             fail("station log line not from the station (a value broke a line?): %r" % line[:120])
     for name, j in job_of.items():
         if name in NOT_VIA_UDEV:

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The one decision on what a card gets: ignored (not ours), refused (ours
+ * but not to be written), failed (the profile's image cannot be had) or
+ * queued with a profile. `run` and `check` both ask here, so `check` says
+ * what `run` will do. Pure but for reading the image's bmap and asking the
+ * journal about earlier serials.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bmap.h"
+#include "policy.h"
+#include "sanitize.h"
+#include "util.h"
+
+enum outcome policy_outcome(enum policy_verdict v)
+{
+	switch (v) {
+	case POLICY_IGNORE:
+		return OUTCOME_IGNORED;
+	case POLICY_REFUSE:
+		return OUTCOME_REFUSED;
+	case POLICY_FAIL:
+		return OUTCOME_FAILED;
+	case POLICY_QUEUE:
+	case POLICY_WAIT:
+		break;
+	}
+	return OUTCOME_RUNNING;
+}
+
+void policy_decision_clear(struct policy_decision *d)
+{
+	free(d->bmap);
+	d->bmap = NULL;
+}
+
+int policy_once_per_serial(const struct profile *p, const struct device *d, struct journal *journal,
+			   char *why, size_t why_len)
+{
+	char ser[128];
+	int64_t earlier;
+
+	if (!p->once_per_serial)
+		return 0;
+	if (!d->serial) {
+		snprintf(why, why_len, "no serial, and the profile has once_per_serial = true");
+		return -EEXIST;
+	}
+	if (journal && journal_serial_passed(journal, d->serial, p->name, &earlier) == 0) {
+		snprintf(why, why_len,
+			 "serial %s already passed with profile %s (job %" PRId64
+			 "); 'bmap-station forget' allows it again",
+			 printable(d->serial, ser, sizeof(ser)), p->name, earlier);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
+			  size_t why_len)
+{
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_map *map = NULL;
+	struct stat st;
+	int r;
+
+	(void)userdata;
+	/* The station reads a profile's bmap more than once (here, then the
+	 * worker): a pipe would be drained by the first read, or block it. */
+	if (stat(bmap, &st) == 0 && !S_ISREG(st.st_mode))
+		return snprintf(why, why_len,
+				"bmap '%s' is not a regular file (a pipe?): give the profile a "
+				"bmap file",
+				bmap),
+		       -EINVAL;
+	if (!ctx)
+		return snprintf(why, why_len, "out of memory"), -ENOMEM;
+	r = bmap_map_load(ctx, bmap, &map);
+	if (r < 0) {
+		snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
+	} else {
+		ret->image_size = bmap_map_get_image_size(map);
+		hex_encode(bmap_map_get_file_sha256(map), 32, ret->sha256);
+	}
+	bmap_map_free(map);
+	bmap_ctx_free(ctx);
+	return r;
+}
+
+int policy_image(const struct profile *p, const struct device *d, policy_facts_fn facts,
+		 void *userdata, struct policy_decision *ret)
+{
+	_cleanup_free_ char *found = NULL;
+	const char *path = p->bmap;
+	struct bmap_facts f;
+	char h1[32], h2[32];
+	struct stat st;
+	int r;
+
+	ret->verdict = POLICY_FAIL;
+	/* The image may have been deleted or replaced since the profile was
+	 * loaded: a card is only queued while it is there to read. */
+	if (stat(p->image, &st) < 0) {
+		r = -errno;
+		snprintf(ret->why, sizeof(ret->why), "cannot read image '%s': %s", p->image,
+			 strerror(-r));
+		return r;
+	}
+	if (!path && bmap_discover(p->image, &found) == 0)
+		path = found;
+	if (path) {
+		r = facts(userdata, path, &f, ret->why, sizeof(ret->why));
+		if (r == -EAGAIN) {
+			ret->verdict = POLICY_WAIT;
+			snprintf(ret->why, sizeof(ret->why), "reading the bmap %s", path);
+			return r;
+		}
+		if (r < 0)
+			return r;
+		ret->image_size = f.image_size;
+		memcpy(ret->bmap_sha256, f.sha256, sizeof(f.sha256));
+		free(ret->bmap);
+		ret->bmap = strdup(path);
+		if (!ret->bmap) {
+			snprintf(ret->why, sizeof(ret->why), "out of memory");
+			return -ENOMEM;
+		}
+	} else {
+		ret->image_size = (uint64_t)st.st_size; /* a raw image mapped from its holes */
+	}
+	if (d->size < ret->image_size) {
+		ret->verdict = POLICY_REFUSE;
+		snprintf(ret->why, sizeof(ret->why), "too small for the image: %s < %s",
+			 human_size(d->size, h1), human_size(ret->image_size, h2));
+		return -ENOSPC;
+	}
+	ret->verdict = POLICY_QUEUE;
+	ret->why[0] = '\0';
+	return 0;
+}
+
+void policy_decide(const struct station_config *cfg, const struct device *d, const char *slot,
+		   struct journal *journal, policy_facts_fn facts, void *userdata,
+		   struct policy_decision *ret)
+{
+	struct device_identity id = {
+	    .devnode = d->devnode,
+	    .serial = d->serial,
+	    .vendor = d->vendor,
+	    .model = d->model,
+	    .bus = d->bus,
+	    .id_path = d->id_path,
+	    .size = d->size,
+	    .removable = d->removable,
+	};
+	const char *why_match = NULL;
+	const struct profile *p;
+
+	*ret = (struct policy_decision){.verdict = POLICY_IGNORE};
+	if (!d->tagged) {
+		snprintf(ret->why, sizeof(ret->why), "not tagged '%s' by the udev rules",
+			 cfg->require_tag);
+		return;
+	}
+	p = config_match(cfg, &id, slot, &why_match);
+	if (!p) {
+		snprintf(ret->why, sizeof(ret->why), "no profile matches%s%s",
+			 why_match ? ": " : "", why_match ? why_match : "");
+		return;
+	}
+	ret->profile = p;
+	ret->verdict = POLICY_REFUSE;
+	if (policy_once_per_serial(p, d, journal, ret->why, sizeof(ret->why)) < 0)
+		return;
+	if (device_gate(d, cfg->max_device_size, ret->why, sizeof(ret->why)) < 0)
+		return;
+	if (p->removable_only && !d->removable) {
+		snprintf(ret->why, sizeof(ret->why),
+			 "not removable, and the profile has removable_only = true");
+		return;
+	}
+	policy_image(p, d, facts, userdata, ret);
+}
