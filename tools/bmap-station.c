@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bmap-station: the flashing station's command line. `run` is the daemon;
- * `check`, `report` and `history` only read; `forget` adds one row.
+ * `check`, `report` and `history` only read; `forget` adds one row;
+ * `udev-rules` and `system-disk` serve the udev rules.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include "journal.h"
 #include "report.h"
 #include "station.h"
+#include "system-disk.h"
 #include "watch.h"
 #include "version.h"
 
@@ -52,6 +54,14 @@ static const char main_help[] =
 	"  forget SERIAL [--config FILE | --db FILE]\n"
 	"                            let a card that passed a once_per_serial profile\n"
 	"                            be flashed again (its jobs stay in the journal)\n"
+	"  udev-rules [--config FILE]\n"
+	"                            print udev rules that give the station the disks\n"
+	"                            in its configured slots and no others (for\n"
+	"                            /etc/udev/rules.d/90-bmap-station.rules)\n"
+	"  system-disk MAJOR:MINOR [DEVNODE]\n"
+	"                            for the udev rules: whether the disk holds /,\n"
+	"                            /usr, /var, /efi, /boot or a swap area (mounted\n"
+	"                            or in /etc/fstab); such a disk is never tagged\n"
 	"\n"
 	"Options:\n"
 	"  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
@@ -284,6 +294,37 @@ out:
 	return ret;
 }
 
+/* The rules name the program that checks for the system disk: this one,
+ * where it is installed (or built). */
+static int cmd_udev_rules(const char *config)
+{
+	struct station_config *cfg = NULL;
+	char *err = NULL, *self;
+	int ret = EXIT_FAILURE, r;
+
+	self = realpath("/proc/self/exe", NULL);
+	if (!self) {
+		fprintf(stderr, "bmap-station: cannot tell where this program is: %m\n");
+		return EXIT_FAILURE;
+	}
+	if (config_load(config, &cfg, &err) < 0) {
+		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
+		goto out;
+	}
+	r = config_udev_rules(cfg, self, stdout, &err);
+	if (r < 0) {
+		fprintf(stderr, "bmap-station: %s\n",
+			err ? err : "cannot write the rules to standard output");
+		goto out;
+	}
+	ret = EXIT_SUCCESS;
+out:
+	free(err);
+	free(self);
+	config_free(cfg);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -387,6 +428,21 @@ int main(int argc, char **argv)
 		else
 			ret = strcmp(cmd, "run") == 0 ? station_run(config)
 						      : station_check(config, stdout);
+		goto out;
+	}
+	if (strcmp(cmd, "udev-rules") == 0) {
+		if (optind < argc)
+			ret = usage("unexpected argument '%s'", argv[optind]);
+		else if (report_opts)
+			ret = usage("%s", "udev-rules takes --config only");
+		else
+			ret = cmd_udev_rules(config);
+		goto out;
+	}
+	if (strcmp(cmd, "system-disk") == 0) {
+		ret = config_given || report_opts
+			  ? usage("%s", "system-disk takes MAJOR:MINOR [DEVNODE] only")
+			  : system_disk_command(argc - optind, argv + optind, stdout);
 		goto out;
 	}
 	if (strcmp(cmd, "report") == 0 || strcmp(cmd, "history") == 0) {

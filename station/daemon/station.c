@@ -41,11 +41,7 @@ static void reload(struct station *st, const char *path)
 	}
 	if (strcmp(cfg->database, st->cfg->database) != 0)
 		log_warn("SIGHUP: the database setting changed; it takes effect at the next start");
-	/* The journal stays the one opened: the old setting moves over (no
-	 * copy that could fail and leave the new configuration without one). */
-	free(cfg->database);
-	cfg->database = st->cfg->database;
-	st->cfg->database = NULL;
+	config_keep_database(cfg, st->cfg);
 	config_free(st->cfg);
 	st->cfg = cfg;
 	log_info("SIGHUP: configuration reloaded from %s (%zu profiles)", path, cfg->n_profiles);
