@@ -118,6 +118,8 @@ int config_udev_rules(const struct station_config *cfg, const char *helper, FILE
 		"# of its own: udev drops a line whose GROUP it cannot resolve.\n"
 		"GROUP=\"bmap-station-cards\", MODE=\"0660\"\n"
 		"ENV{UDISKS_IGNORE}=\"1\", ENV{UDISKS_AUTO}=\"0\"\n"
+		"ATTR{removable}==\"1\", ENV{ID_BUS}==\"usb\", "
+		"ENV{BMAP_STATION_CARD_READER}=\"1\"\n"
 		"SYMLINK+=\"bmap-station/slot/$env{ID_PATH}\"\n"
 		"\n"
 		"LABEL=\"bmap_station_end\"\n",
