@@ -100,14 +100,13 @@ void card_drop(struct station *st, struct card *c)
  */
 void card_gone(struct station *st, struct card *c, const char *how)
 {
-	char label[512], why[256];
+	char why[256];
 
-	card_label(c, label, sizeof(label));
 	if (c->state == CARD_RUNNING) {
 		c->removed = true;
 		c->left = true;
 		manager_stop_worker(c);
-		log_info("%s: %s during job %" PRId64 ", stopping its worker", label, how, c->job);
+		log_card(6, c, "%s during job %" PRId64 ", stopping its worker", how, c->job);
 		return;
 	}
 	if (c->state == CARD_WAITING || c->state == CARD_PROBING) {
@@ -186,8 +185,7 @@ void card_record_once(struct station *st, struct card *c, enum outcome o, const 
 		log_err("%s: not recorded: %s", what, journal_error(st->journal));
 	if (r < 0)
 		return; /* kept for later, said in the log */
-	log_info("%s: %s (job %" PRId64 "): %s", card_label(c, label, sizeof(label)),
-		 outcome_name(o), job, why);
+	log_card(6, c, "%s (job %" PRId64 "): %s", outcome_name(o), job, why);
 	c->job = job;
 }
 
@@ -383,12 +381,9 @@ static void card_handle_line(struct station *st, struct card *c, char *line)
 		free(c->error);
 		c->error = strdup(m.text);
 		break;
-	case WMSG_NOTE: {
-		char label[512];
-
-		log_info("%s: %s", card_label(c, label, sizeof(label)), m.text);
+	case WMSG_NOTE:
+		log_card(6, c, "%s", m.text);
 		break;
-	}
 	case WMSG_RESULT:
 		c->has_outcome = outcome_from_name(m.outcome, &c->outcome) == 0;
 		c->bytes = m.bytes;
@@ -472,9 +467,9 @@ void card_finish_job(struct station *st, struct card *c)
 	je.content_after = c->content_after;
 	/* What the disk held is known only once the worker opened it. */
 	je.content_before = c->content_before;
-	log_at(o == OUTCOME_SUCCESS ? 6 : 4, "%s: job %" PRId64 " %s%s%s (%.1f s)",
-	       card_label(c, label, sizeof(label)), c->job, outcome_name(o), je.error ? ": " : "",
-	       je.error ? je.error : "", now_monotonic() - c->started);
+	log_card(o == OUTCOME_SUCCESS ? 6 : 4, c, "job %" PRId64 " %s%s%s (%.1f s)", c->job,
+		 outcome_name(o), je.error ? ": " : "", je.error ? je.error : "",
+		 now_monotonic() - c->started);
 	{
 		char what[640];
 

@@ -33,7 +33,8 @@ static void end_job_early(struct station *st, struct card *c, const struct job_e
 
 	snprintf(what, sizeof(what), "%s: job %" PRId64 " %s", card_label(c, label, sizeof(label)),
 		 c->job, outcome_name(je->outcome));
-	log_warn("%s: %s", what, je->error);
+	card_set_outcome(c, je->outcome);
+	log_card(4, c, "job %" PRId64 " %s: %s", c->job, outcome_name(je->outcome), je->error);
 	outbox_job_end(st, c->job, je, what);
 	card_set_outcome(c, je->outcome);
 	c->state = CARD_DONE;
@@ -53,7 +54,6 @@ int manager_start_worker(struct station *st, struct card *c)
 	    .cache_max_size = st->cfg->cache_max_size,
 	    .discard = c->discard,
 	};
-	char label[512];
 	int fds[2];
 	pid_t pid, parent;
 
@@ -82,10 +82,10 @@ int manager_start_worker(struct station *st, struct card *c)
 		double now = now_monotonic();
 
 		if (!c->start_failed_at || now >= c->start_nag_at) {
-			log_err("%s: cannot record the job, so the card is NOT written; "
-				"retrying every %.0f s: %s",
-				card_label(c, label, sizeof(label)), JOURNAL_RETRY,
-				journal_error(st->journal));
+			log_card(3, c,
+				 "cannot record the job, so the card is NOT written; "
+				 "retrying every %.0f s: %s",
+				 JOURNAL_RETRY, journal_error(st->journal));
 			c->start_nag_at = now + JOURNAL_NAG;
 		}
 		if (!c->start_failed_at)
@@ -93,9 +93,8 @@ int manager_start_worker(struct station *st, struct card *c)
 		return -EIO;
 	}
 	if (c->start_failed_at) {
-		log_info("%s: job %" PRId64 " recorded after waiting %.1f s for the journal",
-			 card_label(c, label, sizeof(label)), c->job,
-			 now_monotonic() - c->start_failed_at);
+		log_card(6, c, "job %" PRId64 " recorded after waiting %.1f s for the journal",
+			 c->job, now_monotonic() - c->start_failed_at);
 		c->start_failed_at = 0;
 	}
 	if (pipe2(fds, O_CLOEXEC) < 0) {
@@ -139,8 +138,8 @@ int manager_start_worker(struct station *st, struct card *c)
 	c->state = CARD_RUNNING;
 	snprintf(c->phase, sizeof(c->phase), "starting");
 	st->running++;
-	log_info("%s: profile %s: job %" PRId64 " started (worker %d)",
-		 card_label(c, label, sizeof(label)), c->profile, c->job, (int)pid);
+	log_card(6, c, "profile %s: job %" PRId64 " started (worker %d)", c->profile, c->job,
+		 (int)pid);
 	hooks_run(st, c, HOOK_START, NULL, c->job);
 	card_live_update(st, c, true);
 	return 0;
@@ -299,7 +298,6 @@ static bool medium_changed(const struct card *c, uint64_t *ret_now)
 void manager_check_timers(struct station *st)
 {
 	double now = now_monotonic();
-	char label[512];
 	uint64_t seq;
 
 	hooks_check_timers(st);
@@ -314,16 +312,16 @@ void manager_check_timers(struct station *st)
 		if (!c->removed && medium_gone(c)) {
 			c->removed = true;
 			manager_stop_worker(c);
-			log_notice("%s: medium gone during job %" PRId64 ", stopping its worker",
-				   card_label(c, label, sizeof(label)), c->job);
+			log_card(5, c, "medium gone during job %" PRId64 ", stopping its worker",
+				 c->job);
 		}
 		if (!c->removed && medium_changed(c, &seq)) {
 			c->removed = true;
 			manager_stop_worker(c);
-			log_notice("%s: another medium in the disk during job %" PRId64
-				   " (DISKSEQ %" PRIu64 ", now %" PRIu64 "), stopping its worker",
-				   card_label(c, label, sizeof(label)), c->job, c->dev.diskseq,
-				   seq);
+			log_card(5, c,
+				 "another medium in the disk during job %" PRId64
+				 " (DISKSEQ %" PRIu64 ", now %" PRIu64 "), stopping its worker",
+				 c->job, c->dev.diskseq, seq);
 		}
 		if (!c->timed_out && c->timeout && now - c->started > c->timeout) {
 			c->timed_out = true;

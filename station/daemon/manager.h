@@ -105,6 +105,10 @@ __attribute__((format(printf, 2, 3))) void log_at(int prio, const char *fmt, ...
 #define log_warn(...) log_at(4, __VA_ARGS__)
 #define log_notice(...) log_at(5, __VA_ARGS__)
 #define log_info(...) log_at(6, __VA_ARGS__)
+/* A line about card @c: "DEVNODE (serial S, slot N): ...", with the card's
+ * SERIAL, DEVNODE, SLOT, PROFILE, JOB, OUTCOME as journal fields. */
+__attribute__((format(printf, 3, 4))) void log_card(int prio, const struct card *c,
+						     const char *fmt, ...);
 const char *card_label(const struct card *c, char *buf, size_t len);
 
 /* card.c */

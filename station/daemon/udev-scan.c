@@ -49,7 +49,7 @@ void udev_scan_device(struct station *st, struct udev_device *u, const char *act
 {
 	struct device d;
 	struct card *c;
-	char label[512], how[128];
+	char how[128];
 	bool removal, disk_left, outdated = false;
 	uint64_t seq, viewed;
 
@@ -130,8 +130,7 @@ void udev_scan_device(struct station *st, struct udev_device *u, const char *act
 			return;
 		}
 	}
-	log_info("%s: inserted (%s, %" PRIu64 " bytes)", card_label(c, label, sizeof(label)),
-		 action, c->dev.size);
+	log_card(6, c, "inserted (%s, %" PRIu64 " bytes)", action, c->dev.size);
 	card_enqueue(st, c);
 	card_live_update(st, c, true);
 	if (c->dev.tagged) {
