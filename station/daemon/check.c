@@ -129,7 +129,7 @@ static void check_config(const struct station_config *cfg, unsigned n[2])
 }
 
 static void check_device(const struct station_config *cfg, struct journal *j,
-			 const struct device *d, FILE *out)
+			 const struct device *d, FILE *out, unsigned *problems)
 {
 	const char *slot = d->id_path ? config_slot_name(cfg, d->id_path) : NULL;
 	char why[1100], safe[1100], h[32], ser[64], dev[64];
@@ -140,6 +140,13 @@ static void check_device(const struct station_config *cfg, struct journal *j,
 		struct policy_decision pd;
 
 		policy_decide(cfg, d, slot, j, policy_bmap_facts_now, NULL, &pd);
+		/* A configuration that cannot work for this slot's cards. */
+		if (pd.profile && pd.profile->once_per_serial && d->in_reader)
+			problem(problems,
+				"profile %s asks once_per_serial of %s%s%s, a card reader: its cards "
+				"have no serial of their own",
+				pd.profile->name, d->devnode ? d->devnode : d->sysname,
+				slot ? ", slot " : "", slot ? slot : "");
 		if (pd.verdict == POLICY_QUEUE)
 			snprintf(why, sizeof(why), "profile %s%s%s", pd.profile->name,
 				 slot ? ", slot " : "", slot ? slot : "");
@@ -216,11 +223,14 @@ int station_check(const char *config_path, FILE *out)
 			continue;
 		if (device_from_udev(u, cfg->require_tag, &d) == 0) {
 			if (!device_never_candidate(&d))
-				check_device(cfg, j, &d, out);
+				check_device(cfg, j, &d, out, problems);
 			device_clear(&d);
 		}
 		udev_device_unref(u);
 	}
+	if (problems[0])
+		fprintf(out, "\nconfiguration %s: %u problem(s) (see above)\n",
+			printable(config_path, a, sizeof(a)), problems[0]);
 	ret = problems[0] ? EXIT_FAILURE : EXIT_SUCCESS;
 out:
 	if (en)

@@ -52,6 +52,16 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 		snprintf(why, why_len, "no serial, and the profile has once_per_serial = true");
 		return -EEXIST;
 	}
+	/* Every card in that reader would carry the same serial: after one
+	 * success, all later ones would be refused. */
+	if (d->in_reader) {
+		snprintf(why, why_len,
+			 "serial %s is the card reader's, not the card's: once_per_serial cannot "
+			 "tell its cards apart (use a native SD slot, whose cards give their own "
+			 "serial, or once_per_serial = false for this slot)",
+			 printable(d->serial, ser, sizeof(ser)));
+		return -EEXIST;
+	}
 	if (journal && journal_serial_passed(journal, d->serial, p->name, &earlier) == 0) {
 		snprintf(why, why_len,
 			 "serial %s already passed with profile %s (job %" PRId64
