@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bmap-station: the flashing station's command line. `run` is the daemon;
- * `check`, `report` and `history` only read; `forget` adds one row.
+ * `check`, `report` and `history` only read; `forget` adds one row;
+ * `udev-rules` and `system-disk` serve the udev rules.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,7 +15,9 @@
 
 #include "config.h"
 #include "journal.h"
+#include "report.h"
 #include "station.h"
+#include "system-disk.h"
 #include "watch.h"
 #include "version.h"
 
@@ -28,7 +31,8 @@ static const char main_help[] =
 	"verify it, and keep a journal of what went onto each card.\n"
 	"\n"
 	"Commands:\n"
-	"  run     [--config FILE]   run the station in the foreground (logs to stderr)\n"
+	"  run     [--config FILE]   run the station in the foreground (logs to stderr);\n"
+	"                            one station per journal (JOURNAL.lock)\n"
 	"  check   [--config FILE]   validate the configuration and list the block\n"
 	"                            devices present with the profile each would get,\n"
 	"                            or why it would be refused; writes nothing\n"
@@ -42,20 +46,31 @@ static const char main_help[] =
 	"                            one row per card the running station knows:\n"
 	"                            slot, device, serial, profile, state (waiting,\n"
 	"                            writing, verifying, done, failed, refused,\n"
-	"                            removed), percent, MB/s, time left, last outcome\n"
+	"                            removed), percent, MB/s, time left, last outcome;\n"
+	"                            says so when no station runs on the journal\n"
 	"  watch  [--config FILE | --db FILE]\n"
 	"                            the same, full screen, refreshed twice a second,\n"
 	"                            with today's counts (q to quit)\n"
 	"  forget SERIAL [--config FILE | --db FILE]\n"
 	"                            let a card that passed a once_per_serial profile\n"
 	"                            be flashed again (its jobs stay in the journal)\n"
+	"  udev-rules [--config FILE]\n"
+	"                            print udev rules that give the station the disks\n"
+	"                            in its configured slots and no others (for\n"
+	"                            /etc/udev/rules.d/90-bmap-station.rules)\n"
+	"  system-disk MAJOR:MINOR [DEVNODE]\n"
+	"                            for the udev rules: whether the disk holds /,\n"
+	"                            /usr, /var, /efi, /boot or a swap area (mounted\n"
+	"                            or in /etc/fstab); such a disk is never tagged\n"
 	"\n"
 	"Options:\n"
 	"  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
 	"      --db FILE       journal database to read (report, history); give it\n"
 	"                      several times to read several stations' journals\n"
 	"                      together (ordered by start time, with a STATION column)\n"
-	"  -f, --format FMT    table (default), csv (RFC 4180, header row) or json\n"
+	"  -f, --format FMT    table (default), csv (RFC 4180, header row; a text\n"
+	"                      cell starting with = + - @ tab or CR gets a ' in\n"
+	"                      front, against spreadsheet formulas) or json\n"
 	"      --summary       per UTC day and profile: CARDS (every job except\n"
 	"                      ignored ones), PASSED (success), one column per\n"
 	"                      failing outcome, YIELD% (passed / jobs that ended\n"
@@ -200,7 +215,7 @@ enum {
 /* Opens the journal named by --db, or by the configuration's database
  * setting; prints what went wrong. @cfg is kept for the caller to free. */
 static int open_journal(const char *config, const char *db, bool readonly,
-			struct station_config **cfg, struct journal **ret)
+			struct station_config **cfg, struct journal **ret, const char **ret_db)
 {
 	char *err = NULL;
 
@@ -222,6 +237,8 @@ static int open_journal(const char *config, const char *db, bool readonly,
 		free(err);
 		return -EIO;
 	}
+	if (ret_db)
+		*ret_db = db;
 	return 0;
 }
 
@@ -230,8 +247,9 @@ static int cmd_live(const char *config, const char *db, bool json, bool watch)
 	struct station_config *cfg = NULL;
 	struct journal *j = NULL;
 	int ret = EXIT_FAILURE;
+	pid_t pid;
 
-	if (open_journal(config, db, true, &cfg, &j) < 0)
+	if (open_journal(config, db, true, &cfg, &j, &db) < 0)
 		goto out;
 	if (watch) {
 		ret = watch_run(j) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
@@ -241,6 +259,13 @@ static int cmd_live(const char *config, const char *db, bool json, bool watch)
 		fprintf(stderr, "bmap-station: status: %s\n", journal_error(j));
 		goto out;
 	}
+	/* The live table stays as the last station left it, "writing 15%"
+	 * included: say so when none runs (the single-instance lock is free). */
+	if (journal_station_pid(j, &pid) == 0)
+		fprintf(stderr,
+			"bmap-station: the station is not running (no bmap-station holds the "
+			"journal %s): the cards above are as it left them\n",
+			db);
 	ret = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 out:
 	journal_close(j);
@@ -255,7 +280,7 @@ static int cmd_forget(const char *config, const char *db, const char *serial)
 	int ret = EXIT_FAILURE;
 
 	/* The daemon may be running: WAL and the busy timeout let both write. */
-	if (open_journal(config, db, false, &cfg, &j) < 0)
+	if (open_journal(config, db, false, &cfg, &j, NULL) < 0)
 		goto out;
 	if (journal_forget(j, serial) < 0) {
 		fprintf(stderr, "bmap-station: cannot forget serial: %s\n", journal_error(j));
@@ -265,6 +290,37 @@ static int cmd_forget(const char *config, const char *db, const char *serial)
 	ret = EXIT_SUCCESS;
 out:
 	journal_close(j);
+	config_free(cfg);
+	return ret;
+}
+
+/* The rules name the program that checks for the system disk: this one,
+ * where it is installed (or built). */
+static int cmd_udev_rules(const char *config)
+{
+	struct station_config *cfg = NULL;
+	char *err = NULL, *self;
+	int ret = EXIT_FAILURE, r;
+
+	self = realpath("/proc/self/exe", NULL);
+	if (!self) {
+		fprintf(stderr, "bmap-station: cannot tell where this program is: %m\n");
+		return EXIT_FAILURE;
+	}
+	if (config_load(config, &cfg, &err) < 0) {
+		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
+		goto out;
+	}
+	r = config_udev_rules(cfg, self, stdout, &err);
+	if (r < 0) {
+		fprintf(stderr, "bmap-station: %s\n",
+			err ? err : "cannot write the rules to standard output");
+		goto out;
+	}
+	ret = EXIT_SUCCESS;
+out:
+	free(err);
+	free(self);
 	config_free(cfg);
 	return ret;
 }
@@ -372,6 +428,21 @@ int main(int argc, char **argv)
 		else
 			ret = strcmp(cmd, "run") == 0 ? station_run(config)
 						      : station_check(config, stdout);
+		goto out;
+	}
+	if (strcmp(cmd, "udev-rules") == 0) {
+		if (optind < argc)
+			ret = usage("unexpected argument '%s'", argv[optind]);
+		else if (report_opts)
+			ret = usage("%s", "udev-rules takes --config only");
+		else
+			ret = cmd_udev_rules(config);
+		goto out;
+	}
+	if (strcmp(cmd, "system-disk") == 0) {
+		ret = config_given || report_opts
+			  ? usage("%s", "system-disk takes MAJOR:MINOR [DEVNODE] only")
+			  : system_disk_command(argc - optind, argv + optind, stdout);
 		goto out;
 	}
 	if (strcmp(cmd, "report") == 0 || strcmp(cmd, "history") == 0) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * What bmaptool's commands share (see bmaptool.h): messages, usage errors,
- * signals, progress, and an image's map.
+ * the common options, signals, progress.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -80,6 +80,20 @@ struct bmap_ctx *ctx_new(void)
 	return ctx;
 }
 
+bool handle_common(int c)
+{
+	switch (c) {
+	case 'q':
+		log_max = BMAP_LOG_ERROR;
+		return true;
+	case 'd':
+		log_max = BMAP_LOG_DEBUG;
+		return true;
+	default:
+		return false;
+	}
+}
+
 int usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
@@ -93,20 +107,36 @@ int usage_error(const char *cmd, const char *fmt, ...)
 }
 
 atomic_int interrupted;
+/* Written to by the handler, never read: readable once a signal came. */
+static int interrupt_pipe[2] = { -1, -1 };
 
 static void on_signal(int sig)
 {
+	int saved = errno;
+
 	(void)sig;
 	interrupted = 1;
+	if (interrupt_pipe[1] >= 0)
+		(void)!write(interrupt_pipe[1], "", 1);
+	errno = saved;
 }
 
 void catch_signals(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
 
+	/* Without the pipe a wait for input is not cut short: the flag still
+	 * stops the copy at its next piece. */
+	if (interrupt_pipe[0] < 0 && pipe2(interrupt_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		interrupt_pipe[0] = interrupt_pipe[1] = -1;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+int interrupt_fd(void)
+{
+	return interrupt_pipe[0];
 }
 
 void psplash_write(const char *pipe_path, int percent)
@@ -166,68 +196,6 @@ const char *human_time(double seconds, char buf[static 32])
 		n += snprintf(buf + n, 32 - (size_t)n, "%dm ", m);
 	snprintf(buf + n, 32 - (size_t)n, "%.1fs", seconds - 60.0 * (h * 60 + m));
 	return buf;
-}
-
-/* The bmap for IMAGE: --bmap, discovered, or computed from a raw sparse
- * file's holes. Returns 0 with *ret_map NULL for --nobmap. */
-static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-		    struct bmap_source *src, const char *cmd, struct bmap_map **ret_map)
-{
-	_cleanup_free_ char *found = NULL;
-	int r, raw_fd;
-
-	*ret_map = NULL;
-	if (nobmap)
-		return 0;
-	if (bmap_arg) {
-		struct stat a, b;
-
-		if (strcmp(image, "-") != 0 && stat(bmap_arg, &a) == 0 && stat(image, &b) == 0 &&
-		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-			error("the bmap file '%s' is the image file itself", bmap_arg);
-			return -EINVAL;
-		}
-		r = bmap_map_load(ctx, bmap_arg, ret_map);
-		if (r < 0)
-			error("%s", bmap_ctx_get_error(ctx));
-		return r;
-	}
-	if (strcmp(image, "-") != 0 && bmap_discover(image, &found) == 0) {
-		info("discovered bmap file '%s'", found);
-		r = bmap_map_load(ctx, found, ret_map);
-		if (r < 0)
-			error("%s", bmap_ctx_get_error(ctx));
-		return r;
-	}
-	raw_fd = bmap_source_get_raw_fd(src);
-	if (raw_fd >= 0) {
-		info("no bmap found for '%s': using the holes of the raw sparse image "
-		     "(its data is not checksummed)",
-		     image);
-		r = bmap_map_from_file(ctx, raw_fd, image, 4096, ret_map);
-		if (r < 0)
-			error("%s", bmap_ctx_get_error(ctx));
-		return r;
-	}
-	error("bmap file not found for %s '%s'; give it with --bmap FILE, or use --nobmap to "
-	      "%s every byte without a bmap",
-	      strcmp(image, "-") == 0 ? "the image on" : bmap_compression_name(
-		      bmap_source_get_compression(src)),
-	      strcmp(image, "-") == 0 ? "standard input" : image,
-	      strcmp(cmd, "copy") == 0 ? "flash" : "compare");
-	return -ENOENT;
-}
-
-int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-		      const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map)
-{
-	int r = bmap_source_open(ctx, image, ret_src);
-
-	if (r < 0) {
-		error("%s", bmap_ctx_get_error(ctx));
-		return r;
-	}
-	return load_map(ctx, image, bmap_arg, nobmap, *ret_src, cmd, ret_map);
 }
 
 bool progress_on_tty(void)

@@ -88,17 +88,23 @@ void multi_report(struct multi *m, struct dest *d)
 	case DEST_INTERRUPTED:
 		if (m->a->verify)
 			error("%s: interrupted", d->name);
-		else
+		else if (bmap_target_is_changed(d->target))
 			error("%s: interrupted; '%s' was synced and closed, its content is "
 			      "incomplete",
 			      d->name, d->name);
+		else
+			error("%s: interrupted; nothing was written to '%s'", d->name, d->name);
 		break;
 	case DEST_GONE:
 		error("%s: the medium went away (card pulled?) while %s: %s", d->name, verb,
 		      d->why);
 		break;
 	default:
-		error("%s: %s", d->name, d->why);
+		if (!m->a->verify && d->target && bmap_target_is_changed(d->target))
+			error("%s: %s; '%s' was written to before that: its content is incomplete",
+			      d->name, d->why, d->name);
+		else
+			error("%s: %s", d->name, d->why);
 		break;
 	}
 }

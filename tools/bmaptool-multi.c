@@ -396,16 +396,7 @@ int multi_run(const struct multi_args *a)
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	if (m.map) {
-		m.image_size = bmap_map_get_image_size(m.map);
-	} else {
-		struct stat st;
-		int fd = bmap_source_get_raw_fd(src);
-
-		/* --nobmap: a raw file's size still refuses a small device. */
-		if (fd >= 0 && fstat(fd, &st) == 0)
-			m.image_size = (uint64_t)st.st_size;
-	}
+	m.image_size = image_size_of(m.map, src);
 	/* A stream is decoded once; a raw file is read by each; verify against
 	 * checksums reads no image at all. No room for the spill: no
 	 * destination is touched. */

@@ -13,7 +13,7 @@
 
 #include "bmap.h"
 
-/* What `copy` or `verify` was asked, parsed by bmaptool.c. */
+/* What `copy` or `verify` was asked, parsed by bmaptool-copy.c or -verify.c. */
 struct multi_args {
 	bool verify;           /* verify, else copy */
 	const char *image;     /* a file or "-" */

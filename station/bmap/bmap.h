@@ -125,6 +125,19 @@ int bmap_create(struct bmap_ctx *ctx, int image_fd, const char *image_name, int 
 		const char *out_name, const struct bmap_create_opts *opts,
 		struct bmap_create_result *ret_result);
 
+struct bmap_source;
+
+/* The bmap of a self-mapped image's virtual disk: @map (the image's own,
+ * from bmap_source_get_map()) at opts->block_size, rounded out, each range
+ * hashed from what @src reads as the disk: on several threads where @src
+ * reads at random (qcow2), in order by this thread otherwise (a sparse
+ * image, which is then read to its end for its own checks). @src must not
+ * have been read yet. */
+int bmap_create_from_source(struct bmap_ctx *ctx, struct bmap_source *src,
+			    const struct bmap_map *map, int out_fd, const char *out_name,
+			    const struct bmap_create_opts *opts,
+			    struct bmap_create_result *ret_result);
+
 /* The map of a sparse file's holes, without checksums. */
 int bmap_map_from_file(struct bmap_ctx *ctx, int fd, const char *name, uint32_t block_size,
 		       struct bmap_map **ret_map);
@@ -144,6 +157,36 @@ enum bmap_compression {
 enum bmap_compression bmap_compression_detect(const void *buf, size_t len);
 const char *bmap_compression_name(enum bmap_compression c);
 
+/* ---- image formats ------------------------------------------------------ */
+
+/* What the (decoded) image is, from its magic bytes: a raw disk image, or a
+ * format that carries the map of its own data (a self-mapped image). */
+enum bmap_format {
+	BMAP_FORMAT_RAW,
+	BMAP_FORMAT_QCOW2, /* QEMU's disk format, versions 2 and 3 */
+	BMAP_FORMAT_SIMG,  /* Android sparse image */
+};
+
+const char *bmap_format_name(enum bmap_format f);
+
+/* What a self-mapped image says about itself (bmap_source_get_format_info). */
+struct bmap_format_info {
+	enum bmap_format format;
+	uint64_t virtual_size;     /* bytes of the disk the image holds */
+	char version[16];          /* qcow2 "2" or "3"; simg "1.0" */
+	uint32_t cluster_size;     /* qcow2's cluster, simg's block */
+	uint32_t subcluster_size;  /* qcow2 extended L2 entries; else cluster_size */
+	const char *compression;   /* qcow2's compressed clusters: "zlib" or "zstd" */
+	char features[160];        /* qcow2: named feature bits, ", "-separated */
+	/* qcow2: clusters (subclusters with extended L2 entries are counted
+	 * by the cluster that holds them) that hold data, read as zeros, are
+	 * compressed, or are not allocated. */
+	uint64_t allocated, zero, compressed, unallocated;
+	/* simg: chunks of each type */
+	uint64_t raw_chunks, fill_chunks, dont_care_chunks, crc_chunks;
+	bool counts_known;         /* false: a stream not read to its end yet */
+};
+
 /* ---- destinations ------------------------------------------------------ */
 
 struct bmap_target;
@@ -162,19 +205,29 @@ struct bmap_target_opts {
 			       * nothing, nobody needs it on the media */
 };
 
-/* Opens and guards a destination. A block device must be a whole disk, not
- * read-only, not mounted or held (O_EXCL), and big enough; it is locked with
- * flock(LOCK_EX) so udev keeps off. A regular file is created or truncated to
- * the image size (left sparse). A missing path under /dev is an error. */
+/* Opens and guards a destination: the path is opened first and what was
+ * opened is checked (no stat() of the name before). A block device must be a
+ * whole disk, not read-only, not mounted or held (O_EXCL), and big enough; it
+ * is locked with flock(LOCK_EX) so udev keeps off. A regular file is opened
+ * as it is: bmap_copy() drops its old content and sizes it to the image only
+ * once its own checks passed. A missing path becomes a new regular file
+ * (removed again by bmap_target_free() if nothing was written to it), but
+ * never on the file system of the device nodes (a devtmpfs, or /dev's own:
+ * a mistyped device name), nor through a dangling symbolic link. */
 int bmap_target_open(struct bmap_ctx *ctx, const char *path, const struct bmap_target_opts *opts,
 		     struct bmap_target **ret_target);
-/* Adopts an fd the caller opened (the station's worker); same checks. */
+/* Adopts an fd the caller opened; same checks. A regular file is the
+ * caller's scratch file (a spill, a part being filled): truncated to the
+ * image size at once (unless keep_size), as readers of it expect. */
 int bmap_target_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			const struct bmap_target_opts *opts, struct bmap_target **ret_target);
 bool bmap_target_is_blockdev(const struct bmap_target *t);
 int bmap_target_get_fd(const struct bmap_target *t);
 uint64_t bmap_target_get_size(const struct bmap_target *t);
 const char *bmap_target_get_name(const struct bmap_target *t);
+/* Whether anything was written to @t, or a regular file truncated: false
+ * after a copy refused before its first write. */
+bool bmap_target_is_changed(const struct bmap_target *t);
 /* Data on the media (fsync), partition table re-read for block devices. */
 int bmap_target_sync(struct bmap_target *t);
 /* Whether a failure @err (-errno) of @t means the medium went away (a card
@@ -192,7 +245,9 @@ typedef void (*bmap_progress_fn)(void *userdata, uint64_t done, uint64_t total);
  * mapped bytes below @end can be read (without a map every byte is mapped,
  * and once the filler is done a read may end short: the file's end is the
  * image's), -errno with @why when they never will be. Called from worker
- * threads, so it must be thread-safe. */
+ * threads, so it must be thread-safe. @end UINT64_MAX asks for the filler's
+ * verdict (0 once it is done and the image passed its checks): a copy to a
+ * regular file asks it before giving the file its final size. */
 typedef int (*bmap_wait_fn)(void *userdata, uint64_t end, char *why, size_t why_len);
 /* Every mapped byte of the image below @end is on the target (written,
  * not yet synced). Called by the writer thread, in image order, after each
@@ -212,6 +267,10 @@ struct bmap_copy_opts {
 	void *wait_userdata;
 	bmap_written_fn written;       /* copy of a stream: how far the target is written */
 	void *written_userdata;
+	/* With a NULL map: copy (verify) only the data a self-mapped image
+	 * maps, as the image is read (a sparse image from a pipe, whose map
+	 * is known only at its end), instead of every byte. */
+	bool source_map;
 };
 
 struct bmap_copy_result {
@@ -222,8 +281,13 @@ struct bmap_copy_result {
 	double seconds;
 };
 
-/* Copies the mapped ranges of @map (every byte when @map is NULL) from @src to
- * @dst, checking each range's checksum as its data passes. */
+/* Copies the mapped ranges of @map (every byte when @map is NULL, the image's
+ * own map as it is read with opts->source_map) from @src to @dst, checking
+ * each range's checksum as its data passes. Refused before the first write,
+ * @dst as it was (bmap_target_is_changed() false): @dst is the image itself,
+ * an image (a raw file, a self-mapped image's disk) not of the map's size, an
+ * empty image. A regular @dst loses its old content at the first write and
+ * gets the image's size once the copy went well. */
 int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
 	      struct bmap_target *dst, const struct bmap_copy_opts *opts,
 	      struct bmap_copy_result *ret_result);

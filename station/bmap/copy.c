@@ -5,7 +5,9 @@
  * is read or decompressed by the calling thread into a ring of 4 MiB aligned
  * buffers, and a writer thread and a hasher thread consume it, so
  * decompression, hashing and writing overlap. Block devices are written with
- * O_DIRECT. Each range's checksum is checked as its data passes.
+ * O_DIRECT. Each range's checksum is checked as its data passes. What a
+ * self-mapped image's data is made of (zero runs, the map as it streams) is
+ * read by copy-format.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,7 +16,7 @@
 #include <sys/stat.h>
 
 #include "engine.h"
-#include "source.h"
+#include "source-format.h"
 #include "target.h"
 #include "util.h"
 
@@ -39,7 +41,8 @@ static void *writer_thread(void *arg)
 					"the image does not fit on device '%s' (%" PRIu64
 					" bytes): it goes on past byte %" PRIu64,
 					t->name, t->size, t->size);
-		else if ((r = target_pwrite(t, ch->data, ch->len, ch->off)) < 0)
+		else if ((r = ch->zero ? target_write_zeros(t, ch->off, ch->len)
+				       : target_pwrite(t, ch->data, ch->len, ch->off)) < 0)
 			engine_fail(e, r, "cannot write to '%s' at byte %" PRIu64 " (%zu bytes): %s",
 				    t->name, ch->off, ch->len, strerror(-r));
 		ring_release(c->ring, c->index);
@@ -108,14 +111,22 @@ static int produce_ranges(struct engine *e, int raw_fd)
 		for (uint64_t done = 0; done < len;) {
 			struct chunk *ch;
 			size_t n = len - done > slot ? slot : (size_t)(len - done);
+			int64_t z;
 
 			if (engine_stopped(e))
 				return -ECANCELED;
 			ch = ring_acquire(e->ring);
 			if (!ch)
 				return ring_error(e->ring);
-			if (read_image(e, raw_fd, ch->data, n, off + done, what) < 0)
+			if (raw_fd < 0 && bmap_source_get_format(e->source) != BMAP_FORMAT_RAW) {
+				z = copy_format_piece(e, ch->data, n, off + done, len - done, what,
+						 &ch->zero);
+				if (z < 0)
+					return -1;
+				n = (size_t)z;
+			} else if (read_image(e, raw_fd, ch->data, n, off + done, what) < 0) {
 				return -1;
+			}
 			ch->len = n;
 			ch->off = off + done;
 			ch->range = i;
@@ -199,11 +210,11 @@ static int produce_all(struct engine *e, int raw_fd)
 	}
 }
 
-/* One whole range of a raw image file: read and hashed by the worker, and
- * handed to the worker's own writer thread so writing overlaps hashing. */
+/* One whole range of an image read at random (a raw file, qcow2): read
+ * and hashed by the worker, and handed to the worker's own writer thread
+ * so writing overlaps hashing. */
 static int copy_range(struct engine *e, struct ring *ring, size_t i, struct range_hash *h)
 {
-	int raw_fd = bmap_source_get_raw_fd(e->source);
 	const struct bmap_range *rg = &bmap_map_get_ranges(e->map)[i];
 	uint64_t off, len;
 
@@ -221,7 +232,9 @@ static int copy_range(struct engine *e, struct ring *ring, size_t i, struct rang
 			return -ECANCELED;
 		if (engine_wait(e, off + done + n) < 0)
 			return -1;
-		got = loop_pread(raw_fd, ch->data, n, off + done);
+		got = source_pread(e->source, ch->data, n, off + done);
+		if (got < 0 && bmap_source_get_format(e->source) != BMAP_FORMAT_RAW)
+			return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
 		if (got < 0)
 			return engine_fail(e, (int)got, "cannot read %s at byte %" PRIu64 ": %s",
 					   e->image_name, off + done, strerror((int)-got));
@@ -295,6 +308,8 @@ static int copy_stream(struct engine *e, int raw_fd)
 			if (raw_fd < 0)
 				bmap_source_want(e->source, e->map);
 			r = produce_ranges(e, raw_fd);
+		} else if (e->lazy) {
+			r = copy_produce_source_map(e);
 		} else {
 			r = produce_all(e, raw_fd);
 		}
@@ -307,6 +322,77 @@ static int copy_stream(struct engine *e, int raw_fd)
 	return 0;
 }
 
+/* Whether @a and @b are one file (also through a hard link or a
+ * /dev/fd path) or one device. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	if (S_ISBLK(a->st_mode) && S_ISBLK(b->st_mode))
+		return a->st_rdev == b->st_rdev;
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* What can be checked before the first write, so that a refused copy
+ * leaves @dst as it was. A raw image file still being filled (@opts->wait)
+ * has no final size yet: its filler checks it. */
+static int check_before(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
+			struct bmap_target *dst, const struct bmap_copy_opts *opts)
+{
+	int raw_fd = bmap_source_get_raw_fd(src);
+	bool filling = opts && opts->wait;
+	struct stat st, dst_st;
+
+	if (fstat(bmap_source_get_fd(src), &st) == 0 && fstat(dst->fd, &dst_st) == 0 &&
+	    same_file(&st, &dst_st))
+		return bmap_error(ctx, -EINVAL,
+				  "'%s' is the image itself ('%s' is that same %s); nothing was "
+				  "written",
+				  dst->name, bmap_source_get_name(src),
+				  S_ISBLK(st.st_mode) ? "device" : "file");
+	if (map && bmap_source_get_format(src) != BMAP_FORMAT_RAW &&
+	    bmap_source_get_image_size(src) != bmap_map_get_image_size(map))
+		return bmap_error(ctx, -EINVAL,
+				  "the disk in image file '%s' is %" PRIu64 " bytes but the bmap "
+				  "describes a %" PRIu64 "-byte image: the bmap does not belong to "
+				  "this image; nothing was written",
+				  bmap_source_get_name(src), bmap_source_get_image_size(src),
+				  bmap_map_get_image_size(map));
+	if (raw_fd < 0 || filling || fstat(raw_fd, &st) < 0)
+		return 0;
+	if (map && (uint64_t)st.st_size != bmap_map_get_image_size(map))
+		return bmap_error(ctx, -EINVAL,
+				  "image file '%s' is %" PRIu64 " bytes but the bmap describes a "
+				  "%" PRIu64 "-byte image: the bmap does not belong to this image; "
+				  "nothing was written",
+				  bmap_source_get_name(src), (uint64_t)st.st_size,
+				  bmap_map_get_image_size(map));
+	if (!map && st.st_size == 0)
+		return bmap_error(ctx, -EINVAL,
+				  "image file '%s' is empty: nothing to copy; nothing was written",
+				  bmap_source_get_name(src));
+	return 0;
+}
+
+/* The end of a copy that went well, to a regular file: its final size,
+ * once a filler said the whole image passed its checks. */
+static int finish_file(struct engine *e, struct bmap_target *dst, uint64_t size)
+{
+	char why[512] = "";
+	int r;
+
+	if (!dst->drop_content)
+		return 0;
+	if (e->opts->wait) {
+		r = e->opts->wait(e->opts->wait_userdata, UINT64_MAX, why, sizeof(why));
+		if (r < 0)
+			return bmap_error(e->ctx, r, "%s", *why ? why : strerror(-r));
+	}
+	r = target_finish(dst, size);
+	if (r < 0)
+		return bmap_error(e->ctx, r, "cannot size '%s' to %" PRIu64 " bytes: %s",
+				  dst->name, size, strerror(-r));
+	return 0;
+}
+
 int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map,
 	      struct bmap_target *dst, const struct bmap_copy_opts *opts,
 	      struct bmap_copy_result *ret_result)
@@ -314,17 +400,13 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	struct engine e;
 	int raw_fd = bmap_source_get_raw_fd(src);
 	uint64_t expected = map ? bmap_map_get_mapped_bytes(map) : 0;
+	uint64_t image_size = bmap_source_get_image_size(src);
 	double t0 = now_monotonic();
-	struct stat st;
 	int r, rs;
 
-	if (map && raw_fd >= 0 && fstat(raw_fd, &st) == 0 &&
-	    (uint64_t)st.st_size != bmap_map_get_image_size(map))
-		return bmap_error(ctx, -EINVAL,
-				  "image file '%s' is %" PRIu64 " bytes but the bmap describes a "
-				  "%" PRIu64 "-byte image: the bmap does not belong to this image",
-				  bmap_source_get_name(src), (uint64_t)st.st_size,
-				  bmap_map_get_image_size(map));
+	r = check_before(ctx, src, map, dst, opts);
+	if (r < 0)
+		return r;
 	if (map && dst->blockdev && dst->size < bmap_map_get_image_size(map))
 		return bmap_error(ctx, -ENOSPC, "device '%s' is smaller than the image", dst->name);
 
@@ -336,18 +418,38 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	e.check = map && bmap_map_has_range_checksums(map) && !(opts && opts->no_verify);
 	e.abort_on_mismatch = true;
 	e.image_name = bmap_source_get_name(src);
+	e.lazy = !map && opts && opts->source_map &&
+		 bmap_source_get_format(src) != BMAP_FORMAT_RAW;
+	if (e.lazy)
+		e.n_digests = 0;
 	if (map)
 		e.total = expected;
-	else if (raw_fd >= 0 && fstat(raw_fd, &st) == 0)
-		e.total = (uint64_t)st.st_size;
+	else if (!e.lazy)
+		e.total = image_size;
 
 	/* An image still being filled is filled in order: so it is read. */
 	e.in_order = opts && opts->wait;
-	if (map && raw_fd >= 0)
+	/* A spill's decoder reports how far it wrote: only a stream does. */
+	if (map && source_can_pread(src) && !(opts && opts->written))
 		engine_run_workers(&e, copy_worker);
 	else
 		copy_stream(&e, raw_fd);
 	r = engine_status(&e);
+	if (r >= 0 && map && atomic_load(&e.done) != expected)
+		r = bmap_error(ctx, -EIO,
+			       "wrote %" PRIu64 " bytes but the bmap maps %" PRIu64
+			       ": the bmap does not belong to this image",
+			       (uint64_t)atomic_load(&e.done), expected);
+	/* A stream that was empty: nothing was written, and nothing is. */
+	if (r >= 0 && !map && !e.lazy && atomic_load(&e.done) == 0)
+		r = bmap_error(ctx, -EINVAL,
+			       "image '%s' is empty (0 bytes): nothing to copy; nothing was written",
+			       e.image_name);
+	if (r >= 0)
+		r = finish_file(&e, dst,
+				map		? bmap_map_get_image_size(map)
+				: e.lazy	? image_size
+						: atomic_load(&e.done));
 
 	/* Synced even after a failure or an interruption: what was written is
 	 * on the media and the device is left consistent. */
@@ -355,11 +457,6 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	if (r >= 0 && rs < 0)
 		r = bmap_error(ctx, rs, "cannot sync '%s': %s (the data may not be on the media)",
 			       dst->name, strerror(-rs));
-	if (r >= 0 && map && atomic_load(&e.done) != expected)
-		r = bmap_error(ctx, -EIO,
-			       "wrote %" PRIu64 " bytes but the bmap maps %" PRIu64
-			       ": the bmap does not belong to this image",
-			       (uint64_t)atomic_load(&e.done), expected);
 	if (r >= 0 && ret_result) {
 		ret_result->bytes_written = atomic_load(&e.done);
 		engine_data_digest(&e, ret_result->data_sha256);

@@ -1,168 +1,30 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Creating a bmap: find the mapped blocks of a sparse file (FIEMAP, as the
- * reference does, falling back to SEEK_DATA/SEEK_HOLE) and hash each range.
- * Ranges are gathered in batches (of range count, not bytes) and hashed on several threads (a range's
- * digest is serial, but different ranges are independent), then written in
- * order. Memory is bounded by the batch size, whatever the image size.
+ * Creating a bmap: the mapped blocks of a sparse file (scan.c) or of a
+ * self-mapped image's virtual disk (its own map), each range hashed.
+ * Ranges are gathered in batches (of range count, not bytes) and hashed on
+ * several threads (a range's digest is serial, but different ranges are
+ * independent), then written in order; an image read as a stream (a
+ * sparse image) is hashed in order by one thread. Memory is bounded by the
+ * batch size, whatever the image size.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/fiemap.h>
-#include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 
-#include "bmap-private.h"
+#include "source-format.h"
 #include "sha256-ni.h"
 #include "util.h"
 
-#define FIEMAP_EXTENTS 512
 #define HASH_CHUNK (256 * 1024) /* stays in L2 between read and hash */
 #define BATCH_RANGES 16384
 #define MAX_THREADS 8
-
-/* ---- scanning ---- */
-
-struct scan {
-	uint64_t size, blocks;
-	uint32_t bs;
-	bool have;
-	uint64_t first, last;
-	bmap_range_fn fn;
-	void *userdata;
-};
-
-/* Adds the byte span [start, end) as blocks; merges with the pending run. */
-static int scan_add(struct scan *s, uint64_t start, uint64_t end)
-{
-	uint64_t first, last;
-	int r;
-
-	if (end > s->size)
-		end = s->size;
-	if (start >= end)
-		return 0;
-	first = start / s->bs;
-	last = (end - 1) / s->bs;
-	if (s->have && first <= s->last + 1) {
-		if (last > s->last)
-			s->last = last;
-		return 0;
-	}
-	if (s->have) {
-		r = s->fn(s->userdata, s->first, s->last);
-		if (r < 0)
-			return r;
-	}
-	s->have = true;
-	s->first = first;
-	s->last = last;
-	return 0;
-}
-
-static int scan_fiemap(struct bmap_ctx *ctx, int fd, const char *name, struct scan *s)
-{
-	_cleanup_free_ struct fiemap *fm = NULL;
-	uint64_t start = 0;
-	bool first_call = true;
-	int r;
-
-	/* Zeroed: valgrind does not model what FS_IOC_FIEMAP writes back. */
-	fm = calloc(1, sizeof(*fm) + FIEMAP_EXTENTS * sizeof(struct fiemap_extent));
-	if (!fm)
-		return bmap_error(ctx, -ENOMEM, "out of memory");
-	while (start < s->size) {
-		bool last_seen = false;
-
-		memset(fm, 0, sizeof(*fm));
-		fm->fm_start = start;
-		fm->fm_length = s->size - start;
-		/* Sync once, like the reference: delayed allocations become real. */
-		fm->fm_flags = first_call ? FIEMAP_FLAG_SYNC : 0;
-		fm->fm_extent_count = FIEMAP_EXTENTS;
-		if (ioctl(fd, FS_IOC_FIEMAP, fm) < 0) {
-			if (first_call && (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL))
-				return -EOPNOTSUPP;
-			return bmap_error(ctx, -errno, "FIEMAP failed on '%s': %m", name);
-		}
-		first_call = false;
-		if (fm->fm_mapped_extents == 0)
-			break;
-		for (unsigned i = 0; i < fm->fm_mapped_extents; i++) {
-			const struct fiemap_extent *e = &fm->fm_extents[i];
-
-			/* Unwritten (fallocated) extents count as mapped, as in
-			 * the reference: flags are deliberately ignored. */
-			r = scan_add(s, e->fe_logical, e->fe_logical + e->fe_length);
-			if (r < 0)
-				return r;
-			start = e->fe_logical + e->fe_length;
-			if (e->fe_flags & FIEMAP_EXTENT_LAST)
-				last_seen = true;
-		}
-		if (last_seen)
-			break;
-	}
-	return 0;
-}
-
-static int scan_seek(struct bmap_ctx *ctx, int fd, const char *name, struct scan *s)
-{
-	uint64_t pos = 0;
-	int r;
-
-	while (pos < s->size) {
-		off_t data = lseek(fd, (off_t)pos, SEEK_DATA), hole;
-
-		if (data < 0) {
-			if (errno == ENXIO)
-				break;
-			if (errno == EINVAL && pos == 0) {
-				/* No SEEK_DATA: everything is data. */
-				return scan_add(s, 0, s->size);
-			}
-			return bmap_error(ctx, -errno, "SEEK_DATA failed on '%s': %m", name);
-		}
-		hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0)
-			return bmap_error(ctx, -errno, "SEEK_HOLE failed on '%s': %m", name);
-		r = scan_add(s, (uint64_t)data, (uint64_t)hole);
-		if (r < 0)
-			return r;
-		pos = (uint64_t)hole;
-	}
-	return 0;
-}
-
-int bmap_scan_file(struct bmap_ctx *ctx, int fd, const char *name, uint64_t size,
-		   uint32_t block_size, bmap_range_fn fn, void *userdata)
-{
-	struct scan s = {
-		.size = size, .bs = block_size, .fn = fn, .userdata = userdata,
-		.blocks = (size + block_size - 1) / block_size,
-	};
-	int r;
-
-	r = scan_fiemap(ctx, fd, name, &s);
-	if (r == -EOPNOTSUPP) {
-		bmap_log(ctx, BMAP_LOG_DEBUG, "FIEMAP not supported on '%s', using SEEK_HOLE",
-			 name);
-		s.have = false;
-		r = scan_seek(ctx, fd, name, &s);
-	}
-	if (r < 0)
-		return r;
-	if (s.have)
-		return fn(userdata, s.first, s.last);
-	return 0;
-}
 
 /* ---- hashing in parallel ---- */
 
@@ -181,6 +43,7 @@ struct creator {
 	bool checksums;
 	unsigned threads;
 	bool sha_ni; /* two ranges per thread (sha256-ni.c) */
+	struct bmap_source *src; /* a self-mapped image: read through it, not fd */
 	struct bmap_writer *w;
 
 	struct job *jobs;
@@ -201,7 +64,9 @@ static void hash_fail(struct creator *c, const struct job *j, int r)
 		pthread_mutex_lock(&c->lock);
 		snprintf(c->error_msg, sizeof(c->error_msg), "blocks %" PRIu64 "-%" PRIu64 ": %s",
 			 j->first, j->last,
-			 r == -ENODATA ? "the file shrank while being read" : strerror(-r));
+			 r == -ENODATA ? "the file shrank while being read"
+			 : c->src      ? bmap_ctx_get_error(c->ctx)
+				       : strerror(-r));
 		pthread_mutex_unlock(&c->lock);
 	}
 }
@@ -221,7 +86,7 @@ static ssize_t read_piece(const struct creator *c, uint8_t *buf, size_t max, uin
 			  uint64_t end)
 {
 	size_t n = end - off > max ? max : (size_t)(end - off);
-	ssize_t got = loop_pread(c->fd, buf, n, off);
+	ssize_t got = c->src ? source_pread(c->src, buf, n, off) : loop_pread(c->fd, buf, n, off);
 
 	if (got < 0)
 		return got;
@@ -510,6 +375,110 @@ int bmap_create(struct bmap_ctx *ctx, int image_fd, const char *image_name, int 
 		ret_result->mapped_blocks = bmap_writer_get_mapped_blocks(c.w);
 	}
 out:
+	bmap_writer_free(c.w);
+	free(c.jobs);
+	free(c.order);
+	return r;
+}
+
+/* A stream (a sparse image): its ranges hashed in order, by this thread;
+ * then the rest of it read, so that its own checks run. */
+static int hash_in_order(struct creator *c, const struct bmap_map *map)
+{
+	_cleanup_(bmap_digest_freep) struct bmap_digest *d = bmap_digest_new(c->cs_type);
+	_cleanup_free_ uint8_t *buf = malloc(HASH_CHUNK);
+	uint8_t digest[BMAP_DIGEST_MAX];
+	int r;
+
+	if (!d || !buf)
+		return bmap_error(c->ctx, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < bmap_map_get_range_count(map); i++) {
+		const struct bmap_range *rg = &bmap_map_get_ranges(map)[i];
+		uint64_t off, len;
+
+		bmap_map_range_bytes(map, i, &off, &len);
+		r = bmap_source_skip(c->src, off - bmap_source_tell(c->src));
+		if (r < 0)
+			return r;
+		bmap_digest_reset(d);
+		for (uint64_t done = 0; done < len;) {
+			size_t n = len - done < HASH_CHUNK ? (size_t)(len - done) : HASH_CHUNK;
+			ssize_t got = bmap_source_read(c->src, buf, n);
+
+			if (got < 0)
+				return (int)got;
+			if ((size_t)got < n)
+				return bmap_error(c->ctx, -EPIPE, "image file '%s' ends inside its data",
+						  c->name);
+			bmap_digest_update(d, buf, n);
+			done += n;
+		}
+		bmap_digest_final(d, digest);
+		r = bmap_writer_add_range(c->w, rg->first, rg->last, digest);
+		if (r < 0)
+			return r;
+	}
+	r = bmap_source_skip(c->src, c->size - bmap_source_tell(c->src));
+	if (r == 0 && bmap_source_read(c->src, buf, 1) < 0)
+		r = -EIO;
+	return r;
+}
+
+int bmap_create_from_source(struct bmap_ctx *ctx, struct bmap_source *src,
+			    const struct bmap_map *map, int out_fd, const char *out_name,
+			    const struct bmap_create_opts *opts, struct bmap_create_result *ret_result)
+{
+	struct creator c = {
+		.ctx = ctx, .fd = -1, .name = bmap_source_get_name(src), .cs_type = "sha256",
+		.lock = PTHREAD_MUTEX_INITIALIZER, .src = src,
+	};
+	struct bmap_map *scaled = NULL;
+	const struct bmap_range *rg;
+	int r;
+
+	c.bs = opts && opts->block_size ? opts->block_size : 4096;
+	c.checksums = !(opts && opts->no_checksum);
+	c.threads = opts && opts->threads ? opts->threads : default_threads();
+	if (c.threads > MAX_THREADS)
+		c.threads = MAX_THREADS;
+	if (c.bs < 512 || (c.bs & (c.bs - 1)))
+		return bmap_error(ctx, -EINVAL, "block size %" PRIu32 " is not a power of two >= 512",
+				  c.bs);
+	c.size = bmap_map_get_image_size(map);
+	if (c.size == 0)
+		return bmap_error(ctx, -EINVAL, "cannot generate bmap for the zero-sized disk of '%s'",
+				  c.name);
+	c.sha_ni = sha256_ni_available() && !(secure_getenv("BMAP_SHA_NI") &&
+					      strcmp(secure_getenv("BMAP_SHA_NI"), "0") == 0);
+	/* The bmap's blocks, rounded out from the format's (clusters). */
+	scaled = source_map_rescale(map, c.bs);
+	c.jobs = malloc(BATCH_RANGES * sizeof(*c.jobs));
+	c.order = malloc(BATCH_RANGES * sizeof(*c.order));
+	if (!scaled || !c.jobs || !c.order) {
+		r = bmap_error(ctx, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r = bmap_writer_new(ctx, out_fd, out_name, c.size, c.bs, c.cs_type, &c.w);
+	if (r < 0)
+		goto out;
+	rg = bmap_map_get_ranges(scaled);
+	if (c.checksums && !source_can_pread(src)) {
+		r = hash_in_order(&c, scaled);
+	} else {
+		for (size_t i = 0; i < bmap_map_get_range_count(scaled) && r >= 0; i++)
+			r = on_range(&c, rg[i].first, rg[i].last);
+		if (r >= 0)
+			r = flush_batch(&c);
+	}
+	if (r >= 0)
+		r = bmap_writer_finish(c.w);
+	if (r >= 0 && ret_result) {
+		ret_result->image_size = c.size;
+		ret_result->blocks_count = (c.size + c.bs - 1) / c.bs;
+		ret_result->mapped_blocks = bmap_writer_get_mapped_blocks(c.w);
+	}
+out:
+	bmap_map_free(scaled);
 	bmap_writer_free(c.w);
 	free(c.jobs);
 	free(c.order);

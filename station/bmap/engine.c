@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "target.h"
 #include "util.h"
 
 int engine_init(struct engine *e, struct bmap_ctx *ctx, const struct bmap_map *map,
@@ -21,7 +22,8 @@ int engine_init(struct engine *e, struct bmap_ctx *ctx, const struct bmap_map *m
 	e->opts = opts ? opts : &no_opts;
 	pthread_mutex_init(&e->lock, NULL);
 	e->n_digests = map ? bmap_map_get_range_count(map) : 1;
-	e->range_sha256 = calloc(e->n_digests ? e->n_digests : 1, 32);
+	e->digests_cap = e->n_digests ? e->n_digests : 1;
+	e->range_sha256 = calloc(e->digests_cap, 32);
 	if (!e->range_sha256)
 		return bmap_error(ctx, -ENOMEM, "out of memory");
 	return 0;
@@ -176,12 +178,41 @@ void range_hash_update(struct range_hash *h, const void *buf, size_t len)
 		bmap_digest_update(h->other, buf, len);
 }
 
+/* Where range @range's SHA-256 goes; the array grows in lazy mode. */
+static uint8_t *range_digest(struct engine *e, size_t range)
+{
+	if (e->lazy && range >= e->digests_cap) {
+		size_t cap = e->digests_cap * 2 > range ? e->digests_cap * 2 : range + 1;
+		uint8_t *p = reallocarray(e->range_sha256, cap, 32);
+
+		if (!p)
+			return NULL;
+		e->range_sha256 = p;
+		e->digests_cap = cap;
+	}
+	if (e->lazy && range >= e->n_digests)
+		e->n_digests = range + 1;
+	return e->range_sha256 + range * 32;
+}
+
+void range_hash_zeros(struct range_hash *h, uint64_t len)
+{
+	while (len > 0) {
+		size_t n = len < TARGET_ZEROS_SIZE ? (size_t)len : TARGET_ZEROS_SIZE;
+
+		range_hash_update(h, target_zeros, n);
+		len -= n;
+	}
+}
+
 int range_hash_end(struct engine *e, struct range_hash *h, size_t range)
 {
-	uint8_t *mine = e->range_sha256 + range * 32, other[BMAP_DIGEST_MAX];
+	uint8_t *mine = range_digest(e, range), other[BMAP_DIGEST_MAX];
 	const uint8_t *got = mine, *want;
 	size_t cs_len;
 
+	if (!mine)
+		return engine_fail(e, -ENOMEM, "out of memory");
 	bmap_digest_final(h->sha256, mine);
 	if (!e->check)
 		return 0;
@@ -226,11 +257,20 @@ void *engine_range_hasher(void *arg)
 		return NULL;
 	while ((ch = ring_next(c->ring, c->index))) {
 		if (ch->range_start) {
+			/* Ranges found as the image is read end where the next
+			 * begins (their last chunk is not known in advance). */
+			if (open && range_hash_end(e, &h, range) < 0 && e->abort_on_mismatch) {
+				ring_release(c->ring, c->index);
+				break;
+			}
 			range_hash_start(&h);
 			open = true;
 		}
 		range = ch->range;
-		range_hash_update(&h, ch->data, ch->len);
+		if (ch->zero)
+			range_hash_zeros(&h, ch->len);
+		else
+			range_hash_update(&h, ch->data, ch->len);
 		if (ch->range_end) {
 			open = false;
 			if (range_hash_end(e, &h, ch->range) < 0 && e->abort_on_mismatch) {
@@ -240,7 +280,7 @@ void *engine_range_hasher(void *arg)
 		}
 		ring_release(c->ring, c->index);
 	}
-	/* A range of unknown length (no bmap) ends with the stream. */
+	/* A range of unknown length (no bmap, lazy) ends with the stream. */
 	if (open && !atomic_load(&e->failed) && !ring_error(c->ring))
 		range_hash_end(e, &h, range);
 	range_hash_free(&h);

@@ -53,7 +53,11 @@ struct engine {
 	/* per-range hashing */
 	bool check;             /* compare with the bmap's range checksums */
 	bool abort_on_mismatch; /* copy stops; verify counts */
-	size_t n_digests;
+	/* No map: the ranges are the self-mapped image's data, found as it
+	 * is read (opts->source_map). range_sha256 then grows, and only the
+	 * one thread that hashes touches it until the end. */
+	bool lazy;
+	size_t n_digests, digests_cap;
 	uint8_t *range_sha256;  /* n_digests * 32 */
 	atomic_size_t bad_ranges;
 	size_t first_bad;       /* under lock */
@@ -92,6 +96,8 @@ int range_hash_init(struct engine *e, struct range_hash *h);
 void range_hash_free(struct range_hash *h);
 void range_hash_start(struct range_hash *h);
 void range_hash_update(struct range_hash *h, const void *buf, size_t len);
+/* @len zero bytes (a chunk marked zero). */
+void range_hash_zeros(struct range_hash *h, uint64_t len);
 /* Stores the range's SHA-256 and checks the bmap's checksum; returns
  * -EBADMSG after recording a mismatch. */
 int range_hash_end(struct engine *e, struct range_hash *h, size_t range);
@@ -103,6 +109,23 @@ struct engine_consumer {
 	unsigned index;
 };
 void *engine_range_hasher(void *arg);
+
+/* ---- the copy's producers for self-mapped images (copy-format.c) ---- */
+
+/* A zero run of a sparse image at least this long goes as one chunk of no
+ * data, written by BLKZEROOUT; at most this much per chunk (progress). */
+#define ZERO_MIN (64u << 10)
+#define ZERO_MAX ((uint64_t)64 << 20)
+
+/* A piece at image offset @at, at most @max bytes (@left to the range's
+ * end): a zero run of ZERO_MIN or more passed over (its length, *@ret_zero
+ * set), else data read into @buf up to where such a run begins (its
+ * length); -1 after engine_fail(). */
+int64_t copy_format_piece(struct engine *e, uint8_t *buf, size_t max, uint64_t at,
+			  uint64_t left, const char *what, bool *ret_zero);
+/* No map: the data of a self-mapped image as it is read, each run between
+ * holes a range, into the ring. */
+int copy_produce_source_map(struct engine *e);
 
 /* Worker pool: runs @thread(e) on up to ENGINE_MAX_WORKERS threads; each
  * takes ranges with engine_take_range() until it returns false. Ranges come

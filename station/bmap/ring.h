@@ -21,6 +21,7 @@ struct chunk {
 	size_t range;     /* index of the map range this chunk belongs to */
 	bool range_start; /* first chunk of its range */
 	bool range_end;   /* last chunk of its range */
+	bool zero;        /* len zero bytes, not in data (a sparse image's zero fill) */
 };
 
 struct ring;

@@ -15,6 +15,9 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#if defined(__clang__)
+#include <cpuid.h>
+#endif
 
 #define SHA_TARGET __attribute__((target("sha,sse4.1,ssse3")))
 
@@ -156,9 +159,19 @@ SHA_TARGET static void blocks2(uint32_t h0[8], const uint8_t *p0, uint32_t h1[8]
 
 bool sha256_ni_available(void)
 {
+#if defined(__clang__)
+	/* clang 14 knows no "sha" for __builtin_cpu_supports: CPUID itself
+	 * (leaf 7 EBX bit 29: SHA; leaf 1 ECX bits 19 and 9: SSE4.1, SSSE3). */
+	unsigned a, b, c, d;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9)))
+		return false;
+	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29));
+#else
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
 	       __builtin_cpu_supports("ssse3");
+#endif
 }
 
 #else

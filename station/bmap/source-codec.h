@@ -29,6 +29,11 @@ struct source_codec {
 	 * image's end is reported); returns the bytes skipped, <= @n, or
 	 * -errno. What it leaves is read and dropped. */
 	int64_t (*skip)(struct bmap_source *s, uint64_t n);
+	/* Optional: the first @len decoded bytes, without consuming them or
+	 * starting what bmap_source_want() must come before (xz by blocks);
+	 * returns how many (fewer at the end), or -errno. Without it, the
+	 * format layer reads them and serves them again. */
+	ssize_t (*peek)(struct bmap_source *s, void *buf, size_t len);
 	/* Optional: the caller will read only @map's ranges (see
 	 * bmap_source_want). */
 	void (*want)(struct bmap_source *s, const struct bmap_map *map);
@@ -38,6 +43,7 @@ struct source_codec {
 struct bmap_source {
 	struct bmap_ctx *ctx;
 	int fd;
+	int cancel_fd; /* readable: stop waiting for input (-1: never) */
 	char *name;
 	/* "image file 'x.zst'" or "the image on standard input", for messages. */
 	char *what;
@@ -57,9 +63,19 @@ struct bmap_source {
 	bool in_eof;
 
 	uint64_t in_pos;  /* input bytes consumed by the decoder */
-	uint64_t out_pos; /* image bytes read or skipped */
-	bool eof;
-	int err; /* sticky: a failed decoder is not resumed */
+	uint64_t dec_pos; /* decoded bytes read or skipped */
+	uint64_t out_pos; /* image bytes read or skipped (dec_pos for raw) */
+	bool eof;         /* the decoded stream ended */
+	bool out_eof;     /* the image ended */
+	int err; /* sticky: a failed decoder or format is not resumed */
+
+	/* The image's format (source-format.h); NULL: raw. */
+	enum bmap_format format;
+	const struct source_format *fmt;
+	void *fmt_state;
+	/* Decoded bytes read ahead to find the format, served first. */
+	uint8_t fpeek[8];
+	size_t fpeek_len, fpeek_pos;
 
 	uint8_t *scratch; /* skip() target for sources that cannot seek */
 };

@@ -221,3 +221,23 @@ void xz_par_want(struct xz_par *p, const struct bmap_map *map)
 		if (p->deferred[b])
 			p->order[live++] = b;
 }
+
+ssize_t xz_par_peek(struct bmap_source *s, struct xz_par *p, uint8_t *buf, size_t len)
+{
+	struct xz_dec *d = p->ahead;
+	size_t n = 0;
+
+	if (p->helper_started || p->img_next != 0)
+		return -ENOTSUP;
+	/* The helper restarts this decoder on its first block anyway. */
+	if (xz_dec_start(p, d, 0) < 0)
+		return par_error(s, p, d);
+	while (n < len && !d->finished) {
+		ssize_t k = xz_dec_run(p, d, buf + n, len - n);
+
+		if (k < 0)
+			return par_error(s, p, d);
+		n += (size_t)k;
+	}
+	return (ssize_t)n;
+}

@@ -141,6 +141,13 @@ static int64_t xz_skip(struct bmap_source *s, uint64_t n)
 	return x->par ? xz_par_skip(s, x->par, n) : 0;
 }
 
+static ssize_t xz_peek(struct bmap_source *s, void *buf, size_t len)
+{
+	struct xz_state *x = s->codec_state;
+
+	return x->par ? xz_par_peek(s, x->par, buf, len) : -ENOTSUP;
+}
+
 static void xz_want(struct bmap_source *s, const struct bmap_map *map)
 {
 	struct xz_state *x = s->codec_state;
@@ -165,5 +172,6 @@ const struct source_codec source_codec_xz = {
     .read = xz_read,
     .skip = xz_skip,
     .want = xz_want,
+    .peek = xz_peek,
     .free = xz_free,
 };

@@ -106,4 +106,7 @@ int xz_par_open(struct bmap_source *s, struct xz_par **ret);
 ssize_t xz_par_read(struct bmap_source *s, struct xz_par *p, uint8_t *buf, size_t len);
 int64_t xz_par_skip(struct bmap_source *s, struct xz_par *p, uint64_t n);
 void xz_par_want(struct xz_par *p, const struct bmap_map *map);
+/* The first @len bytes of the image, decoded by the helper's decoder
+ * before the helper starts (nothing the reader does changes). */
+ssize_t xz_par_peek(struct bmap_source *s, struct xz_par *p, uint8_t *buf, size_t len);
 void xz_par_free(struct xz_par *p);

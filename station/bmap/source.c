@@ -1,25 +1,27 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Image sources: opening a file or a pipe, recognising its compression from
- * magic bytes, reading raw images, and the input buffer and error wording
- * shared with the decoders in source-<codec>.c.
+ * magic bytes, raw images, and the input buffer and error wording shared
+ * with the decoders in source-<codec>.c. What the decoded bytes are (a raw
+ * image, or a format such as qcow2) is the format layer's business
+ * (source-format.c); reading and skipping through both is source-read.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "source-codec.h"
+#include "source-format.h"
 #include "util.h"
 
 /* Enough for every magic we recognise. */
 #define SOURCE_PEEK_SIZE 8
-#define SOURCE_SCRATCH_SIZE (256u * 1024)
 
 enum bmap_compression bmap_compression_detect(const void *buf, size_t len)
 {
@@ -62,6 +64,45 @@ const char *bmap_compression_name(enum bmap_compression c)
 	return "unknown";
 }
 
+/* ---- reading the input -------------------------------------------------- */
+
+/* One read() of the input: bytes read, 0 at its end, -errno. Input that may
+ * keep us waiting (a pipe) is waited for in poll() next to s->cancel_fd, so
+ * that the wait can end (-EINTR): a signal's EINTR alone cannot end it, as
+ * it may arrive just before the read() or in another thread. */
+static ssize_t source_read_some(struct bmap_source *s, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (s->cancel_fd >= 0 && !s->seekable) {
+			struct pollfd p[2] = { { .fd = s->fd, .events = POLLIN },
+					       { .fd = s->cancel_fd, .events = POLLIN } };
+
+			if (poll(p, 2, -1) < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			if (p[1].revents)
+				return -EINTR;
+		}
+		n = read(s->fd, buf, len);
+		if (n >= 0 || errno != EINTR)
+			return n < 0 ? -errno : n;
+	}
+}
+
+/* The detail of a failed read of the input, @pos bytes into it. */
+static int source_read_error(struct bmap_source *s, int r, const char *where, uint64_t pos)
+{
+	if (r == -EINTR)
+		return bmap_error(s->ctx, r, "interrupted while waiting for %s (%s %" PRIu64 ")",
+				  s->what, where, pos);
+	return bmap_error(s->ctx, r, "cannot read %s (%s %" PRIu64 "): %s", s->what, where, pos,
+			  strerror(-r));
+}
+
 /* ---- helpers for the decoders ------------------------------------------ */
 
 ssize_t source_fill(struct bmap_source *s)
@@ -72,16 +113,9 @@ ssize_t source_fill(struct bmap_source *s)
 		return (ssize_t)s->in_avail;
 	if (s->in_eof)
 		return 0;
-	do
-		n = read(s->fd, s->in_buf, s->in_size);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		int r = -errno;
-
-		return bmap_error(s->ctx, r,
-				  "cannot read %s (at compressed offset %" PRIu64 "): %s", s->what,
-				  s->in_pos, strerror(-r));
-	}
+	n = source_read_some(s, s->in_buf, s->in_size);
+	if (n < 0)
+		return source_read_error(s, (int)n, "at compressed offset", s->in_pos);
 	if (n == 0)
 		s->in_eof = true;
 	s->in_next = s->in_buf;
@@ -152,14 +186,18 @@ static ssize_t raw_read(struct bmap_source *s, void *buf, size_t len)
 	if (done == len || s->in_eof)
 		return (ssize_t)done;
 
-	n = loop_read(s->fd, (char *)buf + done, len - done);
-	if (n < 0)
-		return bmap_error(s->ctx, (int)n, "cannot read %s (at offset %" PRIu64 "): %s",
-				  s->what, s->in_pos, strerror((int)-n));
-	if ((size_t)n < len - done)
-		s->in_eof = true;
-	s->in_pos += (uint64_t)n;
-	return (ssize_t)(done + (size_t)n);
+	while (done < len) {
+		n = source_read_some(s, (char *)buf + done, len - done);
+		if (n < 0)
+			return source_read_error(s, (int)n, "at offset", s->in_pos);
+		if (n == 0) {
+			s->in_eof = true;
+			break;
+		}
+		done += (size_t)n;
+		s->in_pos += (uint64_t)n;
+	}
+	return (ssize_t)done;
 }
 
 static const struct source_codec source_codec_raw = {
@@ -227,13 +265,9 @@ static int source_peek(struct bmap_source *s, uint8_t *magic, size_t *ret_len)
 		return r;
 	/* A pipe may deliver the first bytes in pieces. */
 	while (s->in_avail < SOURCE_PEEK_SIZE) {
-		do
-			n = read(s->fd, s->in_buf + s->in_avail, s->in_size - s->in_avail);
-		while (n < 0 && errno == EINTR);
-		if (n < 0) {
-			r = -errno;
-			return bmap_error(s->ctx, r, "cannot read %s: %s", s->what, strerror(-r));
-		}
+		n = source_read_some(s, s->in_buf + s->in_avail, s->in_size - s->in_avail);
+		if (n < 0)
+			return source_read_error(s, (int)n, "at offset", s->in_avail);
 		if (n == 0) {
 			s->in_eof = true;
 			break;
@@ -245,9 +279,10 @@ static int source_peek(struct bmap_source *s, uint8_t *magic, size_t *ret_len)
 	return 0;
 }
 
-/* A source owning @fd (closed on failure), named and stat'ed. */
-static int source_new(struct bmap_ctx *ctx, int fd, const char *name, struct stat *ret_st,
-		      struct bmap_source **ret_source)
+/* A source owning @fd (closed on failure), named and stat'ed; @what (NULL:
+ * "image file '@name'") is what messages call it. */
+static int source_new(struct bmap_ctx *ctx, int fd, const char *name, const char *what,
+		      struct stat *ret_st, struct bmap_source **ret_source)
 {
 	struct bmap_source *s;
 	int r;
@@ -260,8 +295,10 @@ static int source_new(struct bmap_ctx *ctx, int fd, const char *name, struct sta
 	}
 	s->ctx = ctx;
 	s->fd = fd;
+	s->cancel_fd = -1;
 	s->name = strdup(name);
-	if (!s->name || asprintf(&s->what, "image file '%s'", name) < 0) {
+	if (!s->name || (what ? !(s->what = strdup(what))
+			      : asprintf(&s->what, "image file '%s'", name) < 0)) {
 		s->what = NULL;
 		r = bmap_error(ctx, -ENOMEM, "out of memory opening image '%s'", name);
 		goto fail;
@@ -286,7 +323,7 @@ int bmap_source_open_raw_fd(struct bmap_ctx *ctx, int fd, const char *name,
 	struct stat st;
 	int r;
 
-	r = source_new(ctx, fd, name, &st, &s);
+	r = source_new(ctx, fd, name, NULL, &st, &s);
 	if (r < 0)
 		return r;
 	if (!S_ISREG(st.st_mode)) {
@@ -310,8 +347,8 @@ fail:
 	return r;
 }
 
-int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
-			struct bmap_source **ret_source)
+static int open_fd(struct bmap_ctx *ctx, int fd, const char *name, const char *what,
+		   int cancel_fd, struct bmap_source **ret_source)
 {
 	uint8_t magic[SOURCE_PEEK_SIZE];
 	struct bmap_source *s;
@@ -319,9 +356,10 @@ int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 	size_t magic_len = 0;
 	int r;
 
-	r = source_new(ctx, fd, name, &st, &s);
+	r = source_new(ctx, fd, name, what, &st, &s);
 	if (r < 0)
 		return r;
+	s->cancel_fd = cancel_fd;
 	if (S_ISDIR(st.st_mode)) {
 		r = bmap_error(ctx, -EISDIR, "%s is a directory", s->what);
 		goto fail;
@@ -348,6 +386,13 @@ int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 		if (r < 0)
 			goto fail;
 	}
+	/* The magic of a raw file's format is in the bytes just peeked; a
+	 * decoder's output is peeked by the format layer itself. */
+	if (s->comp == BMAP_COMP_RAW)
+		s->format = source_format_detect(magic, magic_len);
+	r = source_format_open(s);
+	if (r < 0)
+		goto fail;
 
 	*ret_source = s;
 	return 0;
@@ -357,9 +402,20 @@ fail:
 	return r;
 }
 
+int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
+			struct bmap_source **ret_source)
+{
+	return open_fd(ctx, fd, name, NULL, -1, ret_source);
+}
+
 int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source **ret_source)
 {
-	struct bmap_source *s;
+	return bmap_source_open_cancel(ctx, path, -1, ret_source);
+}
+
+int bmap_source_open_cancel(struct bmap_ctx *ctx, const char *path, int cancel_fd,
+			    struct bmap_source **ret_source)
+{
 	int fd, r;
 
 	if (strcmp(path, "-") == 0) {
@@ -369,17 +425,8 @@ int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source 
 			r = -errno;
 			return bmap_error(ctx, r, "cannot use standard input: %s", strerror(-r));
 		}
-		r = bmap_source_open_fd(ctx, fd, "standard input", &s);
-		if (r < 0)
-			return r;
-		free(s->what);
-		s->what = strdup("the image on standard input");
-		if (!s->what) {
-			bmap_source_free(s);
-			return bmap_error(ctx, -ENOMEM, "out of memory");
-		}
-		*ret_source = s;
-		return 0;
+		return open_fd(ctx, fd, "standard input", "the image on standard input", cancel_fd,
+			       ret_source);
 	}
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -387,13 +434,15 @@ int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source 
 		r = -errno;
 		return bmap_error(ctx, r, "cannot open image file '%s': %s", path, strerror(-r));
 	}
-	return bmap_source_open_fd(ctx, fd, path, ret_source);
+	return open_fd(ctx, fd, path, NULL, cancel_fd, ret_source);
 }
 
 struct bmap_source *bmap_source_free(struct bmap_source *s)
 {
 	if (!s)
 		return NULL;
+	if (s->fmt && s->fmt->free && s->fmt_state)
+		s->fmt->free(s);
 	if (s->codec && s->codec->free && s->codec_state)
 		s->codec->free(s);
 	if (s->fd >= 0)
@@ -404,137 +453,4 @@ struct bmap_source *bmap_source_free(struct bmap_source *s)
 	free(s->name);
 	free(s);
 	return NULL;
-}
-
-/* ---- reading --------------------------------------------------------------- */
-
-enum bmap_compression bmap_source_get_compression(const struct bmap_source *s)
-{
-	return s->comp;
-}
-
-const char *bmap_source_get_name(const struct bmap_source *s)
-{
-	return s->name;
-}
-
-ssize_t bmap_source_read(struct bmap_source *s, void *buf, size_t len)
-{
-	size_t done = 0;
-
-	if (s->err)
-		return s->err;
-	if (len > SSIZE_MAX)
-		len = SSIZE_MAX;
-	/* Decoders may stop short (at frame ends, after one pipe read); only
-	 * the end of the image may make the caller's read short. */
-	while (done < len && !s->eof) {
-		ssize_t n = s->codec->read(s, (char *)buf + done, len - done);
-
-		if (n < 0) {
-			s->err = (int)n;
-			return n;
-		}
-		if (n == 0)
-			s->eof = true;
-		done += (size_t)n;
-	}
-	s->out_pos += done;
-	return (ssize_t)done;
-}
-
-static int source_skip_short(struct bmap_source *s, uint64_t want)
-{
-	return bmap_error(s->ctx, -EPIPE,
-			  "%s is truncated: the image ends after %" PRIu64 " bytes, %" PRIu64
-			  " bytes short of the data to skip",
-			  s->what, s->out_pos, want);
-}
-
-int bmap_source_skip(struct bmap_source *s, uint64_t n)
-{
-	if (s->err)
-		return s->err;
-
-	if (s->comp == BMAP_COMP_RAW && s->seekable) {
-		struct stat st;
-		off_t cur;
-		uint64_t left;
-
-		cur = lseek(s->fd, 0, SEEK_CUR);
-		if (cur < 0 || fstat(s->fd, &st) < 0) {
-			int r = -errno;
-
-			return bmap_error(s->ctx, r, "cannot seek in %s: %s", s->what,
-					  strerror(-r));
-		}
-		left =
-		    (uint64_t)st.st_size > (uint64_t)cur ? (uint64_t)st.st_size - (uint64_t)cur : 0;
-		if (n > left) {
-			lseek(s->fd, (off_t)left, SEEK_CUR);
-			s->out_pos += left;
-			s->in_pos += left;
-			s->in_eof = true;
-			return source_skip_short(s, n - left);
-		}
-		if (lseek(s->fd, (off_t)n, SEEK_CUR) < 0) {
-			int r = -errno;
-
-			return bmap_error(s->ctx, r, "cannot seek in %s: %s", s->what,
-					  strerror(-r));
-		}
-		s->out_pos += n;
-		s->in_pos += n;
-		return 0;
-	}
-
-	if (s->codec->skip && n > 0 && !s->eof) {
-		int64_t k = s->codec->skip(s, n);
-
-		if (k < 0) {
-			s->err = (int)k;
-			return (int)k;
-		}
-		s->out_pos += (uint64_t)k;
-		n -= (uint64_t)k;
-	}
-	if (n > 0 && !s->scratch) {
-		s->scratch = malloc(SOURCE_SCRATCH_SIZE);
-		if (!s->scratch)
-			return source_nomem(s);
-	}
-	while (n > 0) {
-		size_t chunk = n < SOURCE_SCRATCH_SIZE ? (size_t)n : SOURCE_SCRATCH_SIZE;
-		ssize_t got = bmap_source_read(s, s->scratch, chunk);
-
-		if (got < 0)
-			return (int)got;
-		n -= (uint64_t)got;
-		if ((size_t)got < chunk)
-			return source_skip_short(s, n);
-	}
-	return 0;
-}
-
-void bmap_source_want(struct bmap_source *s, const struct bmap_map *map)
-{
-	if (map && s->codec->want && s->out_pos == 0 && !s->err)
-		s->codec->want(s, map);
-}
-
-uint64_t bmap_source_tell(const struct bmap_source *s)
-{
-	return s->out_pos;
-}
-
-uint64_t bmap_source_input_pos(const struct bmap_source *s)
-{
-	return s->in_pos;
-}
-
-int bmap_source_get_raw_fd(const struct bmap_source *s)
-{
-	/* Callers pread() at image offsets, which are file offsets only when
-	 * the image starts at the file's start. */
-	return s->comp == BMAP_COMP_RAW && s->seekable && s->at_start ? s->fd : -1;
 }

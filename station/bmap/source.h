@@ -12,6 +12,14 @@ struct bmap_source;
 
 /* @path "-" means standard input. */
 int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source **ret_source);
+/* bmap_source_open() whose waits for input from a pipe, a FIFO or a socket
+ * (also the wait for the first bytes, inside the open) last only until
+ * @cancel_fd becomes readable (e.g. a pipe a signal handler writes to):
+ * then the read fails with -EINTR. A read() of such input that never
+ * returns is not interrupted by a signal otherwise (it is restarted, or
+ * the signal goes to another thread). @cancel_fd -1: no cancelling. */
+int bmap_source_open_cancel(struct bmap_ctx *ctx, const char *path, int cancel_fd,
+			    struct bmap_source **ret_source);
 /* Takes ownership of @fd. @name is used in messages. */
 int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			struct bmap_source **ret_source);
@@ -44,4 +52,26 @@ uint64_t bmap_source_input_pos(const struct bmap_source *s);
 /* For a raw, seekable regular file: its fd (callers may pread it instead of
  * reading sequentially); -1 otherwise. */
 int bmap_source_get_raw_fd(const struct bmap_source *s);
+/* The descriptor read, whatever it is (for telling whether a destination
+ * is the image itself). */
+int bmap_source_get_fd(const struct bmap_source *s);
 struct bmap_source *bmap_source_free(struct bmap_source *s);
+
+/* ---- self-mapped images (qcow2, Android sparse) ---- */
+
+/* The image's format: what the bytes read are (a qcow2 or sparse image
+ * reads as its virtual disk, holes as zeros). */
+enum bmap_format bmap_source_get_format(const struct bmap_source *s);
+/* Bytes of the image (the virtual disk of a self-mapped one, a raw regular
+ * file's size); 0 when not known (a raw stream). */
+uint64_t bmap_source_get_image_size(const struct bmap_source *s);
+/* A copy of the map a self-mapped image carries (its data; holes are not
+ * mapped), at the format's own granularity, for the caller to free.
+ * -ENODATA for a raw image; -EAGAIN while a sparse image read as a stream
+ * (a pipe, compressed) has not been read to its end: copy it with
+ * opts.source_map, or bmap_source_read_map(). */
+int bmap_source_get_map(struct bmap_source *s, struct bmap_map **ret_map);
+/* Reads the rest of the image to learn its map (a stream is consumed). */
+int bmap_source_read_map(struct bmap_source *s, struct bmap_map **ret_map);
+/* Header facts of a self-mapped image (-ENODATA for raw). */
+int bmap_source_get_format_info(struct bmap_source *s, struct bmap_format_info *ret);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Destinations: opening and guarding a block device or a regular file before
- * any byte is written, and making sure data reached the media afterwards.
- * Every refusal happens here, before the copy starts.
+ * Destinations: guarding a block device or a regular file before any byte
+ * is written (opening one by its path: target-open.c), writing and reading
+ * it, and making sure data reached the media afterwards. Every refusal of a
+ * destination happens here, before the copy starts; a regular file is not
+ * changed until the copy's own checks passed (target_finish()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -147,13 +149,14 @@ static int check_blockdev(struct bmap_ctx *ctx, struct bmap_target *t,
 	return 0;
 }
 
-static struct bmap_target *target_alloc(const char *name)
+struct bmap_target *target_alloc(const char *name)
 {
 	struct bmap_target *t = calloc(1, sizeof(*t));
 
 	if (!t)
 		return NULL;
 	t->fd = -1;
+	t->dir_fd = -1;
 	t->name = strdup(name);
 	if (!t->name) {
 		free(t);
@@ -164,8 +167,7 @@ static struct bmap_target *target_alloc(const char *name)
 	return t;
 }
 
-static int target_setup(struct bmap_ctx *ctx, struct bmap_target *t,
-			const struct bmap_target_opts *opts)
+int target_setup(struct bmap_ctx *ctx, struct bmap_target *t, const struct bmap_target_opts *opts)
 {
 	struct stat st;
 	int r;
@@ -191,72 +193,15 @@ static int target_setup(struct bmap_ctx *ctx, struct bmap_target *t,
 		return bmap_error(ctx, -EINVAL, "'%s' is neither a block device nor a regular file",
 				  t->name);
 	if (opts->mode == BMAP_TARGET_WRITE && !opts->keep_size) {
-		if (ftruncate(t->fd, 0) < 0 || ftruncate(t->fd, (off_t)opts->image_size) < 0)
-			return bmap_error(ctx, -errno, "cannot size '%s' to %" PRIu64 " bytes: %m",
-					  t->name, opts->image_size);
+		/* Not truncated nor sized yet: a copy that is refused (a bmap
+		 * of another image, an empty image, the image itself) must
+		 * leave it as it was. The copy does it (target_finish()). */
+		t->drop_content = true;
 		t->size = opts->image_size;
 	} else {
 		t->size = (uint64_t)st.st_size;
 	}
 	t->writable = opts->mode == BMAP_TARGET_WRITE;
-	return 0;
-}
-
-int bmap_target_open(struct bmap_ctx *ctx, const char *path, const struct bmap_target_opts *opts,
-		     struct bmap_target **ret_target)
-{
-	struct bmap_target *t;
-	struct stat st = { 0 }; /* a missing file: not a block device */
-	int flags, r;
-
-	if (stat(path, &st) < 0) {
-		if (errno != ENOENT)
-			return bmap_error(ctx, -errno, "cannot stat '%s': %m", path);
-		/* The reference silently creates a regular file in /dev for a
-		 * mistyped device name; /dev/shm is an ordinary tmpfs. */
-		if (strncmp(path, "/dev/", 5) == 0 && strncmp(path, "/dev/shm/", 9) != 0)
-			return bmap_error(ctx, -ENOENT,
-					  "device '%s' does not exist (is the card inserted? check "
-					  "the name with lsblk); nothing was written",
-					  path);
-		if (opts->mode == BMAP_TARGET_READ)
-			return bmap_error(ctx, -ENOENT, "'%s' does not exist", path);
-	} else if (S_ISDIR(st.st_mode)) {
-		return bmap_error(ctx, -EISDIR, "'%s' is a directory", path);
-	}
-
-	t = target_alloc(path);
-	if (!t)
-		return bmap_error(ctx, -ENOMEM, "out of memory");
-	if (opts->mode == BMAP_TARGET_READ)
-		flags = O_RDONLY;
-	else if (S_ISBLK(st.st_mode))
-		flags = O_RDWR | O_EXCL; /* O_EXCL: EBUSY when mounted or held */
-	else
-		flags = O_RDWR | O_CREAT;
-	t->fd = open(path, flags | O_CLOEXEC, 0644);
-	if (t->fd < 0) {
-		r = -errno;
-		if (r == -EBUSY)
-			r = bmap_error(ctx, r,
-				       "device '%s' is busy: mounted, or held open exclusively by "
-				       "another process (unmount it first); nothing was written",
-				       path);
-		else if (r == -EROFS || (r == -EACCES && S_ISBLK(st.st_mode)))
-			r = bmap_error(ctx, r, "cannot open '%s' for writing: %s", path,
-				       strerror(-r));
-		else
-			r = bmap_error(ctx, r, "cannot open '%s': %s", path, strerror(-r));
-		bmap_target_free(t);
-		return r;
-	}
-	t->owns_fd = true;
-	r = target_setup(ctx, t, opts);
-	if (r < 0) {
-		bmap_target_free(t);
-		return r;
-	}
-	*ret_target = t;
 	return 0;
 }
 
@@ -270,6 +215,14 @@ int bmap_target_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 		return bmap_error(ctx, -ENOMEM, "out of memory");
 	t->fd = fd;
 	r = target_setup(ctx, t, opts);
+	/* An adopted regular file is the caller's scratch file (a spill, a
+	 * part being filled): sized at once, as readers of it expect. */
+	if (r >= 0 && t->drop_content) {
+		r = target_finish(t, opts->image_size);
+		if (r < 0)
+			bmap_error(ctx, r, "cannot size '%s' to %" PRIu64 " bytes: %s", t->name,
+				   opts->image_size, strerror(-r));
+	}
 	if (r < 0) {
 		bmap_target_free(t);
 		return r;
@@ -296,6 +249,43 @@ uint64_t bmap_target_get_size(const struct bmap_target *t)
 const char *bmap_target_get_name(const struct bmap_target *t)
 {
 	return t->name;
+}
+
+bool bmap_target_is_changed(const struct bmap_target *t)
+{
+	return atomic_load(&t->changed);
+}
+
+/* The first change of @t: a regular file's old content goes now, after
+ * every check before the copy, not when it was opened. */
+static int target_touch(struct bmap_target *t)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&t->bounce_lock);
+	if (!atomic_load(&t->changed)) {
+		if (t->drop_content && ftruncate(t->fd, 0) < 0)
+			r = -errno;
+		else
+			atomic_store(&t->changed, true);
+	}
+	pthread_mutex_unlock(&t->bounce_lock);
+	return r;
+}
+
+int target_finish(struct bmap_target *t, uint64_t size)
+{
+	int r;
+
+	if (!t->drop_content)
+		return 0;
+	r = target_touch(t);
+	if (r < 0)
+		return r;
+	if (ftruncate(t->fd, (off_t)size) < 0)
+		return -errno;
+	t->size = size;
+	return 0;
 }
 
 bool bmap_target_medium_gone(const struct bmap_target *t, int err)
@@ -358,6 +348,8 @@ int target_pwrite(struct bmap_target *t, const void *buf, size_t len, uint64_t o
 	size_t head;
 	int r;
 
+	if (!atomic_load(&t->changed) && (r = target_touch(t)) < 0)
+		return r;
 	if (!t->direct)
 		return loop_pwrite(t->fd, buf, len, off);
 	if (off % t->sector_size || (uintptr_t)buf % 4096)
@@ -369,6 +361,41 @@ int target_pwrite(struct bmap_target *t, const void *buf, size_t len, uint64_t o
 			return r;
 	}
 	return bounce_io(t, (uint8_t *)buf + head, len - head, off + head, true);
+}
+
+/* Zeros for whoever writes or hashes them (O_DIRECT-aligned). */
+const uint8_t target_zeros[TARGET_ZEROS_SIZE] __attribute__((aligned(4096)));
+
+int target_write_zeros(struct bmap_target *t, uint64_t off, uint64_t len)
+{
+	int r;
+
+	if (!atomic_load(&t->changed) && (r = target_touch(t)) < 0)
+		return r;
+	/* A device that takes BLKZEROOUT zeroes the range itself (the page
+	 * cache of it is dropped by the kernel); a file gets a hole. What
+	 * cannot is written zeros. */
+	if (t->blockdev && off % 512 == 0 && len % 512 == 0) {
+		uint64_t range[2] = { off, len };
+
+		if (ioctl(t->fd, BLKZEROOUT, range) == 0)
+			return 0;
+	} else if (!t->blockdev &&
+		   fallocate(t->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			     (off_t)len) == 0) {
+		return 0;
+	}
+	while (len > 0) {
+		size_t n = len < TARGET_ZEROS_SIZE ? (size_t)len : TARGET_ZEROS_SIZE;
+
+		r = target_pwrite(t, target_zeros, n, off);
+
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
 }
 
 ssize_t target_pread(struct bmap_target *t, void *buf, size_t len, uint64_t off)
@@ -431,8 +458,19 @@ int bmap_target_sync(struct bmap_target *t)
 struct bmap_target *bmap_target_free(struct bmap_target *t)
 {
 	if (t) {
+		struct stat a, b;
+
+		/* A file made for a copy that was refused: gone again, if the
+		 * name still is that file. */
+		if (t->created_name && !atomic_load(&t->changed) && fstat(t->fd, &a) == 0 &&
+		    fstatat(t->dir_fd, t->created_name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			(void)unlinkat(t->dir_fd, t->created_name, 0);
 		if (t->owns_fd && t->fd >= 0)
 			close(t->fd);
+		if (t->dir_fd >= 0)
+			close(t->dir_fd);
+		free(t->created_name);
 		free(t->name);
 		pthread_mutex_destroy(&t->bounce_lock);
 		free(t);

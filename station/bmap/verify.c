@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "engine.h"
-#include "source.h"
+#include "source-format.h"
 #include "target.h"
 #include "util.h"
 
@@ -100,6 +100,7 @@ static void *compare_thread(void *arg)
 	uint8_t *buf = NULL;
 	struct chunk *ch;
 	bool open = false;
+	size_t range = 0;
 
 	if (range_hash_init(e, &h) < 0)
 		return NULL;
@@ -109,6 +110,13 @@ static void *compare_thread(void *arg)
 	}
 	while ((ch = ring_next(cmp->c.ring, cmp->c.index))) {
 		ssize_t n = target_pread(t, buf, ch->len, ch->off);
+
+		/* Lazy ranges end where the next begins. */
+		if (ch->range_start && open) {
+			range_hash_end(e, &h, range);
+			open = false;
+		}
+		range = ch->range;
 
 		if (n < 0) {
 			verify_read_failed(e, (int)n, ch->off, ch->len, ch->range);
@@ -148,8 +156,9 @@ static void *compare_thread(void *arg)
 		engine_progress(e, ch->len);
 		ring_release(cmp->c.ring, cmp->c.index);
 	}
+	/* No bmap: the whole image is one range; lazy: the last one. */
 	if (open && !atomic_load(&e->failed) && !ring_error(e->ring))
-		range_hash_end(e, &h, 0); /* no bmap: the whole image is one range */
+		range_hash_end(e, &h, range);
 out:
 	free(buf);
 	range_hash_free(&h);
@@ -210,6 +219,55 @@ static int read_image(struct engine *e)
 	return 0;
 }
 
+/* Compare mode without a map, a self-mapped image: its data as it is read
+ * (each run between holes is a range). */
+static int read_image_lazy(struct engine *e)
+{
+	struct bmap_source *src = e->source;
+	size_t slot = ring_slot_size(e->ring), range = 0;
+	uint64_t prev_end = 0;
+	bool any = false;
+
+	for (;;) {
+		uint64_t len, off;
+		int r;
+
+		r = source_next_data(src, &len);
+		if (r < 0)
+			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+		if (len == 0)
+			return 0;
+		off = bmap_source_tell(src);
+		if (any && off != prev_end)
+			range++;
+		for (uint64_t done = 0; done < len;) {
+			size_t n = len - done > slot ? slot : (size_t)(len - done);
+			struct chunk *ch;
+			ssize_t got;
+
+			if (engine_stopped(e))
+				return -ECANCELED;
+			ch = ring_acquire(e->ring);
+			if (!ch)
+				return ring_error(e->ring);
+			got = bmap_source_read(src, ch->data, n);
+			if (got < 0)
+				return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
+			if ((size_t)got < n)
+				return engine_fail(e, -EPIPE, "%s ends at byte %" PRIu64 ", inside its data",
+						   e->image_name, off + done + (uint64_t)got);
+			ch->len = n;
+			ch->off = off + done;
+			ch->range = range;
+			ch->range_start = done == 0 && (!any || off != prev_end);
+			done += n;
+			ring_publish(e->ring);
+		}
+		any = true;
+		prev_end = off + len;
+	}
+}
+
 static void compare(struct engine *e, struct comparer *cmp)
 {
 	pthread_t tid;
@@ -223,7 +281,10 @@ static void compare(struct engine *e, struct comparer *cmp)
 		engine_fail(e, -EAGAIN, "cannot start a thread");
 		return;
 	}
-	read_image(e);
+	if (e->lazy)
+		read_image_lazy(e);
+	else
+		read_image(e);
 	ring_close(e->ring);
 	pthread_join(tid, NULL);
 }
@@ -256,6 +317,10 @@ int bmap_verify(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap
 	e.check = checksums;
 	e.image_name = image ? bmap_source_get_name(image) : "";
 	e.total = map ? bmap_map_get_mapped_bytes(map) : 0;
+	e.lazy = !map && image && opts && opts->source_map &&
+		 bmap_source_get_format(image) != BMAP_FORMAT_RAW;
+	if (e.lazy)
+		e.n_digests = 0;
 
 	if (checksums)
 		engine_run_workers(&e, verify_worker);

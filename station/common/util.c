@@ -9,7 +9,10 @@
 
 const char *human_size(uint64_t size, char buf[static 32])
 {
-	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+	/* The reference stops at TiB and calls what is left "EiB": 2^62
+	 * bytes are "4194304.0 EiB" there (it is 4 EiB). Below 1 PiB both
+	 * print the same. */
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
 	double v = (double)size;
 
 	if (size == 1) {
@@ -27,7 +30,7 @@ const char *human_size(uint64_t size, char buf[static 32])
 			return buf;
 		}
 	}
-	snprintf(buf, 32, "%.1f EiB", v);
+	snprintf(buf, 32, "%.1f EiB", v / 1024.0);
 	return buf;
 }
 

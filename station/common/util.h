@@ -27,7 +27,8 @@ static inline void closep(int *fd)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* The reference bmaptool's human_size(): "1 byte", "N bytes" below 512,
- * otherwise "%.1f KiB|MiB|GiB|TiB|EiB". @buf needs 32 bytes. */
+ * otherwise "%.1f KiB|MiB|GiB|TiB", then "PiB|EiB" where the reference
+ * mislabels (it calls 1024 TiB "1024.0 EiB"). @buf needs 32 bytes. */
 const char *human_size(uint64_t size, char buf[static 32]);
 
 /* Lowercase hex of @len bytes into @out (2*len+1 bytes). */

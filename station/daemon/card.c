@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * One card: a disk with a medium (keyed by syspath), from the policy's
+ * One card: a medium in a disk (syspath + DISKSEQ), from the policy's
  * decision through the queue, its worker's progress lines and the live
- * table, to its recorded end and hooks. Cards that leave are freed by
- * udev-scan.c; the queue and the workers themselves are manager.c's.
+ * table, to its recorded end and hooks, and its going: a card whose medium
+ * left is freed (once its worker is reaped). When it leaves is udev-scan.c's
+ * to say; the queue and the workers themselves are manager.c's.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -67,12 +68,68 @@ void card_free(struct card *c)
 	free(c);
 }
 
+/* The card of the medium now in the disk at @syspath. Linear, but in the
+ * cards present: those that left are freed (card_gone()). */
 struct card *card_find(struct station *st, const char *syspath)
 {
 	for (struct card *c = st->cards; c; c = c->next)
-		if (strcmp(c->dev.syspath, syspath) == 0)
+		if (!c->left && strcmp(c->dev.syspath, syspath) == 0)
 			return c;
 	return NULL;
+}
+
+void card_drop(struct station *st, struct card *c)
+{
+	for (struct card **p = &st->cards; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	card_free(c);
+}
+
+/*
+ * The medium of @c left its disk, @how: "removed" (pulled) or swapped for
+ * another (a new DISKSEQ, which may come before any event of the old one
+ * going). A waiting card gets its row, 'removed' with the time; a running
+ * job is stopped and ends 'removed', and its card is freed once the worker
+ * is reaped; any other card is freed now. A new medium in the disk is a new
+ * card. In the live view a card that went is no longer shown, but for one
+ * whose job its going cut short: 'removed' stays until the disk gets
+ * another medium or leaves itself (udev-scan.c).
+ */
+void card_gone(struct station *st, struct card *c, const char *how)
+{
+	char why[256];
+
+	if (c->state == CARD_RUNNING) {
+		c->removed = true;
+		c->left = true;
+		manager_stop_worker(c);
+		log_card(6, c, "%s during job %" PRId64 ", stopping its worker", how, c->job);
+		return;
+	}
+	if (c->state == CARD_WAITING || c->state == CARD_PROBING) {
+		snprintf(why, sizeof(why),
+			 "the card was %s before its job started (after %.1f s in the queue)", how,
+			 now_monotonic() - c->queued_at);
+		card_record_once(st, c, OUTCOME_REMOVED, why);
+		card_live_update(st, c, true);
+		hooks_run_end(st, c);
+	}
+	if (c->dev.tagged && !(c->has_outcome && c->outcome == OUTCOME_REMOVED))
+		journal_live_clear(st->journal, c->dev.syspath);
+	card_drop(st, c);
+}
+
+/* A job may not start while the worker of its disk's previous medium still
+ * holds the disk (it would be refused as busy): it waits for its reaping. */
+bool card_disk_busy(const struct station *st, const struct card *c)
+{
+	for (const struct card *o = st->cards; o; o = o->next)
+		if (o != c && o->left && strcmp(o->dev.syspath, c->dev.syspath) == 0)
+			return true;
+	return false;
 }
 
 void card_fill_start(const struct station *st, const struct card *c, struct job_start *js)
@@ -128,8 +185,7 @@ void card_record_once(struct station *st, struct card *c, enum outcome o, const 
 		log_err("%s: not recorded: %s", what, journal_error(st->journal));
 	if (r < 0)
 		return; /* kept for later, said in the log */
-	log_info("%s: %s (job %" PRId64 "): %s", card_label(c, label, sizeof(label)),
-		 outcome_name(o), job, why);
+	log_card(6, c, "%s (job %" PRId64 "): %s", outcome_name(o), job, why);
 	c->job = job;
 }
 
@@ -150,23 +206,50 @@ static int card_take_image(struct card *c, struct policy_decision *d)
 	return 0;
 }
 
-/* The profile's image as it is now, for this card: false when the card was
- * recorded failed (image or bmap unreadable) or refused (too small). */
-bool card_image_fits(struct station *st, struct card *c)
+/*
+ * The profile's image as it is now, for this card: 1 when it fits, 0 when
+ * the card was recorded failed (image or bmap unreadable) or refused (too
+ * small), -EAGAIN while its bmap is being read (the card is CARD_PROBING).
+ */
+int card_check_image(struct station *st, struct card *c)
 {
 	/* The card's own copies: a reload may have freed the profile. */
 	struct profile p = {.name = c->profile, .image = c->image, .bmap = c->bmap};
 	struct policy_decision d = {0};
+	int r = 1;
 
-	policy_image(&p, &c->dev, &d);
+	policy_image(&p, &c->dev, probe_bmap_facts, st, &d);
 	if (d.verdict == POLICY_QUEUE && card_take_image(c, &d) < 0) {
 		d.verdict = POLICY_FAIL;
 		snprintf(d.why, sizeof(d.why), "out of memory");
 	}
-	if (d.verdict != POLICY_QUEUE)
+	if (d.verdict == POLICY_WAIT) {
+		c->state = CARD_PROBING;
+		r = -EAGAIN;
+	} else if (d.verdict != POLICY_QUEUE) {
 		card_record_once(st, c, policy_outcome(d.verdict), d.why);
+		hooks_run_end(st, c);
+		r = 0;
+	}
 	policy_decision_clear(&d);
-	return c->state != CARD_DONE;
+	return r;
+}
+
+/* A probe ended: the cards that waited for a bmap go on, in their order. */
+void card_probed(struct station *st)
+{
+	for (struct card *c = st->cards; c; c = c->next) {
+		if (c->state != CARD_PROBING)
+			continue;
+		switch (card_check_image(st, c)) {
+		case 1:
+			c->state = CARD_WAITING;
+			break;
+		case 0: /* recorded, its on_failure run */
+			card_live_update(st, c, true);
+			break;
+		}
+	}
 }
 
 /* A new medium: what the policy says, recorded, or the card queued. */
@@ -176,7 +259,7 @@ void card_enqueue(struct station *st, struct card *c)
 	const struct profile *p;
 
 	card_reset_job(c);
-	policy_decide(st->cfg, &c->dev, c->slot_name, st->journal, &d);
+	policy_decide(st->cfg, &c->dev, c->slot_name, st->journal, probe_bmap_facts, st, &d);
 	p = d.profile;
 	if (p) {
 		/* Its row names the profile, also when the card is refused. */
@@ -185,6 +268,7 @@ void card_enqueue(struct station *st, struct card *c)
 		c->bmap = p->bmap ? strdup(p->bmap) : NULL;
 		c->verify = p->verify;
 		c->discard = p->discard;
+		c->once_per_serial = p->once_per_serial;
 		if (!c->profile || !c->image || (p->bmap && !c->bmap)) {
 			d.verdict = POLICY_FAIL;
 			snprintf(d.why, sizeof(d.why), "out of memory");
@@ -194,11 +278,17 @@ void card_enqueue(struct station *st, struct card *c)
 		d.verdict = POLICY_FAIL;
 		snprintf(d.why, sizeof(d.why), "out of memory");
 	}
-	if (d.verdict != POLICY_QUEUE) {
+	if (d.verdict == POLICY_WAIT) {
+		/* In the queue's order from now: it goes on in card_probed(). */
+		c->state = CARD_PROBING;
+		c->queue_seq = ++st->next_seq;
+		c->queued_at = now_monotonic();
+	} else if (d.verdict != POLICY_QUEUE) {
 		card_record_once(st, c, policy_outcome(d.verdict), d.why);
 	} else {
 		c->state = CARD_WAITING;
 		c->queue_seq = ++st->next_seq;
+		c->queued_at = now_monotonic();
 	}
 	policy_decision_clear(&d);
 }
@@ -210,6 +300,10 @@ void card_live_update(struct station *st, struct card *c, bool force)
 	enum outcome o;
 
 	if (!c->dev.tagged || !c->dev.syspath)
+		return;
+	/* A card whose medium left keeps its row only while its disk is there
+	 * and holds no other medium (whose card the row is then). */
+	if (c->left && (card_find(st, c->dev.syspath) || access(c->dev.syspath, F_OK) < 0))
 		return;
 	if (!force && (now - c->live_at < 0.5 || c->done == c->live_done))
 		return;
@@ -224,6 +318,7 @@ void card_live_update(struct station *st, struct card *c, bool force)
 	l.job = c->job;
 	l.error = c->error;
 	switch (c->state) {
+	case CARD_PROBING:
 	case CARD_WAITING:
 		l.state = "waiting";
 		break;
@@ -286,12 +381,9 @@ static void card_handle_line(struct station *st, struct card *c, char *line)
 		free(c->error);
 		c->error = strdup(m.text);
 		break;
-	case WMSG_NOTE: {
-		char label[512];
-
-		log_info("%s: %s", card_label(c, label, sizeof(label)), m.text);
+	case WMSG_NOTE:
+		log_card(6, c, "%s", m.text);
 		break;
-	}
 	case WMSG_RESULT:
 		c->has_outcome = outcome_from_name(m.outcome, &c->outcome) == 0;
 		c->bytes = m.bytes;
@@ -375,9 +467,9 @@ void card_finish_job(struct station *st, struct card *c)
 	je.content_after = c->content_after;
 	/* What the disk held is known only once the worker opened it. */
 	je.content_before = c->content_before;
-	log_at(o == OUTCOME_SUCCESS ? 6 : 4, "%s: job %" PRId64 " %s%s%s (%.1f s)",
-	       card_label(c, label, sizeof(label)), c->job, outcome_name(o), je.error ? ": " : "",
-	       je.error ? je.error : "", now_monotonic() - c->started);
+	log_card(o == OUTCOME_SUCCESS ? 6 : 4, c, "job %" PRId64 " %s%s%s (%.1f s)", c->job,
+		 outcome_name(o), je.error ? ": " : "", je.error ? je.error : "",
+		 now_monotonic() - c->started);
 	{
 		char what[640];
 
@@ -401,6 +493,5 @@ void card_finish_job(struct station *st, struct card *c)
 		c->error = e;
 	}
 	card_live_update(st, c, true);
-	hooks_run(st, c, o == OUTCOME_SUCCESS ? HOOK_SUCCESS : HOOK_FAILURE, outcome_name(o),
-		  c->job);
+	hooks_run_end(st, c);
 }

@@ -5,10 +5,16 @@
  * Writes nothing; the journal, when there is one, is only read (for
  * once_per_serial).
  */
+#include <errno.h>
+#include <stdarg.h>
+#include <libgen.h>
 #include <libudev.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -25,8 +31,105 @@ static const char *const verdict_words[] = {
     [POLICY_FAIL] = "failed: ",
 };
 
+/* Problems: [0] `run` would fail (exit 1), [1] cards would fail until fixed
+ * (an image not there yet: it may be copied in later). */
+__attribute__((format(printf, 2, 3))) static void problem(unsigned *n, const char *fmt, ...)
+{
+	char line[PATH_MAX + 512], safe[PATH_MAX + 512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "bmap-station: %s\n", printable(line, safe, sizeof(safe)));
+	(*n)++;
+}
+
+/* A file `run` will read: there, a regular file, readable. */
+static void check_input(unsigned *n, const char *what, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0 && errno == ENOENT)
+		problem(n + 1, "warning: %s '%s' is not there: its cards fail until it is", what,
+			path);
+	else if (stat(path, &st) < 0)
+		problem(n, "%s '%s': %m", what, path);
+	else if (S_ISDIR(st.st_mode))
+		problem(n, "%s '%s' is a directory, not a file", what, path);
+	else if (access(path, R_OK) < 0)
+		problem(n, "%s '%s' cannot be read by this user: %m", what, path);
+}
+
+static void check_hooks(unsigned *n, const char *owner, const struct hooks *h)
+{
+	for (int ev = 0; ev < HOOK_EVENTS; ev++) {
+		const char *prog = h->argv[ev] ? h->argv[ev][0] : NULL;
+		struct stat st;
+
+		if (!prog)
+			continue;
+		if (stat(prog, &st) < 0)
+			problem(n, "%s: the %s hook '%s': %m", owner, hook_event_name(ev), prog);
+		else if (!S_ISREG(st.st_mode) || access(prog, X_OK) < 0)
+			problem(n, "%s: the %s hook '%s' is not an executable file", owner,
+				hook_event_name(ev), prog);
+	}
+}
+
+/* The journal: an existing one must be a writable file; a new one needs a
+ * writable folder on a writable file system. */
+static void check_journal(unsigned *n, const char *path)
+{
+	char dir[PATH_MAX];
+	struct statvfs vfs;
+	struct stat st;
+
+	if (stat(path, &st) == 0) {
+		if (!S_ISREG(st.st_mode))
+			problem(n, "journal '%s' is not a regular file", path);
+		else if (access(path, W_OK) < 0)
+			problem(n, "journal '%s' cannot be written by this user: %m", path);
+		return;
+	}
+	if (errno != ENOENT) {
+		problem(n, "journal '%s': %m", path);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	dirname(dir);
+	if (stat(dir, &st) < 0)
+		problem(n, "journal folder '%s' (for '%s'): %m; create it or change database", dir,
+			path);
+	else if (!S_ISDIR(st.st_mode))
+		problem(n, "journal folder '%s' is not a directory", dir);
+	else if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+		problem(n, "journal folder '%s' is on a read-only file system", dir);
+	else if (access(dir, W_OK | X_OK) < 0)
+		problem(n, "journal folder '%s' cannot be written by this user: %m", dir);
+}
+
+/* What `run` would fail on before it flashes anything (@n[0]), and what
+ * its cards would fail on (@n[1]). */
+static void check_config(const struct station_config *cfg, unsigned n[2])
+{
+	char owner[300];
+
+	check_journal(n, cfg->database);
+	check_hooks(n, "station", &cfg->hooks);
+	for (size_t i = 0; i < cfg->n_profiles; i++) {
+		const struct profile *p = &cfg->profiles[i];
+
+		snprintf(owner, sizeof(owner), "profile %s", p->name);
+		check_input(n, "image", p->image);
+		if (p->bmap)
+			check_input(n, "bmap", p->bmap);
+		check_hooks(n, owner, &p->hooks);
+	}
+}
+
 static void check_device(const struct station_config *cfg, struct journal *j,
-			 const struct device *d, FILE *out)
+			 const struct device *d, FILE *out, unsigned *problems)
 {
 	const char *slot = d->id_path ? config_slot_name(cfg, d->id_path) : NULL;
 	char why[1100], safe[1100], h[32], ser[64], dev[64];
@@ -36,7 +139,14 @@ static void check_device(const struct station_config *cfg, struct journal *j,
 	} else {
 		struct policy_decision pd;
 
-		policy_decide(cfg, d, slot, j, &pd);
+		policy_decide(cfg, d, slot, j, policy_bmap_facts_now, NULL, &pd);
+		/* A configuration that cannot work for this slot's cards. */
+		if (pd.profile && pd.profile->once_per_serial && d->in_reader)
+			problem(problems,
+				"profile %s asks once_per_serial of %s%s%s, a card reader: its cards "
+				"have no serial of their own",
+				pd.profile->name, d->devnode ? d->devnode : d->sysname,
+				slot ? ", slot " : "", slot ? slot : "");
 		if (pd.verdict == POLICY_QUEUE)
 			snprintf(why, sizeof(why), "profile %s%s%s", pd.profile->name,
 				 slot ? ", slot " : "", slot ? slot : "");
@@ -57,7 +167,8 @@ int station_check(const char *config_path, FILE *out)
 	struct udev *udev = NULL;
 	struct udev_enumerate *en = NULL;
 	struct udev_list_entry *e;
-	char *err = NULL;
+	char *err = NULL, a[PATH_MAX], b[PATH_MAX], c[256];
+	unsigned problems[2] = {0, 0};
 	int ret = EXIT_FAILURE;
 
 	if (config_load(config_path, &cfg, &err) < 0) {
@@ -65,12 +176,23 @@ int station_check(const char *config_path, FILE *out)
 		free(err);
 		return EXIT_FAILURE;
 	}
-	fprintf(out, "configuration %s: ok\n", config_path);
-	fprintf(out, "station '%s', journal %s, up to %u workers, require_tag '%s'\n", cfg->name,
-		cfg->database, cfg->max_workers, cfg->require_tag);
+	check_config(cfg, problems);
+	if (problems[0])
+		fprintf(out, "configuration %s: %u problem(s), `run` would fail (see above)\n",
+			printable(config_path, a, sizeof(a)), problems[0]);
+	else if (problems[1])
+		fprintf(out, "configuration %s: valid, %u warning(s) (see above)\n",
+			printable(config_path, a, sizeof(a)), problems[1]);
+	else
+		fprintf(out, "configuration %s: ok\n", printable(config_path, a, sizeof(a)));
+	fprintf(out, "station '%s', journal %s, up to %u workers, require_tag '%s'\n",
+		printable(cfg->name, a, sizeof(a)), printable(cfg->database, b, sizeof(b)),
+		cfg->max_workers, printable(cfg->require_tag, c, sizeof(c)));
 	for (size_t i = 0; i < cfg->n_profiles; i++)
-		fprintf(out, "profile %s: image %s, verify %s%s%s\n", cfg->profiles[i].name,
-			cfg->profiles[i].image, verify_mode_name(cfg->profiles[i].verify),
+		fprintf(out, "profile %s: image %s, verify %s%s%s\n",
+			printable(cfg->profiles[i].name, a, sizeof(a)),
+			printable(cfg->profiles[i].image, b, sizeof(b)),
+			verify_mode_name(cfg->profiles[i].verify),
 			cfg->profiles[i].removable_only ? ", removable only" : "",
 			cfg->profiles[i].discard ? ", discard" : "");
 	/* once_per_serial asks the journal; none yet means no serial passed. */
@@ -101,12 +223,15 @@ int station_check(const char *config_path, FILE *out)
 			continue;
 		if (device_from_udev(u, cfg->require_tag, &d) == 0) {
 			if (!device_never_candidate(&d))
-				check_device(cfg, j, &d, out);
+				check_device(cfg, j, &d, out, problems);
 			device_clear(&d);
 		}
 		udev_device_unref(u);
 	}
-	ret = EXIT_SUCCESS;
+	if (problems[0])
+		fprintf(out, "\nconfiguration %s: %u problem(s) (see above)\n",
+			printable(config_path, a, sizeof(a)), problems[0]);
+	ret = problems[0] ? EXIT_FAILURE : EXIT_SUCCESS;
 out:
 	if (en)
 		udev_enumerate_unref(en);

@@ -1,52 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The station's configuration (libconfig): station settings, named slots and
- * profiles, and matching a device's identity against them.
+ * the profiles (profile.h).
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
-enum verify_mode {
-	VERIFY_READBACK,  /* read the card back through the device, bypassing the cache */
-	VERIFY_CHECKSUMS, /* check range checksums while copying only */
-	VERIFY_NONE,
-};
-
-/* Commands run on station events, each an argv (never through a shell):
- * placeholders %slot %serial %devnode %profile %outcome %job in an argument
- * are replaced by their values. */
-enum hook_event { HOOK_INSERT, HOOK_START, HOOK_SUCCESS, HOOK_FAILURE, HOOK_REMOVE, HOOK_EVENTS };
-
-struct hooks {
-	char **argv[HOOK_EVENTS]; /* NULL-terminated argv, or NULL */
-};
-
-const char *hook_event_name(enum hook_event e); /* "on_insert", ... */
+#include "profile.h"
 
 struct slot_def {
 	char *name;
 	char *path; /* udev ID_PATH */
-};
-
-/* Every given key must fit; strings are fnmatch(3) globs. NULL / 0 = any. */
-struct match {
-	char *slot, *bus, *vendor, *model, *serial;
-	uint64_t min_size, max_size; /* bytes; 0 = no bound */
-};
-
-struct profile {
-	char *name;
-	char *image;
-	char *bmap; /* NULL: discovered next to the image */
-	enum verify_mode verify;
-	bool removable_only; /* default true */
-	bool once_per_serial; /* refuse a serial that already passed with this profile */
-	bool discard;         /* discard (TRIM) the unmapped ranges after the copy */
-	struct hooks hooks;   /* run after the station's own hooks */
-	struct match match;
 };
 
 struct station_config {
@@ -67,18 +35,6 @@ struct station_config {
 	size_t n_profiles;
 };
 
-/* What the station knows of a device when matching. Strings may be NULL. */
-struct device_identity {
-	const char *devnode;
-	const char *serial;  /* ID_SERIAL_SHORT, else ID_SERIAL, else MMC serial */
-	const char *vendor;
-	const char *model;
-	const char *bus;     /* ID_BUS, "mmc" for native MMC */
-	const char *id_path; /* ID_PATH */
-	uint64_t size;       /* bytes */
-	bool removable;
-};
-
 /* Loads and validates @path. On failure returns -errno and a malloc'd message
  * in *ret_error naming the file, the line and the setting
  * ("station.conf:12: profiles.[0].verify: must be readback, checksums or none"). */
@@ -88,11 +44,16 @@ void config_free(struct station_config *cfg);
 /* The slot name whose path equals @id_path, or NULL. */
 const char *config_slot_name(const struct station_config *cfg, const char *id_path);
 
-/* The first profile whose match block fits @id (slot name as given), or NULL.
- * When no profile fits, *ret_why (if given) says why the closest one did not
- * (a static or cfg-owned string is fine; e.g. "serial does not match"). */
-const struct profile *config_match(const struct station_config *cfg,
-				   const struct device_identity *id, const char *slot_name,
-				   const char **ret_why);
+/* A reload keeps the journal the station opened at start: @cfg (the new
+ * configuration) takes @old's database setting and @old gets @cfg's, to be
+ * freed with it. An exchange, not a copy, so that it cannot fail: a copy
+ * short of memory once left the setting NULL, and the next reload crashed. */
+void config_keep_database(struct station_config *cfg, struct station_config *old);
 
-const char *verify_mode_name(enum verify_mode m);
+/* Writes udev rules to @out that tag the disks in @cfg's slots (by ID_PATH)
+ * and no others, never a system disk (asking `@helper system-disk`, @helper
+ * being this program's absolute path). -EINVAL with a message in *ret_error
+ * when there are no slots, or a slot's path, the tag or @helper cannot be
+ * written into a rule literally; -EIO when @out fails. */
+int config_udev_rules(const struct station_config *cfg, const char *helper, FILE *out,
+		      char **ret_error);

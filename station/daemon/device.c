@@ -101,6 +101,9 @@ int device_from_udev(struct udev_device *u, const char *tag, struct device *d)
 	d->bus = dup_or_null(udev_device_get_property_value(u, "ID_BUS"));
 	d->id_path = dup_or_null(udev_device_get_property_value(u, "ID_PATH"));
 
+	v = udev_device_get_property_value(u, "BMAP_STATION_CARD_READER");
+	d->in_reader = v && strcmp(v, "1") == 0;
+
 	/* Native MMC/SD: the card's own identity lives on the mmc device. A USB
 	 * reader's ID_SERIAL names the reader, not the card. */
 	d->mmc_cid = attr(u, "device/cid");
@@ -112,6 +115,7 @@ int device_from_udev(struct udev_device *u, const char *tag, struct device *d)
 		d->mmc_date = attr(u, "device/date");
 		if (!d->bus)
 			d->bus = strdup("mmc");
+		d->in_reader = false;
 		if (d->mmc_serial) {
 			d->reader_serial = d->serial;
 			d->serial = strdup(d->mmc_serial);

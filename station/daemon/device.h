@@ -21,6 +21,10 @@ struct device {
 	bool removable;
 	bool read_only;
 	bool tagged; /* carries the configured udev tag */
+	/* The medium sits in a card reader whose serial is the reader's, not
+	 * the card's (udev's BMAP_STATION_CARD_READER=1, set by the rules for
+	 * USB disks with removable media); never for native MMC/SD. */
+	bool in_reader;
 	char *serial, *reader_serial, *vendor, *model, *bus, *id_path;
 	char *mmc_cid, *mmc_serial, *mmc_manfid, *mmc_oemid, *mmc_name, *mmc_date;
 };

@@ -2,28 +2,17 @@
 /*
  * The journal: one SQLite file (WAL) recording every job of the station:
  * what was written onto which card, when, and how it ended. Only the daemon
- * writes it; reports read it.
+ * writes it; reports read it (report.h). journal.c opens and migrates it,
+ * journal-jobs.c and journal-live.c own its tables.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
-enum outcome {
-	OUTCOME_RUNNING, /* not an outcome: the job row exists, no end yet */
-	OUTCOME_SUCCESS,
-	OUTCOME_FAILED,
-	OUTCOME_VERIFY_FAILED,
-	OUTCOME_REMOVED,
-	OUTCOME_TIMEOUT,
-	OUTCOME_INTERRUPTED,
-	OUTCOME_REFUSED,
-	OUTCOME_IGNORED,
-};
-
-const char *outcome_name(enum outcome o); /* "running", "success", ... */
-int outcome_from_name(const char *name, enum outcome *ret);
+#include "outcome.h"
 
 /* Everything known when a job starts (or is refused/ignored). NULL = unknown. */
 struct job_start {
@@ -69,10 +58,30 @@ struct job_end {
 struct journal;
 
 /* Opens (creating and migrating as needed) the journal at @path: WAL mode,
- * synchronous FULL, a busy timeout. @readonly for reports. -errno and a
- * malloc'd message naming the file on failure. */
+ * synchronous FULL, a busy timeout. @readonly for reports. Checked first:
+ * a regular file (never a FIFO, whose open() would block), not empty,
+ * ours, not newer, not damaged (PRAGMA quick_check; -EBADMSG). A journal
+ * is created only where there is no file at all, never by a reader.
+ * -errno and a malloc'd message naming the file on failure. */
 int journal_open(const char *path, bool readonly, struct journal **ret, char **ret_error);
+/*
+ * For `run`: takes the journal's single-instance lock (PATH.lock, holding
+ * the pid, kept until journal_close()) before anything else, then
+ * journal_open()s it for writing. -EBUSY, with a message naming the pid
+ * that holds it, when another station runs on this journal: nothing of the
+ * journal is touched then.
+ */
+int journal_open_station(const char *path, struct journal **ret, char **ret_error);
+/* Whether a station runs on @j's journal: 1 and its pid in *ret_pid (0 when
+ * it cannot be read), 0 when none holds the journal, -errno when that
+ * cannot be told (the lock file is not readable). */
+int journal_station_pid(const struct journal *j, pid_t *ret_pid);
 void journal_close(struct journal *j);
+/* Once SQLite found the file damaged (a corrupt page), the message saying so
+ * with the way out; NULL while it is not known to be. journal_open()
+ * refuses a damaged file (PRAGMA quick_check); this is for damage found
+ * later, which no retry repairs. */
+const char *journal_damaged(const struct journal *j);
 /* The last error's text (sqlite's message with context). */
 const char *journal_error(const struct journal *j);
 /* How long a write waits for another process's lock before failing with
@@ -94,9 +103,12 @@ int journal_job_once(struct journal *j, const struct job_start *s, const struct 
 /* On start-up: jobs left running by a crash become interrupted. Returns how many. */
 int journal_interrupt_running(struct journal *j, const char *error);
 
-/* The outcome of the newest job for one insertion (syspath + DISKSEQ): 0 and
- * *ret when there is one, -ENOENT when there is none. The station uses it to
- * leave alone, after a restart, cards it has already dealt with. */
+/* The outcome of the newest job for one insertion (syspath + DISKSEQ in this
+ * boot: DISKSEQ restarts at every boot): 0 and *ret when there is one,
+ * -ENOENT when there is none. The station uses it to leave alone, after a
+ * restart, cards it has already dealt with. Each job row records the boot
+ * (/proc/sys/kernel/random/boot_id, or the file BMAP_STATION_BOOT_ID_FILE
+ * names). */
 int journal_last_outcome(struct journal *j, const char *syspath, uint64_t diskseq,
 			 enum outcome *ret);
 
@@ -129,12 +141,6 @@ int journal_live_clear(struct journal *j, const char *syspath);
 /* Calls @fn for each live row (strings valid during the call only). */
 int journal_live_foreach(struct journal *j, int (*fn)(void *userdata, const struct live_row *l),
 			 void *userdata);
-/* Today's (UTC) jobs: flashed (every ended or refused job, not ignored),
- * passed, failed (failed, verify_failed, removed, timeout, refused). */
-struct day_counts {
-	unsigned flashed, passed, failed;
-};
-int journal_today(struct journal *j, struct day_counts *ret);
 /* 'bmap-station status': the live rows as a table or a JSON array. */
 int journal_status(struct journal *j, bool json, FILE *out);
 
@@ -145,65 +151,3 @@ int journal_serial_passed(struct journal *j, const char *serial, const char *pro
 /* 'bmap-station forget SERIAL': its earlier successes no longer count. The
  * jobs themselves are kept. */
 int journal_forget(struct journal *j, const char *serial);
-
-enum report_format { REPORT_TABLE, REPORT_CSV, REPORT_JSON };
-
-/* Lists the jobs, newest first. CSV has a header row with at least: job, started,
- * finished, slot, devnode, serial, vendor, model, size, profile, image, outcome,
- * error, bytes_written, data_sha256, readback_sha256. JSON is one array of
- * objects made by SQLite's JSON functions. */
-int journal_report(struct journal *j, enum report_format fmt, FILE *out);
-
-/*
- * What a report lists; every member NULL means "any", and they combine with
- * AND. @since and @until compare with `started` (UTC): since inclusive,
- * until exclusive; give them as journal_parse_time() returns them. The rest
- * are exact matches; @outcome is an outcome_name().
- */
-struct report_filter {
-	const char *since;
-	const char *until;
-	const char *profile;
-	const char *slot;
-	const char *outcome;
-	const char *serial;
-};
-
-/* Room for a time from journal_parse_time(), "2026-11-26T05:00:00.000Z". */
-#define JOURNAL_TIME_MAX 32
-
-/*
- * A report bound from the command line, in UTC (the journal's time zone):
- * "2026-11-26", "2026-11-26T05:00", "2026-11-26T05:00:00", each with an
- * optional trailing Z (a space may stand for the T), "today" or "yesterday"
- * (UTC days). A day alone is its start, or for @until its end (the next
- * day's start), so since D until D is all of day D. -EINVAL when @s is none
- * of these or not a real date.
- */
-int journal_parse_time(const char *s, bool until, char ret[static JOURNAL_TIME_MAX]);
-
-/*
- * Adds another station's journal (opened read-only, checked like
- * journal_open() does) to what the reports of @j read. The `station` column
- * then tells the rows apart; the table shows it, and rows are ordered by
- * start time since job numbers repeat across stations.
- */
-int journal_attach(struct journal *j, const char *path, char **ret_error);
-
-/* journal_report() with @flt (NULL: all jobs), newest or @oldest_first. */
-int journal_report_filtered(struct journal *j, const struct report_filter *flt,
-			    bool oldest_first, enum report_format fmt, FILE *out);
-
-/*
- * One row per UTC day of `started` and profile, oldest first, over the jobs
- * @flt selects: day, profile, cards (every job but ignored ones), passed
- * (success), one count per failing outcome (failed, verify_failed, removed,
- * timeout, interrupted, refused), yield_pct (passed over the jobs that ran
- * to an end of their own: success, failed, verify_failed, removed, timeout;
- * NULL when none), median_s and p95_s (duration of successful jobs; median
- * of an even count is the mean of the two middle values, p95 the nearest
- * rank ceil(0.95 n)), median_mbps (median throughput of successful jobs,
- * 1e6 bytes/s).
- */
-int journal_summary(struct journal *j, const struct report_filter *flt, enum report_format fmt,
-		    FILE *out);

@@ -10,7 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
+
 #include "manager.h"
+#include "outbox-file.h"
 #include "util.h"
 
 /* One record the journal refused. */
@@ -26,6 +32,7 @@ struct pending {
 	char *what;	       /* for the log */
 	double since;
 	unsigned tries;
+	bool in_file; /* PENDING_END: also in the outbox file, survives a crash */
 };
 
 /* strdup() that keeps NULL; sets *@oom when a copy fails. */
@@ -164,6 +171,16 @@ static void pending_add(struct station *st, struct pending *p, const char *what)
 	}
 	p->since = now_monotonic();
 	p->tries = 1;
+	if (p->kind == PENDING_END && !p->in_file) {
+		int r = outbox_file_append(st->outbox_fd, p->job, &p->je);
+
+		if (r < 0 && st->outbox_fd >= 0)
+			log_err("%s: cannot keep it in %s either (%s): it is lost if the station "
+				"dies before the journal takes it",
+				what, st->outbox_path, strerror(-r));
+		p->in_file = r >= 0;
+		st->outbox_dirty |= p->in_file;
+	}
 	*st->pending_tail = p;
 	st->pending_tail = &p->next;
 	log_warn("%s: the journal cannot take it now (%s); kept in memory and retried every %.0f s",
@@ -312,6 +329,15 @@ void outbox_flush(struct station *st, bool now)
 		st->pending = p->next;
 		pending_free(p);
 	}
+	if (!outbox_has_ends(st) && st->outbox_dirty) {
+		int r = outbox_file_clear(st->outbox_fd);
+
+		if (r < 0)
+			log_err("cannot empty %s: %s (its job ends are written again, and "
+				"dropped as already recorded, at the next start)",
+				st->outbox_path, strerror(-r));
+		st->outbox_dirty = false;
+	}
 	if (!st->pending) {
 		st->pending_tail = &st->pending;
 		st->pending_retry_at = st->pending_nag_at = 0;
@@ -335,7 +361,13 @@ void outbox_give_up(struct station *st)
 	while (st->pending) {
 		struct pending *p = st->pending;
 
-		if (p->kind == PENDING_END)
+		if (p->kind == PENDING_END && p->in_file)
+			log_err("%s: not recorded yet (the journal kept refusing: %s); it ended "
+				"%s%s%s at %s; kept in %s, the next start records it",
+				p->what, journal_error(st->journal), outcome_name(p->je.outcome),
+				p->je.error ? ": " : "", p->je.error ? p->je.error : "",
+				p->je.finished, st->outbox_path);
+		else if (p->kind == PENDING_END)
 			log_err("%s: NOT RECORDED (the journal kept refusing: %s); it ended %s%s%s "
 				"at %s; the next start marks the job interrupted",
 				p->what, journal_error(st->journal), outcome_name(p->je.outcome),
@@ -348,4 +380,85 @@ void outbox_give_up(struct station *st)
 		pending_free(p);
 	}
 	st->pending_tail = &st->pending;
+}
+
+bool outbox_has_ends(const struct station *st)
+{
+	for (const struct pending *p = st->pending; p; p = p->next)
+		if (p->kind == PENDING_END)
+			return true;
+	return false;
+}
+
+/* One end read back from the file: queued first, as it was. */
+static int outbox_take(void *userdata, int64_t job, const struct job_end *e)
+{
+	struct station *st = userdata;
+	struct pending *p = calloc(1, sizeof(*p));
+	char what[128];
+
+	if (!p)
+		return -ENOMEM;
+	p->kind = PENDING_END;
+	p->job = job;
+	p->in_file = true;
+	if (job_end_copy(&p->je, e) < 0) {
+		free(p);
+		return -ENOMEM;
+	}
+	snprintf(what, sizeof(what), "the end of job %" PRId64 " (%s, kept by an earlier run)", job,
+		 outcome_name(e->outcome));
+	if (!(p->what = strdup(what))) {
+		pending_free(p);
+		return -ENOMEM;
+	}
+	p->since = now_monotonic();
+	*st->pending_tail = p;
+	st->pending_tail = &p->next;
+	return 0;
+}
+
+int outbox_open(struct station *st)
+{
+	unsigned bad = 0, n = 0;
+	int r;
+
+	if (asprintf(&st->outbox_path, "%s.outbox", st->cfg->database) < 0) {
+		st->outbox_path = NULL;
+		return -ENOMEM;
+	}
+	st->outbox_fd = open(st->outbox_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (st->outbox_fd < 0) {
+		r = -errno;
+		log_err("cannot open %s (where job ends wait when the journal refuses them): %s",
+			st->outbox_path, strerror(-r));
+		return r;
+	}
+	r = outbox_file_read(st->outbox_fd, outbox_take, st, &bad);
+	if (r < 0) {
+		log_err("cannot read %s: %s; move it away to start without it", st->outbox_path,
+			strerror(-r));
+		return r;
+	}
+	for (struct pending *p = st->pending; p; p = p->next)
+		n++;
+	if (bad)
+		log_warn("%s: %u line(s) that are not a whole job end (torn by a crash?) left out",
+			 st->outbox_path, bad);
+	if (n) {
+		log_notice("%s: %u job end(s) kept by an earlier run; they are written before any "
+			   "job is marked interrupted",
+			   st->outbox_path, n);
+		st->outbox_dirty = true;
+	}
+	return 0;
+}
+
+void outbox_close(struct station *st)
+{
+	if (st->outbox_fd >= 0)
+		close(st->outbox_fd);
+	st->outbox_fd = -1;
+	free(st->outbox_path);
+	st->outbox_path = NULL;
 }

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Job outcomes: their names in the journal and reports. */
+/* Job outcomes: their names in the journal and reports, and which count in a yield. */
 #include <errno.h>
 #include <string.h>
 
-#include "journal.h"
+#include "outcome.h"
 
 static const char *const names[] = {
 	[OUTCOME_RUNNING] = "running",
@@ -32,4 +32,22 @@ int outcome_from_name(const char *name, enum outcome *ret)
 			return 0;
 		}
 	return -EINVAL;
+}
+
+bool outcome_in_yield(enum outcome o)
+{
+	switch (o) {
+	case OUTCOME_SUCCESS:
+	case OUTCOME_FAILED:
+	case OUTCOME_VERIFY_FAILED:
+	case OUTCOME_REMOVED:
+	case OUTCOME_TIMEOUT:
+		return true;
+	case OUTCOME_RUNNING:
+	case OUTCOME_INTERRUPTED:
+	case OUTCOME_REFUSED:
+	case OUTCOME_IGNORED:
+		return false;
+	}
+	return false;
 }

@@ -28,6 +28,7 @@ enum outcome policy_outcome(enum policy_verdict v)
 	case POLICY_FAIL:
 		return OUTCOME_FAILED;
 	case POLICY_QUEUE:
+	case POLICY_WAIT:
 		break;
 	}
 	return OUTCOME_RUNNING;
@@ -51,6 +52,16 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 		snprintf(why, why_len, "no serial, and the profile has once_per_serial = true");
 		return -EEXIST;
 	}
+	/* Every card in that reader would carry the same serial: after one
+	 * success, all later ones would be refused. */
+	if (d->in_reader) {
+		snprintf(why, why_len,
+			 "serial %s is the card reader's, not the card's: once_per_serial cannot "
+			 "tell its cards apart (use a native SD slot, whose cards give their own "
+			 "serial, or once_per_serial = false for this slot)",
+			 printable(d->serial, ser, sizeof(ser)));
+		return -EEXIST;
+	}
 	if (journal && journal_serial_passed(journal, d->serial, p->name, &earlier) == 0) {
 		snprintf(why, why_len,
 			 "serial %s already passed with profile %s (job %" PRId64
@@ -61,18 +72,47 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 	return 0;
 }
 
-int policy_image(const struct profile *p, const struct device *d, struct policy_decision *ret)
+int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
+			  size_t why_len)
 {
 	struct bmap_ctx *ctx = bmap_ctx_new();
 	struct bmap_map *map = NULL;
+	struct stat st;
+	int r;
+
+	(void)userdata;
+	/* The station reads a profile's bmap more than once (here, then the
+	 * worker): a pipe would be drained by the first read, or block it. */
+	if (stat(bmap, &st) == 0 && !S_ISREG(st.st_mode))
+		return snprintf(why, why_len,
+				"bmap '%s' is not a regular file (a pipe?): give the profile a "
+				"bmap file",
+				bmap),
+		       -EINVAL;
+	if (!ctx)
+		return snprintf(why, why_len, "out of memory"), -ENOMEM;
+	r = bmap_map_load(ctx, bmap, &map);
+	if (r < 0) {
+		snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
+	} else {
+		ret->image_size = bmap_map_get_image_size(map);
+		hex_encode(bmap_map_get_file_sha256(map), 32, ret->sha256);
+	}
+	bmap_map_free(map);
+	bmap_ctx_free(ctx);
+	return r;
+}
+
+int policy_image(const struct profile *p, const struct device *d, policy_facts_fn facts,
+		 void *userdata, struct policy_decision *ret)
+{
 	_cleanup_free_ char *found = NULL;
 	const char *path = p->bmap;
+	struct bmap_facts f;
 	char h1[32], h2[32];
 	struct stat st;
-	int r = 0;
+	int r;
 
-	if (!ctx)
-		return -ENOMEM;
 	ret->verdict = POLICY_FAIL;
 	/* The image may have been deleted or replaced since the profile was
 	 * loaded: a card is only queued while it is there to read. */
@@ -80,24 +120,26 @@ int policy_image(const struct profile *p, const struct device *d, struct policy_
 		r = -errno;
 		snprintf(ret->why, sizeof(ret->why), "cannot read image '%s': %s", p->image,
 			 strerror(-r));
-		goto out;
+		return r;
 	}
 	if (!path && bmap_discover(p->image, &found) == 0)
 		path = found;
 	if (path) {
-		r = bmap_map_load(ctx, path, &map);
-		if (r < 0) {
-			snprintf(ret->why, sizeof(ret->why), "%s", bmap_ctx_get_error(ctx));
-			goto out;
+		r = facts(userdata, path, &f, ret->why, sizeof(ret->why));
+		if (r == -EAGAIN) {
+			ret->verdict = POLICY_WAIT;
+			snprintf(ret->why, sizeof(ret->why), "reading the bmap %s", path);
+			return r;
 		}
-		ret->image_size = bmap_map_get_image_size(map);
-		hex_encode(bmap_map_get_file_sha256(map), 32, ret->bmap_sha256);
+		if (r < 0)
+			return r;
+		ret->image_size = f.image_size;
+		memcpy(ret->bmap_sha256, f.sha256, sizeof(f.sha256));
 		free(ret->bmap);
 		ret->bmap = strdup(path);
 		if (!ret->bmap) {
-			r = -ENOMEM;
 			snprintf(ret->why, sizeof(ret->why), "out of memory");
-			goto out;
+			return -ENOMEM;
 		}
 	} else {
 		ret->image_size = (uint64_t)st.st_size; /* a raw image mapped from its holes */
@@ -106,19 +148,16 @@ int policy_image(const struct profile *p, const struct device *d, struct policy_
 		ret->verdict = POLICY_REFUSE;
 		snprintf(ret->why, sizeof(ret->why), "too small for the image: %s < %s",
 			 human_size(d->size, h1), human_size(ret->image_size, h2));
-		r = -ENOSPC;
-		goto out;
+		return -ENOSPC;
 	}
 	ret->verdict = POLICY_QUEUE;
 	ret->why[0] = '\0';
-out:
-	bmap_map_free(map);
-	bmap_ctx_free(ctx);
-	return r;
+	return 0;
 }
 
 void policy_decide(const struct station_config *cfg, const struct device *d, const char *slot,
-		   struct journal *journal, struct policy_decision *ret)
+		   struct journal *journal, policy_facts_fn facts, void *userdata,
+		   struct policy_decision *ret)
 {
 	struct device_identity id = {
 	    .devnode = d->devnode,
@@ -156,5 +195,5 @@ void policy_decide(const struct station_config *cfg, const struct device *d, con
 			 "not removable, and the profile has removable_only = true");
 		return;
 	}
-	policy_image(p, d, ret);
+	policy_image(p, d, facts, userdata, ret);
 }

@@ -13,7 +13,25 @@ enum policy_verdict {
 	POLICY_REFUSE, /* ours, but must not be written: 'refused' */
 	POLICY_FAIL,   /* ours, but the profile's image cannot be had: 'failed' */
 	POLICY_QUEUE,  /* to be written with .profile */
+	POLICY_WAIT,   /* the image's bmap is being read (probe.c): ask again */
 };
+
+/* What a bmap says that the decision needs. */
+struct bmap_facts {
+	uint64_t image_size;
+	char sha256[65]; /* of the bmap file, hex */
+};
+
+/*
+ * How the decision learns a bmap's facts: 0 with @ret, -EAGAIN when they
+ * are being read (the decision is POLICY_WAIT), or -errno with @why. `check`
+ * reads the bmap there and then (policy_bmap_facts_now); `run` never parses
+ * in its event loop (probe.c).
+ */
+typedef int (*policy_facts_fn)(void *userdata, const char *bmap, struct bmap_facts *ret,
+			       char *why, size_t why_len);
+int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
+			  size_t why_len);
 
 struct policy_decision {
 	enum policy_verdict verdict;
@@ -30,11 +48,12 @@ enum outcome policy_outcome(enum policy_verdict v);
  * The decision for the medium in @d, sitting in slot @slot (or NULL), in
  * the order a card meets the checks: tagged, a profile, once per serial
  * (against @journal; NULL skips it), the safety gate, removable only, and
- * the profile's image and bmap as they are now (it fits the card). Reads
- * the image's bmap. Free with policy_decision_clear().
+ * the profile's image and bmap as they are now (it fits the card), the
+ * bmap's facts through @facts. Free with policy_decision_clear().
  */
 void policy_decide(const struct station_config *cfg, const struct device *d, const char *slot,
-		   struct journal *journal, struct policy_decision *ret);
+		   struct journal *journal, policy_facts_fn facts, void *userdata,
+		   struct policy_decision *ret);
 void policy_decision_clear(struct policy_decision *d);
 
 /* Only the once-per-serial rule, again at job start: 0, or -EEXIST with @why. */
@@ -42,4 +61,5 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 			   char *why, size_t why_len);
 
 /* Only the image check, again at job start (the files may have changed). */
-int policy_image(const struct profile *p, const struct device *d, struct policy_decision *ret);
+int policy_image(const struct profile *p, const struct device *d, policy_facts_fn facts,
+		 void *userdata, struct policy_decision *ret);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libudev.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -40,15 +42,65 @@ static void reload(struct station *st, const char *path)
 	}
 	if (strcmp(cfg->database, st->cfg->database) != 0)
 		log_warn("SIGHUP: the database setting changed; it takes effect at the next start");
-	/* The journal stays the one opened: the old setting moves over (no
-	 * copy that could fail and leave the new configuration without one). */
-	free(cfg->database);
-	cfg->database = st->cfg->database;
-	st->cfg->database = NULL;
+	config_keep_database(cfg, st->cfg);
 	config_free(st->cfg);
 	st->cfg = cfg;
 	log_info("SIGHUP: configuration reloaded from %s (%zu profiles)", path, cfg->n_profiles);
 	manager_schedule(st);
+}
+
+static void on_sigpipe(int sig)
+{
+	(void)sig;
+}
+
+/* SIGUSR1 and the like: said in the log with what the station is doing. */
+static void log_signal(struct station *st, const struct signalfd_siginfo *si)
+{
+	unsigned cards = 0, waiting = 0;
+
+	for (struct card *c = st->cards; c; c = c->next) {
+		cards++;
+		waiting += c->state == CARD_WAITING;
+	}
+	log_notice("signal %s from pid %u ignored: %u card(s) known, %u job(s) running, %u "
+		   "waiting, %s",
+		   strsignal((int)si->ssi_signo), si->ssi_pid, cards, st->running, waiting,
+		   st->pending ? "records waiting for the journal" : "the journal up to date");
+}
+
+/*
+ * systemd's side (Type=notify): READY=1 once the station listens, STATUS=
+ * with what it does, WATCHDOG=1 from the loop at a quarter of WatchdogSec=
+ * (a loop that hangs gets the station restarted), STOPPING=1. Without
+ * $NOTIFY_SOCKET these do nothing.
+ */
+static void notify_tick(struct station *st, bool force)
+{
+	static double last_ping, last_status;
+	static unsigned last_running = UINT_MAX, last_waiting = UINT_MAX;
+	static uint64_t watchdog_usec;
+	static int watchdog = -1;
+	double now = now_monotonic();
+	unsigned waiting = 0;
+
+	if (watchdog < 0)
+		watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+	if (watchdog && (force || now - last_ping >= (double)watchdog_usec / 4e6)) {
+		sd_notify(0, "WATCHDOG=1");
+		last_ping = now;
+	}
+	for (struct card *c = st->cards; c; c = c->next)
+		waiting += c->state == CARD_WAITING || c->state == CARD_PROBING;
+	if (!force && (st->running == last_running && waiting == last_waiting))
+		return;
+	if (!force && now - last_status < 1.0)
+		return;
+	sd_notifyf(0, "STATUS=station '%s': %u job(s) running, %u waiting%s", st->cfg->name,
+		   st->running, waiting, st->pending ? ", journal writes pending" : "");
+	last_running = st->running;
+	last_waiting = waiting;
+	last_status = now;
 }
 
 static int setup(struct station *st, const char *config_path)
@@ -62,11 +114,13 @@ static int setup(struct station *st, const char *config_path)
 		free(err);
 		return -EINVAL;
 	}
-	if (journal_open(st->cfg->database, false, &st->journal, &err) < 0) {
+	if (journal_open_station(st->cfg->database, &st->journal, &err) < 0) {
 		log_err("%s", err ? err : "cannot open the journal");
 		free(err);
 		return -EIO;
 	}
+	if (outbox_open(st) < 0)
+		return -EIO;
 	journal_live_clear(st->journal, NULL);
 	journal_set_busy_timeout(st->journal, JOURNAL_WAIT_MS);
 	manager_interrupt_earlier(st);
@@ -76,11 +130,21 @@ static int setup(struct station *st, const char *config_path)
 	 * belongs to no card): it comes back to the station, which reaps it,
 	 * and it stops once it finds itself anyone else's child. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/* A log reader that goes away must not end the station (SIGPIPE's
+	 * default): the write fails instead. A handler, not SIG_IGN, so that
+	 * hooks and workers start with the default again at exec(). */
+	sigaction(SIGPIPE, &(struct sigaction){.sa_handler = on_sigpipe}, NULL);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	/* Signals whose default would end the station without a word. */
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
+	sigaddset(&mask, SIGALRM);
+	sigaddset(&mask, SIGVTALRM);
+	sigaddset(&mask, SIGPROF);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	st->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (st->sfd < 0) {
@@ -107,6 +171,8 @@ static int setup(struct station *st, const char *config_path)
 	log_info("station '%s' running: %zu profile(s), up to %u worker(s), journal %s",
 		 st->cfg->name, st->cfg->n_profiles, st->cfg->max_workers, st->cfg->database);
 	udev_scan_enumerate(st);
+	sd_notify(0, "READY=1");
+	notify_tick(st, true);
 	return 0;
 }
 
@@ -123,6 +189,9 @@ int station_run(const char *config_path)
 		nfds_t n = 0;
 		int r;
 
+		/* A damaged journal takes no row again: stop, never retry for ever. */
+		if (!st.stopping && journal_damaged(st.journal) && raise(SIGTERM) == 0)
+			log_err("%s; stopping the station", journal_damaged(st.journal));
 		if (st.stopping && st.running == 0 && !st.hooks) {
 			outbox_flush(&st, false);
 			if (!st.pending)
@@ -166,11 +235,14 @@ int station_run(const char *config_path)
 					manager_reap(&st);
 				} else if (si.ssi_signo == SIGHUP) {
 					reload(&st, config_path);
+				} else if (si.ssi_signo != SIGTERM && si.ssi_signo != SIGINT) {
+					log_signal(&st, &si);
 				} else if (!st.stopping) {
 					log_notice(
 					    "signal %u: stopping; running jobs are interrupted",
 					    si.ssi_signo);
 					st.stopping = true;
+					sd_notify(0, "STOPPING=1");
 					for (struct card *c = st.cards; c; c = c->next)
 						if (c->state == CARD_RUNNING) {
 							c->stopping = true;
@@ -183,6 +255,7 @@ int station_run(const char *config_path)
 			udev_scan_drain(&st);
 		manager_reap(&st);
 		manager_check_timers(&st);
+		notify_tick(&st, false);
 		outbox_flush(&st, false);
 		manager_schedule(&st);
 	}
@@ -198,6 +271,7 @@ out:
 		card_free(st.cards);
 		st.cards = next;
 	}
+	probe_free_all(&st);
 	if (st.mon)
 		udev_monitor_unref(st.mon);
 	if (st.udev)
@@ -205,6 +279,7 @@ out:
 	if (st.sfd >= 0)
 		close(st.sfd);
 	journal_close(st.journal);
+	outbox_close(&st);
 	config_free(st.cfg);
 	return ret;
 }

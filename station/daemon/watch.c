@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "report.h"
 #include "sanitize.h"
 #include "util.h"
 #include "watch.h"
@@ -128,12 +129,17 @@ static int draw(struct journal *j)
 	struct day_counts c = { 0 };
 	char now[32];
 	time_t t = time(NULL);
+	pid_t pid;
 	int r;
 
 	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col)
 		f.width = ws.ws_col;
 	strftime(now, sizeof(now), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
-	printf("\033[H" BOLD "bmap-station" OFF "   %s   (q to quit)\033[K\n\033[K\n", now);
+	printf("\033[H" BOLD "bmap-station" OFF "   %s   (q to quit)\033[K\n", now);
+	/* The live table keeps what a station that died last wrote. */
+	if (journal_station_pid(j, &pid) == 0)
+		printf(RED " station not running " OFF " (the cards as it left them)");
+	printf("\033[K\n");
 	printf(BOLD "%-8s %-16s %-12s %-9s  progress" OFF "\033[K\n", "SLOT", "SERIAL", "PROFILE",
 	       "STATE");
 	r = journal_live_foreach(j, draw_row, &f);
@@ -144,11 +150,17 @@ static int draw(struct journal *j)
 	r = journal_today(j, &c);
 	if (r < 0)
 		return r;
+	/* The yield is report --summary's (journal_today()): refusals and
+	 * interruptions are not failures of a card, so they are shown apart. */
 	printf("\033[K\n" BOLD "today" OFF ": flashed %u, " GREEN " passed %u " OFF ", " RED
-	       " failed %u " OFF ", yield %s",
-	       c.flashed, c.passed, c.failed, c.passed + c.failed ? "" : "-");
-	if (c.passed + c.failed)
-		printf("%.1f%%", 100.0 * c.passed / (c.passed + c.failed));
+	       " failed %u " OFF ", yield ",
+	       c.flashed, c.passed, c.failed);
+	if (c.yield_pct >= 0)
+		printf("%.1f%%", c.yield_pct);
+	else
+		fputs("-", stdout);
+	if (c.refused || c.interrupted)
+		printf("  (not counted: %u refused, %u interrupted)", c.refused, c.interrupted);
 	fputs("\033[K\n\033[J", stdout);
 	fflush(stdout);
 	return 0;
@@ -157,6 +169,7 @@ static int draw(struct journal *j)
 int watch_run(struct journal *j)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
+	bool keys = true; /* standard input still gives keys */
 	int r = 0;
 
 	if (!isatty(STDOUT_FILENO)) {
@@ -171,16 +184,27 @@ int watch_run(struct journal *j)
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	terminal_setup();
 	while (!watch_stop) {
-		struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+		/* poll() passes over a negative fd: then it only waits. */
+		struct pollfd p = { .fd = keys ? STDIN_FILENO : -1, .events = POLLIN };
+		ssize_t n;
 		char key;
 
 		r = draw(j);
 		if (r < 0)
 			break;
 		/* Twice a second, or at once for a key. */
-		if (poll(&p, 1, 500) > 0 && read(STDIN_FILENO, &key, 1) == 1 &&
-		    (key == 'q' || key == 'Q'))
+		if (poll(&p, 1, 500) <= 0 || !p.revents)
+			continue;
+		n = read(STDIN_FILENO, &key, 1);
+		if (n == 1 && (key == 'q' || key == 'Q'))
 			break;
+		/*
+		 * End of file (</dev/null, a closed pipe, a hung-up terminal)
+		 * stays readable: polling it again would return at once, for
+		 * ever, at 100% CPU. Stop reading keys; keep showing.
+		 */
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			keys = false;
 	}
 	terminal_restore();
 	if (r < 0)

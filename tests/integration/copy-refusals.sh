@@ -237,25 +237,13 @@ refuse "raw pipe without a bmap" 1 "--nobmap" "$card" -- \
 	sh -c 'cat "$3" | exec "$1" copy - "$2"' sh "$BMAPTOOL" "$card" "$img"
 
 # Held open exclusively by another process (as a mount would).
-/usr/bin/python3 -c '
-import os, sys, time
-fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)
-print("held", flush=True)
-time.sleep(120)' "$card" >"$d/holder.out" 2>&1 &
-holder=$!
-on_exit "kill $holder 2>/dev/null; wait $holder 2>/dev/null"
-for _ in $(seq 50); do
-	[[ -s $d/holder.out ]] && break
-	sleep 0.1
-done
-if grep -q held "$d/holder.out"; then
+if hold_card "$card"; then
 	refuse "card held exclusively" 1 "busy" "$card" -- \
 		"$BMAPTOOL" copy --bmap "$bmap" "$img" "$card"
 else
-	bad "could not hold $card exclusively: $(cat "$d/holder.out")"
+	bad "could not hold $card exclusively: $HOLD_ERROR"
 fi
-kill "$holder" 2>/dev/null
-wait "$holder" 2>/dev/null
+release_card
 
 # Read-only by blockdev --setro.
 if blockdev --setro "$card"; then

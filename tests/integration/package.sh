@@ -1,6 +1,8 @@
 #!/bin/bash
 # package: the Debian package CPack builds installs every file in place,
-# creates the user, group and directories, carries a unit that
+# creates the user, its groups (bmap-station-cards may write cards,
+# bmap-station-audit may read the journal) and directories, carries rules
+# that call this machine's root disk a system disk, a unit that
 # systemd-analyze accepts (and rates well hardened), lets the daemon start as
 # the unprivileged bmap-station user, and goes away again: `dpkg -r` keeps the
 # configuration, `dpkg -P` removes it and the cache but keeps the journal.
@@ -36,9 +38,12 @@ STATE=/var/lib/bmap-station
 CACHE=/var/cache/bmap-station
 
 # What was there before, so that the cleanup restores exactly that.
-had_user=0 had_group=0 had_state=0 had_cache=0 had_etc=0
+had_user=0 had_group=0 had_cards=0 had_audit=0 had_state=0 had_cache=0 had_etc=0
 getent passwd bmap-station >/dev/null && had_user=1
 getent group bmap-station >/dev/null && had_group=1
+getent group bmap-station-cards >/dev/null && had_cards=1
+getent group bmap-station-audit >/dev/null && had_audit=1
+AUDITOR=bmapaudit$$ OUTSIDER=bmapout$$
 [[ -e $STATE ]] && had_state=1
 [[ -e $CACHE ]] && had_cache=1
 [[ -e /etc/bmap-station ]] && had_etc=1
@@ -63,6 +68,15 @@ restore_machine() {
 	if ! ((had_group)) && getent group bmap-station >/dev/null; then
 		groupdel bmap-station 2>/dev/null || log "could not remove the group bmap-station"
 	fi
+	for u in "$AUDITOR" "$OUTSIDER"; do
+		getent passwd "$u" >/dev/null && { userdel "$u" 2>/dev/null || log "could not remove the user $u"; }
+	done
+	for g in cards audit; do
+		local had=had_$g
+		if ! ((${!had})) && getent group "bmap-station-$g" >/dev/null; then
+			groupdel "bmap-station-$g" 2>/dev/null || log "could not remove the group bmap-station-$g"
+		fi
+	done
 }
 on_exit restore_machine
 
@@ -144,12 +158,19 @@ for f in "${FILES[@]}"; do
 	[[ -f /$f ]] || bad "not installed: /$f"
 done
 [[ -x /usr/bin/bmap-station ]] || bad "/usr/bin/bmap-station not executable"
-grep -q '^GROUP="bmap-station", MODE="0660"$' /usr/lib/udev/rules.d/90-bmap-station.rules ||
-	bad "the udev rules do not give tagged disks to the group bmap-station"
+RULES=/usr/lib/udev/rules.d/90-bmap-station.rules
+grep -q '^GROUP="bmap-station-cards", MODE="0660"$' "$RULES" ||
+	bad "the udev rules do not give tagged disks to the group bmap-station-cards"
+grep -qF 'IMPORT{program}="/usr/bin/bmap-station system-disk $major:$minor $devnode"' "$RULES" ||
+	bad "the udev rules do not ask the installed bmap-station for the system disk"
 
 # The user and group, a system account without a login shell.
 pw=$(getent passwd bmap-station) || bad "no user bmap-station after install"
 getent group bmap-station >/dev/null || bad "no group bmap-station after install"
+for g in bmap-station-cards bmap-station-audit; do
+	getent group "$g" >/dev/null || bad "no group $g after install"
+	[[ " $(id -nG bmap-station 2>/dev/null) " == *" $g "* ]] || bad "bmap-station is not in the group $g"
+done
 if [[ -n ${pw:-} ]]; then
 	IFS=: read -r _ _ uid gid _ home shell <<<"$pw"
 	((uid > 0 && uid < 1000)) || bad "bmap-station is not a system user (uid $uid)"
@@ -158,9 +179,10 @@ if [[ -n ${pw:-} ]]; then
 	[[ $shell == */nologin || $shell == /bin/false ]] || bad "the user has a login shell: $shell"
 	[[ $home == "$STATE" ]] || bad "home is $home, expected $STATE"
 fi
-for d in "$STATE" "$CACHE"; do
-	st=$(stat -c '%U:%G %a' "$d" 2>/dev/null) || { bad "$d missing after install"; continue; }
-	[[ $st == "bmap-station:bmap-station 750" ]] || bad "$d is $st, expected bmap-station:bmap-station 750"
+for d in "$STATE:2750" "$CACHE:700"; do
+	st=$(stat -c '%U:%G %a' "${d%:*}" 2>/dev/null) || { bad "${d%:*} missing after install"; continue; }
+	[[ $st == "bmap-station:bmap-station-audit ${d##*:}" ]] ||
+		bad "${d%:*} is $st, expected bmap-station:bmap-station-audit ${d##*:}"
 done
 
 # Enabling works offline; removing the package must disable it again.
@@ -183,8 +205,9 @@ out=$(SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no "$UNIT" 2>&1)
 rc=$?
 [[ $rc -eq 0 && -z $out ]] || bad "systemd-analyze verify (exit $rc): $out"
 # shellcheck disable=SC2016 # $MAINPID is literal unit text
-for opt in 'Type=simple' 'ExecStart=/usr/bin/bmap-station run --config /etc/bmap-station/station.conf' \
+for opt in 'Type=notify' 'WatchdogSec=30s' 'ExecStart=/usr/bin/bmap-station run --config /etc/bmap-station/station.conf' \
 	'ExecReload=/bin/kill -HUP $MAINPID' 'Restart=on-failure' 'User=bmap-station' \
+	'Group=bmap-station-audit' 'SupplementaryGroups=bmap-station-cards' \
 	'ProtectSystem=strict' 'ProtectHome=yes' 'PrivateTmp=yes' 'NoNewPrivileges=yes' \
 	'DevicePolicy=closed' 'RestrictAddressFamilies=AF_UNIX AF_NETLINK'; do
 	grep -qxF -- "$opt" "$UNIT" || bad "the unit lacks '$opt'"
@@ -208,8 +231,18 @@ as_station() { (cd / && exec "${AS_STATION[@]}" "$@"); }
 check_out=$(as_station /usr/bin/bmap-station check --config "$CONF" 2>&1)
 rc=$?
 [[ $rc -eq 0 ]] || bad "bmap-station check as bmap-station: exit $rc: $check_out"
-grep -qF "configuration $CONF: ok" <<<"$check_out" || bad "check did not accept $CONF: $check_out"
-# Untagged disks stay out of its reach (the system disk is root:disk).
+# The example's image is not installed: a warning, not a problem.
+grep -qE "^configuration $CONF: (ok|valid, [0-9]+ warning)" <<<"$check_out" ||
+	bad "check did not accept $CONF: $check_out"
+# Untagged disks stay out of its reach (the system disk is root:disk), and
+# the installed rules' helper calls the disk holding / a system disk.
+root_disk=$(stat -c '%Hd:%Ld' /)
+[[ -e /sys/dev/block/$root_disk/partition ]] && root_disk=$(cat "/sys/dev/block/$root_disk/../dev")
+if [[ -e /sys/dev/block/$root_disk ]]; then
+	out=$(/usr/bin/bmap-station system-disk "$root_disk")
+	[[ $out == *"BMAP_STATION_DISK=system"* ]] ||
+		bad "bmap-station system-disk does not call $root_disk (holding /) a system disk: $out"
+fi
 for dev in /dev/vda /dev/sda /dev/nvme0n1 /dev/xvda; do
 	[[ -b $dev ]] || continue
 	as_station test -r "$dev" && bad "bmap-station can read the untagged disk $dev"
@@ -245,8 +278,18 @@ else
 	bad "bmap-station run as bmap-station died (exit $?): $(tail -n 5 "$TEST_TMP/run.log")"
 fi
 DAEMON_PID=
-[[ $(stat -c %U "$STATE/journal.db" 2>/dev/null) == bmap-station ]] ||
-	bad "no journal owned by bmap-station in $STATE"
+[[ $(stat -c '%U:%G' "$STATE/journal.db" 2>/dev/null) == bmap-station:bmap-station-audit ]] ||
+	bad "no journal owned by bmap-station and the group bmap-station-audit in $STATE: $(ls -l "$STATE")"
+
+# Reading the journal is the audit group's: a member reads the report, anyone
+# else cannot; neither may open the cards the rules tag (other group).
+useradd -r -M -d /nonexistent -s /usr/sbin/nologin -G bmap-station-audit "$AUDITOR" &&
+	useradd -r -M -d /nonexistent -s /usr/sbin/nologin "$OUTSIDER" || bad "useradd"
+as_user() { (cd / && exec setpriv --reuid="$1" --regid="$(id -g "$1")" --init-groups -- "${@:2}"); }
+out=$(as_user "$AUDITOR" /usr/bin/bmap-station report --db "$STATE/journal.db" 2>&1) ||
+	bad "a member of bmap-station-audit cannot read the journal: $out"
+as_user "$OUTSIDER" /usr/bin/bmap-station report --db "$STATE/journal.db" >/dev/null 2>&1 &&
+	bad "a user outside bmap-station-audit can read the journal"
 
 # ---- remove and purge -------------------------------------------------------
 run_logged dpkg-remove dpkg -r "$PKG"

@@ -39,7 +39,7 @@ insert_card "$slow"
 wait_for "$db" "select state from live where serial='slow-1.img' and done > 0" writing 20 ||
 	fail "no progress for the slow card in the live table"
 
-"$BMAP_STATION" status --db "$db" >"$TEST_TMP/status.txt" || fail "status failed"
+"$BMAP_STATION" status --db "$db" >"$TEST_TMP/status.txt" 2>"$TEST_TMP/status.err" || fail "status failed"
 grep -q "slow-1.img.*writing" "$TEST_TMP/status.txt" || fail "status: $(cat "$TEST_TMP/status.txt")"
 grep -q "card-1.img.*done.*success" "$TEST_TMP/status.txt" || fail "status: $(cat "$TEST_TMP/status.txt")"
 "$BMAP_STATION" status --db "$db" --json >"$TEST_TMP/status.json" || fail "status --json failed"
@@ -78,4 +78,33 @@ grep -q WATCH-ENDED "$TEST_TMP/screen.txt" || fail "watch did not quit on q"
 # Back on the main screen: none of watch's drawing is left there.
 grep -q "slow-1.img" "$TEST_TMP/screen.txt" && fail "watch left its screen behind"
 "$BMAP_STATION" watch --db "$db" </dev/null >/dev/null 2>&1 && fail "watch without a terminal should refuse"
+grep -q "not running" "$TEST_TMP/status.err" && fail "status said a running station is not running"
+
+# The station dies without a word (SIGKILL); its rows stay as it left them
+# ("writing"): status and watch say it is not running. Its worker dies with
+# it, and the journal's lock with the last of them.
+kill -KILL "$STATION_PID"
+wait "$STATION_PID" 2>/dev/null
+STATION_PID=
+for _ in $(seq 50); do
+	"$BMAP_STATION" status --db "$db" >"$TEST_TMP/status.txt" 2>"$TEST_TMP/status.err" || fail "status failed"
+	grep -q "not running" "$TEST_TMP/status.err" && break
+	sleep 0.1
+done
+grep -q "slow-1.img.*writing" "$TEST_TMP/status.txt" || fail "status: $(cat "$TEST_TMP/status.txt")"
+grep -q "the station is not running" "$TEST_TMP/status.err" ||
+	fail "status does not say the station is not running: $(cat "$TEST_TMP/status.err")"
+"$BMAP_STATION" status --db "$db" --json >"$TEST_TMP/status.json" 2>"$TEST_TMP/status.err" ||
+	fail "status --json failed"
+python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$TEST_TMP/status.json" ||
+	fail "status --json is no longer JSON when the station is not running"
+grep -q "the station is not running" "$TEST_TMP/status.err" || fail "status --json: $(cat "$TEST_TMP/status.err")"
+tmux -S "$sock" new-window "'$BMAP_STATION' watch --db '$db'; sleep 30" || fail "tmux failed"
+for _ in $(seq 30); do
+	tmux -S "$sock" capture-pane -p -J >"$TEST_TMP/screen.txt" 2>/dev/null
+	grep -q "slow-1.img" "$TEST_TMP/screen.txt" && break
+	sleep 0.2
+done
+grep -q "station not running" "$TEST_TMP/screen.txt" ||
+	fail "watch does not say the station is not running: $(cat "$TEST_TMP/screen.txt")"
 log "ok"

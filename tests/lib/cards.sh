@@ -113,6 +113,31 @@ attach_card() {
 	fail "losetup failed for $file: $(cat "$TEST_TMP/losetup.err")"
 }
 
+# hold_card DEV: another process holds DEV open with O_EXCL, as a mount
+# does, until release_card or the test's end; sets HOLDER (its pid). Fails
+# (HOLD_ERROR says why) when it could not.
+hold_card() {
+	local out
+	out=$(mktemp "$TEST_TMP/holder.XXXXXX") || fail "cannot create a file in $TEST_TMP"
+	/usr/bin/python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)
+print("held", flush=True)
+time.sleep(120)' "$1" >"$out" 2>&1 &
+	HOLDER=$!
+	on_exit "kill $HOLDER 2>/dev/null; wait $HOLDER 2>/dev/null"
+	for _ in $(seq 50); do
+		[[ -s $out ]] && break
+		sleep 0.1
+	done
+	HOLD_ERROR=$(cat "$out")
+	grep -q held "$out"
+}
+release_card() {
+	kill "$HOLDER" 2>/dev/null
+	wait "$HOLDER" 2>/dev/null
+}
+
 # new_file_card SIZE [NAME]: a pre-filled regular file as a target (no loop
 # device), filled like new_card's; sets CARD_FILE.
 new_file_card() {

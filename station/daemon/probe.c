@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Reading a profile's bmap away from the event loop: a bmap can take long
+ * to parse (millions of ranges, or a hostile one) and the station must go
+ * on seeing cards meanwhile. A probe is a child process that loads the
+ * bmap and writes back what the decision needs (image size, the bmap's
+ * SHA-256) in one line; its facts are kept, keyed by the bmap file's
+ * identity, so each version of a bmap is read once, not once per card.
+ * Cards that wait for a probe are CARD_PROBING; they go on when it ends.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "manager.h"
+#include "policy.h"
+#include "util.h"
+
+#define PROBE_TIMEOUT 120.0 /* seconds: then the bmap counts as unreadable */
+#define PROBES_KEPT 32	    /* facts of this many bmap versions are kept */
+
+enum probe_state { PROBE_RUNNING, PROBE_DONE, PROBE_FAILED };
+
+struct probe {
+	struct probe *next;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+	enum probe_state state;
+	struct bmap_facts facts;
+	char why[600];
+	pid_t pid;
+	int fd;
+	double started, used;
+};
+
+static bool same_file(const struct probe *p, const char *path, const struct stat *st)
+{
+	return strcmp(p->path, path) == 0 && p->dev == st->st_dev && p->ino == st->st_ino &&
+	       p->size == st->st_size && p->mtime.tv_sec == st->st_mtim.tv_sec &&
+	       p->mtime.tv_nsec == st->st_mtim.tv_nsec && p->ctime.tv_sec == st->st_ctim.tv_sec &&
+	       p->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+static void probe_free(struct probe *p)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	free(p->path);
+	free(p);
+}
+
+/* The oldest finished entries go once more than PROBES_KEPT are known. */
+static void probes_trim(struct station *st)
+{
+	for (;;) {
+		struct probe **oldest = NULL;
+		unsigned n = 0;
+
+		for (struct probe **p = &st->probes; *p; p = &(*p)->next) {
+			n++;
+			if ((*p)->state != PROBE_RUNNING &&
+			    (!oldest || (*p)->used < (*oldest)->used))
+				oldest = p;
+		}
+		if (n <= PROBES_KEPT || !oldest)
+			return;
+		struct probe *victim = *oldest;
+
+		*oldest = victim->next;
+		probe_free(victim);
+	}
+}
+
+/* The child: reads the bmap, writes one line, ends. */
+static _Noreturn void probe_child(const char *path, int fd)
+{
+	struct bmap_facts f;
+	char why[512], line[600];
+	int n;
+
+	if (policy_bmap_facts_now(NULL, path, &f, why, sizeof(why)) < 0)
+		n = snprintf(line, sizeof(line), "error %s\n", why);
+	else
+		n = snprintf(line, sizeof(line), "ok %" PRIu64 " %s\n", f.image_size, f.sha256);
+	_exit(loop_write(fd, line, (size_t)n) < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
+}
+
+static int probe_start(struct station *st, const char *path, const struct stat *s)
+{
+	struct probe *p = calloc(1, sizeof(*p));
+	pid_t parent = getpid();
+	int fds[2];
+
+	if (!p)
+		return -ENOMEM;
+	p->fd = -1;
+	p->path = strdup(path);
+	if (!p->path || pipe2(fds, O_CLOEXEC) < 0) {
+		probe_free(p);
+		return -ENOMEM;
+	}
+	fflush(stderr);
+	p->pid = fork();
+	if (p->pid < 0) {
+		int r = -errno;
+
+		close(fds[0]);
+		close(fds[1]);
+		probe_free(p);
+		return r;
+	}
+	if (p->pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(EXIT_FAILURE);
+		close(fds[0]);
+		probe_child(path, fds[1]);
+	}
+	close(fds[1]);
+	p->fd = fds[0];
+	p->dev = s->st_dev;
+	p->ino = s->st_ino;
+	p->size = s->st_size;
+	p->mtime = s->st_mtim;
+	p->ctime = s->st_ctim;
+	p->state = PROBE_RUNNING;
+	p->started = p->used = now_monotonic();
+	p->next = st->probes;
+	st->probes = p;
+	probes_trim(st);
+	return 0;
+}
+
+int probe_bmap_facts(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
+		     size_t why_len)
+{
+	struct station *st = userdata;
+	struct stat s;
+	int r;
+
+	/* A bmap that is not there, or not a file, fails at once, with the
+	 * loader's words. */
+	if (stat(bmap, &s) < 0 || !S_ISREG(s.st_mode))
+		return policy_bmap_facts_now(NULL, bmap, ret, why, why_len);
+	for (struct probe *p = st->probes; p; p = p->next) {
+		if (!same_file(p, bmap, &s))
+			continue;
+		p->used = now_monotonic();
+		switch (p->state) {
+		case PROBE_RUNNING:
+			return -EAGAIN;
+		case PROBE_DONE:
+			*ret = p->facts;
+			return 0;
+		case PROBE_FAILED:
+			snprintf(why, why_len, "%s", p->why);
+			return -EINVAL;
+		}
+	}
+	r = probe_start(st, bmap, &s);
+	if (r < 0) {
+		snprintf(why, why_len, "cannot start reading the bmap %s: %s", bmap, strerror(-r));
+		return r;
+	}
+	return -EAGAIN;
+}
+
+static void probe_finish(struct probe *p, int status)
+{
+	char line[600];
+	ssize_t n = read(p->fd, line, sizeof(line) - 1);
+	char *nl;
+
+	close(p->fd);
+	p->fd = -1;
+	p->pid = 0;
+	p->state = PROBE_FAILED;
+	line[n > 0 ? n : 0] = '\0';
+	if ((nl = strchr(line, '\n')))
+		*nl = '\0';
+	if (strncmp(line, "ok ", 3) == 0 &&
+	    sscanf(line + 3, "%" SCNu64 " %64[0-9a-f]", &p->facts.image_size, p->facts.sha256) ==
+		2 &&
+	    strlen(p->facts.sha256) == 64)
+		p->state = PROBE_DONE;
+	else if (strncmp(line, "error ", 6) == 0)
+		snprintf(p->why, sizeof(p->why), "%s", line + 6);
+	else if (!p->why[0] && WIFSIGNALED(status))
+		snprintf(p->why, sizeof(p->why), "reading the bmap %s failed (signal %d)", p->path,
+			 WTERMSIG(status));
+	else if (!p->why[0])
+		snprintf(p->why, sizeof(p->why), "reading the bmap %s failed (status %d)", p->path,
+			 WEXITSTATUS(status));
+}
+
+bool probe_reaped(struct station *st, pid_t pid, int status)
+{
+	for (struct probe *p = st->probes; p; p = p->next)
+		if (p->state == PROBE_RUNNING && p->pid == pid) {
+			probe_finish(p, status);
+			card_probed(st);
+			return true;
+		}
+	return false;
+}
+
+void probe_check_timers(struct station *st)
+{
+	double now = now_monotonic();
+
+	for (struct probe *p = st->probes; p; p = p->next)
+		if (p->state == PROBE_RUNNING && !p->why[0] && now - p->started > PROBE_TIMEOUT) {
+			snprintf(p->why, sizeof(p->why),
+				 "reading the bmap %s took longer than %.0f s (a pipe with no "
+				 "writer, or a file too large?)",
+				 p->path, PROBE_TIMEOUT);
+			log_warn("%s", p->why);
+			kill(p->pid, SIGKILL);
+		}
+}
+
+void probe_free_all(struct station *st)
+{
+	while (st->probes) {
+		struct probe *p = st->probes;
+
+		st->probes = p->next;
+		if (p->state == PROBE_RUNNING)
+			kill(p->pid, SIGKILL);
+		probe_free(p);
+	}
+}

@@ -1,0 +1,175 @@
+#!/bin/bash
+# Benchmark `bmaptool copy` of self-mapped images (no .bmap anywhere) against
+# the tools a user would run instead, writing the same loop device (over a
+# 2.2 GiB file in /dev/shm) in the same run:
+#   qcow2 (plain, zlib -c, zstd)   qemu-img convert -n -O raw -t none IMG /dev/loopN
+#   Android sparse (img2simg)      simg2img IMG /dev/loopN
+# The images are made from the bench image (tests/bench/mkimage.sh: 2 GiB,
+# ~712 MiB mapped) by the real producers (qemu-img convert -O qcow2 [-c]
+# [-o compression_type=zstd], img2simg) and kept in BENCH_DIR.
+#
+# For each image the peer and ours copy in turn, RUNS times each, and the
+# medians are compared:
+#   copy qcow2-zstd: qemu-img 2.31s, ours 0.80s, ratio 2.89x (target >= 2.5x)
+# plus our peak RSS (/usr/bin/time) against 64 MiB plus one cluster per
+# thread. After ours' last run the card is verified twice: by ours against
+# the image (its mapped data), and against the raw bench image's reference
+# bmap (every range's SHA-256).
+#
+# The page cache stays warm (every image is read once first): both tools
+# read from memory, the card is RAM too, so the figures measure the tools.
+# Ratios are printed, never judged: the exit status is non-zero only when a
+# copy fails or the card is wrong.
+#
+# usage: bench-formats.sh [BMAPTOOL]
+# env:   BMAPTOOL (default build/bmaptool of this checkout), BENCH_DIR
+#        (default /var/tmp/bmap-bench), RUNS (default 3), CARD_DIR (default
+#        /dev/shm), CASES (default "qcow2 qcow2-zlib qcow2-zstd simg")
+
+set -u
+LC_NUMERIC=C # $EPOCHREALTIME with a dot
+
+OURS=${BMAPTOOL:-$(cd "$(dirname "$0")/../.." && pwd)/build/bmaptool}
+for arg in "$@"; do
+	case $arg in
+	-h | --help)
+		sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+		exit 0 ;;
+	-*) echo "bench-formats: unknown option $arg" >&2; exit 2 ;;
+	*) OURS=$arg ;;
+	esac
+done
+BENCH_DIR=${BENCH_DIR:-/var/tmp/bmap-bench}
+RUNS=${RUNS:-3}
+CARD_DIR=${CARD_DIR:-/dev/shm}
+read -r -a cases <<<"${CASES:-qcow2 qcow2-zlib qcow2-zstd simg}"
+here=$(cd "$(dirname "$0")" && pwd)
+
+die() { echo "bench-formats: $*" >&2; exit 1; }
+say() { echo "bench-formats: $*" >&2; }
+[[ -x $OURS ]] || die "our bmaptool '$OURS' is not executable"
+[[ $(id -u) -eq 0 ]] || die "needs root (loop devices)"
+[[ -x /usr/bin/time ]] || die "needs /usr/bin/time (Debian package 'time')"
+for cmd in losetup qemu-img img2simg simg2img; do
+	command -v "$cmd" >/dev/null || die "needs $cmd (qemu-utils, android-sdk-libsparse-utils)"
+done
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number"
+
+"$here/mkimage.sh" "$BENCH_DIR" >/dev/null || die "mkimage.sh failed"
+img=$BENCH_DIR/bench.img
+bmap=$img.bmap
+[[ -r $bmap ]] || die "no $bmap"
+
+# make FILE CMD...: FILE from the bench image unless it is already newer.
+make() {
+	local f=$1
+	shift
+	[[ -s $f && $f -nt $img ]] && return 0
+	say "making $f"
+	"$@" || { rm -f -- "$f"; die "'$*' failed"; }
+}
+make "$BENCH_DIR/bench.qcow2" qemu-img convert -q -O qcow2 "$img" "$BENCH_DIR/bench.qcow2"
+make "$BENCH_DIR/bench-zlib.qcow2" qemu-img convert -q -c -O qcow2 "$img" "$BENCH_DIR/bench-zlib.qcow2"
+make "$BENCH_DIR/bench-zstd.qcow2" qemu-img convert -q -c -O qcow2 -o compression_type=zstd \
+	"$img" "$BENCH_DIR/bench-zstd.qcow2"
+make "$BENCH_DIR/bench.simg" img2simg "$img" "$BENCH_DIR/bench.simg"
+
+out=$(mktemp -d "${TMPDIR:-/tmp}/bench-formats.XXXXXX") || die "mktemp failed"
+card_file=
+loop=
+cleanup() {
+	[[ -n $loop ]] && { losetup -d "$loop" || say "could not detach $loop"; }
+	[[ -n $card_file ]] && rm -f -- "$card_file"
+	rm -rf -- "$out"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+card_file=$(mktemp "$CARD_DIR/bench-card.XXXXXX.bin") || die "mktemp in $CARD_DIR failed"
+fallocate -l $((2253 * 1048576)) "$card_file" || truncate -s $((2253 * 1048576)) "$card_file"
+loop=$(losetup -f --show -- "$card_file") || die "losetup failed"
+
+declare -A FILE=([qcow2]=bench.qcow2 [qcow2-zlib]=bench-zlib.qcow2
+	[qcow2-zstd]=bench-zstd.qcow2 [simg]=bench.simg)
+declare -A TARGET=([qcow2]=3 [qcow2-zlib]=2.5 [qcow2-zstd]=2.5 [simg]=8)
+declare -A CLUSTER=([qcow2]=65536 [qcow2-zlib]=65536 [qcow2-zstd]=65536 [simg]=4096)
+
+echo "bench-formats: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start;" \
+	"$RUNS runs each, medians; card $loop over $card_file"
+echo "  source: $img, $(($(sed -nE 's|.*<MappedBlocksCount>[[:space:]]*([0-9]+).*|\1|p' "$bmap") * 4096 / 1048576)) MiB mapped"
+
+for c in "${cases[@]}"; do
+	f=$BENCH_DIR/${FILE[$c]:-}
+	[[ -r $f ]] || die "unknown case '$c'"
+	cat "$f" >/dev/null
+done
+
+run_timed() {
+	local tf=$1 t0 t1 rc
+	shift
+	t0=$EPOCHREALTIME
+	/usr/bin/time -f %M -o "$tf" "$@" >"$out/log" 2>&1
+	rc=$?
+	t1=$EPOCHREALTIME
+	if [[ $rc -ne 0 ]]; then
+		echo "bench-formats: '$*' failed (exit $rc):" >&2
+		tail -n 3 "$out/log" >&2
+		return 1
+	fi
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.2f\n", v[int((NR + 1) / 2)] }'; }
+
+# peer CASE IMG: sets PEER to the peer's command (run by /usr/bin/time).
+peer() {
+	case $1 in
+	simg) PEER=(simg2img "$2" "$loop") ;;
+	*) PEER=(qemu-img convert -n -O raw -t none "$2" "$loop") ;;
+	esac
+}
+
+status=0
+for c in "${cases[@]}"; do
+	src=$BENCH_DIR/${FILE[$c]}
+	: >"$out/peer.times"
+	: >"$out/ours.times"
+	: >"$out/ours.rss"
+	failed=0
+	peer "$c" "$src"
+	for ((i = 0; i < RUNS; i++)); do
+		run_timed "$out/peer.rss" "${PEER[@]}" >>"$out/peer.times" || { failed=1; break; }
+		run_timed "$out/rss" "$OURS" copy "$src" "$loop" >>"$out/ours.times" ||
+			{ failed=1; break; }
+		tail -n 1 "$out/rss" >>"$out/ours.rss"
+	done
+	if [[ $failed -eq 1 ]]; then
+		echo "copy $c: FAILED"
+		status=1
+		continue
+	fi
+	peer_t=$(median <"$out/peer.times")
+	ours_t=$(median <"$out/ours.times")
+	rss=$(sort -n "$out/ours.rss" | tail -n 1)
+	awk -v c="$c" -v p="$([[ $c == simg ]] && echo simg2img || echo qemu-img)" -v r="$peer_t" \
+		-v o="$ours_t" -v t="${TARGET[$c]}" 'BEGIN {
+		printf "copy %s: %s %.2fs, ours %.2fs, ratio %.2fx (target >= %sx)\n", c, p, r, o,
+			(o > 0 ? r / o : 0), t }'
+	# 64 MiB plus one cluster for each of the engine's threads (at most
+	# 4 workers, each with a writer).
+	limit=$((65536 + 8 * ${CLUSTER[$c]} / 1024))
+	echo "  peak RSS ours: $rss KiB (target < $limit KiB: 64 MiB plus a cluster per thread):" \
+		"$([[ $rss -lt $limit ]] && echo ok || echo OVER)"
+	if "$OURS" verify "$src" "$loop" >"$out/verify.log" 2>&1 &&
+		"$OURS" verify --bmap "$bmap" "$img" "$loop" >>"$out/verify.log" 2>&1; then
+		echo "  card verified after ours (against the image, and the raw image's bmap): ok"
+	else
+		echo "  card verified after ours: FAILED"
+		tail -n 2 "$out/verify.log" | sed 's/^/    /'
+		status=1
+	fi
+done
+
+echo "bench-formats: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+exit $status
