@@ -75,7 +75,7 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
 			  size_t why_len)
 {
-	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_ctx *ctx;
 	struct bmap_map *map = NULL;
 	struct stat st;
 	int r;
@@ -89,6 +89,7 @@ int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *r
 				"bmap file",
 				bmap),
 		       -EINVAL;
+	ctx = bmap_ctx_new();
 	if (!ctx)
 		return snprintf(why, why_len, "out of memory"), -ENOMEM;
 	r = bmap_map_load(ctx, bmap, &map);
