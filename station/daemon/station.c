@@ -54,15 +54,24 @@ static void on_sigpipe(int sig)
 	(void)sig;
 }
 
+/* Cards in the queue, their bmap being read or not: the log and STATUS=
+ * count them alike. */
+static unsigned cards_waiting(const struct station *st)
+{
+	unsigned n = 0;
+
+	for (const struct card *c = st->cards; c; c = c->next)
+		n += c->state == CARD_WAITING || c->state == CARD_PROBING;
+	return n;
+}
+
 /* SIGUSR1 and the like: said in the log with what the station is doing. */
 static void log_signal(struct station *st, const struct signalfd_siginfo *si)
 {
-	unsigned cards = 0, waiting = 0;
+	unsigned cards = 0, waiting = cards_waiting(st);
 
-	for (struct card *c = st->cards; c; c = c->next) {
+	for (struct card *c = st->cards; c; c = c->next)
 		cards++;
-		waiting += c->state == CARD_WAITING;
-	}
 	log_notice("signal %s from pid %u ignored: %u card(s) known, %u job(s) running, %u "
 		   "waiting, %s",
 		   strsignal((int)si->ssi_signo), si->ssi_pid, cards, st->running, waiting,
@@ -82,7 +91,7 @@ static void notify_tick(struct station *st, bool force)
 	static uint64_t watchdog_usec;
 	static int watchdog = -1;
 	double now = now_monotonic();
-	unsigned waiting = 0;
+	unsigned waiting;
 
 	if (watchdog < 0)
 		watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
@@ -90,8 +99,7 @@ static void notify_tick(struct station *st, bool force)
 		sd_notify(0, "WATCHDOG=1");
 		last_ping = now;
 	}
-	for (struct card *c = st->cards; c; c = c->next)
-		waiting += c->state == CARD_WAITING || c->state == CARD_PROBING;
+	waiting = cards_waiting(st);
 	if (!force && (st->running == last_running && waiting == last_waiting))
 		return;
 	if (!force && now - last_status < 1.0)
