@@ -39,6 +39,7 @@ bad() { log "FAIL: $*"; failures=$((failures + 1)); }
 
 # render PAGE: deploy/man/PAGE.scd as man shows it, into $TEST_TMP/PAGE.txt.
 render() {
+	[[ -f $MAN/$1.scd ]] || fail "no source of the manual page $1: $MAN/$1.scd"
 	scdoc <"$MAN/$1.scd" >"$TEST_TMP/$1" 2>"$TEST_TMP/$1.err" ||
 		fail "scdoc cannot render $1.scd: $(cat "$TEST_TMP/$1.err")"
 	LC_ALL=C.UTF-8 MANWIDTH=5000 MAN_KEEP_FORMATTING= man -l "$TEST_TMP/$1" \
