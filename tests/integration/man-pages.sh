@@ -42,7 +42,7 @@ render() {
 	[[ -f $MAN/$1.scd ]] || fail "no source of the manual page $1: $MAN/$1.scd"
 	scdoc <"$MAN/$1.scd" >"$TEST_TMP/$1" 2>"$TEST_TMP/$1.err" ||
 		fail "scdoc cannot render $1.scd: $(cat "$TEST_TMP/$1.err")"
-	LC_ALL=C.UTF-8 MANWIDTH=5000 MAN_KEEP_FORMATTING= man -l "$TEST_TMP/$1" \
+	LC_ALL=C.UTF-8 MANWIDTH=5000 MAN_KEEP_FORMATTING='' man -l "$TEST_TMP/$1" \
 		>"$TEST_TMP/$1.txt" 2>"$TEST_TMP/$1.err" || fail "man -l cannot show $1"
 	[[ -s $TEST_TMP/$1.err ]] && bad "man -l $1 complains: $(head -c 300 "$TEST_TMP/$1.err")"
 	[[ $(wc -l <"$TEST_TMP/$1.txt") -gt 20 ]] || fail "man -l shows next to nothing of $1"
@@ -90,7 +90,7 @@ commands() {
 
 # marked PAGE: the names its source marks "; issue-11: NAME ...".
 marked() {
-	sed -nE 's/^; issue-11: (.*)$/\1/p' "$MAN/$1.scd" | tr ' ,()' '\n\n\n\n' | grep -v '^$' | sort -u
+	sed -nE 's/^; issue-11: (.*)$/\1/p' "$MAN/$1.scd" | tr ' ,()' '\n' | grep -v '^$' | sort -u
 }
 
 render bmaptool.1
