@@ -17,8 +17,8 @@
 # - The other way round, every option and key the pages define exists,
 #   unless its scdoc source marks it "; issue-11: NAME" (added by issue 11 in
 #   other branches): those are listed, not failed, until the code has them.
-# - The pages render (scdoc, then man) and the example configuration of
-#   bmap-station.conf(5) loads.
+# - The pages render (scdoc, then man, without a groff warning) and the
+#   example configuration of bmap-station.conf(5) loads.
 #
 # The pages are rendered from the source here, not taken from a build, and
 # read at a width no paragraph reaches, so no option is ever split by a
@@ -42,7 +42,7 @@ render() {
 	[[ -f $MAN/$1.scd ]] || fail "no source of the manual page $1: $MAN/$1.scd"
 	scdoc <"$MAN/$1.scd" >"$TEST_TMP/$1" 2>"$TEST_TMP/$1.err" ||
 		fail "scdoc cannot render $1.scd: $(cat "$TEST_TMP/$1.err")"
-	LC_ALL=C.UTF-8 MANWIDTH=5000 MAN_KEEP_FORMATTING='' man -l "$TEST_TMP/$1" \
+	LC_ALL=C.UTF-8 MANWIDTH=5000 MAN_KEEP_FORMATTING='' man --warnings -l "$TEST_TMP/$1" \
 		>"$TEST_TMP/$1.txt" 2>"$TEST_TMP/$1.err" || fail "man -l cannot show $1"
 	[[ -s $TEST_TMP/$1.err ]] && bad "man -l $1 complains: $(head -c 300 "$TEST_TMP/$1.err")"
 	[[ $(wc -l <"$TEST_TMP/$1.txt") -gt 20 ]] || fail "man -l shows next to nothing of $1"
