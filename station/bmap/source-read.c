@@ -218,6 +218,11 @@ uint64_t bmap_source_input_pos(const struct bmap_source *s)
 	return s->in_pos;
 }
 
+uint64_t bmap_source_get_transferred(const struct bmap_source *s)
+{
+	return s->input && s->input->transferred ? s->input->transferred(s) : 0;
+}
+
 int bmap_source_get_fd(const struct bmap_source *s)
 {
 	return s->fd;
