@@ -146,6 +146,14 @@ static int fetch_file(struct bmap_ctx *ctx, const char *path, size_t max, void *
 int bmap_fetch_small(struct bmap_ctx *ctx, const char *location, size_t max, void **ret,
 		     size_t *ret_len)
 {
+	_cleanup_free_ char *path = NULL;
+	int r = url_file_path(location, &path);
+
+	if (r < 0)
+		return bmap_error(ctx, r, "cannot read '%s': only local file: URLs are read",
+				  location);
+	if (r > 0)
+		return fetch_file(ctx, path, max, ret, ret_len);
 	if (bmap_location_is_url(location))
 		return fetch_url(ctx, location, max, ret, ret_len);
 	return fetch_file(ctx, location, max, ret, ret_len);

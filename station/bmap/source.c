@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "source-format.h"
+#include "url.h"
 #include "util.h"
 
 /* Enough for every magic we recognise. */
@@ -470,8 +471,23 @@ int bmap_source_open_cancel(struct bmap_ctx *ctx, const char *path, int cancel_f
 {
 	int fd, r;
 
-	if (bmap_location_is_url(path))
-		return open_url(ctx, path, cancel_fd, ret_source);
+	if (bmap_location_is_url(path)) {
+		_cleanup_free_ char *local = NULL;
+
+		r = url_file_path(path, &local);
+		if (r < 0)
+			return bmap_error(ctx, r, "cannot open image '%s': only local file: URLs "
+						  "are read", path);
+		if (r == 0)
+			return open_url(ctx, path, cancel_fd, ret_source);
+		fd = open(local, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0) {
+			r = -errno;
+			return bmap_error(ctx, r, "cannot open image file '%s': %s", local,
+					  strerror(-r));
+		}
+		return open_fd(ctx, fd, local, NULL, cancel_fd, ret_source);
+	}
 
 	if (strcmp(path, "-") == 0) {
 		/* Our own descriptor, so that freeing the source leaves fd 0 alone. */

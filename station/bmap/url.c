@@ -48,6 +48,31 @@ char *bmap_url_display(const char *url)
 	return out;
 }
 
+int url_file_path(const char *url, char **ret_path)
+{
+	CURLU *h;
+	char *host = NULL, *path = NULL;
+	int r = -EINVAL;
+
+	if (strncasecmp(url, "file:", 5) != 0)
+		return 0;
+	h = curl_url();
+	if (!h)
+		return -ENOMEM;
+	if (curl_url_set(h, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_PATH, &path, CURLU_URLDECODE) == CURLUE_OK) {
+		if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host ||
+		    strcasecmp(host, "localhost") == 0) {
+			*ret_path = strdup(path);
+			r = *ret_path ? 1 : -ENOMEM;
+		}
+	}
+	curl_free(host);
+	curl_free(path);
+	curl_url_cleanup(h);
+	return r;
+}
+
 void bmap_ctx_set_tls_insecure(struct bmap_ctx *ctx, bool insecure)
 {
 	ctx->tls_insecure = insecure;

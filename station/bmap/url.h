@@ -42,5 +42,9 @@ const char *url_status_text(long status, const struct url_xfer *x, char buf[stat
  * transfer itself went fine. "cannot fetch @what: ..." -errno. */
 int url_fail(struct bmap_ctx *ctx, const char *what, CURL *easy, CURLcode rc,
 	     const struct url_xfer *x);
+/* A file: URL's local path (percent-decoded, malloc'd): 1; 0 for another
+ * URL; -EINVAL for a file: URL of another host. A local file is opened as
+ * a file (seekable; libcurl's file: cannot pause a transfer). */
+int url_file_path(const char *url, char **ret_path);
 /* The errno a curl code stands for (-ENOENT for a missing remote file). */
 int url_errno(CURLcode rc);
