@@ -60,15 +60,17 @@ static int fetch_url(struct bmap_ctx *ctx, const char *url, size_t max, void **r
 		     size_t *ret_len)
 {
 	struct small_buf b = { .max = max };
-	_cleanup_free_ char *disp = bmap_url_display(url);
+	_cleanup_free_ char *shown_url = bmap_url_display(url), *disp = NULL;
 	struct url_xfer x;
 	CURLcode rc;
 	curl_off_t cl = -1;
 	long status;
 	int r;
 
-	if (!disp)
+	if (!shown_url || asprintf(&disp, "'%s'", shown_url) < 0) {
+		disp = NULL;
 		return bmap_error(ctx, -ENOMEM, "out of memory");
+	}
 	r = url_easy_new(ctx, url, &x, &b.easy);
 	if (r < 0)
 		return r;
@@ -79,18 +81,18 @@ static int fetch_url(struct bmap_ctx *ctx, const char *url, size_t max, void **r
 	rc = curl_easy_perform(b.easy);
 	status = url_status(b.easy);
 	if (b.too_big) {
-		r = bmap_error(ctx, -EFBIG, "'%s' is too large (more than %zu bytes)", disp, max);
+		r = bmap_error(ctx, -EFBIG, "%s is too large (more than %zu bytes)", disp, max);
 	} else if (rc != CURLE_OK || b.bad_status ||
 		   (url_is_http(b.easy) && (status < 200 || status >= 300))) {
 		r = url_fail(ctx, disp, b.easy, b.bad_status ? CURLE_WRITE_ERROR : rc, &x);
-	} else if (x.excess ||
-		   (curl_easy_getinfo(b.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
+	} else if ((curl_easy_getinfo(b.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
 			    CURLE_OK &&
-		    cl >= 0 && (uint64_t)cl != b.len)) {
+		    cl >= 0 && (uint64_t)cl != b.len) ||
+		   url_excess(b.easy, &x)) {
 		r = bmap_error(ctx, -EPROTO,
 			       "cannot fetch %s: the server sent %s bytes than it announced "
 			       "(Content-Length %" PRId64 ")",
-			       disp, x.excess || (uint64_t)cl < b.len ? "more" : "fewer",
+			       disp, cl < 0 || (uint64_t)cl <= b.len ? "more" : "fewer",
 			       (int64_t)cl);
 	} else if (!b.data && !(b.data = malloc(1))) {
 		r = bmap_error(ctx, -ENOMEM, "out of memory");

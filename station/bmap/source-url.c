@@ -255,7 +255,7 @@ static int finish(struct url_in *u)
 			if (r < 0)
 				return r;
 		}
-		if (u->x.excess || (u->total != URL_UNKNOWN && u->pos > u->total))
+		if (url_excess(u->easy, &u->x) || (u->total != URL_UNKNOWN && u->pos > u->total))
 			return bmap_error(ctx, -EPROTO,
 					  "cannot fetch %s: the server sent more bytes than it "
 					  "announced (%" PRIu64 ")",

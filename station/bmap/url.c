@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "url.h"
 #include "util.h"
@@ -164,6 +166,29 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 	return 0;
 }
 
+/* libcurl reads no further than Content-Length: bytes a server sent beyond
+ * it are still in the socket when the connection is closed. */
+static int on_close(void *userdata, curl_socket_t fd)
+{
+	struct url_xfer *x = userdata;
+	char c;
+
+	if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+		x->unread_at_close = true;
+	return close(fd);
+}
+
+bool url_excess(CURL *easy, const struct url_xfer *x)
+{
+	const char *scheme = NULL;
+
+	if (x->excess)
+		return true;
+	return x->unread_at_close &&
+	       curl_easy_getinfo(easy, CURLINFO_SCHEME, &scheme) == CURLE_OK && scheme &&
+	       strcasecmp(scheme, "http") == 0;
+}
+
 int url_easy_new(struct bmap_ctx *ctx, const char *url, struct url_xfer *x, CURL **ret)
 {
 	CURL *e;
@@ -210,6 +235,8 @@ int url_easy_new(struct bmap_ctx *ctx, const char *url, struct url_xfer *x, CURL
 	curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
 	curl_easy_setopt(e, CURLOPT_DEBUGDATA, x);
 	curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, x);
 	*ret = e;
 	return 0;
 }
@@ -313,6 +340,10 @@ int url_fail(struct bmap_ctx *ctx, const char *what, CURL *easy, CURLcode rc,
 		return bmap_error(ctx, url_errno(rc),
 				  "cannot fetch %s: the server's certificate is not trusted "
 				  "(%s); --insecure skips this check",
+				  what, x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+	if (rc == CURLE_PARTIAL_FILE)
+		return bmap_error(ctx, -EPROTO,
+				  "cannot fetch %s: the server sent fewer bytes than it announced (%s)",
 				  what, x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
 	/* curl's own detail never holds the URL's credentials: it names hosts
 	 * and counts, not URLs. */

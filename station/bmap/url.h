@@ -25,7 +25,13 @@ struct url_xfer {
 	uint64_t range_first;	/* its first byte */
 	uint64_t range_total;	/* its complete length (UINT64_MAX: '*') */
 	bool excess;		/* more body bytes came than Content-Length said */
+	bool unread_at_close;	/* a connection closed with bytes still to read */
 };
+
+/* Whether the finished transfer on @easy got more bytes than it announced:
+ * seen by libcurl in its last read, or still unread when it closed a plain
+ * http connection (over TLS unread bytes may be the close alert). */
+bool url_excess(CURL *easy, const struct url_xfer *x);
 
 /* A new easy handle for @url, set up as every request of ours is, its header
  * and debug callbacks filling @x. -errno with a detail. */
