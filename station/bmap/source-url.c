@@ -20,42 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source-codec.h"
-#include "url.h"
+#include "source-url.h"
 #include "util.h"
-
-#define URL_STASH_SIZE (1024u * 1024)
-/* Resumes in a row that bring no byte before the copy fails; waits of 1, 2,
- * 4, 8 and 16 s between them (half a minute: a server restarting). */
-#define URL_MAX_TRIES 5
-#define URL_UNKNOWN UINT64_MAX
-
-struct url_in {
-	struct bmap_source *s;
-	CURLM *multi;
-	CURL *easy;
-	char *url; /* as given, credentials and all: never printed */
-	struct url_xfer x;
-
-	/* Body bytes received and not yet read. */
-	uint8_t *stash;
-	size_t cap, head, len;
-
-	bool active;  /* the easy handle is in the multi handle */
-	bool paused;  /* the write callback paused the transfer: stash full */
-	bool done;    /* the transfer finished, with rc */
-	CURLcode rc;
-	bool checked; /* this response's status was checked */
-	bool ok_once; /* a response was accepted: a break can be resumed */
-	int err;      /* a callback's failure (detail in the context) */
-
-	uint64_t pos;	/* bytes of the file received (into the stash) */
-	uint64_t start; /* where the current request started */
-	uint64_t drop;	/* bytes to drop: a server that ignored our Range */
-	uint64_t total; /* the file's length, URL_UNKNOWN until a server says */
-	int tries;
-	atomic_uint_fast64_t received; /* from the network, for progress */
-};
 
 static int url_nomem(struct url_in *u)
 {
@@ -177,25 +143,28 @@ static int start_request(struct url_in *u)
 	return 0;
 }
 
-/* Runs curl until it has bytes for us or ends, waiting for the network
- * next to the cancel fd. */
-static int pump(struct url_in *u)
+int url_run(struct url_in *u, void (*done)(struct url_in *u, CURL *easy, CURLcode rc))
 {
-	struct curl_waitfd wfd = { .fd = u->s->cancel_fd, .events = CURL_WAIT_POLLIN };
 	CURLMsg *m;
 	CURLMcode mc;
 	int running, left;
 
 	mc = curl_multi_perform(u->multi, &running);
-	while (mc == CURLM_OK && (m = curl_multi_info_read(u->multi, &left))) {
-		if (m->msg == CURLMSG_DONE && m->easy_handle == u->easy) {
-			u->done = true;
-			u->rc = m->data.result;
-		}
-	}
-	if (mc == CURLM_OK && !u->done && u->len == 0 && !u->err)
-		mc = curl_multi_poll(u->multi, wfd.fd >= 0 ? &wfd : NULL, wfd.fd >= 0 ? 1 : 0, 1000,
-				     NULL);
+	while (mc == CURLM_OK && (m = curl_multi_info_read(u->multi, &left)))
+		if (m->msg == CURLMSG_DONE)
+			done(u, m->easy_handle, m->data.result);
+	if (mc != CURLM_OK)
+		return bmap_error(u->s->ctx, -EIO, "cannot fetch %s: %s", u->s->what,
+				  curl_multi_strerror(mc));
+	return 0;
+}
+
+int url_wait(struct url_in *u)
+{
+	struct curl_waitfd wfd = { .fd = u->s->cancel_fd, .events = CURL_WAIT_POLLIN };
+	CURLMcode mc;
+
+	mc = curl_multi_poll(u->multi, wfd.fd >= 0 ? &wfd : NULL, wfd.fd >= 0 ? 1 : 0, 1000, NULL);
 	if (mc != CURLM_OK)
 		return bmap_error(u->s->ctx, -EIO, "cannot fetch %s: %s", u->s->what,
 				  curl_multi_strerror(mc));
@@ -204,7 +173,25 @@ static int pump(struct url_in *u)
 	return 0;
 }
 
-static bool resumable(CURLcode rc)
+static void stream_done(struct url_in *u, CURL *easy, CURLcode rc)
+{
+	if (easy == u->easy) {
+		u->done = true;
+		u->rc = rc;
+	}
+}
+
+/* Runs curl until it has bytes for us or ends. */
+static int pump(struct url_in *u)
+{
+	int r = url_run(u, stream_done);
+
+	if (r < 0 || u->done || u->len > 0 || u->err)
+		return r;
+	return url_wait(u);
+}
+
+bool url_resumable(CURLcode rc)
 {
 	switch (rc) {
 	case CURLE_PARTIAL_FILE:
@@ -222,8 +209,7 @@ static bool resumable(CURLcode rc)
 	}
 }
 
-/* Waits @ms next to the cancel fd: 0, or -EINTR. */
-static int backoff(struct url_in *u, int ms)
+int url_backoff(struct url_in *u, int ms)
 {
 	struct pollfd p = { .fd = u->s->cancel_fd, .events = POLLIN };
 
@@ -267,7 +253,7 @@ static int finish(struct url_in *u)
 					  u->s->what, u->pos, u->total);
 		return 0;
 	}
-	if (!u->ok_once || !resumable(rc))
+	if (!u->ok_once || !url_resumable(rc))
 		return url_fail(ctx, u->s->what, u->easy, rc, &u->x);
 	/* A server that answers and then ends at the same byte again is not
 	 * a broken connection but a file shorter than it says. */
@@ -287,7 +273,7 @@ static int finish(struct url_in *u)
 	bmap_log(ctx, BMAP_LOG_WARNING, "%s: %s at byte %" PRIu64 "; resuming in %d s (%d of %d)",
 		 u->s->what, u->x.errbuf[0] ? u->x.errbuf : curl_easy_strerror(rc), u->pos,
 		 1 << (u->tries - 1), u->tries, URL_MAX_TRIES);
-	r = backoff(u, 1000 << (u->tries - 1));
+	r = url_backoff(u, 1000 << (u->tries - 1));
 	if (r < 0)
 		return r;
 	r = start_request(u);
@@ -299,6 +285,8 @@ static ssize_t url_read(struct bmap_source *s, void *buf, size_t len)
 	struct url_in *u = s->input_state;
 	int r;
 
+	if (u->rg)
+		return url_ranges_read(u, buf, len);
 	for (;;) {
 		if (u->len > 0) {
 			size_t k = len < u->len ? len : u->len;
@@ -344,10 +332,19 @@ static uint64_t url_transferred(const struct bmap_source *s)
 	return atomic_load(&u->received);
 }
 
+static int64_t url_skip(struct bmap_source *s, uint64_t n)
+{
+	struct url_in *u = s->input_state;
+
+	/* The whole file comes anyway: the caller reads and drops. */
+	return u->rg ? url_ranges_skip(u, n) : 0;
+}
+
 static void url_free(struct bmap_source *s)
 {
 	struct url_in *u = s->input_state;
 
+	url_ranges_free(u);
 	if (u->active)
 		curl_multi_remove_handle(u->multi, u->easy);
 	if (u->easy)
@@ -362,6 +359,8 @@ static void url_free(struct bmap_source *s)
 
 const struct source_input source_input_url = {
 	.read = url_read,
+	.want = url_ranges_want,
+	.skip = url_skip,
 	.transferred = url_transferred,
 	.free = url_free,
 };

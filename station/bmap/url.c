@@ -120,6 +120,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
 
 		x->reason[0] = '\0';
 		x->have_range = false;
+		x->accept_ranges = false;
 		if (sp && (size_t)(sp - buf) + 5 < len) {
 			p = sp + 5; /* " 404 Not Found" -> "Not Found" */
 			k = len - (size_t)(p - buf);
@@ -130,6 +131,13 @@ static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
 			memcpy(x->reason, p, k);
 			x->reason[k] = '\0';
 		}
+		return len;
+	}
+	if (len > 14 && strncasecmp(buf, "Accept-Ranges:", 14) == 0) {
+		p = buf + 14;
+		while (p < buf + len && (*p == ' ' || *p == '\t'))
+			p++;
+		x->accept_ranges = (size_t)(buf + len - p) >= 5 && strncasecmp(p, "bytes", 5) == 0;
 		return len;
 	}
 	if (len > 14 && strncasecmp(buf, "Content-Range:", 14) == 0) {

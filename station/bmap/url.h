@@ -25,6 +25,7 @@ struct url_xfer {
 	uint64_t range_first;	/* its first byte */
 	uint64_t range_total;	/* its complete length (UINT64_MAX: '*') */
 	bool excess;		/* more body bytes came than Content-Length said */
+	bool accept_ranges;	/* "Accept-Ranges: bytes" */
 	bool unread_at_close;	/* a connection closed with bytes still to read */
 };
 
