@@ -363,7 +363,9 @@ void bmap_ctx_set_tls_insecure(struct bmap_ctx *ctx, bool insecure);
  * URL, into a malloc'd buffer (NUL-terminated past *@ret_len). -ENOENT when
  * it is not there (no such file; HTTP 404 or 410; a missing FTP file),
  * -EFBIG when it is larger than @max bytes, another -errno with a detail
- * naming the location (without credentials) for any other failure. */
+ * naming the location (without credentials) for any other failure. @max 0
+ * asks only whether it is there (an HTTP HEAD request; a stat), with
+ * *@ret_len 0. */
 int bmap_fetch_small(struct bmap_ctx *ctx, const char *location, size_t max, void **ret,
 		     size_t *ret_len);
 /* bmap_map_load() for a path or a URL (fetched with bmap_fetch_small()). */

@@ -78,6 +78,9 @@ static int fetch_url(struct bmap_ctx *ctx, const char *url, size_t max, void **r
 	curl_easy_setopt(b.easy, CURLOPT_WRITEDATA, &b);
 	/* A small file: a server that stalls is given up on sooner. */
 	curl_easy_setopt(b.easy, CURLOPT_LOW_SPEED_TIME, 30L);
+	/* @max 0: whether it is there (a HEAD request; SIZE for FTP). */
+	if (max == 0)
+		curl_easy_setopt(b.easy, CURLOPT_NOBODY, 1L);
 	rc = curl_easy_perform(b.easy);
 	status = url_status(b.easy);
 	if (b.too_big) {
@@ -85,10 +88,11 @@ static int fetch_url(struct bmap_ctx *ctx, const char *url, size_t max, void **r
 	} else if (rc != CURLE_OK || b.bad_status ||
 		   (url_is_http(b.easy) && (status < 200 || status >= 300))) {
 		r = url_fail(ctx, disp, b.easy, b.bad_status ? CURLE_WRITE_ERROR : rc, &x);
-	} else if ((curl_easy_getinfo(b.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
-			    CURLE_OK &&
-		    cl >= 0 && (uint64_t)cl != b.len) ||
-		   url_excess(b.easy, &x)) {
+	} else if (max > 0 &&
+		   ((curl_easy_getinfo(b.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
+			     CURLE_OK &&
+		     cl >= 0 && (uint64_t)cl != b.len) ||
+		    url_excess(b.easy, &x))) {
 		r = bmap_error(ctx, -EPROTO,
 			       "cannot fetch %s: the server sent %s bytes than it announced "
 			       "(Content-Length %" PRId64 ")",
@@ -125,10 +129,17 @@ static int fetch_file(struct bmap_ctx *ctx, const char *path, size_t max, void *
 	if (!S_ISREG(st.st_mode))
 		return bmap_error(ctx, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
 				  "'%s' is not a regular file", path);
-	if ((uint64_t)st.st_size > max)
+	if (max > 0 && (uint64_t)st.st_size > max)
 		return bmap_error(ctx, -EFBIG, "'%s' is too large (%" PRIu64 " bytes, limit %zu)",
 				  path, (uint64_t)st.st_size, max);
-	buf = malloc((size_t)st.st_size + 1);
+	buf = malloc(max == 0 ? 1 : (size_t)st.st_size + 1);
+	if (buf && max == 0) {
+		/* Only whether it is there. */
+		buf[0] = '\0';
+		*ret = buf;
+		*ret_len = 0;
+		return 0;
+	}
 	if (!buf)
 		return bmap_error(ctx, -ENOMEM, "out of memory reading '%s'", path);
 	/* One byte more than the size: a file that grew is not cut short. */
@@ -214,10 +225,10 @@ int bmap_discover_url(struct bmap_ctx *ctx, const char *image_url, char **ret_ur
 		url_path(base, &start, &end);
 		if (asprintf(&cand, "%.*s.bmap%s", (int)end, base, base + end) < 0)
 			return bmap_error(ctx, -ENOMEM, "out of memory");
-		/* The whole bmap, as small requests go: it is parsed next. */
-		r = bmap_fetch_small(ctx, cand, 1, &buf, &len);
+		/* Whether it is there: a HEAD request (for a file, a stat). */
+		r = bmap_fetch_small(ctx, cand, 0, &buf, &len);
 		free(buf);
-		if (r == 0 || r == -EFBIG) {
+		if (r == 0) {
 			*ret_url = cand;
 			return 0;
 		}

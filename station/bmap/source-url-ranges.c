@@ -348,8 +348,8 @@ void url_ranges_want(struct bmap_source *s, const struct bmap_map *map)
 
 	/* Only a server that said it takes ranges, for a file of known size
 	 * that is still coming. */
-	if (u->rg || !u->ok_once || u->done || !u->active || u->err || u->total == URL_UNKNOWN ||
-	    !u->x.accept_ranges || !url_is_http(u->easy) || u->start != 0)
+	if (u->rg || !u->ok_once || !u->active || u->err || u->total == URL_UNKNOWN ||
+	    !u->ranges_ok || u->drop > 0 || !url_is_http(u->easy))
 		return;
 	g = calloc(1, sizeof(*g));
 	if (!g || !(g->segs = calloc(n ? n : 1, sizeof(*g->segs)))) {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "source-url.h"
 #include "util.h"
@@ -44,9 +45,29 @@ static int check_response(struct url_in *u)
 		return 0;
 	}
 	status = url_status(u->easy);
+	if (u->x.accept_ranges)
+		u->ranges_ok = true;
+	if (u->head_req && status == 416) {
+		/* An empty file has no first byte: asked again without Range. */
+		u->no_head = true;
+		return -EAGAIN;
+	}
 	if (status < 200 || status >= 300)
 		return url_fail(ctx, u->s->what, u->easy, CURLE_OK, &u->x);
-	if (u->start > 0 && status == 206) {
+	if (u->head_req) {
+		if (status == 206 && (!u->x.have_range || u->x.range_first != 0))
+			return bmap_error(ctx, -EPROTO,
+					  "cannot fetch %s: the server answered another range than "
+					  "its first bytes",
+					  u->s->what);
+		if (status == 206) {
+			u->ranges_ok = true;
+			u->total = u->x.range_total;
+		} else {
+			u->head_req = false; /* the whole file comes */
+			u->total = cl >= 0 ? (uint64_t)cl : URL_UNKNOWN;
+		}
+	} else if (u->start > 0 && status == 206) {
 		if (!u->x.have_range || u->x.range_first != u->start)
 			return bmap_error(ctx, -EPROTO,
 					  "cannot resume %s at byte %" PRIu64
@@ -87,7 +108,8 @@ static size_t on_data(char *buf, size_t size, size_t n, void *userdata)
 		u->checked = true;
 		r = check_response(u);
 		if (r < 0) {
-			u->err = r;
+			/* -EAGAIN (no_head): asked again once this one ends. */
+			u->err = u->no_head ? 0 : r;
 			return 0;
 		}
 	}
@@ -132,9 +154,13 @@ static int start_request(struct url_in *u)
 	u->drop = 0;
 	u->start = u->pos;
 	url_xfer_reset(&u->x);
-	if (u->start > 0)
+	u->head_req = u->pos == 0 && !u->ok_once && !u->no_head &&
+		      strncasecmp(u->url, "http", 4) == 0;
+	if (u->head_req)
+		snprintf(range, sizeof(range), "0-%u", URL_HEAD_SIZE - 1);
+	else if (u->start > 0)
 		snprintf(range, sizeof(range), "%" PRIu64 "-", u->start);
-	curl_easy_setopt(u->easy, CURLOPT_RANGE, u->start > 0 ? range : NULL);
+	curl_easy_setopt(u->easy, CURLOPT_RANGE, u->head_req || u->start > 0 ? range : NULL);
 	mc = curl_multi_add_handle(u->multi, u->easy);
 	if (mc != CURLM_OK)
 		return bmap_error(u->s->ctx, -EIO, "cannot fetch %s: %s", u->s->what,
@@ -186,6 +212,7 @@ static int pump(struct url_in *u)
 {
 	int r = url_run(u, stream_done);
 
+
 	if (r < 0 || u->done || u->len > 0 || u->err)
 		return r;
 	return url_wait(u);
@@ -234,12 +261,22 @@ static int finish(struct url_in *u)
 
 	curl_multi_remove_handle(u->multi, u->easy);
 	u->active = false;
+	if (rc == CURLE_OK && !u->checked) {
+		u->checked = true;
+		r = check_response(u);
+		if (r < 0 && !u->no_head)
+			return r;
+	}
+	if (u->head_req && u->no_head) {
+		r = start_request(u);
+		return r < 0 ? r : 1;
+	}
 	if (rc == CURLE_OK) {
-		if (!u->checked) {
-			u->checked = true;
-			r = check_response(u);
-			if (r < 0)
-				return r;
+		/* The first bytes came: now the rest. */
+		if (u->head_req && u->total != URL_UNKNOWN && u->pos < u->total &&
+		    u->pos == URL_HEAD_SIZE && !url_excess(u->easy, &u->x)) {
+			r = start_request(u);
+			return r < 0 ? r : 1;
 		}
 		if (url_excess(u->easy, &u->x) || (u->total != URL_UNKNOWN && u->pos > u->total))
 			return bmap_error(ctx, -EPROTO,

@@ -16,6 +16,11 @@
  * 4, 8 and 16 s between them (half a minute: a server restarting). */
 #define URL_MAX_TRIES 5
 #define URL_UNKNOWN UINT64_MAX
+/* An http(s) image is first asked for this much (a Range request), then for
+ * the rest: a raw image whose mapped ranges are fetched alone then costs no
+ * more than this of a whole-file transfer cut off (the server would have
+ * filled the socket buffers, megabytes, before the cut). */
+#define URL_HEAD_SIZE (1024u * 1024)
 
 struct url_ranges;
 
@@ -37,6 +42,9 @@ struct url_in {
 	bool checked; /* this response's status was checked */
 	bool ok_once; /* a response was accepted: a break can be resumed */
 	int err;      /* a callback's failure (detail in the context) */
+	bool head_req; /* this request asks for the first URL_HEAD_SIZE bytes */
+	bool no_head;  /* the server refused that (416): asked plainly */
+	bool ranges_ok; /* the server takes Range requests */
 
 	uint64_t pos;	/* bytes of the file received (into the stash) */
 	uint64_t start; /* where the current request started */

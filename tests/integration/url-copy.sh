@@ -42,7 +42,7 @@ out=$TEST_TMP/out
 grep -q "discovered bmap file 'http://127.0.0.1:$WEB_PORT_a/disk.bmap?token=1#frag'" "$out" ||
 	{ cat "$out" >&2; fail "the bmap was not discovered next to the URL (before its query)"; }
 cmp "$TEST_TMP/local" "$TEST_TMP/u1" || fail "the zstd URL's copy differs from the local copy"
-grep -q '^GET /disk.img.zst.bmap ' "$WEB_LOG_a" || fail "IMAGE.bmap was not tried first"
+grep -Eq '^(GET|HEAD) /disk.img.zst.bmap ' "$WEB_LOG_a" || fail "IMAGE.bmap was not tried first"
 
 "$BMAPTOOL" -q copy "$(web_url a sub/raw.img)" "$TEST_TMP/u2" || fail "copy of a raw URL failed"
 cmp "$TEST_TMP/local" "$TEST_TMP/u2" || fail "the raw URL's copy differs from the local copy"
