@@ -9,7 +9,9 @@
 # - a server that ignores Range (max_ranges 0: a 200 with the whole file)
 #   is read again from its start, the bytes already had dropped: identical;
 # - a stalled download (the server stopped with SIGSTOP) ends at SIGTERM:
-#   bmaptool exits non-zero within seconds, naming the interruption.
+#   bmaptool exits non-zero within seconds, naming the interruption;
+# - a server killed for good: after 5 tries (1+2+4+8+16 s of waits) the copy
+#   exits 1 naming the URL and that it gave up, and says DEST is incomplete.
 
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/common.sh"
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/webserver.sh"
@@ -76,4 +78,16 @@ kill -0 "$pid" 2>/dev/null && fail "SIGTERM did not stop a stalled download with
 wait "$pid" && fail "a download stopped by SIGTERM exited 0"
 kill -CONT "$WEB_PID_c"
 grep -qi "interrupted" "$out" || { cat "$out" >&2; fail "the interruption is not named"; }
+
+# A server that does not come back.
+web_start d "$www" "limit_rate 2m;"
+"$BMAPTOOL" copy "$(web_url d disk.img.gz)" "$TEST_TMP/d" >"$out" 2>&1 &
+pid=$!
+on_exit "kill $pid 2>/dev/null"
+sleep 1.5
+web_kill d
+wait "$pid" && fail "a copy from a server gone for good exited 0"
+grep -q "cannot fetch image 'http://127.0.0.1:$WEB_PORT_d/disk.img.gz'.*gave up after 5 tries" "$out" ||
+	{ cat "$out" >&2; fail "the copy that gave up does not name the URL and the tries"; }
+grep -q "content is incomplete" "$out" || { cat "$out" >&2; fail "DEST is not called incomplete"; }
 log "PASS"
