@@ -11,7 +11,10 @@
 # - a 404 for the image or for --bmap: exit 1, the URL and "HTTP 404 Not
 #   Found" named, DEST not created (nor an existing DEST changed);
 # - a redirect loop: exit 1, "redirect loop" named, DEST not created;
-# - create refuses a URL.
+# - create refuses a URL;
+# - http_proxy from the environment is used as curl uses it: an image at a
+#   host name that does not resolve (images.invalid) is copied through a
+#   second nginx acting as the proxy, which logs the request.
 
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/common.sh"
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/webserver.sh"
@@ -93,4 +96,9 @@ if "$BMAPTOOL" create "$(web_url a sub/raw.img)" >"$out" 2>&1; then
 	fail "create of a URL succeeded"
 fi
 grep -q "cannot create a bmap of the URL" "$out" || { cat "$out" >&2; fail "create's refusal is unclear"; }
+web_start proxy "$www" "location / { proxy_pass http://127.0.0.1:$WEB_PORT_a; }"
+http_proxy="http://127.0.0.1:$WEB_PORT_proxy" "$BMAPTOOL" -q copy \
+	"http://images.invalid/disk.img.zst" "$TEST_TMP/proxied" || fail "copy through http_proxy failed"
+cmp "$TEST_TMP/local" "$TEST_TMP/proxied" || fail "the copy through the proxy differs"
+grep -q '^GET /disk.img.zst 206' "$WEB_LOG_proxy" || fail "the proxy did not get the image request"
 log "PASS"
