@@ -109,8 +109,12 @@ static uint64_t parse_u64(const char *p, const char **end)
 
 static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
 {
-	struct url_xfer *x = userdata;
-	size_t len = size * n;
+	url_header_line(userdata, buf, size * n);
+	return size * n;
+}
+
+void url_header_line(struct url_xfer *x, const char *buf, size_t len)
+{
 	const char *p, *q;
 
 	/* Each response (a redirect's too) starts with its status line. */
@@ -128,17 +132,19 @@ static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
 				k--;
 			if (k >= sizeof(x->reason))
 				k = sizeof(x->reason) - 1;
-			memcpy(x->reason, p, k);
+			/* Printed in messages: printable ASCII only. */
+			for (size_t i = 0; i < k; i++)
+				x->reason[i] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
 			x->reason[k] = '\0';
 		}
-		return len;
+		return;
 	}
 	if (len > 14 && strncasecmp(buf, "Accept-Ranges:", 14) == 0) {
 		p = buf + 14;
 		while (p < buf + len && (*p == ' ' || *p == '\t'))
 			p++;
 		x->accept_ranges = (size_t)(buf + len - p) >= 5 && strncasecmp(p, "bytes", 5) == 0;
-		return len;
+		return;
 	}
 	if (len > 14 && strncasecmp(buf, "Content-Range:", 14) == 0) {
 		char line[128];
@@ -146,19 +152,18 @@ static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
 		snprintf(line, sizeof(line), "%.*s", (int)(len - 14), buf + 14);
 		p = line + strspn(line, " \t");
 		if (strncasecmp(p, "bytes ", 6) != 0)
-			return len;
+			return;
 		p += 6;
 		x->range_first = parse_u64(p, &q);
 		if (q == p || *q != '-')
-			return len;
+			return;
 		(void)parse_u64(q + 1, &q);
 		if (*q != '/')
-			return len;
+			return;
 		p = q + 1;
 		x->range_total = *p == '*' ? UINT64_MAX : parse_u64(p, &q);
 		x->have_range = true;
 	}
-	return len;
 }
 
 /* libcurl stops at Content-Length and drops what came beyond it, telling

@@ -34,6 +34,9 @@ struct url_xfer {
  * http connection (over TLS unread bytes may be the close alert). */
 bool url_excess(CURL *easy, const struct url_xfer *x);
 
+/* One header line of a response (as libcurl hands them, "\r\n" and all)
+ * into @x: a status line resets it. Server input: any bytes. */
+void url_header_line(struct url_xfer *x, const char *buf, size_t len);
 /* A new easy handle for @url, set up as every request of ours is, its header
  * and debug callbacks filling @x. -errno with a detail. */
 int url_easy_new(struct bmap_ctx *ctx, const char *url, struct url_xfer *x, CURL **ret);

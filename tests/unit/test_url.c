@@ -64,6 +64,52 @@ static void test_file_url_path(void **state)
 	assert_int_equal(url_file_path("http://h/x", &p), 0);
 }
 
+static void header(struct url_xfer *x, const char *line)
+{
+	url_header_line(x, line, strlen(line));
+}
+
+static void test_header_lines(void **state)
+{
+	struct url_xfer x;
+
+	(void)state;
+	url_xfer_reset(&x);
+	header(&x, "HTTP/1.1 206 Partial Content\r\n");
+	assert_string_equal(x.reason, "Partial Content");
+	header(&x, "content-range: bytes 1048576-2097151/4194304\r\n");
+	assert_true(x.have_range);
+	assert_int_equal(x.range_first, 1048576);
+	assert_int_equal(x.range_total, 4194304);
+	header(&x, "Accept-Ranges: bytes\r\n");
+	assert_true(x.accept_ranges);
+	/* A redirect's next response forgets them. */
+	header(&x, "HTTP/2 404\r\n");
+	assert_false(x.have_range);
+	assert_false(x.accept_ranges);
+	assert_string_equal(x.reason, "");
+	header(&x, "Content-Range: bytes 0-9/*\r\n");
+	assert_true(x.have_range);
+	assert_int_equal(x.range_total, UINT64_MAX);
+
+	/* Server input: control bytes never reach a message, numbers past
+	 * 64 bits and malformed ranges are not taken. */
+	url_xfer_reset(&x);
+	header(&x, "HTTP/1.1 500 a\033[2Jb\x01\r\n");
+	assert_string_equal(x.reason, "a?[2Jb?");
+	header(&x, "Content-Range: bytes 99999999999999999999999-1/2\r\n");
+	assert_false(x.have_range);
+	header(&x, "Content-Range: bytes */100\r\n");
+	assert_false(x.have_range);
+	header(&x, "Content-Range: items 0-1/2\r\n");
+	assert_false(x.have_range);
+	header(&x, "Accept-Ranges: none\r\n");
+	assert_false(x.accept_ranges);
+	header(&x, "HTTP/1.1 200 "
+		   "a-reason-phrase-much-longer-than-the-sixty-four-bytes-kept-for-it-in-messages\r\n");
+	assert_int_equal(strlen(x.reason), sizeof(x.reason) - 1);
+}
+
 static void test_fetch_small_file_url(void **state)
 {
 	char dir[] = "/tmp/test_url.XXXXXX", path[256], url[300];
@@ -132,6 +178,7 @@ int main(void)
 		cmocka_unit_test(test_is_url),
 		cmocka_unit_test(test_display_drops_credentials),
 		cmocka_unit_test(test_file_url_path),
+		cmocka_unit_test(test_header_lines),
 		cmocka_unit_test(test_fetch_small_file_url),
 		cmocka_unit_test(test_discover_url_candidates),
 	};
