@@ -368,6 +368,11 @@ void bmap_ctx_set_tls_insecure(struct bmap_ctx *ctx, bool insecure);
  * *@ret_len 0. */
 int bmap_fetch_small(struct bmap_ctx *ctx, const char *location, size_t max, void **ret,
 		     size_t *ret_len);
+/* @location with @suffix added ("BMAP" + ".asc"): to a path's end, or to a
+ * URL's path, before its query and fragment ("http://h/x.bmap?t=1" +
+ * ".asc" is "http://h/x.bmap.asc?t=1"), as the reference finds a bmap's
+ * signature. malloc'd; NULL when out of memory. */
+char *bmap_location_add_suffix(const char *location, const char *suffix);
 /* bmap_map_load() for a path or a URL (fetched with bmap_fetch_small()). */
 int bmap_map_load_location(struct bmap_ctx *ctx, const char *location,
 			   struct bmap_map **ret_map);

@@ -209,6 +209,24 @@ static void url_path(const char *url, size_t *ret_start, size_t *ret_end)
 	*ret_end = *ret_start + strcspn(p, "?#");
 }
 
+char *bmap_location_add_suffix(const char *location, const char *suffix)
+{
+	size_t start, end;
+	char *out;
+
+	if (!bmap_location_is_url(location)) {
+		if (asprintf(&out, "%s%s", location, suffix) < 0)
+			return NULL;
+		return out;
+	}
+	url_path(location, &start, &end);
+	/* No path: "/" first, as Python's urlunparse makes it (the reference). */
+	if (asprintf(&out, "%.*s%s%s%s", (int)end, location,
+		     start == end && strstr(location, "://") ? "/" : "", suffix, location + end) < 0)
+		return NULL;
+	return out;
+}
+
 int bmap_discover_url(struct bmap_ctx *ctx, const char *image_url, char **ret_url)
 {
 	_cleanup_free_ char *base = strdup(image_url);
@@ -223,7 +241,8 @@ int bmap_discover_url(struct bmap_ctx *ctx, const char *image_url, char **ret_ur
 		int r;
 
 		url_path(base, &start, &end);
-		if (asprintf(&cand, "%.*s.bmap%s", (int)end, base, base + end) < 0)
+		cand = bmap_location_add_suffix(base, ".bmap");
+		if (!cand)
 			return bmap_error(ctx, -ENOMEM, "out of memory");
 		/* Whether it is there: a HEAD request (for a file, a stat). */
 		r = bmap_fetch_small(ctx, cand, 0, &buf, &len);

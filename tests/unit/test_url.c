@@ -49,6 +49,26 @@ static void test_display_drops_credentials(void **state)
 	check_display("disk.img", "disk.img");
 }
 
+static void check_suffix(const char *loc, const char *want)
+{
+	char *got = bmap_location_add_suffix(loc, ".asc");
+
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_add_suffix(void **state)
+{
+	(void)state;
+	check_suffix("/srv/x.bmap", "/srv/x.bmap.asc");
+	check_suffix("x.bmap?", "x.bmap?.asc"); /* a path: no query */
+	check_suffix("http://h/x.bmap?t=1#f", "http://h/x.bmap.asc?t=1#f");
+	check_suffix("https://u:p@h:1/a/x.bmap", "https://u:p@h:1/a/x.bmap.asc");
+	check_suffix("http://h?q", "http://h/.asc?q");
+	check_suffix("file:///srv/x.bmap", "file:///srv/x.bmap.asc");
+}
+
 static void test_file_url_path(void **state)
 {
 	char *p = NULL;
@@ -177,6 +197,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_is_url),
 		cmocka_unit_test(test_display_drops_credentials),
+		cmocka_unit_test(test_add_suffix),
 		cmocka_unit_test(test_file_url_path),
 		cmocka_unit_test(test_header_lines),
 		cmocka_unit_test(test_fetch_small_file_url),
