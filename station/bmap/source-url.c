@@ -416,13 +416,16 @@ int source_url_start(struct bmap_source *s, const char *url)
 	u->total = URL_UNKNOWN;
 	u->url = strdup(url);
 	u->stash = malloc(URL_STASH_SIZE);
-	u->multi = curl_multi_init();
-	if (!u->url || !u->stash || !u->multi)
+	if (!u->url || !u->stash)
 		return url_nomem(u);
 	u->cap = URL_STASH_SIZE;
+	/* The easy handle first: it runs libcurl's global set-up, once. */
 	r = url_easy_new(s->ctx, url, &u->x, &u->easy);
 	if (r < 0)
 		return r;
+	u->multi = curl_multi_init();
+	if (!u->multi)
+		return url_nomem(u);
 	curl_easy_setopt(u->easy, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(u->easy, CURLOPT_WRITEDATA, u);
 	r = start_request(u);
