@@ -7,10 +7,12 @@
  *
  * A raw image file is probed in place. Any other image is read once, in
  * order, and only the parts libblkid looks at are kept, in a sparse memfd
- * of the image's size: the first MiBs (MBR, GPT and its entries), each
+ * of the image's size: the first MiB (MBR, GPT and its entries), each
  * partition's first MiB (superblocks) and the EBRs of a DOS extended
- * partition, which are found as the stream passes them. The stream stops
- * after the last of them: a compressed image's tail is never decoded.
+ * partition, which are found as the stream passes them; of those, only what
+ * the map maps is read (the rest is skipped: zeros, as on a card). The
+ * stream stops after the last of them: a compressed image's tail is never
+ * decoded, a URL's unmapped ranges are never fetched.
  */
 #include <blkid/blkid.h>
 #include <errno.h>
@@ -37,11 +39,14 @@
 
 struct window {
 	uint64_t start, end;
-	bool ebr; /* a DOS extended boot record: parsed for the next one */
+	bool ebr;  /* a DOS extended boot record: parsed for the next one */
+	bool done; /* copied (the position may stay before its end: its
+		    * unmapped tail is not read) */
 };
 
 struct sparse_copy {
 	struct bmap_source *src;
+	const struct bmap_map *map; /* what is read of a window; NULL: all */
 	int fd; /* the memfd */
 	uint64_t size, pos;
 	uint64_t ext_start; /* the DOS extended partition's start, or 0 */
@@ -55,7 +60,7 @@ static void add_window(struct sparse_copy *c, uint64_t start, uint64_t len, bool
 		return;
 	if (len > c->size - start)
 		len = c->size - start;
-	c->w[c->n++] = (struct window){ start, start + len, ebr };
+	c->w[c->n++] = (struct window){ start, start + len, ebr, false };
 }
 
 /* The window that comes next in the stream: the lowest start whose end is
@@ -65,14 +70,14 @@ static struct window *next_window(struct sparse_copy *c)
 	struct window *best = NULL;
 
 	for (size_t i = 0; i < c->n; i++)
-		if (c->w[i].end > c->pos && (!best || c->w[i].start < best->start))
+		if (!c->w[i].done && c->w[i].end > c->pos && (!best || c->w[i].start < best->start))
 			best = &c->w[i];
 	return best;
 }
 
-/* Reads the image up to @end, into the memfd when @keep. 1 when the image
- * ended before. */
-static int copy_range(struct sparse_copy *c, uint64_t end, bool keep)
+/* Reads the image from the position up to @end into the memfd. 1 when the
+ * image ended before. */
+static int copy_range(struct sparse_copy *c, uint64_t end)
 {
 	static uint8_t buf[256 * 1024];
 
@@ -84,9 +89,57 @@ static int copy_range(struct sparse_copy *c, uint64_t end, bool keep)
 			return (int)n;
 		if (n == 0) /* the image ends early: the rest reads as zeros */
 			return 1;
-		if (keep && pwrite(c->fd, buf, (size_t)n, (off_t)c->pos) != n)
+		if (pwrite(c->fd, buf, (size_t)n, (off_t)c->pos) != n)
 			return -errno;
 		c->pos += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Copies what the map maps of [start, end) (all of it without a map), the
+ * rest skipped: unmapped bytes are not the image's (zeros on a card), and
+ * a URL's ranged fetch or xz's block skipping then fetch or decode none of
+ * them. */
+static int copy_window(struct sparse_copy *c, uint64_t start, uint64_t end)
+{
+	const struct bmap_range *rg = c->map ? bmap_map_get_ranges(c->map) : NULL;
+	size_t n = c->map ? bmap_map_get_range_count(c->map) : 0, lo = 0, hi = n;
+	uint64_t bs = c->map ? bmap_map_get_block_size(c->map) : 0;
+	int r;
+
+	if (start < c->pos)
+		start = c->pos;
+	if (!c->map)
+		return copy_range(c, end);
+	/* The first range that ends after @start. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if ((rg[mid].last + 1) * bs <= start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < n && rg[i].first * bs < end; i++) {
+		uint64_t a = rg[i].first * bs, b = (rg[i].last + 1) * bs;
+
+		if (a < c->pos)
+			a = c->pos;
+		if (b > end)
+			b = end;
+		if (b > c->size)
+			b = c->size;
+		if (a >= b)
+			continue;
+		if (a > c->pos) {
+			r = bmap_source_skip(c->src, a - c->pos);
+			if (r < 0)
+				return r;
+			c->pos = a;
+		}
+		r = copy_range(c, b);
+		if (r != 0)
+			return r;
 	}
 	return 0;
 }
@@ -133,12 +186,8 @@ static int sparse_copy_run(struct sparse_copy *c)
 		uint64_t start = w->start, end = w->end;
 		bool ebr = w->ebr;
 
-		/* Read, not skipped: a clean end of the decoded image (short of
-		 * the bmap's size: zeros follow) is told from a truncated
-		 * stream (an error) only by reading. */
-		r = copy_range(c, start, false);
-		if (r == 0)
-			r = copy_range(c, end, true);
+		w->done = true;
+		r = copy_window(c, start, end);
 		if (r != 0)
 			return r < 0 ? r : 0;
 		if (start == 0) {
@@ -407,6 +456,9 @@ int info_partitions(struct bmap_ctx *ctx, const char *image, const struct bmap_m
 				 c.size, strerror(-r));
 			goto fail;
 		}
+		c.map = map;
+		if (map)
+			bmap_source_want(c.src, map);
 		r = sparse_copy_run(&c);
 		if (r < 0)
 			goto fail;
