@@ -4,7 +4,6 @@
  * bmaptool-multi.c), with --discard of the unmapped ranges afterwards.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,71 +85,37 @@ static int discard_unmapped(struct bmap_ctx *ctx, struct bmap_target *dst,
 
 int cmd_copy(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "bmap", required_argument, NULL, 'b' },
-		{ "nobmap", no_argument, NULL, 'n' },
-		{ "no-verify", no_argument, NULL, 'V' },
-		{ "psplash-pipe", required_argument, NULL, 'P' },
-		{ "removable-device", no_argument, NULL, 'R' },
-		{ "discard", no_argument, NULL, 'D' },
-		COMMON_LONGOPTS,
-		{}
-	};
-	const char *bmap_arg = NULL, *image, *dest;
-	bool nobmap = false, removable = false, discard = false;
+	struct image_opts o;
+	const char *image, *dest;
 	struct bmap_copy_opts copts = { .cancel = &interrupted };
 	struct progress prog = { .last_percent = -1 };
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
 	struct bmap_copy_result res;
-	struct setup s;
-	int c, r, ret = EXIT_FAILURE;
+	struct setup s = {};
+	int r, ret = EXIT_FAILURE;
 
-	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
-		if (handle_common(c))
-			continue;
-		switch (c) {
-		case 'b':
-			bmap_arg = optarg;
-			break;
-		case 'n':
-			nobmap = true;
-			break;
-		case 'V':
-			copts.no_verify = true;
-			break;
-		case 'P':
-			prog.psplash = optarg;
-			break;
-		case 'R':
-			removable = true;
-			break;
-		case 'D':
-			discard = true;
-			break;
-		case 'h':
-			fputs(copy_help, stdout);
-			return EXIT_SUCCESS;
-		default:
-			return usage_error("copy ", "bad usage");
-		}
-	}
-	r = check_image_dest_args("copy ", argc - optind, bmap_arg, nobmap);
-	if (r)
+	r = parse_image_opts(CMD_COPY, copy_help, argc, argv, &o);
+	if (r != ARGS_PARSED)
 		return r;
-	if (argc - optind > 2)
-		return multi_run(&(struct multi_args){
-			.image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
-			.no_verify = copts.no_verify, .removable = removable, .discard = discard,
-			.psplash = prog.psplash, .dests = argv + optind + 1,
-			.n_dests = (size_t)(argc - optind - 1) });
-	image = argv[optind];
-	dest = argv[optind + 1];
+	copts.no_verify = o.no_verify;
+	prog.psplash = o.psplash;
+	if (o.args.n > 2) {
+		ret = multi_run(&(struct multi_args){
+			.image = o.args.v[0], .bmap = o.bmap, .nobmap = o.nobmap,
+			.no_verify = o.no_verify, .removable = o.removable, .discard = o.discard,
+			.psplash = o.psplash, .dests = o.args.v + 1,
+			.n_dests = (size_t)(o.args.n - 1) });
+		image_opts_done(&o);
+		return ret;
+	}
+	image = o.args.v[0];
+	dest = o.args.v[1];
 
-	topts.removable_only = removable;
-	if (setup_open(&s, "copy", image, bmap_arg, nobmap, dest, &topts) < 0)
+	topts.removable_only = o.removable;
+	if (setup_open(&s, "copy", image, o.bmap, o.nobmap, dest, &topts) < 0)
 		goto out;
 	/* No map without --nobmap: a sparse image's, as it streams. */
-	copts.source_map = !s.map && !nobmap;
+	copts.source_map = !s.map && !o.nobmap;
 	if (s.map && bmap_target_is_blockdev(s.dst) && bmap_map_has_range_checksums(s.map) &&
 	    copts.no_verify)
 		info("--no-verify: the ranges' checksums are not checked");
@@ -175,11 +140,11 @@ int cmd_copy(int argc, char **argv)
 		goto out;
 	}
 	/* A stream's own map is complete once it was copied. */
-	if (discard && copts.source_map && bmap_source_get_map(s.src, &s.map) < 0) {
+	if (o.discard && copts.source_map && bmap_source_get_map(s.src, &s.map) < 0) {
 		error("%s", bmap_ctx_get_error(s.ctx));
 		goto out;
 	}
-	if (discard && discard_unmapped(s.ctx, s.dst, s.map, dest) < 0)
+	if (o.discard && discard_unmapped(s.ctx, s.dst, s.map, dest) < 0)
 		goto out;
 	{
 		char t[32], sp[32], hex[65];
@@ -195,5 +160,6 @@ int cmd_copy(int argc, char **argv)
 	ret = EXIT_SUCCESS;
 out:
 	setup_free(&s);
+	image_opts_done(&o);
 	return ret;
 }

@@ -30,12 +30,16 @@ static const char main_help[] =
 	"  -h, --help       show this help ('bmaptool COMMAND --help' for a command)\n"
 	"      --version    show the version\n"
 	"\n"
-	"Messages go to standard error. Exit status: 0 success, 1 failure, 2 usage error.\n";
+	"A command's options may come before, between or after its arguments; '--' ends\n"
+	"them. Messages go to standard error. Exit status: 0 success, 1 failure, 2 usage\n"
+	"error.\n";
+
+enum { OPT_VERSION = 256 };
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "version", no_argument, NULL, 'V' },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		COMMON_LONGOPTS,
 		{}
 	};
@@ -50,19 +54,22 @@ int main(int argc, char **argv)
 	};
 	int c;
 
-	/* '+': stop at the command name; its options are its own. */
-	while ((c = getopt_long(argc, argv, "+hqd", longopts, NULL)) != -1) {
+	/* '+': stop at the command name; its options are its own (each
+	 * command starts getopt over, see parse_cmd_line()). ':' and opterr:
+	 * usage errors in our words, not getopt's under argv[0]. */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:hqd", longopts, NULL)) != -1) {
 		if (handle_common(c))
 			continue;
 		switch (c) {
-		case 'V':
+		case OPT_VERSION:
 			printf("bmaptool %s\n", BMAP_STATION_VERSION);
 			return EXIT_SUCCESS;
 		case 'h':
 			fputs(main_help, stdout);
 			return EXIT_SUCCESS;
 		default:
-			return usage_error(NULL, "bad usage");
+			return usage_bad_option(NULL, c, argv, longopts);
 		}
 	}
 	if (optind >= argc)
@@ -71,7 +78,6 @@ int main(int argc, char **argv)
 		if (strcmp(argv[optind], commands[i].name) == 0) {
 			argv += optind;
 			argc -= optind;
-			optind = 1;
 			return commands[i].fn(argc, argv);
 		}
 	}
