@@ -28,13 +28,22 @@ static const char main_help[] =
 	"  -q, --quiet      print errors only\n"
 	"  -d, --debug      print debugging messages\n"
 	"  -h, --help       show this help ('bmaptool COMMAND --help' for a command)\n"
-	"      --version    show the version\n"
+	"      --version    show the version: 'bmaptool 3.9.0+station.V', the reference's\n"
+	"                   version whose command line this one takes, then this\n"
+	"                   implementation (bmap-station) and its version V\n"
 	"\n"
 	"A command's options may come before, between or after its arguments; '--' ends\n"
 	"them. Messages go to standard error. Exit status: 0 success, 1 failure, 2 usage\n"
 	"error.\n";
 
 enum { OPT_VERSION = 256 };
+
+/* The reference's version whose command line this one takes. --version says
+ * "bmaptool 3.9.0+station.0.1.0": scripts that compare it with 3.x (PEP 440,
+ * dpkg --compare-versions, sort -V) see 3.9.0 with a local label, newer than
+ * 3.9.0 and older than 3.9.1; the label names this implementation and its
+ * own version (bmap-station's). */
+#define BMAPTOOL_COMPAT_VERSION "3.9.0"
 
 int main(int argc, char **argv)
 {
@@ -63,7 +72,8 @@ int main(int argc, char **argv)
 			continue;
 		switch (c) {
 		case OPT_VERSION:
-			printf("bmaptool %s\n", BMAP_STATION_VERSION);
+			printf("bmaptool %s+station.%s\n", BMAPTOOL_COMPAT_VERSION,
+			       BMAP_STATION_VERSION);
 			return EXIT_SUCCESS;
 		case 'h':
 			fputs(main_help, stdout);
