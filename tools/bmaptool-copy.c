@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,28 @@ static int discard_unmapped(struct bmap_ctx *ctx, struct bmap_target *dst,
 	return 0;
 }
 
+/* "copying image 'a.img' to file 'a'": a path's last component. */
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash && slash[1] ? slash + 1 : path;
+}
+
+struct syncing {
+	struct progress *prog;
+	const char *dest;
+};
+
+/* Before the sync, which may take long on a card: the progress line goes. */
+static void say_syncing(void *userdata)
+{
+	struct syncing *s = userdata;
+
+	progress_end(s->prog);
+	info("synchronizing '%s'", s->dest);
+}
+
 int cmd_copy(int argc, char **argv)
 {
 	struct image_opts o;
@@ -92,6 +115,7 @@ int cmd_copy(int argc, char **argv)
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
 	struct bmap_copy_result res;
 	struct setup s = {};
+	char dest_str[PATH_MAX + 32];
 	int r, ret = EXIT_FAILURE;
 
 	r = parse_image_opts(CMD_COPY, copy_help, argc, argv, &o);
@@ -119,9 +143,23 @@ int cmd_copy(int argc, char **argv)
 	if (s.map && bmap_target_is_blockdev(s.dst) && bmap_map_has_range_checksums(s.map) &&
 	    copts.no_verify)
 		info("--no-verify: the ranges' checksums are not checked");
-	print_map_info(s.map);
-	info("copying image '%s' to %s '%s'", image,
-	     bmap_target_is_blockdev(s.dst) ? "block device" : "file", dest);
+	/* The reference's lines, in its order and words (a file by its last
+	 * component, a device by its path); ours where it has none. */
+	if (o.nobmap)
+		info("no bmap given, copy entire image to '%s'", dest);
+	else
+		print_map_info(s.map);
+	if (bmap_target_is_blockdev(s.dst))
+		snprintf(dest_str, sizeof(dest_str), "block device '%s'", dest);
+	else
+		snprintf(dest_str, sizeof(dest_str), "file '%s'", base_name(dest));
+	if (s.bmap_path)
+		info("copying image '%s' to %s using bmap file '%s'", base_name(image), dest_str,
+		     base_name(s.bmap_path));
+	else if (!o.nobmap)
+		info("copying image '%s' to %s", base_name(image), dest_str);
+	copts.syncing = say_syncing;
+	copts.syncing_userdata = &(struct syncing){ .prog = &prog, .dest = dest };
 
 	progress_setup(&prog, &copts);
 	r = bmap_copy(s.ctx, s.src, s.map, s.dst, &copts, &res);
@@ -150,7 +188,6 @@ int cmd_copy(int argc, char **argv)
 		char t[32], sp[32], hex[65];
 
 		hex_encode(res.data_sha256, 32, hex);
-		info("synchronizing '%s'", dest);
 		info("copying time: %s, copying speed %s/sec", human_time(res.seconds, t),
 		     human_size(res.seconds > 0 ? (uint64_t)((double)res.bytes_written / res.seconds)
 						: res.bytes_written,

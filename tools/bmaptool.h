@@ -147,10 +147,12 @@ int check_image_dest_args(const char *cmd, int n_args, const char *bmap_arg, boo
 
 /* Opens IMAGE ('-': standard input) and its map: --bmap, discovered, or
  * computed from a raw sparse file's holes; *ret_map is NULL for --nobmap.
+ * *ret_bmap_path (when not NULL): the bmap file read, NULL for none (to free).
  * Reads from a pipe end at SIGINT or SIGTERM (interrupt_fd()). Prints what
  * went wrong. @cmd is "copy" or "verify". */
 int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map);
+	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map,
+	       char **ret_bmap_path);
 
 /* The size a destination must have: the map's image size, a raw image
  * file's size without a map, 0 when unknown (a stream without a map). */
@@ -162,6 +164,7 @@ struct setup {
 	struct bmap_source *src;
 	struct bmap_map *map; /* NULL with --nobmap */
 	struct bmap_target *dst;
+	char *bmap_path; /* the bmap file read, NULL for none */
 };
 
 /* Catches SIGINT and SIGTERM, opens the image and its map (open_image()),

@@ -453,6 +453,8 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 
 	/* Synced even after a failure or an interruption: what was written is
 	 * on the media and the device is left consistent. */
+	if (r >= 0 && opts && opts->syncing)
+		opts->syncing(opts->syncing_userdata);
 	rs = bmap_target_sync(dst);
 	if (r >= 0 && rs < 0)
 		r = bmap_error(ctx, rs, "cannot sync '%s': %s (the data may not be on the media)",
