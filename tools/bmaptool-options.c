@@ -20,6 +20,24 @@ static int opt_name_len(const char *arg)
 	return eq ? (int)(eq - arg) : (int)strlen(arg);
 }
 
+/* Whether the long option @name (@len bytes, maybe abbreviated) takes no
+ * argument: "--nobmap=x" is then the fault, not a short option after it. */
+static bool takes_no_argument(const struct option *longopts, const char *name, int len)
+{
+	const struct option *found = NULL;
+	int matches = 0;
+
+	for (const struct option *o = longopts; o->name; o++) {
+		if (strncmp(o->name, name, (size_t)len) != 0)
+			continue;
+		if (o->name[len] == '\0')
+			return o->has_arg == no_argument && o->val == optopt;
+		found = o;
+		matches++;
+	}
+	return matches == 1 && found->has_arg == no_argument && found->val == optopt;
+}
+
 int usage_bad_option(const char *cmd, int c, char **argv, const struct option *longopts)
 {
 	/* getopt has moved past the word at fault for any long option; a short
@@ -31,7 +49,7 @@ int usage_bad_option(const char *cmd, int c, char **argv, const struct option *l
 	if (c == ':')
 		return is_long ? usage_error(cmd, "argument %.*s: expected one argument", len, last)
 			       : usage_error(cmd, "argument -%c: expected one argument", optopt);
-	if (is_long && optopt && strchr(last, '='))
+	if (is_long && optopt && strchr(last, '=') && takes_no_argument(longopts, last + 2, len - 2))
 		return usage_error(cmd, "argument %.*s: ignored explicit argument '%s'", len, last,
 				   strchr(last, '=') + 1);
 	if (optopt && optopt < 256)

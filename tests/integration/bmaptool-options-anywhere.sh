@@ -105,6 +105,10 @@ usage "unrecognized arguments: --frob" "" --frob copy img d1
 usage "argument --bmap: expected one argument" "copy " copy img d1 --bmap
 usage "argument -o: expected one argument" "create " create img -o
 usage "argument --nobmap: ignored explicit argument 'x'" "copy " copy --nobmap=x img d1
+usage "argument --nobm: ignored explicit argument 'x'" "copy " copy --nobm=x img d1
+# An unknown short option in a cluster after an option with '=' is that
+# short option's fault.
+usage "unrecognized arguments: -z" "copy " copy --bmap=b.bmap -zq img d1
 # Ambiguous: the list grows with copy's options, so its start only.
 "$BMAPTOOL" copy --no img d1 >out 2>err
 grep -q "^bmaptool: error: ambiguous option: --no could match --nobmap, --no-verify" err ||
