@@ -10,6 +10,7 @@ PACKAGES="
  bmap-tools udev util-linux fdisk gdisk dosfstools e2fsprogs mtools
  zstd gzip xz-utils bzip2 lz4 sqlite3 time bc
  dpkg-dev systemd openssl python3 tmux valgrind strace
+ scdoc man-db
 "
 
 missing=""

@@ -27,7 +27,8 @@ static const char info_help[] =
 	"bmap's own checksum is good, and the image's compression (detected from its\n"
 	"magic bytes). For a qcow2 image: its version, cluster size, allocated, zero,\n"
 	"compressed and unallocated clusters and features; for a sparse image: its\n"
-	"chunks.\n"
+	"chunks. For every image: its partition table and each partition's start,\n"
+	"size, file system, label and mapped bytes (libblkid reads the image's data).\n"
 	"\n"
 	"Options:\n"
 	"  -b, --bmap FILE      use this bmap file instead of discovering one\n"
@@ -172,9 +173,11 @@ int cmd_info(int argc, char **argv)
 		       "\"bmap_sha256\": ",
 		       ranges_cs, self);
 		if (sha[0])
-			printf("\"%s\"}\n", sha);
+			printf("\"%s\"", sha);
 		else
-			printf("null}\n");
+			printf("null");
+		info_partitions(ctx, image, map, true);
+		printf("}\n");
 	} else {
 		printf("image:          %s\n", image);
 		printf("compression:    %s\n", bmap_compression_name(comp));
@@ -195,6 +198,7 @@ int cmd_info(int argc, char **argv)
 		printf("bmap checksum:  %s\n", self);
 		if (sha[0])
 			printf("bmap sha256:    %s\n", sha);
+		info_partitions(ctx, image, map, false);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		error("cannot write to standard output: %m");

@@ -185,6 +185,13 @@ int format_map(struct bmap_ctx *ctx, struct bmap_source *src, const char *image,
 /* `info IMAGE` of a self-mapped image (no --bmap): 0 printed, 1 a raw
  * image (nothing printed), < 0 after printing the error. */
 int format_info(struct bmap_ctx *ctx, const char *image, bool json);
+/* info's partition listing (bmaptool-partitions.c): the partition table of
+ * IMAGE's data, each partition's file system, label, size and bytes mapped
+ * by @map, as text lines or as JSON members (", \"partitions\": [...]")
+ * inside the object being printed. A failure is a warning (and nulls):
+ * returns -errno then, 0 otherwise. */
+int info_partitions(struct bmap_ctx *ctx, const char *image, const struct bmap_map *map,
+		    bool json);
 /* `create IMAGE` of a self-mapped image: its bmap into @out_fd. 0 done, 1 a
  * raw image (nothing done), < 0 after printing the error. */
 int format_create(struct bmap_ctx *ctx, const char *image, int out_fd, const char *out_name,
