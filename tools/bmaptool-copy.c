@@ -4,8 +4,8 @@
  * bmaptool-multi.c), with --discard of the unmapped ranges afterwards.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +28,13 @@ static const char copy_help[] =
 	"pipe), or found next to the image (IMAGE.bmap, then the name without each\n"
 	"extension), or, for a raw sparse image, computed from its holes.\n"
 	"\n"
-	"A block device must be a whole disk, not mounted or held, not read-only and\n"
-	"big enough; it is checked before any byte is written, locked while writing,\n"
-	"and synced when copy returns. A regular file is changed only once the checks\n"
-	"before the first write passed (the bmap fits the image, the image is not\n"
-	"empty, DEST is not the image); a missing DEST becomes a new file, never on\n"
-	"the file system of the device nodes (/dev).\n"
+	"A block device (a whole disk or a partition) must not be mounted or held,\n"
+	"not read-only and big enough; it is checked before any byte is written,\n"
+	"locked while writing, and synced when copy returns. /dev/null and /dev/zero\n"
+	"are taken to time a copy (nothing synced, no size check). A regular file is\n"
+	"changed only once the checks before the first write passed (the bmap fits\n"
+	"the image, the image is not empty, DEST is not the image); a missing DEST\n"
+	"becomes a new file, never on the file system of the device nodes (/dev).\n"
 	"\n"
 	"A URL is fetched while the copy writes (credentials in the URL or ~/.netrc,\n"
 	"proxies from the environment as curl takes them, redirects followed); its\n"
@@ -93,80 +94,82 @@ static int discard_unmapped(struct bmap_ctx *ctx, struct bmap_target *dst,
 	return 0;
 }
 
+/* "copying image 'a.img' to file 'a'": a path's last component. */
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash && slash[1] ? slash + 1 : path;
+}
+
+struct syncing {
+	struct progress *prog;
+	const char *dest;
+};
+
+/* Before the sync, which may take long on a card: the progress line goes. */
+static void say_syncing(void *userdata)
+{
+	struct syncing *s = userdata;
+
+	progress_end(s->prog);
+	info("synchronizing '%s'", s->dest);
+}
+
 int cmd_copy(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "bmap", required_argument, NULL, 'b' },
-		{ "nobmap", no_argument, NULL, 'n' },
-		{ "no-verify", no_argument, NULL, 'V' },
-		{ "psplash-pipe", required_argument, NULL, 'P' },
-		{ "removable-device", no_argument, NULL, 'R' },
-		{ "discard", no_argument, NULL, 'D' },
-		URL_LONGOPTS,
-		COMMON_LONGOPTS,
-		{}
-	};
-	const char *bmap_arg = NULL, *image, *dest;
-	bool nobmap = false, removable = false, discard = false;
+	struct image_opts o;
+	const char *image, *dest;
 	struct bmap_copy_opts copts = { .cancel = &interrupted };
 	struct progress prog = { .last_percent = -1 };
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
 	struct bmap_copy_result res;
-	struct setup s;
-	int c, r, ret = EXIT_FAILURE;
+	struct setup s = {};
+	char dest_str[PATH_MAX + 32];
+	int r, ret = EXIT_FAILURE;
 
-	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
-		if (handle_common(c))
-			continue;
-		switch (c) {
-		case 'b':
-			bmap_arg = optarg;
-			break;
-		case 'n':
-			nobmap = true;
-			break;
-		case 'V':
-			copts.no_verify = true;
-			break;
-		case 'P':
-			prog.psplash = optarg;
-			break;
-		case 'R':
-			removable = true;
-			break;
-		case 'D':
-			discard = true;
-			break;
-		case 'h':
-			fputs(copy_help, stdout);
-			return EXIT_SUCCESS;
-		default:
-			return usage_error("copy ", "bad usage");
-		}
-	}
-	r = check_image_dest_args("copy ", argc - optind, bmap_arg, nobmap);
-	if (r)
+	r = parse_image_opts(CMD_COPY, copy_help, argc, argv, &o);
+	if (r != ARGS_PARSED)
 		return r;
-	if (argc - optind > 2)
-		return multi_run(&(struct multi_args){
-			.image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
-			.no_verify = copts.no_verify, .removable = removable, .discard = discard,
-			.psplash = prog.psplash, .dests = argv + optind + 1,
-			.n_dests = (size_t)(argc - optind - 1) });
-	image = argv[optind];
-	dest = argv[optind + 1];
+	copts.no_verify = o.no_verify;
+	prog.psplash = o.psplash;
+	if (o.args.n > 2) {
+		ret = multi_run(&(struct multi_args){
+			.image = o.args.v[0], .bmap = o.bmap, .nobmap = o.nobmap,
+			.no_verify = o.no_verify, .removable = o.removable, .discard = o.discard,
+			.psplash = o.psplash, .dests = o.args.v + 1,
+			.n_dests = (size_t)(o.args.n - 1) });
+		image_opts_done(&o);
+		return ret;
+	}
+	image = o.args.v[0];
+	dest = o.args.v[1];
 
-	topts.removable_only = removable;
-	if (setup_open(&s, "copy", image, bmap_arg, nobmap, dest, &topts) < 0)
+	topts.removable_only = o.removable;
+	if (setup_open(&s, "copy", image, o.bmap, o.nobmap, dest, &topts) < 0)
 		goto out;
 	/* No map without --nobmap: a sparse image's, as it streams. */
-	copts.source_map = !s.map && !nobmap;
+	copts.source_map = !s.map && !o.nobmap;
 	if (s.map && bmap_target_is_blockdev(s.dst) && bmap_map_has_range_checksums(s.map) &&
 	    copts.no_verify)
 		info("--no-verify: the ranges' checksums are not checked");
-	print_map_info(s.map);
-	info("copying image '%s' to %s '%s'", bmap_source_get_name(s.src),
-	     bmap_target_is_blockdev(s.dst) ? "block device" : "file", dest);
+	/* The reference's lines, in its order and words (a file by its last
+	 * component, a device by its path); ours where it has none. */
+	if (o.nobmap)
+		info("no bmap given, copy entire image to '%s'", dest);
+	else
+		print_map_info(s.map);
+	if (bmap_target_is_blockdev(s.dst))
+		snprintf(dest_str, sizeof(dest_str), "block device '%s'", dest);
+	else
+		snprintf(dest_str, sizeof(dest_str), "file '%s'", base_name(dest));
+	if (s.bmap_path)
+		info("copying image '%s' to %s using bmap file '%s'", base_name(bmap_source_get_name(s.src)), dest_str,
+		     base_name(s.bmap_path));
+	else if (!o.nobmap)
+		info("copying image '%s' to %s", base_name(bmap_source_get_name(s.src)), dest_str);
+	copts.syncing = say_syncing;
+	copts.syncing_userdata = &(struct syncing){ .prog = &prog, .dest = dest };
 
 	prog.src = s.src;
 	progress_setup(&prog, &copts);
@@ -186,17 +189,16 @@ int cmd_copy(int argc, char **argv)
 		goto out;
 	}
 	/* A stream's own map is complete once it was copied. */
-	if (discard && copts.source_map && bmap_source_get_map(s.src, &s.map) < 0) {
+	if (o.discard && copts.source_map && bmap_source_get_map(s.src, &s.map) < 0) {
 		error("%s", bmap_ctx_get_error(s.ctx));
 		goto out;
 	}
-	if (discard && discard_unmapped(s.ctx, s.dst, s.map, dest) < 0)
+	if (o.discard && discard_unmapped(s.ctx, s.dst, s.map, dest) < 0)
 		goto out;
 	{
 		char t[32], sp[32], hex[65];
 
 		hex_encode(res.data_sha256, 32, hex);
-		info("synchronizing '%s'", dest);
 		info("copying time: %s, copying speed %s/sec", human_time(res.seconds, t),
 		     human_size(res.seconds > 0 ? (uint64_t)((double)res.bytes_written / res.seconds)
 						: res.bytes_written,
@@ -206,5 +208,6 @@ int cmd_copy(int argc, char **argv)
 	ret = EXIT_SUCCESS;
 out:
 	setup_free(&s);
+	image_opts_done(&o);
 	return ret;
 }

@@ -55,56 +55,71 @@ static int copy_out(int fd, int out_fd)
 	}
 }
 
+enum { OPT_BLOCKSIZE = 256, OPT_NO_CHECKSUM };
+
+struct create_args {
+	struct bmap_create_opts opts;
+	const char *output;
+};
+
+static int create_option(int c, const char *arg, void *userdata)
+{
+	struct create_args *a = userdata;
+	struct bmap_create_opts *opts = &a->opts;
+	uint64_t v;
+
+	switch (c) {
+	case 'o':
+		a->output = arg;
+		break;
+	case OPT_BLOCKSIZE:
+		if (parse_size(arg, &v) < 0 || v < 512 || v > (1u << 30) || (v & (v - 1)))
+			return usage_error("create ",
+					   "invalid --blocksize '%s': a power of two from 512 to 1G "
+					   "is needed",
+					   arg);
+		opts->block_size = (uint32_t)v;
+		break;
+	case OPT_NO_CHECKSUM:
+		opts->no_checksum = true;
+		break;
+	default:
+		return usage_error("create ", "bad usage");
+	}
+	return ARGS_PARSED;
+}
 int cmd_create(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' },
-		{ "blocksize", required_argument, NULL, 'B' },
-		{ "no-checksum", no_argument, NULL, 'N' },
+		{ "blocksize", required_argument, NULL, OPT_BLOCKSIZE },
+		{ "no-checksum", no_argument, NULL, OPT_NO_CHECKSUM },
 		COMMON_LONGOPTS,
 		{}
 	};
-	struct bmap_create_opts opts = { .block_size = 4096 };
+	struct create_args a = { .opts = { .block_size = 4096 } };
+	struct bmap_create_opts opts;
 	struct bmap_create_result res;
-	const char *output = NULL, *image;
+	_cleanup_free_ char **args = NULL;
+	const char *output, *image;
 	_cleanup_close_ int img_fd = -1, out_fd = -1;
 	int stream_fd = -1;
 	bool created = false;
 	struct bmap_ctx *ctx;
-	int c, r, ret = EXIT_FAILURE;
+	struct cmd_args pos;
+	int r, ret = EXIT_FAILURE;
 
-	while ((c = getopt_long(argc, argv, "o:hqd", longopts, NULL)) != -1) {
-		uint64_t v;
-
-		if (handle_common(c))
-			continue;
-		switch (c) {
-		case 'o':
-			output = optarg;
-			break;
-		case 'B':
-			if (parse_size(optarg, &v) < 0 || v < 512 || v > (1u << 30) ||
-			    (v & (v - 1)))
-				return usage_error("create ",
-						   "invalid --blocksize '%s': a power of two from "
-						   "512 to 1G is needed",
-						   optarg);
-			opts.block_size = (uint32_t)v;
-			break;
-		case 'N':
-			opts.no_checksum = true;
-			break;
-		case 'h':
-			fputs(create_help, stdout);
-			return EXIT_SUCCESS;
-		default:
-			return usage_error("create ", "bad usage");
-		}
-	}
-	if (argc - optind != 1)
-		return usage_error("create ", argc - optind ? "too many arguments"
-							   : "the IMAGE argument is missing");
-	image = argv[optind];
+	r = parse_cmd_line("create ", create_help, argc, argv, "o:hqd", longopts, create_option, &a,
+			   &pos);
+	if (r != ARGS_PARSED)
+		return r;
+	args = pos.v;
+	if (pos.n != 1)
+		return usage_error("create ",
+				   pos.n ? "too many arguments" : "the IMAGE argument is missing");
+	image = pos.v[0];
+	output = a.output;
+	opts = a.opts;
 	/* create finds holes with SEEK_HOLE/FIEMAP and reads at random: a
 	 * download has no holes to find. */
 	if (bmap_location_is_url(image)) {

@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,44 +91,23 @@ static int url_facts(struct bmap_ctx *ctx, const char *image, const char *bmap_a
 
 int cmd_info(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "bmap", required_argument, NULL, 'b' },
-		{ "json", no_argument, NULL, 'J' },
-		URL_LONGOPTS,
-		COMMON_LONGOPTS,
-		{}
-	};
-	const char *bmap_arg = NULL, *image, *source;
+	struct image_opts o;
+	const char *bmap_arg, *image, *source;
 	_cleanup_free_ char *bmap_path = NULL, *name = NULL, *bmap_name = NULL;
 	struct bmap_map *map = NULL;
 	enum bmap_compression comp = BMAP_COMP_RAW;
 	struct bmap_ctx *ctx;
-	bool json = false;
+	bool json;
 	struct stat st;
 	char h1[32], h2[32], sha[65];
-	int c, r, ret = EXIT_FAILURE;
+	int r, ret = EXIT_FAILURE;
 
-	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
-		if (handle_common(c))
-			continue;
-		switch (c) {
-		case 'b':
-			bmap_arg = optarg;
-			break;
-		case 'J':
-			json = true;
-			break;
-		case 'h':
-			fputs(info_help, stdout);
-			return EXIT_SUCCESS;
-		default:
-			return usage_error("info ", "bad usage");
-		}
-	}
-	if (argc - optind != 1)
-		return usage_error("info ", argc - optind ? "too many arguments"
-							 : "the IMAGE argument is missing");
-	image = argv[optind];
+	r = parse_image_opts(CMD_INFO, info_help, argc, argv, &o);
+	if (r != ARGS_PARSED)
+		return r;
+	bmap_arg = o.bmap;
+	json = o.json;
+	image = o.args.v[0];
 	ctx = ctx_new();
 	name = shown(image);
 
@@ -279,5 +257,6 @@ loaded:
 out:
 	bmap_map_free(map);
 	bmap_ctx_free(ctx);
+	image_opts_done(&o);
 	return ret;
 }

@@ -28,13 +28,15 @@ int check_image_dest_args(const char *cmd, int n_args, const char *bmap_arg, boo
 /* The bmap for IMAGE: --bmap, discovered, or computed from a raw sparse
  * file's holes. Returns 0 with *ret_map NULL for --nobmap. */
 static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-		    struct bmap_source *src, const char *cmd, struct bmap_map **ret_map)
+		    struct bmap_source *src, const char *cmd, struct bmap_map **ret_map,
+		    char **ret_path)
 {
 	_cleanup_free_ char *found = NULL, *name = shown(image), *found_name = NULL;
 	bool url = bmap_location_is_url(image);
 	int r, raw_fd;
 
 	*ret_map = NULL;
+	*ret_path = NULL;
 	if (nobmap)
 		return 0;
 	if (bmap_arg) {
@@ -48,6 +50,8 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 		r = bmap_map_load_location(ctx, bmap_arg, ret_map);
 		if (r < 0)
 			error("%s", bmap_ctx_get_error(ctx));
+		else if (!(*ret_path = strdup(bmap_arg)))
+			return -ENOMEM;
 		return r;
 	}
 	/* A self-mapped image's own map, before any bmap found next to it. */
@@ -68,6 +72,10 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 		r = bmap_map_load_location(ctx, found, ret_map);
 		if (r < 0)
 			error("%s", bmap_ctx_get_error(ctx));
+		else {
+			*ret_path = found;
+			found = NULL;
+		}
 		return r;
 	}
 	raw_fd = bmap_source_get_raw_fd(src);
@@ -90,8 +98,10 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 }
 
 int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map)
+	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map,
+	       char **ret_bmap_path)
 {
+	_cleanup_free_ char *path = NULL;
 	int r = bmap_source_open_cancel(ctx, image, interrupt_fd(), ret_src);
 
 	if (r < 0) {
@@ -103,7 +113,12 @@ int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bo
 			error("%s", bmap_ctx_get_error(ctx));
 		return r;
 	}
-	return load_map(ctx, image, bmap_arg, nobmap, *ret_src, cmd, ret_map);
+	r = load_map(ctx, image, bmap_arg, nobmap, *ret_src, cmd, ret_map, &path);
+	if (r >= 0 && ret_bmap_path) {
+		*ret_bmap_path = path;
+		path = NULL;
+	}
+	return r;
 }
 
 uint64_t image_size_of(const struct bmap_map *map, struct bmap_source *src)
@@ -130,7 +145,7 @@ int setup_open(struct setup *s, const char *cmd, const char *image, const char *
 
 	*s = (struct setup){ .ctx = ctx_new() };
 	catch_signals();
-	r = open_image(s->ctx, image, bmap_arg, nobmap, cmd, &s->src, &s->map);
+	r = open_image(s->ctx, image, bmap_arg, nobmap, cmd, &s->src, &s->map, &s->bmap_path);
 	if (r < 0)
 		return r;
 	if (topts->mode == BMAP_TARGET_WRITE)
@@ -147,4 +162,6 @@ void setup_free(struct setup *s)
 	s->map = bmap_map_free(s->map);
 	s->src = bmap_source_free(s->src);
 	s->ctx = bmap_ctx_free(s->ctx);
+	free(s->bmap_path);
+	s->bmap_path = NULL;
 }

@@ -4,7 +4,6 @@
  * bmaptool-multi.c) against the bmap's checksums or the image's bytes.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,52 +45,31 @@ static const char verify_help[] =
 
 int cmd_verify(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "bmap", required_argument, NULL, 'b' },
-		{ "nobmap", no_argument, NULL, 'n' },
-		URL_LONGOPTS,
-		COMMON_LONGOPTS,
-		{}
-	};
-	const char *bmap_arg = NULL, *image, *dest;
-	bool nobmap = false;
+	struct image_opts o;
+	const char *image, *dest;
 	struct bmap_copy_opts copts = { .cancel = &interrupted };
 	struct progress prog = { .last_percent = -1 };
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_READ };
 	struct bmap_verify_result res;
-	struct setup s;
-	int c, r, ret = EXIT_FAILURE;
+	struct setup s = {};
+	int r, ret = EXIT_FAILURE;
 
-	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
-		if (handle_common(c))
-			continue;
-		switch (c) {
-		case 'b':
-			bmap_arg = optarg;
-			break;
-		case 'n':
-			nobmap = true;
-			break;
-		case 'h':
-			fputs(verify_help, stdout);
-			return EXIT_SUCCESS;
-		default:
-			return usage_error("verify ", "bad usage");
-		}
-	}
-	r = check_image_dest_args("verify ", argc - optind, bmap_arg, nobmap);
-	if (r)
+	r = parse_image_opts(CMD_VERIFY, verify_help, argc, argv, &o);
+	if (r != ARGS_PARSED)
 		return r;
-	if (argc - optind > 2)
-		return multi_run(&(struct multi_args){
-			.verify = true, .image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
-			.dests = argv + optind + 1, .n_dests = (size_t)(argc - optind - 1) });
-	image = argv[optind];
-	dest = argv[optind + 1];
+	if (o.args.n > 2) {
+		ret = multi_run(&(struct multi_args){
+			.verify = true, .image = o.args.v[0], .bmap = o.bmap, .nobmap = o.nobmap,
+			.dests = o.args.v + 1, .n_dests = (size_t)(o.args.n - 1) });
+		image_opts_done(&o);
+		return ret;
+	}
+	image = o.args.v[0];
+	dest = o.args.v[1];
 
-	if (setup_open(&s, "verify", image, bmap_arg, nobmap, dest, &topts) < 0)
+	if (setup_open(&s, "verify", image, o.bmap, o.nobmap, dest, &topts) < 0)
 		goto out;
-	copts.source_map = !s.map && !nobmap;
+	copts.source_map = !s.map && !o.nobmap;
 	if (s.map && bmap_target_get_size(s.dst) < bmap_map_get_image_size(s.map)) {
 		error("'%s' is smaller (%" PRIu64 " bytes) than the image (%" PRIu64 " bytes)", dest,
 		      bmap_target_get_size(s.dst), bmap_map_get_image_size(s.map));
@@ -123,5 +101,6 @@ int cmd_verify(int argc, char **argv)
 	ret = EXIT_SUCCESS;
 out:
 	setup_free(&s);
+	image_opts_done(&o);
 	return ret;
 }

@@ -28,14 +28,27 @@ static const char main_help[] =
 	"  -q, --quiet      print errors only\n"
 	"  -d, --debug      print debugging messages\n"
 	"  -h, --help       show this help ('bmaptool COMMAND --help' for a command)\n"
-	"      --version    show the version\n"
+	"      --version    show the version: 'bmaptool 3.9.0+station.V', the reference's\n"
+	"                   version whose command line this one takes, then this\n"
+	"                   implementation (bmap-station) and its version V\n"
 	"\n"
-	"Messages go to standard error. Exit status: 0 success, 1 failure, 2 usage error.\n";
+	"A command's options may come before, between or after its arguments; '--' ends\n"
+	"them. Messages go to standard error. Exit status: 0 success, 1 failure, 2 usage\n"
+	"error.\n";
+
+enum { OPT_VERSION = 256 };
+
+/* The reference's version whose command line this one takes. --version says
+ * "bmaptool 3.9.0+station.0.1.0": scripts that compare it with 3.x (PEP 440,
+ * dpkg --compare-versions, sort -V) see 3.9.0 with a local label, newer than
+ * 3.9.0 and older than 3.9.1; the label names this implementation and its
+ * own version (bmap-station's). */
+#define BMAPTOOL_COMPAT_VERSION "3.9.0"
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "version", no_argument, NULL, 'V' },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		COMMON_LONGOPTS,
 		{}
 	};
@@ -50,19 +63,23 @@ int main(int argc, char **argv)
 	};
 	int c;
 
-	/* '+': stop at the command name; its options are its own. */
-	while ((c = getopt_long(argc, argv, "+hqd", longopts, NULL)) != -1) {
+	/* '+': stop at the command name; its options are its own (each
+	 * command starts getopt over, see parse_cmd_line()). ':' and opterr:
+	 * usage errors in our words, not getopt's under argv[0]. */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:hqd", longopts, NULL)) != -1) {
 		if (handle_common(c))
 			continue;
 		switch (c) {
-		case 'V':
-			printf("bmaptool %s\n", BMAP_STATION_VERSION);
+		case OPT_VERSION:
+			printf("bmaptool %s+station.%s\n", BMAPTOOL_COMPAT_VERSION,
+			       BMAP_STATION_VERSION);
 			return EXIT_SUCCESS;
 		case 'h':
 			fputs(main_help, stdout);
 			return EXIT_SUCCESS;
 		default:
-			return usage_error(NULL, "bad usage");
+			return usage_bad_option(NULL, c, argv, longopts);
 		}
 	}
 	if (optind >= argc)
@@ -71,7 +88,6 @@ int main(int argc, char **argv)
 		if (strcmp(argv[optind], commands[i].name) == 0) {
 			argv += optind;
 			argc -= optind;
-			optind = 1;
 			return commands[i].fn(argc, argv);
 		}
 	}

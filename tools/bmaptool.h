@@ -3,7 +3,8 @@
  * What bmaptool's commands share: messages, usage errors and the options
  * every command takes, the signals that stop a copy, the progress display
  * (bmaptool-common.c); what copy and verify do before their engine runs
- * (bmaptool-setup.c). bmaptool.c dispatches to one file per command:
+ * (bmaptool-setup.c); their command lines (bmaptool-options.c). bmaptool.c
+ * dispatches to one file per command:
  * bmaptool-create.c, -copy.c, -verify.c, -info.c; several destinations are
  * bmaptool-multi.c's.
  */
@@ -63,6 +64,59 @@ struct bmap_ctx *ctx_new(void);
  * NULL); returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- command lines (bmaptool-options.c) ---- */
+
+/* parse_cmd_line() and option handlers: go on (any other value is the
+ * exit status to stop with). */
+#define ARGS_PARSED (-1)
+
+/* A command's positional arguments in their order (into argv; v is
+ * allocated). */
+struct cmd_args {
+	char **v;
+	int n;
+};
+
+/* Called for each option of a command but -h, -q, -d: ARGS_PARSED, or the
+ * exit status (a usage error's) to stop with. */
+typedef int (*option_fn)(int c, const char *arg, void *userdata);
+
+/* Parses argv (argv[0] the command's name) as argparse does: options
+ * anywhere among the positionals (POSIXLY_CORRECT or not), "--" ends the
+ * options; -q, -d and -h (prints @help) are handled here. Usage errors say
+ * "bmaptool: error:" in argparse's words, with the --help hint of @cmd
+ * ("copy "). Returns ARGS_PARSED with @ret set (free ret->v), or the exit
+ * status. Long-only options use vals >= 256. */
+int parse_cmd_line(const char *cmd, const char *help, int argc, char **argv, const char *shortopts,
+		   const struct option *longopts, option_fn fn, void *userdata,
+		   struct cmd_args *ret);
+/* The usage error for getopt_long()'s '?' or ':' (with opterr = 0 and a
+ * ':' in the option string); returns EXIT_USAGE. */
+int usage_bad_option(const char *cmd, int c, char **argv, const struct option *longopts);
+
+/* The commands that share one option table (bmaptool-options.c). */
+enum { CMD_COPY = 1, CMD_VERIFY = 2, CMD_INFO = 4 };
+
+/* What copy, verify and info were asked; a field per option. */
+struct image_opts {
+	const char *cmd;       /* "copy ", for usage_error() */
+	const char *bmap;      /* --bmap */
+	bool nobmap;           /* copy, verify */
+	bool no_verify;        /* copy */
+	const char *psplash;   /* copy --psplash-pipe */
+	bool removable;        /* copy --removable-device */
+	bool discard;          /* copy */
+	bool json;             /* info */
+	struct cmd_args args;  /* IMAGE [DEST...] */
+};
+
+/* The command line of @which (one CMD_*), its positionals checked: IMAGE
+ * for info, IMAGE and at least one DEST for copy and verify. ARGS_PARSED
+ * (then image_opts_done()), or the exit status. */
+int parse_image_opts(unsigned which, const char *help, int argc, char **argv,
+		     struct image_opts *o);
+void image_opts_done(struct image_opts *o);
+
 /* Set by SIGINT and SIGTERM once catch_signals() ran: copies stop. */
 extern atomic_int interrupted;
 void catch_signals(void);
@@ -104,10 +158,12 @@ int check_image_dest_args(const char *cmd, int n_args, const char *bmap_arg, boo
 
 /* Opens IMAGE ('-': standard input) and its map: --bmap, discovered, or
  * computed from a raw sparse file's holes; *ret_map is NULL for --nobmap.
+ * *ret_bmap_path (when not NULL): the bmap file read, NULL for none (to free).
  * Reads from a pipe end at SIGINT or SIGTERM (interrupt_fd()). Prints what
  * went wrong. @cmd is "copy" or "verify". */
 int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map);
+	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map,
+	       char **ret_bmap_path);
 
 /* The size a destination must have: the map's image size, a raw image
  * file's size without a map, 0 when unknown (a stream without a map). */
@@ -119,6 +175,7 @@ struct setup {
 	struct bmap_source *src;
 	struct bmap_map *map; /* NULL with --nobmap */
 	struct bmap_target *dst;
+	char *bmap_path; /* the bmap file read, NULL for none */
 };
 
 /* Catches SIGINT and SIGTERM, opens the image and its map (open_image()),

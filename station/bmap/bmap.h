@@ -271,6 +271,10 @@ struct bmap_copy_opts {
 	 * maps, as the image is read (a sparse image from a pipe, whose map
 	 * is known only at its end), instead of every byte. */
 	bool source_map;
+	/* copy: called once the data is written well, before @dst is synced
+	 * (a card's sync may take long: the user is told first) */
+	void (*syncing)(void *userdata);
+	void *syncing_userdata;
 };
 
 struct bmap_copy_result {

@@ -139,38 +139,6 @@ static int produce_ranges(struct engine *e, int raw_fd)
 	return 0;
 }
 
-/* A stream is read to its end: the decoder checks its integrity (CRCs) and
- * an image of another size means the bmap is not this image's. */
-static int drain_stream(struct engine *e)
-{
-	uint64_t size = bmap_map_get_image_size(e->map), pos = bmap_source_tell(e->source);
-	uint8_t extra;
-	ssize_t n;
-	int r;
-
-	if (pos < size) {
-		r = bmap_source_skip(e->source, size - pos);
-		if (r == -EPIPE)
-			return engine_fail(e, r,
-					   "%s is shorter than the bmap's image size (%" PRIu64
-					   " bytes): the bmap does not belong to this image, or the "
-					   "image is truncated",
-					   e->image_name, size);
-		if (r < 0)
-			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
-	}
-	n = bmap_source_read(e->source, &extra, 1);
-	if (n < 0)
-		return engine_fail(e, (int)n, "%s", bmap_ctx_get_error(e->ctx));
-	if (n > 0)
-		return engine_fail(e, -EBADMSG,
-				   "%s is longer than the bmap's image size (%" PRIu64
-				   " bytes): the bmap does not belong to this image, or the "
-				   "image is corrupt",
-				   e->image_name, size);
-	return 0;
-}
-
 /* No map: every byte of the image, in order. */
 static int produce_all(struct engine *e, int raw_fd)
 {
@@ -314,7 +282,7 @@ static int copy_stream(struct engine *e, int raw_fd)
 			r = produce_all(e, raw_fd);
 		}
 		if (r >= 0 && e->map && raw_fd < 0)
-			drain_stream(e);
+			engine_drain_stream(e);
 	}
 	ring_close(e->ring);
 	for (unsigned i = 0; i < started; i++)
@@ -358,13 +326,8 @@ static int check_before(struct bmap_ctx *ctx, struct bmap_source *src, const str
 				  bmap_map_get_image_size(map));
 	if (raw_fd < 0 || filling || fstat(raw_fd, &st) < 0)
 		return 0;
-	if (map && (uint64_t)st.st_size != bmap_map_get_image_size(map))
-		return bmap_error(ctx, -EINVAL,
-				  "image file '%s' is %" PRIu64 " bytes but the bmap describes a "
-				  "%" PRIu64 "-byte image: the bmap does not belong to this image; "
-				  "nothing was written",
-				  bmap_source_get_name(src), (uint64_t)st.st_size,
-				  bmap_map_get_image_size(map));
+	if (map && engine_check_raw_size(ctx, src, map, "written") < 0)
+		return -EINVAL;
 	if (!map && st.st_size == 0)
 		return bmap_error(ctx, -EINVAL,
 				  "image file '%s' is empty: nothing to copy; nothing was written",
@@ -453,6 +416,8 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 
 	/* Synced even after a failure or an interruption: what was written is
 	 * on the media and the device is left consistent. */
+	if (r >= 0 && opts && opts->syncing)
+		opts->syncing(opts->syncing_userdata);
 	rs = bmap_target_sync(dst);
 	if (r >= 0 && rs < 0)
 		r = bmap_error(ctx, rs, "cannot sync '%s': %s (the data may not be on the media)",

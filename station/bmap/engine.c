@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
+#include "source-format.h"
 #include "target.h"
 #include "util.h"
 
@@ -345,4 +347,57 @@ int engine_run_workers(struct engine *e, void *(*thread)(void *e))
 	for (unsigned t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
 	return atomic_load(&e->failed);
+}
+
+/* A stream is read to its end: the decoder checks its integrity (CRCs) and
+ * an image longer than the bmap says means the bmap is not this image's.
+ * One that ends early, after all its mapped data, is copied, as the
+ * reference copies it: what is missing is unmapped (the image was cut
+ * after its last data), and a regular DEST still gets the bmap's size. */
+int engine_drain_stream(struct engine *e)
+{
+	uint64_t size = bmap_map_get_image_size(e->map), pos = bmap_source_tell(e->source);
+	uint8_t extra;
+	ssize_t n;
+	int r;
+
+	if (pos < size) {
+		r = bmap_source_skip(e->source, size - pos);
+		if (r == -EPIPE) {
+			bmap_log(e->ctx, BMAP_LOG_INFO,
+				 "%s ends at byte %" PRIu64 ", before the bmap's image size (%" PRIu64
+				 " bytes), after all its mapped data: the rest is unmapped",
+				 e->image_name, bmap_source_tell(e->source), size);
+			return 0;
+		}
+		if (r < 0)
+			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+	}
+	n = bmap_source_read(e->source, &extra, 1);
+	if (n < 0)
+		return engine_fail(e, (int)n, "%s", bmap_ctx_get_error(e->ctx));
+	if (n > 0)
+		return engine_fail(e, -EBADMSG,
+				   "%s is longer than the bmap's image size (%" PRIu64
+				   " bytes): the bmap does not belong to this image, or the "
+				   "image is corrupt",
+				   e->image_name, size);
+	return 0;
+}
+
+int engine_check_raw_size(struct bmap_ctx *ctx, struct bmap_source *src,
+			  const struct bmap_map *map, const char *done)
+{
+	int raw_fd = bmap_source_get_raw_fd(src);
+	struct stat st;
+
+	if (raw_fd < 0 || bmap_source_get_format(src) != BMAP_FORMAT_RAW || fstat(raw_fd, &st) < 0 ||
+	    (uint64_t)st.st_size == bmap_map_get_image_size(map))
+		return 0;
+	return bmap_error(ctx, -EINVAL,
+			  "image file '%s' is %" PRIu64 " bytes but the bmap describes a "
+			  "%" PRIu64 "-byte image: the bmap does not belong to this image; "
+			  "nothing was %s",
+			  bmap_source_get_name(src), (uint64_t)st.st_size,
+			  bmap_map_get_image_size(map), done);
 }

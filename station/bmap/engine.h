@@ -132,3 +132,13 @@ int copy_produce_source_map(struct engine *e);
  * largest first. */
 int engine_run_workers(struct engine *e, void *(*thread)(void *e));
 bool engine_take_range(struct engine *e, size_t *ret_range);
+
+/* A stream whose mapped data was read, read on to its end: the decoder
+ * checks its integrity, and one longer than the map's image size is
+ * refused (engine_fail()). One that ends early, after all its mapped data,
+ * is taken, as the reference takes it (the rest is unmapped). */
+int engine_drain_stream(struct engine *e);
+/* A raw image file not of the map's image size (refused before anything is
+ * done: "nothing was @done"); 0 for anything else. */
+int engine_check_raw_size(struct bmap_ctx *ctx, struct bmap_source *src,
+			  const struct bmap_map *map, const char *done);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <isa-l/igzip_lib.h>
 
@@ -38,6 +39,34 @@ static const char *gzip_strerror(int ret)
 		return "CRC mismatch";
 	}
 	return "inflate error";
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ISA-L says ISAL_INCORRECT_CHECKSUM for a bad CRC32 and for a bad ISIZE
+ * alike: the member's trailer, the 8 bytes it just consumed (@end: after
+ * them, @consumed of them in this call), tells which. */
+static int gzip_checksum_error(struct bmap_source *s, const struct gzip_state *g,
+			       const uint8_t *end, uint32_t consumed)
+{
+	char why[160];
+	uint32_t crc, isize;
+
+	if (consumed < 8)
+		return source_corrupt(s, "CRC or length mismatch");
+	crc = le32(end - 8);
+	isize = le32(end - 4);
+	if (crc == g->st.crc && isize != g->st.total_out) {
+		snprintf(why, sizeof(why),
+			 "length mismatch: the member's trailer says %u bytes (ISIZE, modulo 2^32), "
+			 "its data is %u",
+			 isize, g->st.total_out);
+		return source_corrupt(s, why);
+	}
+	return source_corrupt(s, "CRC mismatch");
 }
 
 static int gzip_init(struct bmap_source *s)
@@ -102,6 +131,8 @@ static ssize_t gzip_read(struct bmap_source *s, void *buf, size_t len)
 		g->st.avail_in = avail;
 		ret = isal_inflate(&g->st);
 		source_consume(s, avail - g->st.avail_in);
+		if (ret == ISAL_INCORRECT_CHECKSUM && g->st.block_state == ISAL_BLOCK_FINISH)
+			return gzip_checksum_error(s, g, g->st.next_in, avail - g->st.avail_in);
 		if (ret < 0)
 			return source_corrupt(s, gzip_strerror(ret));
 		/* At a member's end ISA-L hands back what it read ahead, so

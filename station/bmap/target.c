@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Destinations: guarding a block device or a regular file before any byte
- * is written (opening one by its path: target-open.c), writing and reading
+ * Destinations: guarding a block device (a disk or a partition), a regular
+ * file or /dev/null before any byte is written (opening one by its path: target-open.c), writing and reading
  * it, and making sure data reached the media afterwards. Every refusal of a
  * destination happens here, before the copy starts; a regular file is not
  * changed until the copy's own checks passed (target_finish()).
@@ -81,12 +81,57 @@ static int disk_name(dev_t dev, char *out, size_t len, bool *ret_is_partition)
 	return 0;
 }
 
+/* A partition's whole disk, opened only to be locked: udev locks the whole
+ * disk when it probes any of its partitions (systemd's block device
+ * locking), so that is the lock that keeps it off. -1 when no node in /dev
+ * is that disk (then the partition's own lock is all there is). */
+static int open_disk_node(const struct bmap_target *t)
+{
+	char path[PATH_MAX];
+	uint64_t maj = 0, min = 0;
+	unsigned a, b;
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/dev", t->disk);
+	{
+		_cleanup_close_ int dfd = open(path, O_RDONLY | O_CLOEXEC);
+		char buf[32];
+		ssize_t n = dfd >= 0 ? read(dfd, buf, sizeof(buf) - 1) : -1;
+
+		if (n <= 0)
+			return -1;
+		buf[n] = '\0';
+		if (sscanf(buf, "%u:%u", &a, &b) != 2)
+			return -1;
+		maj = a;
+		min = b;
+	}
+	snprintf(path, sizeof(path), "/dev/%s", t->disk);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode) || major(st.st_rdev) != maj ||
+	    minor(st.st_rdev) != min) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static int lock_device(struct bmap_ctx *ctx, struct bmap_target *t, bool exclusive)
 {
+	int fd = t->fd;
+
+	if (t->partition) {
+		t->disk_fd = open_disk_node(t);
+		if (t->disk_fd >= 0)
+			fd = t->disk_fd;
+	}
 	/* udev takes a shared lock while probing; wait it out, but not forever.
 	 * Reading back only needs to keep writers (other tools) off. */
 	for (int waited = 0;; waited += 50) {
-		if (flock(t->fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
+		if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
 			return 0;
 		if (errno != EWOULDBLOCK)
 			return bmap_error(ctx, -errno, "cannot lock device '%s': %m", t->name);
@@ -111,10 +156,10 @@ static int check_blockdev(struct bmap_ctx *ctx, struct bmap_target *t,
 	if (r < 0)
 		return bmap_error(ctx, r, "cannot find device '%s' in /sys/dev/block: %s", t->name,
 				  strerror(-r));
-	if (is_partition)
-		return bmap_error(ctx, -EINVAL,
-				  "'%s' is a partition; give the whole disk (/dev/%s) instead", t->name,
-				  disk);
+	/* A partition has the guards of a disk: O_EXCL (also refused while its
+	 * disk is held), not read-only, big enough (its own size); removable
+	 * and discard limits are its disk's. */
+	t->partition = is_partition;
 	snprintf(t->disk, sizeof(t->disk), "%s", disk);
 	if (ioctl(t->fd, BLKGETSIZE64, &t->size) < 0)
 		return bmap_error(ctx, -errno, "cannot get the size of device '%s': %m", t->name);
@@ -157,6 +202,7 @@ struct bmap_target *target_alloc(const char *name)
 		return NULL;
 	t->fd = -1;
 	t->dir_fd = -1;
+	t->disk_fd = -1;
 	t->name = strdup(name);
 	if (!t->name) {
 		free(t);
@@ -165,6 +211,37 @@ struct bmap_target *target_alloc(const char *name)
 	t->sector_size = 512;
 	pthread_mutex_init(&t->bounce_lock, NULL);
 	return t;
+}
+
+/* Character devices: /dev/null and /dev/zero (memory devices 1:3, 1:5)
+ * take what is written and keep nothing, so a copy to one times reading and
+ * decompressing an image: nothing to sync, no size, nothing to read back.
+ * Any other (a tty, a tape, /dev/full) is refused: writes at offsets mean
+ * nothing there. */
+static int setup_chardev(struct bmap_ctx *ctx, struct bmap_target *t,
+			 const struct bmap_target_opts *opts, dev_t rdev)
+{
+	if (major(rdev) != 1 || (minor(rdev) != 3 && minor(rdev) != 5))
+		return bmap_error(ctx, -EINVAL,
+				  "'%s' is a character device (%u:%u), not a block device or a "
+				  "regular file; of character devices only /dev/null and /dev/zero "
+				  "are taken (to time a copy: what is written is dropped)",
+				  t->name, major(rdev), minor(rdev));
+	if (opts->mode != BMAP_TARGET_WRITE)
+		return bmap_error(ctx, -EINVAL,
+				  "'%s' is /dev/%s: it keeps nothing that was written, so there is "
+				  "nothing to read back",
+				  t->name, minor(rdev) == 3 ? "null" : "zero");
+	if (opts->removable_only)
+		return bmap_error(ctx, -EPERM,
+				  "'%s' is a character device, not a removable block device, and "
+				  "--removable-device was given; nothing was written",
+				  t->name);
+	t->chardev = true;
+	t->no_sync = true;
+	t->size = opts->image_size;
+	t->writable = true;
+	return 0;
 }
 
 int target_setup(struct bmap_ctx *ctx, struct bmap_target *t, const struct bmap_target_opts *opts)
@@ -189,6 +266,8 @@ int target_setup(struct bmap_ctx *ctx, struct bmap_target *t, const struct bmap_
 		t->writable = opts->mode == BMAP_TARGET_WRITE;
 		return 0;
 	}
+	if (S_ISCHR(st.st_mode))
+		return setup_chardev(ctx, t, opts, st.st_rdev);
 	if (!S_ISREG(st.st_mode))
 		return bmap_error(ctx, -EINVAL, "'%s' is neither a block device nor a regular file",
 				  t->name);
@@ -450,7 +529,7 @@ int bmap_target_sync(struct bmap_target *t)
 	/* Let the kernel see the new partition table. Best effort: devices
 	 * without partition support (loop without -P) answer EINVAL, and the
 	 * data is safe either way. */
-	if (t->blockdev)
+	if (t->blockdev && !t->partition)
 		(void)ioctl(t->fd, BLKRRPART, 0);
 	return 0;
 }
@@ -470,6 +549,8 @@ struct bmap_target *bmap_target_free(struct bmap_target *t)
 			close(t->fd);
 		if (t->dir_fd >= 0)
 			close(t->dir_fd);
+		if (t->disk_fd >= 0)
+			close(t->disk_fd);
 		free(t->created_name);
 		free(t->name);
 		pthread_mutex_destroy(&t->bounce_lock);

@@ -13,6 +13,9 @@ struct bmap_target {
 	char *name;
 	char disk[NAME_MAX + 1]; /* kernel name of the whole disk */
 	bool blockdev;
+	bool partition;  /* a block device that is a partition of t->disk */
+	bool chardev;    /* /dev/null or /dev/zero: written to, never synced */
+	int disk_fd;     /* a partition's whole disk, locked against udev; or -1 */
 	bool direct;     /* O_DIRECT is on; set before any worker runs */
 	bool writable;   /* opened in BMAP_TARGET_WRITE mode: every guard passed */
 	pthread_mutex_t bounce_lock; /* also for the first write (target_touch) */

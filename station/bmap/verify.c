@@ -283,8 +283,9 @@ static void compare(struct engine *e, struct comparer *cmp)
 	}
 	if (e->lazy)
 		read_image_lazy(e);
-	else
-		read_image(e);
+	else if (read_image(e) >= 0 && e->map && bmap_source_get_raw_fd(e->source) < 0)
+		/* As copy reads a stream: to its end, refused when longer. */
+		engine_drain_stream(e);
 	ring_close(e->ring);
 	pthread_join(tid, NULL);
 }
@@ -303,6 +304,10 @@ int bmap_verify(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap
 	if (!checksums && !image)
 		return bmap_error(ctx, -EINVAL,
 				  "the bmap has no checksums: the image is needed to compare with");
+	/* What copy refuses, verify refuses too: a raw image file that is not
+	 * the bmap's size is another image (the reference's copy says so). */
+	if (map && image && !(opts && opts->wait) && engine_check_raw_size(ctx, image, map, "verified") < 0)
+		return -EINVAL;
 	r = target_drop_cache(dst);
 	if (r < 0)
 		return bmap_error(ctx, r, "cannot flush '%s' before reading it back: %s", dst->name,
