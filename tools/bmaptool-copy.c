@@ -52,6 +52,7 @@ static const char copy_help[] =
 	"      --discard            after copying, discard (TRIM) the unmapped ranges of\n"
 	"                           the image on DEST (BLKDISCARD; holes in a file), so\n"
 	"                           the card knows they are free; never past the image\n"
+	SIG_HELP
 	"  -q, --quiet              print errors only\n"
 	"  -d, --debug              print debugging messages\n"
 	"  -h, --help               show this help\n";
@@ -93,6 +94,7 @@ int cmd_copy(int argc, char **argv)
 		{ "psplash-pipe", required_argument, NULL, 'P' },
 		{ "removable-device", no_argument, NULL, 'R' },
 		{ "discard", no_argument, NULL, 'D' },
+		SIG_LONGOPTS,
 		COMMON_LONGOPTS,
 		{}
 	};
@@ -102,11 +104,12 @@ int cmd_copy(int argc, char **argv)
 	struct progress prog = { .last_percent = -1 };
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
 	struct bmap_copy_result res;
+	struct sig_args sa = { 0 };
 	struct setup s;
 	int c, r, ret = EXIT_FAILURE;
 
 	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
-		if (handle_common(c))
+		if (handle_common(c) || handle_sig_option(c, &sa))
 			continue;
 		switch (c) {
 		case 'b':
@@ -135,11 +138,13 @@ int cmd_copy(int argc, char **argv)
 		}
 	}
 	r = check_image_dest_args("copy ", argc - optind, bmap_arg, nobmap);
+	if (!r)
+		r = check_sig_args("copy ", &sa, nobmap);
 	if (r)
 		return r;
 	if (argc - optind > 2)
 		return multi_run(&(struct multi_args){
-			.image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
+			.image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap, .sig = sa,
 			.no_verify = copts.no_verify, .removable = removable, .discard = discard,
 			.psplash = prog.psplash, .dests = argv + optind + 1,
 			.n_dests = (size_t)(argc - optind - 1) });
@@ -147,7 +152,7 @@ int cmd_copy(int argc, char **argv)
 	dest = argv[optind + 1];
 
 	topts.removable_only = removable;
-	if (setup_open(&s, "copy", image, bmap_arg, nobmap, dest, &topts) < 0)
+	if (setup_open(&s, "copy", image, bmap_arg, nobmap, &sa, dest, &topts) < 0)
 		goto out;
 	/* No map without --nobmap: a sparse image's, as it streams. */
 	copts.source_map = !s.map && !nobmap;

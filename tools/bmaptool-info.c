@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bmaptool info: what is known about an image before flashing it (its map's
- * origin, version, sizes, ranges, checksums, compression), as text or JSON.
+ * origin, version, sizes, ranges, checksums, signature, compression), as
+ * text or JSON.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,14 +29,17 @@ static const char info_help[] =
 	"bmap's own checksum is good, and the image's compression (detected from its\n"
 	"magic bytes). For a qcow2 image: its version, cluster size, allocated, zero,\n"
 	"compressed and unallocated clusters and features; for a sparse image: its\n"
-	"chunks.\n"
+	"chunks. A signed bmap (clearsigned, or with BMAP.asc or BMAP.sig next to it)\n"
+	"is verified as copy does it, and its signer's fingerprint and user ID shown;\n"
+	"a signature that does not verify is an error (exit status 1).\n"
 	"\n"
 	"Options:\n"
-	"  -b, --bmap FILE      use this bmap file instead of discovering one\n"
-	"      --json           print one JSON object\n"
-	"  -q, --quiet          print errors only\n"
-	"  -d, --debug          print debugging messages\n"
-	"  -h, --help           show this help\n";
+	"  -b, --bmap FILE          use this bmap file instead of discovering one\n"
+	"      --json               print one JSON object\n"
+	SIG_HELP
+	"  -q, --quiet              print errors only\n"
+	"  -d, --debug              print debugging messages\n"
+	"  -h, --help               show this help\n";
 
 static int detect_file_compression(const char *path, enum bmap_compression *ret)
 {
@@ -52,16 +56,42 @@ static int detect_file_compression(const char *path, enum bmap_compression *ret)
 	return 0;
 }
 
+static void json_write_nullable(const char *s)
+{
+	if (s)
+		json_write_string(stdout, s);
+	else
+		printf("null");
+}
+
+/* The text lines about the bmap's signature: none, or its verdict and signer. */
+static void print_signature(const struct bmap_sig_result *sig, const char *sig_path)
+{
+	if (sig->status == BMAP_SIG_NONE) {
+		printf("signature:      none\n");
+		return;
+	}
+	printf("signature:      %s (%s)\n", bmap_sig_status_name(sig->status),
+	       sig->clearsigned ? "clearsigned" : sig_path ? sig_path : "?");
+	if (sig->fingerprint[0])
+		printf("signer:         %s\n", sig->fingerprint);
+	if (sig->uid[0])
+		printf("signer uid:     %s\n", sig->uid);
+}
+
 int cmd_info(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bmap", required_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'J' },
+		SIG_LONGOPTS,
 		COMMON_LONGOPTS,
 		{}
 	};
 	const char *bmap_arg = NULL, *image, *source;
-	_cleanup_free_ char *bmap_path = NULL;
+	_cleanup_free_ char *bmap_path = NULL, *sig_path = NULL;
+	struct sig_args sa = { 0 };
+	struct bmap_sig_result sig = { .status = BMAP_SIG_NONE };
 	struct bmap_map *map = NULL;
 	enum bmap_compression comp = BMAP_COMP_RAW;
 	struct bmap_ctx *ctx;
@@ -71,7 +101,7 @@ int cmd_info(int argc, char **argv)
 	int c, r, ret = EXIT_FAILURE;
 
 	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
-		if (handle_common(c))
+		if (handle_common(c) || handle_sig_option(c, &sa))
 			continue;
 		switch (c) {
 		case 'b':
@@ -90,6 +120,9 @@ int cmd_info(int argc, char **argv)
 	if (argc - optind != 1)
 		return usage_error("info ", argc - optind ? "too many arguments"
 							 : "the IMAGE argument is missing");
+	r = check_sig_args("info ", &sa, false);
+	if (r)
+		return r;
 	image = argv[optind];
 	ctx = ctx_new();
 
@@ -101,7 +134,7 @@ int cmd_info(int argc, char **argv)
 		error("image file '%s' is a directory", image);
 		goto out;
 	}
-	if (!bmap_arg) {
+	if (!bmap_arg && !sa.bmap_sig && !sa.fingerprint && !sa.keyring) {
 		r = format_info(ctx, image, json);
 		if (r <= 0) {
 			ret = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
@@ -127,6 +160,14 @@ int cmd_info(int argc, char **argv)
 		      bmap_compression_name(comp), image);
 		goto out;
 	}
+	if (strcmp(source, "computed") == 0 && (sa.bmap_sig || sa.fingerprint || sa.keyring)) {
+		if (sa.bmap_sig)
+			error("the bmap signature file was specified, but bmap file was not found");
+		else
+			error("no signature found but --%s given",
+			      sa.fingerprint ? "fingerprint" : "keyring");
+		goto out;
+	}
 	if (strcmp(source, "computed") == 0) {
 		_cleanup_close_ int fd = open(image, O_RDONLY | O_CLOEXEC);
 
@@ -140,7 +181,10 @@ int cmd_info(int argc, char **argv)
 			error("the bmap file and the image file are the same file '%s'", image);
 			goto out;
 		}
-		r = bmap_map_load(ctx, bmap_path, &map);
+		/* It prints what went wrong itself. */
+		if (load_bmap(ctx, bmap_path, &sa, &map, &sig, &sig_path) < 0)
+			goto out;
+		r = 0;
 	}
 	if (r < 0) {
 		error("%s", bmap_ctx_get_error(ctx));
@@ -193,9 +237,18 @@ int cmd_info(int argc, char **argv)
 		       "\"bmap_sha256\": ",
 		       ranges_cs, self);
 		if (sha[0])
-			printf("\"%s\"}\n", sha);
+			printf("\"%s\"", sha);
 		else
-			printf("null}\n");
+			printf("null");
+		printf(", \"signature\": \"%s\", \"signature_file\": ",
+		       bmap_sig_status_name(sig.status));
+		json_write_nullable(sig_path);
+		printf(", \"clearsigned\": %s, \"signer_fingerprint\": ",
+		       sig.clearsigned ? "true" : "false");
+		json_write_nullable(sig.fingerprint[0] ? sig.fingerprint : NULL);
+		printf(", \"signer_uid\": ");
+		json_write_nullable(sig.uid[0] ? sig.uid : NULL);
+		printf("}\n");
 	} else {
 		printf("image:          %s\n", image);
 		printf("compression:    %s\n", bmap_compression_name(comp));
@@ -216,6 +269,7 @@ int cmd_info(int argc, char **argv)
 		printf("bmap checksum:  %s\n", self);
 		if (sha[0])
 			printf("bmap sha256:    %s\n", sha);
+		print_signature(&sig, sig_path);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		error("cannot write to standard output: %m");

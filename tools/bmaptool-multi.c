@@ -391,7 +391,7 @@ int multi_run(const struct multi_args *a)
 	}
 	ctx = ctx_new();
 	catch_signals();
-	if (open_image(ctx, a->image, a->bmap, a->nobmap, a->verify ? "verify" : "copy", &src,
+	if (open_image(ctx, a->image, a->bmap, a->nobmap, &a->sig, a->verify ? "verify" : "copy", &src,
 		       &m.map) < 0) {
 		ret = EXIT_FAILURE;
 		goto out;

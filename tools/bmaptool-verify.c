@@ -31,20 +31,23 @@ static const char verify_help[] =
 	"into a spill file in $TMPDIR or /var/tmp (deleted at once).\n"
 	"\n"
 	"Options:\n"
-	"  -b, --bmap FILE      the bmap file to use\n"
-	"      --nobmap         compare every byte of the image with DEST\n"
-	"  -q, --quiet          print errors only\n"
-	"  -d, --debug          print debugging messages\n"
-	"  -h, --help           show this help\n"
+	"  -b, --bmap FILE          the bmap file to use\n"
+	"      --nobmap             compare every byte of the image with DEST\n"
+	SIG_HELP
+	"  -q, --quiet              print errors only\n"
+	"  -d, --debug              print debugging messages\n"
+	"  -h, --help               show this help\n"
 	"\n"
 	"Exit status: 0 when everything matches (on every DEST), 1 when something does\n"
-	"not (the first bad range is named) or on failure, 2 on usage errors.\n";
+	"not (the first bad range is named), the bmap's signature does not verify, or\n"
+	"on failure, 2 on usage errors.\n";
 
 int cmd_verify(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bmap", required_argument, NULL, 'b' },
 		{ "nobmap", no_argument, NULL, 'n' },
+		SIG_LONGOPTS,
 		COMMON_LONGOPTS,
 		{}
 	};
@@ -54,11 +57,12 @@ int cmd_verify(int argc, char **argv)
 	struct progress prog = { .last_percent = -1 };
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_READ };
 	struct bmap_verify_result res;
+	struct sig_args sa = { 0 };
 	struct setup s;
 	int c, r, ret = EXIT_FAILURE;
 
 	while ((c = getopt_long(argc, argv, "b:hqd", longopts, NULL)) != -1) {
-		if (handle_common(c))
+		if (handle_common(c) || handle_sig_option(c, &sa))
 			continue;
 		switch (c) {
 		case 'b':
@@ -75,16 +79,18 @@ int cmd_verify(int argc, char **argv)
 		}
 	}
 	r = check_image_dest_args("verify ", argc - optind, bmap_arg, nobmap);
+	if (!r)
+		r = check_sig_args("verify ", &sa, nobmap);
 	if (r)
 		return r;
 	if (argc - optind > 2)
 		return multi_run(&(struct multi_args){
-			.verify = true, .image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap,
+			.verify = true, .image = argv[optind], .bmap = bmap_arg, .nobmap = nobmap, .sig = sa,
 			.dests = argv + optind + 1, .n_dests = (size_t)(argc - optind - 1) });
 	image = argv[optind];
 	dest = argv[optind + 1];
 
-	if (setup_open(&s, "verify", image, bmap_arg, nobmap, dest, &topts) < 0)
+	if (setup_open(&s, "verify", image, bmap_arg, nobmap, &sa, dest, &topts) < 0)
 		goto out;
 	copts.source_map = !s.map && !nobmap;
 	if (s.map && bmap_target_get_size(s.dst) < bmap_map_get_image_size(s.map)) {
