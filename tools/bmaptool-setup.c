@@ -6,7 +6,6 @@
  * first, as info does too), the size a destination needs, the destination.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,21 +61,6 @@ int check_sig_args(const char *cmd, const struct sig_args *sa, bool nobmap)
 	return 0;
 }
 
-/* Whether the regular file @path starts as a clearsigned document does
- * (anything else, a FIFO included, is not looked into). */
-static bool starts_clearsigned(const char *path)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	char head[64];
-	struct stat st;
-	ssize_t n;
-
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return false;
-	n = loop_read(fd, head, sizeof(head));
-	return n > 0 && bmap_sig_is_clearsigned(head, (size_t)n);
-}
-
 int load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_args *sa,
 	      struct bmap_map **ret_map, struct bmap_sig_result *ret_sig, char **ret_sig_path)
 {
@@ -93,7 +77,7 @@ int load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_args *sa,
 	};
 	int r;
 
-	if (starts_clearsigned(path)) {
+	if (bmap_sig_file_is_clearsigned(path)) {
 		info("discovered inline signature");
 		if (sig_path) {
 			error("bmap file '%s' is clearsigned: it needs no --bmap-sig ('%s')", path,
@@ -112,7 +96,7 @@ int load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_args *sa,
 			return -ENOKEY;
 		}
 	}
-	if (!sig_path && !starts_clearsigned(path)) {
+	if (!sig_path && !bmap_sig_file_is_clearsigned(path)) {
 		/* Not signed: parsed as it streams from the file, never
 		 * whole in memory (a bmap may have 256 MiB). */
 		if (ret_sig)

@@ -139,6 +139,9 @@ struct bmap_sig_result {
 
 /* Whether a bmap file's bytes are a clearsigned document (by its first line). */
 bool bmap_sig_is_clearsigned(const void *bmap, size_t len);
+/* The same of the regular file @path, from its first bytes (false for
+ * anything else: a FIFO is not read). */
+bool bmap_sig_file_is_clearsigned(const char *path);
 /* A detached signature next to @bmap_path: BMAP.asc, then BMAP.sig (regular
  * files). 0 and a malloc'd path, or -ENOENT. */
 int bmap_sig_discover(const char *bmap_path, char **ret_path);

@@ -5,6 +5,7 @@
  * verdict: signed or not, valid, by whom, or precisely why not.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <gpgme.h>
 #include <limits.h>
@@ -52,6 +53,19 @@ bool bmap_sig_is_clearsigned(const void *bmap, size_t len)
 	while (n < len && (b[n] == ' ' || b[n] == '\t'))
 		n++;
 	return n == len || b[n] == '\n' || b[n] == '\r';
+}
+
+bool bmap_sig_file_is_clearsigned(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	char head[64];
+	struct stat st;
+	ssize_t n;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return false;
+	n = loop_read(fd, head, sizeof(head));
+	return n > 0 && bmap_sig_is_clearsigned(head, (size_t)n);
 }
 
 int bmap_sig_discover(const char *bmap_path, char **ret_path)
