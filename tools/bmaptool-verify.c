@@ -24,6 +24,7 @@ static const char verify_help[] =
 	"and its own map, DEST is compared byte for byte with IMAGE (decompressed as\n"
 	"needed; the virtual disk of such an image). Prints the SHA-256 over all\n"
 	"mapped data as read back, the same digest 'copy' prints for what it wrote.\n"
+	"A signed bmap is verified first, as 'copy' does it.\n"
 	"\n"
 	"With several DESTs all are read back at the same time, each reported on its\n"
 	"own (its lines start with its name), then a summary names those that failed.\n"
