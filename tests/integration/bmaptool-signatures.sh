@@ -271,6 +271,21 @@ refused sig-without-bmap-raw 1 "the bmap signature file was specified, but bmap 
 refused fpr-without-bmap-raw 1 "no signature found but --fingerprint given" \
 	"$BMAPTOOL" copy --fingerprint "$FGOOD" "$d/lonely.img" "$dest"
 
+# Several DESTs at once: the same check, before either is touched.
+new_file_card $((4 << 20)) dest2
+dest2=$CARD_FILE
+touch -d '2001-01-01 00:00:00' "$dest2"
+refused multi-dest 1 "$BAD" \
+	"$BMAPTOOL" copy --bmap "$bmap" --bmap-sig "$S/unknown.det.asc" "$gz" "$dest" "$dest2"
+is_pattern "$dest2" || bad "multi-dest: the second DEST was written to"
+[[ $(stat -c %Y "$dest2") == $(date -d '2001-01-01 00:00:00' +%s) ]] || bad "multi-dest: the second DEST's mtime changed"
+run multi-dest-good "$BMAPTOOL" copy --bmap "$bmap" --bmap-sig "$S/good.det.asc" "$gz" "$dest" "$dest2"
+[[ $RC -eq 0 ]] || bad "multi-dest-good: exit $RC: $ERR"
+grep -qF "$GOODMSG" <<<"$ERR" || bad "multi-dest-good: no '$GOODMSG'"
+# A clearsigned bmap needs no detached signature: giving one is refused.
+refused clearsigned-and-bmap-sig 1 "is clearsigned: it needs no --bmap-sig" \
+	"$BMAPTOOL" copy --bmap "$S/good.clear.asc" --bmap-sig "$S/good.det.asc" "$gz" "$dest"
+
 # ---- nothing written to a card on a bad signature --------------------------------
 
 if have_loop; then
