@@ -10,6 +10,7 @@
 #include <gpgme.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,6 +512,31 @@ out:
 	return r;
 }
 
+/* GPGME writes to gpg through pipes: a gpg that dies early would end the
+ * caller by SIGPIPE. Blocked in this thread while it runs, and a SIGPIPE
+ * raised meanwhile taken off before the old mask is back. */
+static int verify_no_sigpipe(struct bmap_ctx *ctx, const char *bmap_name, const void *bmap,
+			     size_t bmap_len, const char *sig_name, const void *sig, size_t sig_len,
+			     const struct bmap_sig_opts *o, struct bmap_sig_result *res,
+			     void **ret_xml, size_t *ret_xml_len)
+{
+	const struct timespec zero = { 0 };
+	sigset_t pipe_set, old;
+	int r;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	r = verify_gpgme(ctx, bmap_name, bmap, bmap_len, sig_name, sig, sig_len, o, res, ret_xml,
+			 ret_xml_len);
+	if (!sigismember(&old, SIGPIPE)) {
+		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+			;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	return r;
+}
+
 int bmap_sig_verify(struct bmap_ctx *ctx, const char *bmap_name, const void *bmap,
 		    size_t bmap_len, const char *sig_name, const void *sig, size_t sig_len,
 		    const struct bmap_sig_opts *opts, struct bmap_sig_result *result,
@@ -535,8 +561,8 @@ int bmap_sig_verify(struct bmap_ctx *ctx, const char *bmap_name, const void *bma
 		return r;
 	}
 	if (!o->no_verify && (clear || sig))
-		return verify_gpgme(ctx, bmap_name, bmap, bmap_len, sig_name, sig, sig_len, o,
-				    result, ret_xml, ret_xml_len);
+		return verify_no_sigpipe(ctx, bmap_name, bmap, bmap_len, sig_name, sig, sig_len, o,
+					 result, ret_xml, ret_xml_len);
 	if (o->required && !o->no_verify) {
 		result->status = BMAP_SIG_MISSING;
 		return bmap_error(ctx, -EBADMSG,
