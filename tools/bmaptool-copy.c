@@ -28,6 +28,10 @@ static const char copy_help[] =
 	"pipe), or found next to the image (IMAGE.bmap, then the name without each\n"
 	"extension), or, for a raw sparse image, computed from its holes.\n"
 	"\n"
+	"A signed bmap (clearsigned, or with a detached signature: --bmap-sig, else\n"
+	"BMAP.asc, then BMAP.sig) is verified with GnuPG first; a signature that does\n"
+	"not verify ends the copy with exit status 1 before DEST is opened.\n"
+	"\n"
 	"A block device (a whole disk or a partition) must not be mounted or held,\n"
 	"not read-only and big enough; it is checked before any byte is written,\n"
 	"locked while writing, and synced when copy returns. /dev/null and /dev/zero\n"
@@ -61,6 +65,7 @@ static const char copy_help[] =
 	"      --discard            after copying, discard (TRIM) the unmapped ranges of\n"
 	"                           the image on DEST (BLKDISCARD; holes in a file), so\n"
 	"                           the card knows they are free; never past the image\n"
+	SIG_HELP
 	"      --insecure           do not check the certificate of an https server\n"
 	"  -q, --quiet              print errors only\n"
 	"  -d, --debug              print debugging messages\n"
@@ -135,7 +140,7 @@ int cmd_copy(int argc, char **argv)
 	prog.psplash = o.psplash;
 	if (o.args.n > 2) {
 		ret = multi_run(&(struct multi_args){
-			.image = o.args.v[0], .bmap = o.bmap, .nobmap = o.nobmap,
+			.image = o.args.v[0], .bmap = o.bmap, .nobmap = o.nobmap, .sig = o.sig,
 			.no_verify = o.no_verify, .removable = o.removable, .discard = o.discard,
 			.psplash = o.psplash, .dests = o.args.v + 1,
 			.n_dests = (size_t)(o.args.n - 1) });
@@ -146,7 +151,7 @@ int cmd_copy(int argc, char **argv)
 	dest = o.args.v[1];
 
 	topts.removable_only = o.removable;
-	if (setup_open(&s, "copy", image, o.bmap, o.nobmap, dest, &topts) < 0)
+	if (setup_open(&s, "copy", image, o.bmap, o.nobmap, &o.sig, dest, &topts) < 0)
 		goto out;
 	/* No map without --nobmap: a sparse image's, as it streams. */
 	copts.source_map = !s.map && !o.nobmap;

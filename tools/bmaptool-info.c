@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bmaptool info: what is known about an image before flashing it (its map's
- * origin, version, sizes, ranges, checksums, compression), as text or JSON.
+ * origin, version, sizes, ranges, checksums, signature, compression), as
+ * text or JSON.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,18 +30,22 @@ static const char info_help[] =
 	"compressed and unallocated clusters and features; for a sparse image: its\n"
 	"chunks. For every image: its partition table and each partition's start,\n"
 	"size, file system, label and mapped bytes (libblkid reads the image's data).\n"
+	"A signed bmap (clearsigned, or with BMAP.asc or BMAP.sig next to it) is\n"
+	"verified as copy does it, and its signer's fingerprint and user ID shown; a\n"
+	"signature that does not verify is an error (exit status 1).\n"
 	"\n"
 	"IMAGE may be an http://, https://, ftp:// or file: URL: its first bytes are\n"
 	"fetched for the compression, and its bmap is --bmap or found next to it\n"
 	"(\".bmap\" added to the URL's path, then each extension taken off).\n"
 	"\n"
 	"Options:\n"
-	"  -b, --bmap FILE      use this bmap file (or URL) instead of discovering one\n"
-	"      --json           print one JSON object\n"
-	"      --insecure       do not check the certificate of an https server\n"
-	"  -q, --quiet          print errors only\n"
-	"  -d, --debug          print debugging messages\n"
-	"  -h, --help           show this help\n";
+	"  -b, --bmap FILE          use this bmap file (or URL) instead of discovering one\n"
+	"      --json               print one JSON object\n"
+	SIG_HELP
+	"      --insecure           do not check the certificate of an https server\n"
+	"  -q, --quiet              print errors only\n"
+	"  -d, --debug              print debugging messages\n"
+	"  -h, --help               show this help\n";
 
 static int detect_file_compression(const char *path, enum bmap_compression *ret)
 {
@@ -89,11 +94,37 @@ static int url_facts(struct bmap_ctx *ctx, const char *image, const char *bmap_a
 	return r;
 }
 
+static void json_write_nullable(const char *s)
+{
+	if (s)
+		json_write_string(stdout, s);
+	else
+		printf("null");
+}
+
+/* The text lines about the bmap's signature: none, or its verdict and signer. */
+static void print_signature(const struct bmap_sig_result *sig, const char *sig_path)
+{
+	if (sig->status == BMAP_SIG_NONE) {
+		printf("signature:      none\n");
+		return;
+	}
+	printf("signature:      %s (%s)\n", bmap_sig_status_name(sig->status),
+	       sig->clearsigned ? "clearsigned" : sig_path ? sig_path : "?");
+	if (sig->fingerprint[0])
+		printf("signer:         %s\n", sig->fingerprint);
+	if (sig->uid[0])
+		printf("signer uid:     %s\n", sig->uid);
+}
+
 int cmd_info(int argc, char **argv)
 {
 	struct image_opts o;
 	const char *bmap_arg, *image, *source;
 	_cleanup_free_ char *bmap_path = NULL, *name = NULL, *bmap_name = NULL;
+	_cleanup_free_ char *sig_path = NULL;
+	struct bmap_sig_result sig = { .status = BMAP_SIG_NONE };
+	struct sig_args sa;
 	struct bmap_map *map = NULL;
 	enum bmap_compression comp = BMAP_COMP_RAW;
 	struct bmap_ctx *ctx;
@@ -106,6 +137,7 @@ int cmd_info(int argc, char **argv)
 	if (r != ARGS_PARSED)
 		return r;
 	bmap_arg = o.bmap;
+	sa = o.sig;
 	json = o.json;
 	image = o.args.v[0];
 	ctx = ctx_new();
@@ -116,7 +148,10 @@ int cmd_info(int argc, char **argv)
 		if (r < 0)
 			goto out;
 		source = bmap_arg ? "given" : "discovered";
-		r = bmap_map_load_location(ctx, bmap_path, &map);
+		/* It prints what went wrong itself. */
+		if (load_bmap(ctx, bmap_path, &sa, &map, &sig, &sig_path) < 0)
+			goto out;
+		r = 0;
 		goto loaded;
 	}
 	if (stat(image, &st) < 0) {
@@ -127,7 +162,7 @@ int cmd_info(int argc, char **argv)
 		error("image file '%s' is a directory", image);
 		goto out;
 	}
-	if (!bmap_arg) {
+	if (!bmap_arg && !sa.bmap_sig && !sa.fingerprint && !sa.keyring) {
 		r = format_info(ctx, image, json);
 		if (r <= 0) {
 			ret = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
@@ -153,6 +188,14 @@ int cmd_info(int argc, char **argv)
 		      bmap_compression_name(comp), image);
 		goto out;
 	}
+	if (strcmp(source, "computed") == 0 && (sa.bmap_sig || sa.fingerprint || sa.keyring)) {
+		if (sa.bmap_sig)
+			error("the bmap signature file was specified, but bmap file was not found");
+		else
+			error("no signature found but --%s given",
+			      sa.fingerprint ? "fingerprint" : "keyring");
+		goto out;
+	}
 	if (strcmp(source, "computed") == 0) {
 		_cleanup_close_ int fd = open(image, O_RDONLY | O_CLOEXEC);
 
@@ -166,7 +209,10 @@ int cmd_info(int argc, char **argv)
 			error("the bmap file and the image file are the same file '%s'", image);
 			goto out;
 		}
-		r = bmap_map_load_location(ctx, bmap_path, &map);
+		/* It prints what went wrong itself. */
+		if (load_bmap(ctx, bmap_path, &sa, &map, &sig, &sig_path) < 0)
+			goto out;
+		r = 0;
 	}
 loaded:
 	if (r < 0) {
@@ -224,6 +270,14 @@ loaded:
 			printf("\"%s\"", sha);
 		else
 			printf("null");
+		printf(", \"signature\": \"%s\", \"signature_file\": ",
+		       bmap_sig_status_name(sig.status));
+		json_write_nullable(sig_path);
+		printf(", \"clearsigned\": %s, \"signer_fingerprint\": ",
+		       sig.clearsigned ? "true" : "false");
+		json_write_nullable(sig.fingerprint[0] ? sig.fingerprint : NULL);
+		printf(", \"signer_uid\": ");
+		json_write_nullable(sig.uid[0] ? sig.uid : NULL);
 		info_partitions(ctx, image, map, true);
 		printf("}\n");
 	} else {
@@ -247,6 +301,7 @@ loaded:
 		printf("bmap checksum:  %s\n", self);
 		if (sha[0])
 			printf("bmap sha256:    %s\n", sha);
+		print_signature(&sig, sig_path);
 		info_partitions(ctx, image, map, false);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -391,8 +391,8 @@ int multi_run(const struct multi_args *a)
 	}
 	ctx = ctx_new();
 	catch_signals();
-	if (open_image(ctx, a->image, a->bmap, a->nobmap, a->verify ? "verify" : "copy", &src,
-		       &m.map, NULL) < 0) {
+	if (open_image(ctx, a->image, a->bmap, a->nobmap, &a->sig, a->verify ? "verify" : "copy",
+		       &src, &m.map, NULL) < 0) {
 		ret = EXIT_FAILURE;
 		goto out;
 	}

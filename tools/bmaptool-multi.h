@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "bmap.h"
+#include "bmaptool.h"
 
 /* What `copy` or `verify` was asked, parsed by bmaptool-copy.c or -verify.c. */
 struct multi_args {
@@ -19,6 +20,7 @@ struct multi_args {
 	const char *image;     /* a file or "-" */
 	const char *bmap;      /* --bmap, or NULL */
 	bool nobmap;
+	struct sig_args sig;   /* the bmap's signature options */
 	bool no_verify;        /* copy --no-verify */
 	bool removable;        /* copy --removable-device */
 	bool discard;          /* copy --discard */

@@ -147,6 +147,10 @@ static const struct image_option {
 	{ { "discard", no_argument, NULL, OPT_DISCARD }, CMD_COPY },
 	{ { "json", no_argument, NULL, OPT_JSON }, CMD_INFO },
 	{ URL_LONGOPTS, CMD_COPY | CMD_VERIFY | CMD_INFO },
+	{ { "bmap-sig", required_argument, NULL, 0x101 }, CMD_COPY | CMD_VERIFY | CMD_INFO },
+	{ { "keyring", required_argument, NULL, 0x102 }, CMD_COPY | CMD_VERIFY | CMD_INFO },
+	{ { "fingerprint", required_argument, NULL, 0x103 }, CMD_COPY | CMD_VERIFY | CMD_INFO },
+	{ { "no-sig-verify", no_argument, NULL, 0x104 }, CMD_COPY | CMD_VERIFY | CMD_INFO },
 	{ { "help", no_argument, NULL, 'h' }, CMD_COPY | CMD_VERIFY | CMD_INFO },
 	{ { "quiet", no_argument, NULL, 'q' }, CMD_COPY | CMD_VERIFY | CMD_INFO },
 	{ { "debug", no_argument, NULL, 'd' }, CMD_COPY | CMD_VERIFY | CMD_INFO },
@@ -179,6 +183,8 @@ static int image_option(int c, const char *arg, void *userdata)
 		o->json = true;
 		break;
 	default:
+		if (handle_sig_option(c, &o->sig))
+			break;
 		/* Only what the table holds reaches here. */
 		return usage_error(o->cmd, "bad usage");
 	}
@@ -202,6 +208,11 @@ int parse_image_opts(unsigned which, const char *help, int argc, char **argv,
 			   &o->args);
 	if (r != ARGS_PARSED)
 		return r;
+	r = check_sig_args(o->cmd, &o->sig, o->nobmap);
+	if (r) {
+		image_opts_done(o);
+		return r;
+	}
 	if (which == CMD_INFO && o->args.n != 1) {
 		r = usage_error(o->cmd, o->args.n ? "too many arguments"
 						  : "the IMAGE argument is missing");

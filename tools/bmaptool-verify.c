@@ -23,6 +23,7 @@ static const char verify_help[] =
 	"and its own map, DEST is compared byte for byte with IMAGE (decompressed as\n"
 	"needed; the virtual disk of such an image). Prints the SHA-256 over all\n"
 	"mapped data as read back, the same digest 'copy' prints for what it wrote.\n"
+	"A signed bmap is verified first, as 'copy' does it.\n"
 	"\n"
 	"With several DESTs all are read back at the same time, each reported on its\n"
 	"own (its lines start with its name), then a summary names those that failed.\n"
@@ -33,15 +34,17 @@ static const char verify_help[] =
 	"copy (see bmaptool copy --help).\n"
 	"\n"
 	"Options:\n"
-	"  -b, --bmap FILE      the bmap file (or URL) to use\n"
-	"      --nobmap         compare every byte of the image with DEST\n"
-	"      --insecure       do not check the certificate of an https server\n"
-	"  -q, --quiet          print errors only\n"
-	"  -d, --debug          print debugging messages\n"
-	"  -h, --help           show this help\n"
+	"  -b, --bmap FILE          the bmap file (or URL) to use\n"
+	"      --nobmap             compare every byte of the image with DEST\n"
+	SIG_HELP
+	"      --insecure           do not check the certificate of an https server\n"
+	"  -q, --quiet              print errors only\n"
+	"  -d, --debug              print debugging messages\n"
+	"  -h, --help               show this help\n"
 	"\n"
 	"Exit status: 0 when everything matches (on every DEST), 1 when something does\n"
-	"not (the first bad range is named) or on failure, 2 on usage errors.\n";
+	"not (the first bad range is named), the bmap's signature does not verify, or\n"
+	"on failure, 2 on usage errors.\n";
 
 int cmd_verify(int argc, char **argv)
 {
@@ -59,7 +62,7 @@ int cmd_verify(int argc, char **argv)
 		return r;
 	if (o.args.n > 2) {
 		ret = multi_run(&(struct multi_args){
-			.verify = true, .image = o.args.v[0], .bmap = o.bmap, .nobmap = o.nobmap,
+			.verify = true, .image = o.args.v[0], .bmap = o.bmap, .nobmap = o.nobmap, .sig = o.sig,
 			.dests = o.args.v + 1, .n_dests = (size_t)(o.args.n - 1) });
 		image_opts_done(&o);
 		return ret;
@@ -67,7 +70,7 @@ int cmd_verify(int argc, char **argv)
 	image = o.args.v[0];
 	dest = o.args.v[1];
 
-	if (setup_open(&s, "verify", image, o.bmap, o.nobmap, dest, &topts) < 0)
+	if (setup_open(&s, "verify", image, o.bmap, o.nobmap, &o.sig, dest, &topts) < 0)
 		goto out;
 	copts.source_map = !s.map && !o.nobmap;
 	if (s.map && bmap_target_get_size(s.dst) < bmap_map_get_image_size(s.map)) {

@@ -41,6 +41,31 @@ extern bool url_insecure;
 /* How messages name @location (a path, or a URL without its credentials):
  * malloc'd; exits when out of memory. */
 char *shown(const char *location);
+/* The signature options of copy, verify and info (the reference 3.9's);
+ * values above any short option's, so they never clash with one. */
+struct sig_args {
+	const char *bmap_sig;    /* --bmap-sig FILE: the detached signature */
+	const char *keyring;     /* --keyring FILE: verify against it only */
+	const char *fingerprint; /* --fingerprint FPR: the signer wanted */
+	bool no_verify;          /* --no-sig-verify */
+};
+#define SIG_LONGOPTS                                                                         \
+	{ "bmap-sig", required_argument, NULL, 0x101 },                                      \
+		{ "keyring", required_argument, NULL, 0x102 },                               \
+		{ "fingerprint", required_argument, NULL, 0x103 },                           \
+		{ "no-sig-verify", no_argument, NULL, 0x104 }
+#define SIG_HELP                                                                             \
+	"      --bmap-sig FILE      the detached GPG signature of the bmap (default:\n"        \
+	"                           BMAP.asc, then BMAP.sig, when one exists)\n"               \
+	"      --keyring FILE       verify the signature against this keyring only (as\n"     \
+	"                           'gpg --export' writes it); default: the user's\n"         \
+	"                           keyring ($GNUPGHOME or ~/.gnupg), read only\n"            \
+	"      --fingerprint FPR    require a signature by this key\n"                        \
+	"      --no-sig-verify      do not verify the bmap's signature\n"
+/* One of SIG_LONGOPTS: stores it in @sa and returns true. */
+bool handle_sig_option(int c, struct sig_args *sa);
+/* The combinations the reference refuses: 0, or the usage error's status. */
+int check_sig_args(const char *cmd, const struct sig_args *sa, bool nobmap);
 
 /* Messages above this level are not printed (-q: errors, -d: debug). */
 extern enum bmap_log_level log_max;
@@ -107,6 +132,7 @@ struct image_opts {
 	bool removable;        /* copy --removable-device */
 	bool discard;          /* copy */
 	bool json;             /* info */
+	struct sig_args sig;   /* --bmap-sig, --keyring, --fingerprint, --no-sig-verify */
 	struct cmd_args args;  /* IMAGE [DEST...] */
 };
 
@@ -156,14 +182,25 @@ void print_map_info(const struct bmap_map *map);
  * "copy " or "verify " (as usage_error() takes it). */
 int check_image_dest_args(const char *cmd, int n_args, const char *bmap_arg, bool nobmap);
 
+/* The bmap file @path: its bytes, its signature (clearsigned, --bmap-sig, or
+ * discovered as BMAP.asc, BMAP.sig) verified as @sa asks, then parsed.
+ * Prints the reference's lines ("successfully verified bmap file signature
+ * ...", "discovered a BAD GPG signature ...") and what went wrong; a
+ * signature that does not verify fails before anything else is done.
+ * @ret_sig (may be NULL) gets the verdict and @ret_sig_path (may be NULL)
+ * the detached signature's path (malloc'd, NULL when none). */
+int load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_args *sa,
+	      struct bmap_map **ret_map, struct bmap_sig_result *ret_sig, char **ret_sig_path);
+
 /* Opens IMAGE ('-': standard input) and its map: --bmap, discovered, or
  * computed from a raw sparse file's holes; *ret_map is NULL for --nobmap.
  * *ret_bmap_path (when not NULL): the bmap file read, NULL for none (to free).
+ * A bmap file's signature is verified as @sa asks (load_bmap()).
  * Reads from a pipe end at SIGINT or SIGTERM (interrupt_fd()). Prints what
  * went wrong. @cmd is "copy" or "verify". */
 int open_image(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
-	       const char *cmd, struct bmap_source **ret_src, struct bmap_map **ret_map,
-	       char **ret_bmap_path);
+	       const struct sig_args *sa, const char *cmd, struct bmap_source **ret_src,
+	       struct bmap_map **ret_map, char **ret_bmap_path);
 
 /* The size a destination must have: the map's image size, a raw image
  * file's size without a map, 0 when unknown (a stream without a map). */
@@ -182,7 +219,8 @@ struct setup {
  * then DEST with @topts (in BMAP_TARGET_WRITE mode its image_size is set
  * from the image). Prints what went wrong; setup_free() in any case. */
 int setup_open(struct setup *s, const char *cmd, const char *image, const char *bmap_arg,
-	       bool nobmap, const char *dest, struct bmap_target_opts *topts);
+	       bool nobmap, const struct sig_args *sa, const char *dest,
+	       struct bmap_target_opts *topts);
 void setup_free(struct setup *s);
 
 /* ---- self-mapped images (bmaptool-formats.c) ---- */

@@ -55,6 +55,13 @@ int bmap_map_load(struct bmap_ctx *ctx, const char *path, struct bmap_map **ret_
 /* Same, from memory; @name is used in messages. */
 int bmap_map_parse(struct bmap_ctx *ctx, const char *name, const void *buf, size_t len,
 		   struct bmap_map **ret_map);
+/* The bytes of a small file (a bmap, a signature, a keyring) at @location,
+ * read whole: a regular file of at most @max bytes (opened without blocking;
+ * a FIFO, a device or a directory is refused). @what ("bmap file") names it
+ * in messages. *ret is malloc'd. Only files for now: one place where other
+ * transports (URLs) can come in. */
+int bmap_blob_load(struct bmap_ctx *ctx, const char *what, const char *location, size_t max,
+		   void **ret, size_t *ret_len);
 /* An in-memory map without range checksums (e.g. from a sparse file's holes). */
 int bmap_map_new(struct bmap_ctx *ctx, uint64_t image_size, uint32_t block_size,
 		 struct bmap_map **ret_map);
@@ -84,6 +91,81 @@ const uint8_t *bmap_map_get_range_checksum(const struct bmap_map *map, size_t i)
 bool bmap_map_has_self_checksum(const struct bmap_map *map);
 /* SHA-256 of the bmap file's bytes as read (zero when computed). */
 const uint8_t *bmap_map_get_file_sha256(const struct bmap_map *map);
+
+/* ---- signed bmaps (signature.c, GPGME) --------------------------------- */
+
+/* Largest detached signature or keyring file we read. */
+#define BMAP_SIG_FILE_MAX_SIZE (64u * 1024 * 1024)
+
+enum bmap_sig_status {
+	BMAP_SIG_NONE,          /* no signature: not clearsigned, no detached one */
+	BMAP_SIG_UNCHECKED,     /* clearsigned, not verified (opts.no_verify) */
+	BMAP_SIG_VALID,         /* good, by a valid key (and a wanted fingerprint) */
+	BMAP_SIG_BAD,           /* does not match the bytes: changed after signing,
+				 * or the signature of another file */
+	BMAP_SIG_NO_KEY,        /* the signer's key is not in the keyring */
+	BMAP_SIG_KEY_EXPIRED,   /* good, but the signer's key has expired */
+	BMAP_SIG_KEY_REVOKED,   /* good, but the signer's key was revoked */
+	BMAP_SIG_SIG_EXPIRED,   /* the signature itself has expired */
+	BMAP_SIG_UNTRUSTED,     /* good, by a key of the default keyring that is
+				 * not valid there (not certified, not trusted) */
+	BMAP_SIG_WRONG_SIGNER,  /* good, but by none of the wanted fingerprints */
+	BMAP_SIG_NOT_SIGNATURE, /* the signature file holds no OpenPGP signature */
+	BMAP_SIG_MISSING,       /* none, but opts.required */
+};
+
+struct bmap_sig_opts {
+	/* A keyring file (binary, as gpgv takes; armored keys are read too):
+	 * verify against its keys only, every one of them trusted (as gpgv
+	 * does), in a private GNUPGHOME made and removed by the call. NULL:
+	 * the user's default keyring (GNUPGHOME, or ~/.gnupg), read only; a
+	 * home that does not exist is not created. */
+	const char *keyring;
+	/* Wanted signers: a signature by another key is WRONG_SIGNER. The
+	 * signing key's or its primary key's fingerprint, hex, case and
+	 * spaces ignored. None: any valid signer. */
+	const char *const *fingerprints;
+	size_t n_fingerprints;
+	bool required;  /* no signature is MISSING, refused */
+	bool no_verify; /* take a clearsigned bmap's text unverified */
+};
+
+struct bmap_sig_result {
+	enum bmap_sig_status status;
+	bool clearsigned;
+	char fingerprint[41]; /* the signing key's fingerprint (uppercase hex), or "" */
+	char uid[256];        /* its key's first user ID, or "" when unknown */
+};
+
+/* Whether a bmap file's bytes are a clearsigned document (by its first line). */
+bool bmap_sig_is_clearsigned(const void *bmap, size_t len);
+/* The same of the regular file @path, from its first bytes (false for
+ * anything else: a FIFO is not read). */
+bool bmap_sig_file_is_clearsigned(const char *path);
+/* A detached signature next to @bmap_path: BMAP.asc, then BMAP.sig (regular
+ * files). 0 and a malloc'd path, or -ENOENT. */
+int bmap_sig_discover(const char *bmap_path, char **ret_path);
+/* The signed text of a clearsigned document, as gpg outputs it: the lines
+ * between the armor headers and the signature, dash-escapes removed,
+ * trailing spaces and tabs cut, each ended by "\n". Not verified. */
+int bmap_sig_clear_text(struct bmap_ctx *ctx, const char *name, const void *doc, size_t len,
+			void **ret_text, size_t *ret_len);
+/* Verifies a bmap's bytes (@bmap_name in messages): clearsigned (by its
+ * first line; @sig must then be NULL) or with the detached signature @sig
+ * (@sig_name), or not signed at all. *ret_xml (malloc'd) is what to parse:
+ * the signed text of a clearsigned bmap (also with opts.no_verify), else a
+ * copy of @bmap. @result is filled in every case where a verdict was
+ * reached. Returns 0 for VALID, UNCHECKED and NONE (when not required);
+ * -EBADMSG for any other verdict, with the reason in the context's error
+ * ("discovered a BAD GPG signature ..." for a signature that does not
+ * verify), *ret_xml not set; other -errno when it could not be checked
+ * (no gpg, the keyring unreadable). */
+int bmap_sig_verify(struct bmap_ctx *ctx, const char *bmap_name, const void *bmap,
+		    size_t bmap_len, const char *sig_name, const void *sig, size_t sig_len,
+		    const struct bmap_sig_opts *opts, struct bmap_sig_result *result,
+		    void **ret_xml, size_t *ret_xml_len);
+/* "valid", "bad", "unknown key", ... (for logs, reports and JSON). */
+const char *bmap_sig_status_name(enum bmap_sig_status s);
 
 /* ---- writing a 2.0 bmap, byte for byte as the reference 3.6 does ------- */
 

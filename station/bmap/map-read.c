@@ -2,7 +2,8 @@
 /*
  * Bmap files as bytes: finding one next to its image, opening it (never
  * blocking, regular files only), and reading it in passes for the parser,
- * hashing what each pass reads and locating the self-checksum's digits.
+ * hashing what each pass reads and locating the self-checksum's digits; a
+ * small file's bytes read whole (bmap_blob_load: bmaps, signatures, keys).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -216,40 +217,92 @@ static const char *file_kind(mode_t mode)
 				: "of another kind";
 }
 
+/* Opens @path for reading as a regular file, never blocking (a FIFO nobody
+ * writes to would block open() for ever: the reference hangs there). @what
+ * ("bmap file", "signature file", ...) names it in messages. */
+static int open_regular(struct bmap_ctx *ctx, const char *what, const char *path, size_t max,
+			int *ret_fd, uint64_t *ret_size)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	int flags;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return bmap_error(ctx, -errno, "cannot open %s '%s': %m", what, path);
+	if (fstat(fd, &st) < 0)
+		return bmap_error(ctx, -errno, "cannot stat %s '%s': %m", what, path);
+	if (S_ISDIR(st.st_mode))
+		return bmap_error(ctx, -EISDIR, "%s '%s' is a directory", what, path);
+	/* Not a pipe either: a bmap is read twice (its own checksum is
+	 * checked once the header says how), which a pipe cannot give. */
+	if (!S_ISREG(st.st_mode)) {
+		size_t n = strlen(what);
+
+		/* "save the bmap to a file": @what without its " file". */
+		if (n > 5 && strcmp(what + n - 5, " file") == 0)
+			n -= 5;
+		return bmap_error(ctx, -EINVAL,
+				  "%s '%s' is not a regular file (it is %s); save the %.*s to a "
+				  "file and give that",
+				  what, path, file_kind(st.st_mode), (int)n, what);
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+		return bmap_error(ctx, -errno, "cannot read %s '%s': %m", what, path);
+	if ((uint64_t)st.st_size > max)
+		return bmap_error(ctx, -EFBIG, "%s '%s' is too large (%" PRIu64 " bytes, limit %zu)",
+				  what, path, (uint64_t)st.st_size, max);
+	*ret_fd = fd;
+	fd = -1;
+	*ret_size = (uint64_t)st.st_size;
+	return 0;
+}
+
 int bmap_map_load(struct bmap_ctx *ctx, const char *path, struct bmap_map **ret_map)
 {
 	struct map_input in = {.name = path};
 	_cleanup_close_ int fd = -1;
-	struct stat st;
-	int flags, r;
+	uint64_t size;
+	int r;
 
-	/* O_NONBLOCK: a FIFO nobody writes to would block open() for ever
-	 * (the reference hangs there). It is refused below like any file that
-	 * is not regular: the bmap is read twice (its own checksum is checked
-	 * once the header says how), which a pipe cannot give. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return bmap_error(ctx, -errno, "cannot open bmap file '%s': %m", path);
-	if (fstat(fd, &st) < 0)
-		return bmap_error(ctx, -errno, "cannot stat bmap file '%s': %m", path);
-	if (S_ISDIR(st.st_mode))
-		return bmap_error(ctx, -EISDIR, "bmap file '%s' is a directory", path);
-	if (!S_ISREG(st.st_mode))
-		return bmap_error(ctx, -EINVAL,
-				  "bmap file '%s' is not a regular file (it is %s); save the bmap "
-				  "to a file and give that",
-				  path, file_kind(st.st_mode));
-	flags = fcntl(fd, F_GETFL);
-	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
-		return bmap_error(ctx, -errno, "cannot read bmap file '%s': %m", path);
-	if ((uint64_t)st.st_size > BMAP_FILE_MAX_SIZE)
-		return bmap_error(ctx, -EFBIG,
-				  "bmap file '%s' is too large (%" PRIu64 " bytes, limit %u)", path,
-				  (uint64_t)st.st_size, BMAP_FILE_MAX_SIZE);
+	r = open_regular(ctx, "bmap file", path, BMAP_FILE_MAX_SIZE, &fd, &size);
+	if (r < 0)
+		return r;
 	in.fd = fd;
 	r = map_parse_input(ctx, &in, ret_map);
 	map_input_release(&in);
 	return r;
+}
+
+int bmap_blob_load(struct bmap_ctx *ctx, const char *what, const char *location, size_t max,
+		   void **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ uint8_t *buf = NULL;
+	uint64_t size;
+	ssize_t n;
+	int r;
+
+	r = open_regular(ctx, what, location, max, &fd, &size);
+	if (r < 0)
+		return r;
+	/* One byte more than fstat() said: a file that grew since is
+	 * refused, not read on and on. */
+	buf = malloc((size_t)size + 1);
+	if (!buf)
+		return bmap_error(ctx, -ENOMEM, "out of memory reading %s '%s'", what, location);
+	n = loop_read(fd, buf, (size_t)size + 1);
+	if (n < 0)
+		return bmap_error(ctx, (int)n, "cannot read %s '%s': %s", what, location,
+				  strerror((int)-n));
+	if ((uint64_t)n > size)
+		return bmap_error(ctx, -ESTALE, "%s '%s' grew as it was read; try again once it "
+				  "is complete", what, location);
+	*ret = buf;
+	buf = NULL;
+	*ret_len = (size_t)n;
+	return 0;
 }
 
 int bmap_discover(const char *image_path, char **ret_path)

@@ -44,8 +44,10 @@ void card_reset_job(struct card *c)
 	free(c->image);
 	free(c->bmap);
 	free(c->bmap_sha256);
+	free(c->signer);
+	sig_policy_clear(&c->sig);
 	c->error = c->content_before = c->content_after = NULL;
-	c->profile = c->image = c->bmap = c->bmap_sha256 = NULL;
+	c->profile = c->image = c->bmap = c->bmap_sha256 = c->signer = NULL;
 	c->job = 0;
 	c->start_failed_at = c->start_nag_at = 0;
 	c->pid = 0;
@@ -158,6 +160,7 @@ void card_fill_start(const struct station *st, const struct card *c, struct job_
 	js->image_size = c->image_size;
 	js->bmap = c->bmap;
 	js->bmap_sha256 = c->bmap_sha256;
+	js->signer = c->signer;
 }
 
 void card_set_outcome(struct card *c, enum outcome o)
@@ -195,6 +198,10 @@ static int card_take_image(struct card *c, struct policy_decision *d)
 	c->image_size = d->image_size;
 	free(c->bmap_sha256);
 	c->bmap_sha256 = NULL;
+	free(c->signer);
+	c->signer = NULL;
+	if (d->signer[0] && !(c->signer = strdup(d->signer)))
+		return -ENOMEM;
 	if (d->bmap) {
 		if (!(c->bmap_sha256 = strdup(d->bmap_sha256)))
 			return -ENOMEM;
@@ -214,7 +221,7 @@ static int card_take_image(struct card *c, struct policy_decision *d)
 int card_check_image(struct station *st, struct card *c)
 {
 	/* The card's own copies: a reload may have freed the profile. */
-	struct profile p = {.name = c->profile, .image = c->image, .bmap = c->bmap};
+	struct profile p = {.name = c->profile, .image = c->image, .bmap = c->bmap, .sig = c->sig};
 	struct policy_decision d = {0};
 	int r = 1;
 
@@ -269,7 +276,8 @@ void card_enqueue(struct station *st, struct card *c)
 		c->verify = p->verify;
 		c->discard = p->discard;
 		c->once_per_serial = p->once_per_serial;
-		if (!c->profile || !c->image || (p->bmap && !c->bmap)) {
+		if (!c->profile || !c->image || (p->bmap && !c->bmap) ||
+		    sig_policy_copy(&c->sig, &p->sig) < 0) {
 			d.verdict = POLICY_FAIL;
 			snprintf(d.why, sizeof(d.why), "out of memory");
 		}

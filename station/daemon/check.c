@@ -124,6 +124,12 @@ static void check_config(const struct station_config *cfg, unsigned n[2])
 		check_input(n, "image", p->image);
 		if (p->bmap)
 			check_input(n, "bmap", p->bmap);
+		/* An unreadable keyring refuses every card of the profile: a
+		 * problem, not a warning. */
+		if (p->sig.keyring && access(p->sig.keyring, R_OK) < 0)
+			problem(n, "%s: keyring '%s': %m", owner, p->sig.keyring);
+		else if (p->sig.keyring)
+			check_input(n, "keyring", p->sig.keyring);
 		check_hooks(n, owner, &p->hooks);
 	}
 }
@@ -189,12 +195,13 @@ int station_check(const char *config_path, FILE *out)
 		printable(cfg->name, a, sizeof(a)), printable(cfg->database, b, sizeof(b)),
 		cfg->max_workers, printable(cfg->require_tag, c, sizeof(c)));
 	for (size_t i = 0; i < cfg->n_profiles; i++)
-		fprintf(out, "profile %s: image %s, verify %s%s%s\n",
+		fprintf(out, "profile %s: image %s, verify %s%s%s%s\n",
 			printable(cfg->profiles[i].name, a, sizeof(a)),
 			printable(cfg->profiles[i].image, b, sizeof(b)),
 			verify_mode_name(cfg->profiles[i].verify),
 			cfg->profiles[i].removable_only ? ", removable only" : "",
-			cfg->profiles[i].discard ? ", discard" : "");
+			cfg->profiles[i].discard ? ", discard" : "",
+			cfg->profiles[i].sig.mode == SIG_REQUIRED ? ", signature required" : "");
 	/* once_per_serial asks the journal; none yet means no serial passed. */
 	if (access(cfg->database, F_OK) == 0 && journal_open(cfg->database, true, &j, &err) < 0) {
 		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");

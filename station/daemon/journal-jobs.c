@@ -23,12 +23,12 @@ static const char sql_insert[] =
 	" diskseq, serial, reader_serial, vendor, model, bus, id_path, size, removable,"
 	" mmc_cid, mmc_manfid, mmc_oemid, mmc_name, mmc_date, content_before, content_after,"
 	" profile, image, image_size, bmap, bmap_sha256, outcome, error, bytes_written,"
-	" data_sha256, readback_sha256, boot_id)"
+	" data_sha256, readback_sha256, boot_id, signer)"
 	" VALUES (:station, :started, :finished, :duration, :slot, :devnode, :syspath,"
 	" :diskseq, :serial, :reader_serial, :vendor, :model, :bus, :id_path, :size, :removable,"
 	" :mmc_cid, :mmc_manfid, :mmc_oemid, :mmc_name, :mmc_date, :content_before,"
 	" :content_after, :profile, :image, :image_size, :bmap, :bmap_sha256, :outcome, :error,"
-	" :bytes_written, :data_sha256, :readback_sha256, :boot_id)";
+	" :bytes_written, :data_sha256, :readback_sha256, :boot_id, :signer)";
 
 /*
  * :duration is the monotonic measurement when this process started the job;
@@ -117,6 +117,7 @@ static int bind_start(sqlite3_stmt *st, const struct job_start *s)
 	B(bind_u64_known(st, ":image_size", s->image_size));
 	B(bind_text(st, ":bmap", s->bmap));
 	B(bind_text(st, ":bmap_sha256", s->bmap_sha256));
+	B(bind_text(st, ":signer", s->signer));
 	return rc;
 }
 

@@ -115,6 +115,10 @@ static const char *const migrations[] = {
 	 * syspath, DISKSEQ and boot. Rows from before have none. */
 	"ALTER TABLE jobs ADD COLUMN boot_id TEXT;\n"
 	"CREATE INDEX jobs_insertion ON jobs(syspath, diskseq, boot_id);\n",
+	/* 5 -> 6: who signed the bmap each job wrote (the key's fingerprint),
+	 * so a line can prove only released images went onto its cards. NULL:
+	 * unsigned, or a row from before. */
+	"ALTER TABLE jobs ADD COLUMN signer TEXT;\n",
 };
 
 #define JOURNAL_VERSION ((int)ARRAY_SIZE(migrations))

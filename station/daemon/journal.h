@@ -36,6 +36,7 @@ struct job_start {
 	uint64_t image_size;
 	const char *bmap;
 	const char *bmap_sha256;
+	const char *signer; /* the bmap's valid signer's fingerprint, NULL when unsigned */
 };
 
 struct job_end {

@@ -77,6 +77,8 @@ int manager_start_worker(struct station *st, struct card *c)
 	}
 	wj.bmap = c->bmap;
 	wj.bmap_sha256 = c->bmap_sha256;
+	wj.sig = &c->sig;
+	wj.signer = c->signer;
 	card_fill_start(st, c, &js);
 	/* The row comes first, committed: a job never runs unrecorded. */
 	if (journal_job_start(st->journal, &js, &c->job) < 0) {

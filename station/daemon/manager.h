@@ -46,6 +46,8 @@ struct card {
 	bool discard, once_per_serial;
 	uint64_t image_size;
 	char *bmap_sha256;
+	struct sig_policy sig; /* signature, keyring, fingerprints */
+	char *signer;          /* the bmap's valid signer (fingerprint), or NULL */
 
 	/* the job row could not be written yet (journal full or locked) */
 	double start_failed_at, start_nag_at;
@@ -143,7 +145,8 @@ void udev_scan_enumerate(struct station *st);
 void udev_scan_drain(struct station *st);
 
 /* probe.c */
-int probe_bmap_facts(void *station, const char *bmap, struct bmap_facts *ret, char *why,
+int probe_bmap_facts(void *station, const char *bmap, const struct sig_policy *sig,
+		     struct bmap_facts *ret, char *why,
 		     size_t why_len);
 bool probe_reaped(struct station *st, pid_t pid, int status);
 void probe_check_timers(struct station *st);

@@ -108,6 +108,7 @@ static void job_start_free(struct job_start *js)
 	free((char *)js->image);
 	free((char *)js->bmap);
 	free((char *)js->bmap_sha256);
+	free((char *)js->signer);
 	free(js);
 }
 
@@ -142,6 +143,7 @@ static struct job_start *job_start_copy(const struct job_start *s)
 	js->image = dup_or_null(s->image, &oom);
 	js->bmap = dup_or_null(s->bmap, &oom);
 	js->bmap_sha256 = dup_or_null(s->bmap_sha256, &oom);
+	js->signer = dup_or_null(s->signer, &oom);
 	if (oom) {
 		job_start_free(js);
 		return NULL;

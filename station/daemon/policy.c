@@ -72,8 +72,60 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 	return 0;
 }
 
-int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
-			  size_t why_len)
+int policy_load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_policy *sig,
+		     struct bmap_map **ret_map, char *ret_signer)
+{
+	static const struct sig_policy none = {0};
+	_cleanup_free_ void *bytes = NULL, *sigb = NULL, *xml = NULL;
+	_cleanup_free_ char *sig_path = NULL;
+	struct bmap_sig_result res;
+	size_t len, sig_len = 0, xml_len, n = 0;
+	struct bmap_sig_opts o;
+	int r;
+
+	sig = sig ? sig : &none;
+	while (sig->fingerprints && sig->fingerprints[n])
+		n++;
+	o = (struct bmap_sig_opts){
+	    .keyring = sig->keyring,
+	    .fingerprints = (const char *const *)sig->fingerprints,
+	    .n_fingerprints = n,
+	    .required = sig->mode == SIG_REQUIRED,
+	};
+	if (bmap_sig_discover(path, &sig_path) < 0)
+		sig_path = NULL;
+	/* Unsigned and allowed to be: parsed as it streams from the file. */
+	if (!sig_path && !o.required && !bmap_sig_file_is_clearsigned(path)) {
+		r = bmap_map_load(ctx, path, ret_map);
+		if (r >= 0)
+			ret_signer[0] = '\0';
+		return r;
+	}
+	r = bmap_blob_load(ctx, "bmap file", path, BMAP_FILE_MAX_SIZE, &bytes, &len);
+	if (r < 0)
+		return r;
+	if (bmap_sig_is_clearsigned(bytes, len))
+		sig_path = (free(sig_path), NULL);
+	if (sig_path) {
+		r = bmap_blob_load(ctx, "bmap signature file", sig_path, BMAP_SIG_FILE_MAX_SIZE,
+				   &sigb, &sig_len);
+		if (r < 0)
+			return r;
+	}
+	r = bmap_sig_verify(ctx, path, bytes, len, sig_path, sigb, sig_len, &o, &res, &xml,
+			    &xml_len);
+	if (r == -EBADMSG)
+		return -EKEYREJECTED;
+	if (r < 0)
+		return r;
+	r = bmap_map_parse(ctx, path, xml, xml_len, ret_map);
+	if (r >= 0)
+		snprintf(ret_signer, 41, "%s", res.status == BMAP_SIG_VALID ? res.fingerprint : "");
+	return r;
+}
+
+int policy_bmap_facts_now(void *userdata, const char *bmap, const struct sig_policy *sig,
+			  struct bmap_facts *ret, char *why, size_t why_len)
 {
 	struct bmap_ctx *ctx;
 	struct bmap_map *map = NULL;
@@ -92,7 +144,7 @@ int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *r
 	ctx = bmap_ctx_new();
 	if (!ctx)
 		return snprintf(why, why_len, "out of memory"), -ENOMEM;
-	r = bmap_map_load(ctx, bmap, &map);
+	r = policy_load_bmap(ctx, bmap, sig, &map, ret->signer);
 	if (r < 0) {
 		snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
 	} else {
@@ -126,22 +178,34 @@ int policy_image(const struct profile *p, const struct device *d, policy_facts_f
 	if (!path && bmap_discover(p->image, &found) == 0)
 		path = found;
 	if (path) {
-		r = facts(userdata, path, &f, ret->why, sizeof(ret->why));
+		r = facts(userdata, path, &p->sig, &f, ret->why, sizeof(ret->why));
 		if (r == -EAGAIN) {
 			ret->verdict = POLICY_WAIT;
 			snprintf(ret->why, sizeof(ret->why), "reading the bmap %s", path);
 			return r;
 		}
+		/* Not a released image: never written, not a failure to fix
+		 * on the station's side. */
+		if (r == -EKEYREJECTED)
+			ret->verdict = POLICY_REFUSE;
 		if (r < 0)
 			return r;
 		ret->image_size = f.image_size;
 		memcpy(ret->bmap_sha256, f.sha256, sizeof(f.sha256));
+		memcpy(ret->signer, f.signer, sizeof(f.signer));
 		free(ret->bmap);
 		ret->bmap = strdup(path);
 		if (!ret->bmap) {
 			snprintf(ret->why, sizeof(ret->why), "out of memory");
 			return -ENOMEM;
 		}
+	} else if (p->sig.mode == SIG_REQUIRED) {
+		ret->verdict = POLICY_REFUSE;
+		snprintf(ret->why, sizeof(ret->why),
+			 "no bmap found for image '%s', and the profile has signature = "
+			 "\"required\": only a signed bmap may be written",
+			 p->image);
+		return -EKEYREJECTED;
 	} else {
 		ret->image_size = (uint64_t)st.st_size; /* a raw image mapped from its holes */
 	}

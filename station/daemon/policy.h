@@ -19,19 +19,32 @@ enum policy_verdict {
 /* What a bmap says that the decision needs. */
 struct bmap_facts {
 	uint64_t image_size;
-	char sha256[65]; /* of the bmap file, hex */
+	char sha256[65]; /* of the bmap's XML as parsed (a clearsigned one's text), hex */
+	char signer[41]; /* the valid signature's key fingerprint, "" when unsigned */
 };
 
 /*
- * How the decision learns a bmap's facts: 0 with @ret, -EAGAIN when they
- * are being read (the decision is POLICY_WAIT), or -errno with @why. `check`
- * reads the bmap there and then (policy_bmap_facts_now); `run` never parses
- * in its event loop (probe.c).
+ * How the decision learns a bmap's facts, its signature checked as @sig
+ * says: 0 with @ret, -EAGAIN when they are being read (the decision is
+ * POLICY_WAIT), -EKEYREJECTED with @why when the signature is not accepted
+ * (the card is refused), or -errno with @why. `check` reads the bmap there
+ * and then (policy_bmap_facts_now); `run` never parses in its event loop
+ * (probe.c).
  */
-typedef int (*policy_facts_fn)(void *userdata, const char *bmap, struct bmap_facts *ret,
-			       char *why, size_t why_len);
-int policy_bmap_facts_now(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
-			  size_t why_len);
+typedef int (*policy_facts_fn)(void *userdata, const char *bmap, const struct sig_policy *sig,
+			       struct bmap_facts *ret, char *why, size_t why_len);
+int policy_bmap_facts_now(void *userdata, const char *bmap, const struct sig_policy *sig,
+			  struct bmap_facts *ret, char *why, size_t why_len);
+
+struct bmap_ctx;
+struct bmap_map;
+/* A profile's bmap file as the probe and the worker read it: its signature
+ * (clearsigned, or BMAP.asc, BMAP.sig next to it) verified as @sig says,
+ * then the verified bytes parsed. -EKEYREJECTED when the signature is not
+ * accepted; the detail in @ctx in every failure. @ret_signer (41 bytes)
+ * gets the signer's fingerprint, "" when unsigned. */
+int policy_load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_policy *sig,
+		     struct bmap_map **ret_map, char *ret_signer);
 
 struct policy_decision {
 	enum policy_verdict verdict;
@@ -39,6 +52,7 @@ struct policy_decision {
 	uint64_t image_size;	       /* POLICY_QUEUE: what the image needs */
 	char *bmap;		       /* POLICY_QUEUE: the bmap found (owned), or NULL */
 	char bmap_sha256[65];	       /* POLICY_QUEUE with a bmap */
+	char signer[41];	       /* POLICY_QUEUE: the bmap's signer, "" when unsigned */
 	char why[1024];		       /* why not (every verdict but POLICY_QUEUE) */
 };
 

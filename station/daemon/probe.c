@@ -3,9 +3,12 @@
  * Reading a profile's bmap away from the event loop: a bmap can take long
  * to parse (millions of ranges, or a hostile one) and the station must go
  * on seeing cards meanwhile. A probe is a child process that loads the
- * bmap and writes back what the decision needs (image size, the bmap's
- * SHA-256) in one line; its facts are kept, keyed by the bmap file's
- * identity, so each version of a bmap is read once, not once per card.
+ * bmap, verifies its signature as the profile says, and writes back what
+ * the decision needs (image size, the bmap's SHA-256, the signer, or why
+ * the signature is refused) in one line; its facts are kept, keyed by the
+ * identity of the bmap file, of its signature files and keyring and by the
+ * profile's signature rule, so each version of a bmap is read once, not once
+ * per card.
  * Cards that wait for a probe are CARD_PROBING; they go on when it ends.
  */
 #include <errno.h>
@@ -27,7 +30,7 @@
 #define PROBE_TIMEOUT 120.0 /* seconds: then the bmap counts as unreadable */
 #define PROBES_KEPT 32	    /* facts of this many bmap versions are kept */
 
-enum probe_state { PROBE_RUNNING, PROBE_DONE, PROBE_FAILED };
+enum probe_state { PROBE_RUNNING, PROBE_DONE, PROBE_FAILED, PROBE_REFUSED };
 
 struct probe {
 	struct probe *next;
@@ -36,6 +39,7 @@ struct probe {
 	ino_t ino;
 	off_t size;
 	struct timespec mtime, ctime;
+	char *sig_key; /* the signature rule and files it was verified with */
 	enum probe_state state;
 	struct bmap_facts facts;
 	char why[600];
@@ -44,9 +48,53 @@ struct probe {
 	double started, used;
 };
 
-static bool same_file(const struct probe *p, const char *path, const struct stat *st)
+/* What else the verdict depends on: the profile's rule, and the files it
+ * reads besides the bmap (BMAP.asc, BMAP.sig, the keyring, the default
+ * keyring's pubring.kbx), each by identity. Malloc'd, or NULL. */
+static char *sig_key_of(const char *bmap, const struct sig_policy *sig)
 {
-	return strcmp(p->path, path) == 0 && p->dev == st->st_dev && p->ino == st->st_ino &&
+	const char *home = getenv("GNUPGHOME"), *user = getenv("HOME");
+	char *files[4] = {NULL}, *key = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&key, &len);
+
+	if (!f)
+		return NULL;
+	fprintf(f, "%d|%s", sig ? (int)sig->mode : 0, sig && sig->keyring ? sig->keyring : "-");
+	for (char **fp = sig ? sig->fingerprints : NULL; fp && *fp; fp++)
+		fprintf(f, "|%s", *fp);
+	if (asprintf(&files[0], "%s.asc", bmap) < 0)
+		files[0] = NULL;
+	if (asprintf(&files[1], "%s.sig", bmap) < 0)
+		files[1] = NULL;
+	if (sig && sig->keyring)
+		files[2] = strdup(sig->keyring);
+	else if (home && *home ? asprintf(&files[2], "%s/pubring.kbx", home) < 0
+			       : asprintf(&files[2], "%s/.gnupg/pubring.kbx", user ? user : "") < 0)
+		files[2] = NULL;
+	for (size_t i = 0; i < 3; i++) {
+		struct stat st;
+
+		if (files[i] && stat(files[i], &st) == 0)
+			fprintf(f, "|%ju:%ju:%jd:%ld.%ld:%ld.%ld", (uintmax_t)st.st_dev,
+				(uintmax_t)st.st_ino, (intmax_t)st.st_size, (long)st.st_mtim.tv_sec,
+				st.st_mtim.tv_nsec, (long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+		else
+			fprintf(f, "|-");
+		free(files[i]);
+	}
+	if (fclose(f) != 0) {
+		free(key);
+		return NULL;
+	}
+	return key;
+}
+
+static bool same_file(const struct probe *p, const char *path, const struct stat *st,
+		      const char *sig_key)
+{
+	return strcmp(p->path, path) == 0 && p->sig_key && sig_key &&
+	       strcmp(p->sig_key, sig_key) == 0 && p->dev == st->st_dev && p->ino == st->st_ino &&
 	       p->size == st->st_size && p->mtime.tv_sec == st->st_mtim.tv_sec &&
 	       p->mtime.tv_nsec == st->st_mtim.tv_nsec && p->ctime.tv_sec == st->st_ctim.tv_sec &&
 	       p->ctime.tv_nsec == st->st_ctim.tv_nsec;
@@ -57,6 +105,7 @@ static void probe_free(struct probe *p)
 	if (p->fd >= 0)
 		close(p->fd);
 	free(p->path);
+	free(p->sig_key);
 	free(p);
 }
 
@@ -83,29 +132,37 @@ static void probes_trim(struct station *st)
 }
 
 /* The child: reads the bmap, writes one line, ends. */
-static _Noreturn void probe_child(const char *path, int fd)
+static _Noreturn void probe_child(const char *path, const struct sig_policy *sig, int fd)
 {
 	struct bmap_facts f;
 	char why[512], line[600];
-	int n;
+	int n, r;
 
-	if (policy_bmap_facts_now(NULL, path, &f, why, sizeof(why)) < 0)
+	r = policy_bmap_facts_now(NULL, path, sig, &f, why, sizeof(why));
+	if (r == -EKEYREJECTED)
+		n = snprintf(line, sizeof(line), "refuse %s\n", why);
+	else if (r < 0)
 		n = snprintf(line, sizeof(line), "error %s\n", why);
 	else
-		n = snprintf(line, sizeof(line), "ok %" PRIu64 " %s\n", f.image_size, f.sha256);
+		n = snprintf(line, sizeof(line), "ok %" PRIu64 " %s %s\n", f.image_size, f.sha256,
+			     f.signer[0] ? f.signer : "-");
 	_exit(loop_write(fd, line, (size_t)n) < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
 }
 
-static int probe_start(struct station *st, const char *path, const struct stat *s)
+static int probe_start(struct station *st, const char *path, const struct sig_policy *sig,
+		       char *sig_key, const struct stat *s)
 {
 	struct probe *p = calloc(1, sizeof(*p));
 	pid_t parent = getpid();
 	int fds[2];
 
-	if (!p)
+	if (!p) {
+		free(sig_key);
 		return -ENOMEM;
+	}
 	p->fd = -1;
 	p->path = strdup(path);
+	p->sig_key = sig_key;
 	if (!p->path || pipe2(fds, O_CLOEXEC) < 0) {
 		probe_free(p);
 		return -ENOMEM;
@@ -124,7 +181,7 @@ static int probe_start(struct station *st, const char *path, const struct stat *
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 			_exit(EXIT_FAILURE);
 		close(fds[0]);
-		probe_child(path, fds[1]);
+		probe_child(path, sig, fds[1]);
 	}
 	close(fds[1]);
 	p->fd = fds[0];
@@ -141,20 +198,27 @@ static int probe_start(struct station *st, const char *path, const struct stat *
 	return 0;
 }
 
-int probe_bmap_facts(void *userdata, const char *bmap, struct bmap_facts *ret, char *why,
-		     size_t why_len)
+int probe_bmap_facts(void *userdata, const char *bmap, const struct sig_policy *sig,
+		     struct bmap_facts *ret, char *why, size_t why_len)
 {
 	struct station *st = userdata;
+	char *sig_key;
 	struct stat s;
 	int r;
 
 	/* A bmap that is not there, or not a file, fails at once, with the
 	 * loader's words. */
 	if (stat(bmap, &s) < 0 || !S_ISREG(s.st_mode))
-		return policy_bmap_facts_now(NULL, bmap, ret, why, why_len);
+		return policy_bmap_facts_now(NULL, bmap, sig, ret, why, why_len);
+	sig_key = sig_key_of(bmap, sig);
+	if (!sig_key) {
+		snprintf(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
 	for (struct probe *p = st->probes; p; p = p->next) {
-		if (!same_file(p, bmap, &s))
+		if (!same_file(p, bmap, &s, sig_key))
 			continue;
+		free(sig_key);
 		p->used = now_monotonic();
 		switch (p->state) {
 		case PROBE_RUNNING:
@@ -165,9 +229,12 @@ int probe_bmap_facts(void *userdata, const char *bmap, struct bmap_facts *ret, c
 		case PROBE_FAILED:
 			snprintf(why, why_len, "%s", p->why);
 			return -EINVAL;
+		case PROBE_REFUSED:
+			snprintf(why, why_len, "%s", p->why);
+			return -EKEYREJECTED;
 		}
 	}
-	r = probe_start(st, bmap, &s);
+	r = probe_start(st, bmap, sig, sig_key, &s);
 	if (r < 0) {
 		snprintf(why, why_len, "cannot start reading the bmap %s: %s", bmap, strerror(-r));
 		return r;
@@ -189,11 +256,16 @@ static void probe_finish(struct probe *p, int status)
 	if ((nl = strchr(line, '\n')))
 		*nl = '\0';
 	if (strncmp(line, "ok ", 3) == 0 &&
-	    sscanf(line + 3, "%" SCNu64 " %64[0-9a-f]", &p->facts.image_size, p->facts.sha256) ==
-		2 &&
-	    strlen(p->facts.sha256) == 64)
+	    sscanf(line + 3, "%" SCNu64 " %64[0-9a-f] %40[0-9A-F-]", &p->facts.image_size,
+		   p->facts.sha256, p->facts.signer) == 3 &&
+	    strlen(p->facts.sha256) == 64) {
 		p->state = PROBE_DONE;
-	else if (strncmp(line, "error ", 6) == 0)
+		if (strcmp(p->facts.signer, "-") == 0)
+			p->facts.signer[0] = '\0';
+	} else if (strncmp(line, "refuse ", 7) == 0) {
+		p->state = PROBE_REFUSED;
+		snprintf(p->why, sizeof(p->why), "%s", line + 7);
+	} else if (strncmp(line, "error ", 6) == 0)
 		snprintf(p->why, sizeof(p->why), "%s", line + 6);
 	else if (!p->why[0] && WIFSIGNALED(status))
 		snprintf(p->why, sizeof(p->why), "reading the bmap %s failed (signal %d)", p->path,

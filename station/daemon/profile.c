@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Profiles: what a profile is (image, bmap, verify mode, match block),
+ * Profiles: what a profile is (image, bmap, verify mode, signature rule,
+ * match block),
  * reading and validating the configuration's profiles list, and matching a
  * device's identity against them (the first that fits wins).
  */
@@ -18,7 +19,7 @@
 /* The settings a profile and its match block may hold. */
 static const char *const profile_keys[] = {
     "name", "image", "bmap", "verify", "removable_only", "once_per_serial", "discard", "hooks",
-    "match", NULL,
+    "match", "signature", "keyring", "fingerprints", NULL,
 };
 static const char *const match_keys[] = {
     "slot", "bus", "vendor", "model", "serial", "min_size", "max_size", NULL,
@@ -35,6 +36,123 @@ const char *verify_mode_name(enum verify_mode m)
 	if ((unsigned)m >= ARRAY_SIZE(verify_names))
 		return "unknown";
 	return verify_names[m];
+}
+
+static const char *const sig_mode_names[] = {
+    [SIG_OPTIONAL] = "optional",
+    [SIG_REQUIRED] = "required",
+};
+
+const char *sig_mode_name(enum sig_mode m)
+{
+	return (unsigned)m < ARRAY_SIZE(sig_mode_names) ? sig_mode_names[m] : "unknown";
+}
+
+void sig_policy_clear(struct sig_policy *s)
+{
+	free(s->keyring);
+	for (char **f = s->fingerprints; f && *f; f++)
+		free(*f);
+	free(s->fingerprints);
+	*s = (struct sig_policy){0};
+}
+
+int sig_policy_copy(struct sig_policy *dst, const struct sig_policy *src)
+{
+	size_t n = 0;
+
+	*dst = (struct sig_policy){.mode = src->mode};
+	if (src->keyring && !(dst->keyring = strdup(src->keyring)))
+		goto oom;
+	while (src->fingerprints && src->fingerprints[n])
+		n++;
+	if (src->fingerprints) {
+		dst->fingerprints = calloc(n + 1, sizeof(char *));
+		if (!dst->fingerprints)
+			goto oom;
+		for (size_t i = 0; i < n; i++)
+			if (!(dst->fingerprints[i] = strdup(src->fingerprints[i])))
+				goto oom;
+	}
+	return 0;
+oom:
+	sig_policy_clear(dst);
+	return -ENOMEM;
+}
+
+/* signature = "optional" | "required", keyring = "FILE", fingerprints = [ "FPR", ... ]:
+ * each fingerprint 40 hex digits (spaces allowed, as gpg prints them). */
+static int config_parse_sig(struct config_ctx *c, const config_setting_t *e, struct sig_policy *sp)
+{
+	const config_setting_t *s;
+	int r, n;
+
+	s = config_setting_get_member(e, "signature");
+	if (s) {
+		const char *v = NULL;
+		size_t i;
+
+		r = config_get_string(c, s, false, &v);
+		if (r < 0)
+			return r;
+		for (i = 0; i < ARRAY_SIZE(sig_mode_names); i++)
+			if (strcmp(v, sig_mode_names[i]) == 0)
+				break;
+		if (i == ARRAY_SIZE(sig_mode_names))
+			return config_fail(c, s, NULL, "\"%s\" is not optional or required", v);
+		sp->mode = (enum sig_mode)i;
+	}
+	s = config_setting_get_member(e, "keyring");
+	if (s) {
+		r = config_dup_path(c, s, &sp->keyring);
+		if (r < 0)
+			return r;
+	}
+	s = config_setting_get_member(e, "fingerprints");
+	if (!s)
+		return 0;
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return config_fail(c, s, NULL, "must be a list of fingerprints: [ \"FPR\", ... ]");
+	n = config_setting_length(s);
+	if (n == 0)
+		return config_fail(c, s, NULL,
+				   "is empty: no signer could pass (leave it out for any valid "
+				   "signer)");
+	sp->fingerprints = calloc((size_t)n + 1, sizeof(char *));
+	if (!sp->fingerprints)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *f = config_setting_get_elem(s, (unsigned)i);
+		const char *v = NULL;
+		char hex[41];
+		size_t k = 0;
+
+		r = config_get_string(c, f, false, &v);
+		if (r < 0)
+			return r;
+		for (const char *q = v; *q && k <= 40; q++) {
+			if (*q == ' ')
+				continue;
+			if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
+			      (*q >= 'A' && *q <= 'F')))
+				return config_fail(c, f, NULL,
+						   "\"%s\" is not a fingerprint: 40 hex digits, as "
+						   "'gpg --fingerprint' shows them",
+						   v);
+			if (k < 40)
+				hex[k] = (char)(*q >= 'a' ? *q - 'a' + 'A' : *q);
+			k++;
+		}
+		if (k != 40)
+			return config_fail(c, f, NULL,
+					   "\"%s\" has %zu hex digits, a fingerprint has 40 (a key "
+					   "ID is not enough)",
+					   v, k);
+		hex[40] = '\0';
+		if (!(sp->fingerprints[i] = strdup(hex)))
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static int config_parse_match(struct config_ctx *c, const config_setting_t *g, struct match *m)
@@ -183,7 +301,7 @@ static int config_parse_profile(struct config_ctx *c, const config_setting_t *e,
 		if (r < 0)
 			return r;
 	}
-	return 0;
+	return config_parse_sig(c, e, &p->sig);
 }
 
 int config_parse_profiles(struct config_ctx *c, const config_setting_t *root,
@@ -233,6 +351,7 @@ void profile_free(struct profile *p)
 	free(p->match.model);
 	free(p->match.serial);
 	hooks_free(&p->hooks);
+	sig_policy_clear(&p->sig);
 }
 
 /*

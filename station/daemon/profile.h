@@ -35,6 +35,26 @@ struct match {
 	uint64_t min_size, max_size; /* bytes; 0 = no bound */
 };
 
+/* A profile's rule for signed bmaps (see signature.c in libbmap). */
+enum sig_mode {
+	SIG_OPTIONAL, /* default: a signature there (clearsigned, BMAP.asc, BMAP.sig)
+		       * is verified, an unsigned bmap is taken */
+	SIG_REQUIRED, /* an unsigned bmap is refused too */
+};
+
+struct sig_policy {
+	enum sig_mode mode;
+	char *keyring;        /* binary keyring file; NULL: the default keyring of
+			       * the station's user (GNUPGHOME or ~/.gnupg) */
+	char **fingerprints;  /* NULL-terminated, 40 uppercase hex each; NULL: any
+			       * valid signer */
+};
+
+const char *sig_mode_name(enum sig_mode m); /* "optional", "required" */
+/* A deep copy (a card keeps its own: a reload may free the profile). */
+int sig_policy_copy(struct sig_policy *dst, const struct sig_policy *src);
+void sig_policy_clear(struct sig_policy *s);
+
 struct profile {
 	char *name;
 	char *image;
@@ -45,6 +65,7 @@ struct profile {
 	bool discard;         /* discard (TRIM) the unmapped ranges after the copy */
 	struct hooks hooks;   /* run after the station's own hooks */
 	struct match match;
+	struct sig_policy sig; /* signature, keyring, fingerprints */
 };
 
 /* What the station knows of a device when matching. Strings may be NULL. */

@@ -329,7 +329,7 @@ static const char *const report_columns[] = {
 	"profile", "image", "outcome", "error", "bytes_written", "data_sha256", "readback_sha256",
 	"station", "duration", "throughput", "syspath", "diskseq", "reader_serial", "bus",
 	"id_path", "removable", "mmc_cid", "mmc_manfid", "mmc_oemid", "mmc_name", "mmc_date",
-	"content_before", "content_after", "image_size", "bmap", "bmap_sha256",
+	"content_before", "content_after", "image_size", "bmap", "bmap_sha256", "signer",
 };
 
 #define JOBS_STATION_COL 1

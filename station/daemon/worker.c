@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bmap.h"
+#include "policy.h"
 #include "cache.h"
 #include "device.h"
 #include "source.h"
@@ -132,6 +133,7 @@ int worker_run(const struct worker_job *job, int fd)
 	struct bmap_copy_result cres;
 	struct bmap_verify_result vres;
 	_cleanup_free_ char *bmap_path = NULL, *content = NULL;
+	char signer[41] = "";
 	struct sigaction sa = { .sa_handler = on_term };
 	sigset_t all;
 	char reason[256];
@@ -178,12 +180,31 @@ int worker_run(const struct worker_job *job, int fd)
 		ret = finish(fd, "failed", 0, NULL, NULL, why);
 		goto out;
 	}
+	if (!bmap_path && job->sig && job->sig->mode == SIG_REQUIRED) {
+		ret = finish(fd, "refused", 0, NULL, NULL,
+			     "the bmap is gone, and the profile has signature = \"required\": "
+			     "nothing was written");
+		goto out;
+	}
+	/* The signature is verified again here, on the bytes this worker
+	 * parses: what the probe verified may have been replaced since. */
 	if (bmap_path)
-		r = bmap_map_load(ctx, bmap_path, &map);
+		r = policy_load_bmap(ctx, bmap_path, job->sig, &map, signer);
 	else
 		r = bmap_map_from_file(ctx, bmap_source_get_raw_fd(src), job->image, 4096, &map);
 	if (r < 0) {
-		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
+		ret = finish(fd, r == -EKEYREJECTED ? "refused" : "failed", 0, NULL, NULL,
+			     bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	if (bmap_path && strcmp(signer, job->signer ? job->signer : "") != 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why),
+			 "the bmap's signer changed since the job was recorded (%s, now %s): "
+			 "nothing was written; put the card in again",
+			 job->signer ? job->signer : "unsigned", signer[0] ? signer : "unsigned");
+		ret = finish(fd, "failed", 0, NULL, NULL, why);
 		goto out;
 	}
 	/* The journal's row names the bmap the job was queued with: a bmap

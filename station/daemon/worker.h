@@ -26,6 +26,8 @@ struct worker_job {
 	const char *image;
 	const char *bmap; /* NULL: discovered next to the image */
 	const char *bmap_sha256; /* hex, as the journal recorded it; NULL: not checked */
+	const struct sig_policy *sig; /* the profile's signature rule, or NULL */
+	const char *signer;      /* the signer the journal recorded, NULL: unsigned */
 	enum verify_mode verify;
 	const char *cache_dir; /* NULL or "": no decompress-once cache */
 	uint64_t cache_max_size;

@@ -153,11 +153,13 @@ fi
 [[ $(dpkg-deb -f "$TOOL_DEB" Conflicts) == *bmap-tools* && $(dpkg-deb -f "$TOOL_DEB" Replaces) == *bmap-tools* ]] ||
 	bad "the bmaptool package does not conflict with and replace bmap-tools"
 [[ $(dpkg-deb -f "$TOOL_DEB" Depends) == *libc6* ]] || bad "the bmaptool package has no computed Depends"
+# Signed bmaps: libgpgme11, which brings gpg itself (gnupg | gpg).
+[[ $(dpkg-deb -f "$TOOL_DEB" Depends) == *libgpgme11* ]] || bad "the bmaptool package does not depend on libgpgme11"
 # URLs: libbmap links libcurl (issue 11).
 [[ $(dpkg-deb -f "$TOOL_DEB" Depends) == *libcurl4* ]] || bad "the bmaptool package's Depends lacks libcurl4"
 [[ $(dpkg-deb -f "$DEB" Package) == bmap-station ]] || bad "package name: $(dpkg-deb -f "$DEB" Package)"
 depends=$(dpkg-deb -f "$DEB" Depends)
-for lib in libc6 libudev1 libsqlite3-0 libconfig9 libxml2 libcurl4; do
+for lib in libc6 libudev1 libsqlite3-0 libconfig9 libxml2 libcurl4 libgpgme11; do
 	[[ $depends == *"$lib"* ]] || bad "Depends lacks $lib (shlibdeps): $depends"
 done
 listing=$(dpkg-deb -c "$DEB" | awk '$NF !~ /\/$/ { print $NF }' | sed 's|^\./||' | sort)

@@ -706,7 +706,7 @@ static void test_version_and_reopen(void **state)
 	free(shm);
 
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 6);
 	assert_int_equal(get_int(db, -1, "application_id FROM pragma_application_id"),
 			 0x626d7374);
 	mode = get_str(db, -1, "journal_mode FROM pragma_journal_mode");
@@ -780,6 +780,7 @@ static void test_migrate_from_v4(void **state)
 	db = db_open(f->path);
 	assert_int_equal(sqlite3_exec(db,
 				      "DROP INDEX jobs_insertion; ALTER TABLE jobs DROP COLUMN boot_id;"
+				      " ALTER TABLE jobs DROP COLUMN signer;"
 				      " PRAGMA user_version = 4",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
@@ -791,9 +792,40 @@ static void test_migrate_from_v4(void **state)
 	assert_int_equal(journal_last_outcome(j, s.syspath, s.diskseq, &o), 0);
 	journal_close(j);
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 6);
 	assert_int_equal(get_int(db, -1, "count(*) FROM jobs WHERE boot_id IS NULL"), 1);
 	assert_int_equal(get_int(db, -1, "count(*) FROM jobs WHERE boot_id IS NOT NULL"), 1);
+	sqlite3_close(db);
+}
+
+/* A version 5 journal (before signers) gains the signer column: its rows
+ * have none (NULL), new rows record the fingerprint they are given. */
+static void test_migrate_from_v5_signer(void **state)
+{
+	static const char fpr[] = "0123456789ABCDEF0123456789ABCDEF01234567";
+	struct fixture *f = *state;
+	struct journal *j = open_rw(f->path);
+	struct job_start s = plain_start();
+	struct job_end ok = { .outcome = OUTCOME_SUCCESS };
+	int64_t old, job;
+	sqlite3 *db;
+
+	assert_int_equal(journal_job_once(j, &s, &ok, &old), 0);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(sqlite3_exec(db, "ALTER TABLE jobs DROP COLUMN signer; PRAGMA user_version = 5",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	j = open_rw(f->path);
+	s.signer = fpr;
+	assert_int_equal(journal_job_once(j, &s, &ok, &job), 0);
+	journal_close(j);
+	db = db_open(f->path);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 6);
+	assert_int_equal(get_int(db, -1, "count(*) FROM jobs WHERE signer IS NULL"), 1);
+	check_text(db, job, "signer", fpr);
 	sqlite3_close(db);
 }
 
@@ -812,6 +844,7 @@ static void test_migrate_from_v1(void **state)
 	db = db_open(f->path);
 	assert_int_equal(sqlite3_exec(db,
 				      "DROP INDEX jobs_insertion; ALTER TABLE jobs DROP COLUMN boot_id;"
+				      " ALTER TABLE jobs DROP COLUMN signer;"
 				      " DROP TABLE live; DROP TABLE hooks; DROP TABLE forgotten;"
 				      " PRAGMA user_version = 1",
 				      NULL, NULL, NULL),
@@ -823,7 +856,7 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(journal_forget(j, s.serial), 0);
 	journal_close(j);
 	db = db_open(f->path);
-	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 5);
+	assert_int_equal(get_int(db, -1, "user_version FROM pragma_user_version"), 6);
 	assert_int_equal(get_int(db, -1, "count(*) FROM forgotten"), 1);
 	assert_int_equal(get_int(db, -1, "count(*) FROM jobs"), 1);
 	sqlite3_close(db);
@@ -1265,7 +1298,7 @@ static void test_csv_hostile(void **state)
 	assert_int_equal(n, 1); /* the header alone */
 	for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++)
 		assert_string_equal(rows[0].f[i].s, first[i]);
-	assert_int_equal(rows[0].n, 35);
+	assert_int_equal(rows[0].n, 36);
 	csv_free(rows, n);
 	free(buf);
 
@@ -1275,7 +1308,7 @@ static void test_csv_hostile(void **state)
 	n = csv_parse(buf, len, &rows);
 	assert_int_equal(n, 4);
 	for (size_t r = 0; r < n; r++)
-		assert_int_equal(rows[r].n, 35);
+		assert_int_equal(rows[r].n, 36);
 	/* Newest first. */
 	for (size_t r = 1; r < n; r++) {
 		snprintf(idbuf, sizeof(idbuf), "%" PRId64, ids[3 - r]);
@@ -2294,6 +2327,7 @@ int main(int argc, char **argv)
 		T(test_serial_passed_and_forget),
 		T(test_migrate_from_v1),
 		T(test_migrate_from_v4),
+		T(test_migrate_from_v5_signer),
 		T(test_damaged_journal_refused),
 		T(test_truncated_journal_not_recreated),
 		T(test_fifo_journal_refused),

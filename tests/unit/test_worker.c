@@ -191,11 +191,45 @@ static void test_worker_verify_none_checks_nothing(void **state)
 	free(out);
 }
 
+/* The worker checks the signature again on the bytes it parses (what the
+ * probe verified may have been replaced since): a profile that requires a
+ * signature refuses an unsigned bmap there too, before the card is opened,
+ * and a bmap whose signer is not the one the journal recorded fails. */
+static void test_worker_verifies_signature_again(void **state)
+{
+	struct fixture *f = *state;
+	struct sig_policy required = {.mode = SIG_REQUIRED};
+	struct sig_policy optional = {.mode = SIG_OPTIONAL};
+	struct worker_job job = {.devnode = f->card, .image = f->img, .bmap = f->bmap,
+				 .verify = VERIFY_CHECKSUMS, .sig = &required};
+	int status;
+	char *out = run_worker(&job, false, &status);
+
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	if (!strstr(out, "result refused ") || !strstr(out, "a signature is required"))
+		fail_msg("an unsigned bmap passed a required signature: %s", out);
+	/* Never opened, so never created. */
+	assert_int_equal(access(f->card, F_OK), -1);
+	free(out);
+
+	job.sig = &optional;
+	job.signer = "0123456789ABCDEF0123456789ABCDEF01234567";
+	out = run_worker(&job, false, &status);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	if (!strstr(out, "result failed ") || !strstr(out, "signer changed"))
+		fail_msg("a signer other than the journal's went unnoticed: %s", out);
+	assert_int_equal(access(f->card, F_OK), -1);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_worker_sigterm_before_handler, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_flashes_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_verifies_signature_again, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_verify_none_checks_nothing, setup,
 					    teardown),
 	};
