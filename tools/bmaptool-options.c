@@ -131,6 +131,10 @@ enum {
 	OPT_REMOVABLE,
 	OPT_DISCARD,
 	OPT_JSON,
+	OPT_BMAP_SIG,
+	OPT_KEYRING,
+	OPT_FINGERPRINT,
+	OPT_NO_SIG_VERIFY,
 };
 
 /* Which commands take an option: a new one is a line here and a case in
@@ -147,10 +151,10 @@ static const struct image_option {
 	{ { "discard", no_argument, NULL, OPT_DISCARD }, CMD_COPY },
 	{ { "json", no_argument, NULL, OPT_JSON }, CMD_INFO },
 	{ URL_LONGOPTS, CMD_COPY | CMD_VERIFY | CMD_INFO },
-	{ { "bmap-sig", required_argument, NULL, 0x101 }, CMD_COPY | CMD_VERIFY | CMD_INFO },
-	{ { "keyring", required_argument, NULL, 0x102 }, CMD_COPY | CMD_VERIFY | CMD_INFO },
-	{ { "fingerprint", required_argument, NULL, 0x103 }, CMD_COPY | CMD_VERIFY | CMD_INFO },
-	{ { "no-sig-verify", no_argument, NULL, 0x104 }, CMD_COPY | CMD_VERIFY | CMD_INFO },
+	{ { "bmap-sig", required_argument, NULL, OPT_BMAP_SIG }, CMD_COPY | CMD_VERIFY | CMD_INFO },
+	{ { "keyring", required_argument, NULL, OPT_KEYRING }, CMD_COPY | CMD_VERIFY | CMD_INFO },
+	{ { "fingerprint", required_argument, NULL, OPT_FINGERPRINT }, CMD_COPY | CMD_VERIFY | CMD_INFO },
+	{ { "no-sig-verify", no_argument, NULL, OPT_NO_SIG_VERIFY }, CMD_COPY | CMD_VERIFY | CMD_INFO },
 	{ { "help", no_argument, NULL, 'h' }, CMD_COPY | CMD_VERIFY | CMD_INFO },
 	{ { "quiet", no_argument, NULL, 'q' }, CMD_COPY | CMD_VERIFY | CMD_INFO },
 	{ { "debug", no_argument, NULL, 'd' }, CMD_COPY | CMD_VERIFY | CMD_INFO },
@@ -182,9 +186,19 @@ static int image_option(int c, const char *arg, void *userdata)
 	case OPT_JSON:
 		o->json = true;
 		break;
+	case OPT_BMAP_SIG:
+		o->sig.bmap_sig = arg;
+		break;
+	case OPT_KEYRING:
+		o->sig.keyring = arg;
+		break;
+	case OPT_FINGERPRINT:
+		o->sig.fingerprint = arg;
+		break;
+	case OPT_NO_SIG_VERIFY:
+		o->sig.no_verify = true;
+		break;
 	default:
-		if (handle_sig_option(c, &o->sig))
-			break;
 		/* Only what the table holds reaches here. */
 		return usage_error(o->cmd, "bad usage");
 	}

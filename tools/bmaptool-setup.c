@@ -25,26 +25,6 @@ int check_image_dest_args(const char *cmd, int n_args, const char *bmap_arg, boo
 	return 0;
 }
 
-bool handle_sig_option(int c, struct sig_args *sa)
-{
-	switch (c) {
-	case 0x101:
-		sa->bmap_sig = optarg;
-		return true;
-	case 0x102:
-		sa->keyring = optarg;
-		return true;
-	case 0x103:
-		sa->fingerprint = optarg;
-		return true;
-	case 0x104:
-		sa->no_verify = true;
-		return true;
-	default:
-		return false;
-	}
-}
-
 int check_sig_args(const char *cmd, const struct sig_args *sa, bool nobmap)
 {
 	if (sa->bmap_sig && sa->no_verify)

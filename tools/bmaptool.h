@@ -41,29 +41,22 @@ extern bool url_insecure;
 /* How messages name @location (a path, or a URL without its credentials):
  * malloc'd; exits when out of memory. */
 char *shown(const char *location);
-/* The signature options of copy, verify and info (the reference 3.9's);
- * values above any short option's, so they never clash with one. */
+/* The signature options of copy, verify and info (the reference 3.9's;
+ * parsed in bmaptool-options.c). */
 struct sig_args {
 	const char *bmap_sig;    /* --bmap-sig FILE: the detached signature */
 	const char *keyring;     /* --keyring FILE: verify against it only */
 	const char *fingerprint; /* --fingerprint FPR: the signer wanted */
 	bool no_verify;          /* --no-sig-verify */
 };
-#define SIG_LONGOPTS                                                                         \
-	{ "bmap-sig", required_argument, NULL, 0x101 },                                      \
-		{ "keyring", required_argument, NULL, 0x102 },                               \
-		{ "fingerprint", required_argument, NULL, 0x103 },                           \
-		{ "no-sig-verify", no_argument, NULL, 0x104 }
 #define SIG_HELP                                                                             \
 	"      --bmap-sig FILE      the detached GPG signature of the bmap (default:\n"        \
 	"                           BMAP.asc, then BMAP.sig, when one exists)\n"               \
-	"      --keyring FILE       verify the signature against this keyring only (as\n"     \
-	"                           'gpg --export' writes it); default: the user's\n"         \
+	"      --keyring FILE       verify the signature against this keyring only (a\n"     \
+	"                           binary keyring, as gpg exports it); default: the user's\n"         \
 	"                           keyring ($GNUPGHOME or ~/.gnupg), read only\n"            \
 	"      --fingerprint FPR    require a signature by this key\n"                        \
 	"      --no-sig-verify      do not verify the bmap's signature\n"
-/* One of SIG_LONGOPTS: stores it in @sa and returns true. */
-bool handle_sig_option(int c, struct sig_args *sa);
 /* The combinations the reference refuses: 0, or the usage error's status. */
 int check_sig_args(const char *cmd, const struct sig_args *sa, bool nobmap);
 
