@@ -263,7 +263,8 @@ int source_archive_open(struct bmap_source *s, enum bmap_container kind, const u
 	c->kind = kind;
 	if (pre_len > sizeof(c->pre))
 		pre_len = sizeof(c->pre);
-	memcpy(c->pre, pre, pre_len);
+	if (pre_len > 0) /* @pre may be NULL then (found by fuzz-source-tar) */
+		memcpy(c->pre, pre, pre_len);
 	c->pre_len = pre_len;
 	if (posix_memalign(&p, 4096, ARC_BUF_SIZE) != 0)
 		return source_nomem(s);
