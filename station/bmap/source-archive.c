@@ -158,20 +158,27 @@ static int arc_fail(struct bmap_source *s, const char *doing)
 	const char *why = archive_error_string(c->a);
 	const char *kind = bmap_container_name(c->kind);
 	uint64_t at = (uint64_t)archive_filter_bytes(c->a, -1);
+	char where[128];
 
 	if (c->codec_err)
 		return c->codec_err;
 	if (!why)
 		why = "unknown error";
+	/* Only a ustar header with a wrong checksum gets this far unrecognised. */
+	if (c->kind == BMAP_CONTAINER_TAR && strstr(why, "Unrecognized archive format"))
+		why = "a ustar header whose checksum does not match (a damaged tar)";
+	/* Offsets in the archive; for one under a codec, in its input too. */
+	if (s->comp == BMAP_COMP_RAW)
+		snprintf(where, sizeof(where), "archive offset %" PRIu64, at);
+	else
+		snprintf(where, sizeof(where),
+			 "archive offset %" PRIu64 ", %s input offset %" PRIu64, at,
+			 bmap_compression_name(s->comp), s->in_pos);
 	if (c->codec_eof || strstr(why, "runcated"))
-		return bmap_error(s->ctx, -EPIPE,
-				  "%s is truncated: the %s archive ends %s (%s; after %" PRIu64
-				  " bytes of the archive, %" PRIu64 " compressed bytes)",
-				  s->what, kind, doing, why, at, s->in_pos);
-	return bmap_error(s->ctx, -EBADMSG,
-			  "%s is corrupt %s: %s (archive offset %" PRIu64 ", compressed offset %" PRIu64
-			  ")",
-			  s->what, doing, why, at, s->in_pos);
+		return bmap_error(s->ctx, -EPIPE, "%s is truncated: the %s archive ends %s (%s; %s)",
+				  s->what, kind, doing, why, where);
+	return bmap_error(s->ctx, -EBADMSG, "%s is corrupt %s: %s (%s)", s->what, doing, why,
+			  where);
 }
 
 /* Skips members up to the first regular file (hard links hold no data). */
