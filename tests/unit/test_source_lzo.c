@@ -333,6 +333,7 @@ static void test_damage(void **state)
 	o = make_lzop(g.data, DATA_SIZE, all, 256 * 1024);
 	o.len = block_data_at[3] + 17;
 	expect_error(&o, "trunc.lzo", -EPIPE, "truncated");
+	free(o.p);
 	o = make_lzop(g.data, DATA_SIZE, all, 256 * 1024);
 	o.len -= 4;
 	expect_error(&o, "trunc-end.lzo", -EPIPE, "truncated");
