@@ -9,7 +9,7 @@ PACKAGES="
  libarchive-dev liblzo2-dev
  libsqlite3-dev libconfig-dev libblkid-dev libudev-dev libsystemd-dev libcmocka-dev
  bmap-tools udev util-linux fdisk gdisk dosfstools e2fsprogs mtools
- zstd gzip xz-utils bzip2 lz4 lzop zip sqlite3 time bc
+ zstd gzip xz-utils bzip2 lz4 lzop zip unzip sqlite3 time bc
  dpkg-dev systemd openssl python3 tmux valgrind strace
 "
 
