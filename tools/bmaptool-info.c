@@ -25,8 +25,9 @@ static const char info_help[] =
 	"from (the --bmap file, a bmap discovered next to the image, the holes of a\n"
 	"raw sparse image, or the map a qcow2 or Android sparse image carries), the\n"
 	"format version, sizes, mapped blocks, ranges, the checksum type, whether the\n"
-	"bmap's own checksum is good, and the image's compression (detected from its\n"
-	"magic bytes). For a qcow2 image: its version, cluster size, allocated, zero,\n"
+	"bmap's own checksum is good, and the image's compression (zstd, gzip, xz,\n"
+	"bzip2, lz4 or lzo, detected from its magic bytes) and, for an image in a tar\n"
+	"or zip archive, the archive and the member taken (its first regular file). For a qcow2 image: its version, cluster size, allocated, zero,\n"
 	"compressed and unallocated clusters and features; for a sparse image: its\n"
 	"chunks. For every image: its partition table and each partition's start,\n"
 	"size, file system, label and mapped bytes (libblkid reads the image's data).\n"
@@ -47,18 +48,41 @@ static const char info_help[] =
 	"  -d, --debug              print debugging messages\n"
 	"  -h, --help               show this help\n";
 
-static int detect_file_compression(const char *path, enum bmap_compression *ret)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	uint8_t magic[16];
-	ssize_t n;
+/* What the image is in: its compression, and the archive and member the
+ * image is taken from (an archive's headers are read, not its data). */
+struct image_wrap {
+	enum bmap_compression comp;
+	enum bmap_container container;
+	char *member;
+	uint64_t member_size;
+	bool size_known;
+};
 
-	if (fd < 0)
-		return -errno;
-	n = loop_read(fd, magic, sizeof(magic));
-	if (n < 0)
-		return (int)n;
-	*ret = bmap_compression_detect(magic, (size_t)n);
+static int describe_image(const char *path, struct image_wrap *ret)
+{
+	/* A context of its own that logs nothing: the member taken was
+	 * already said when the image was first opened. */
+	struct bmap_ctx *quiet = bmap_ctx_new();
+	struct bmap_source *src = NULL;
+	int r = quiet ? bmap_source_open(quiet, path, &src) : -ENOMEM;
+
+	if (r < 0) {
+		error("%s", quiet ? bmap_ctx_get_error(quiet) : "out of memory");
+		bmap_ctx_free(quiet);
+		return r;
+	}
+	ret->comp = bmap_source_get_compression(src);
+	ret->container = bmap_source_get_container(src);
+	if (ret->container != BMAP_CONTAINER_NONE) {
+		ret->member = strdup(bmap_source_get_member(src));
+		ret->size_known = bmap_source_get_member_size(src, &ret->member_size);
+	}
+	bmap_source_free(src);
+	bmap_ctx_free(quiet);
+	if (ret->container != BMAP_CONTAINER_NONE && !ret->member) {
+		error("out of memory");
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -117,6 +141,17 @@ static void print_signature(const struct bmap_sig_result *sig, const char *sig_p
 		printf("signer uid:     %s\n", sig->uid);
 }
 
+/* "zstd-compressed tar archive" or "zip archive" */
+static const char *archive_kind(const struct image_wrap *w, char *buf, size_t size)
+{
+	if (w->comp == BMAP_COMP_RAW)
+		snprintf(buf, size, "%s archive", bmap_container_name(w->container));
+	else
+		snprintf(buf, size, "%s-compressed %s archive", bmap_compression_name(w->comp),
+			 bmap_container_name(w->container));
+	return buf;
+}
+
 int cmd_info(int argc, char **argv)
 {
 	struct image_opts o;
@@ -126,8 +161,10 @@ int cmd_info(int argc, char **argv)
 	struct bmap_sig_result sig = { .status = BMAP_SIG_NONE };
 	struct sig_args sa;
 	struct bmap_map *map = NULL;
-	enum bmap_compression comp = BMAP_COMP_RAW;
+	struct image_wrap wrap = { .comp = BMAP_COMP_RAW };
+	enum bmap_compression comp;
 	struct bmap_ctx *ctx;
+	char kind[64];
 	bool json;
 	struct stat st;
 	char h1[32], h2[32], sha[65];
@@ -169,18 +206,17 @@ int cmd_info(int argc, char **argv)
 			goto out;
 		}
 	}
-	r = detect_file_compression(image, &comp);
-	if (r < 0) {
-		error("cannot read image file '%s': %s", image, strerror(-r));
+	r = describe_image(image, &wrap);
+	if (r < 0)
 		goto out;
-	}
+	comp = wrap.comp;
 
 	if (bmap_arg) {
 		source = "given";
 		bmap_path = strdup(bmap_arg);
 	} else if (bmap_discover(image, &bmap_path) == 0) {
 		source = "discovered";
-	} else if (comp == BMAP_COMP_RAW && S_ISREG(st.st_mode)) {
+	} else if (comp == BMAP_COMP_RAW && !wrap.container && S_ISREG(st.st_mode)) {
 		source = "computed";
 	} else {
 		error("no bmap found for %s image '%s' (looked for IMAGE.bmap and the names "
@@ -243,7 +279,18 @@ loaded:
 		bmap_name = shown(bmap_path ? bmap_path : "");
 		printf("{\"image\": ");
 		json_write_string(stdout, name);
-		printf(", \"compression\": \"%s\", \"bmap\": ", bmap_compression_name(comp));
+		printf(", \"compression\": \"%s\", \"container\": ", bmap_compression_name(comp));
+		if (wrap.container) {
+			printf("\"%s\", \"member\": ", bmap_container_name(wrap.container));
+			json_write_string(stdout, wrap.member);
+			if (wrap.size_known)
+				printf(", \"member_size\": %" PRIu64, wrap.member_size);
+			else
+				printf(", \"member_size\": null");
+		} else {
+			printf("null, \"member\": null, \"member_size\": null");
+		}
+		printf(", \"bmap\": ");
 		if (strcmp(source, "computed") == 0)
 			printf("null");
 		else
@@ -284,6 +331,9 @@ loaded:
 		bmap_name = shown(bmap_path ? bmap_path : "");
 		printf("image:          %s\n", name);
 		printf("compression:    %s\n", bmap_compression_name(comp));
+		if (wrap.container)
+			printf("archive:        %s, member '%s'\n",
+			       archive_kind(&wrap, kind, sizeof(kind)), wrap.member);
 		if (strcmp(source, "computed") == 0)
 			printf("bmap:           none; computed from the holes of the image\n");
 		else
@@ -310,6 +360,7 @@ loaded:
 	}
 	ret = EXIT_SUCCESS;
 out:
+	free(wrap.member);
 	bmap_map_free(map);
 	bmap_ctx_free(ctx);
 	image_opts_done(&o);

@@ -233,11 +233,24 @@ enum bmap_compression {
 	BMAP_COMP_XZ,
 	BMAP_COMP_BZIP2,
 	BMAP_COMP_LZ4,
+	BMAP_COMP_LZO, /* lzop files */
 };
 
 /* From the first bytes of a file (at least 6 for a sure answer). */
 enum bmap_compression bmap_compression_detect(const void *buf, size_t len);
 const char *bmap_compression_name(enum bmap_compression c);
+
+/* ---- archives ----------------------------------------------------------- */
+
+/* What holds the image under the compression: nothing, or an archive whose
+ * first regular file member is the image (source-archive.c). */
+enum bmap_container {
+	BMAP_CONTAINER_NONE,
+	BMAP_CONTAINER_TAR, /* ustar, GNU or pax; found in the decoded bytes */
+	BMAP_CONTAINER_ZIP, /* stored or deflated; found in the raw input */
+};
+
+const char *bmap_container_name(enum bmap_container c);
 
 /* ---- image formats ------------------------------------------------------ */
 

@@ -299,6 +299,33 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
+/* An archive's member whose header gives its size: a member that cannot
+ * hold the bmap's data (too short for its last range, or longer than its
+ * image: not the image, e.g. a README first in a zip) is refused now, not
+ * when the copy reaches its end. */
+static int check_member(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_map *map)
+{
+	uint64_t size, off = 0, len = 0, end;
+	size_t n = map ? bmap_map_get_range_count(map) : 0;
+
+	if (!map || bmap_source_get_format(src) != BMAP_FORMAT_RAW ||
+	    !bmap_source_get_member_size(src, &size))
+		return 0;
+	if (n)
+		bmap_map_range_bytes(map, n - 1, &off, &len);
+	end = off + len;
+	if (size >= end && size <= bmap_map_get_image_size(map))
+		return 0;
+	return bmap_error(ctx, -EINVAL,
+			  "member '%s' of %s archive '%s' is %" PRIu64 " bytes but the bmap "
+			  "describes a %" PRIu64 "-byte image with data up to byte %" PRIu64
+			  ": the bmap does not belong to this image (the image must be the "
+			  "archive's first regular file); nothing was written",
+			  bmap_source_get_member(src),
+			  bmap_container_name(bmap_source_get_container(src)),
+			  bmap_source_get_name(src), size, bmap_map_get_image_size(map), end);
+}
+
 /* What can be checked before the first write, so that a refused copy
  * leaves @dst as it was. A raw image file still being filled (@opts->wait)
  * has no final size yet: its filler checks it. */
@@ -308,6 +335,7 @@ static int check_before(struct bmap_ctx *ctx, struct bmap_source *src, const str
 	int raw_fd = bmap_source_get_raw_fd(src);
 	bool filling = opts && opts->wait;
 	struct stat st, dst_st;
+	int r;
 
 	if (fstat(bmap_source_get_fd(src), &st) == 0 && fstat(dst->fd, &dst_st) == 0 &&
 	    same_file(&st, &dst_st))
@@ -324,6 +352,9 @@ static int check_before(struct bmap_ctx *ctx, struct bmap_source *src, const str
 				  "this image; nothing was written",
 				  bmap_source_get_name(src), bmap_source_get_image_size(src),
 				  bmap_map_get_image_size(map));
+	r = check_member(ctx, src, map);
+	if (r < 0)
+		return r;
 	if (raw_fd < 0 || filling || fstat(raw_fd, &st) < 0)
 		return 0;
 	if (map && engine_check_raw_size(ctx, src, map, "written") < 0)

@@ -93,12 +93,17 @@ struct bmap_source {
 	bool out_eof;     /* the image ended */
 	int err; /* sticky: a failed decoder or format is not resumed */
 
+	/* The archive the image is a member of (source-archive.c); NULL:
+	 * none, the decoded bytes are the image's. */
+	struct source_archive *arc;
+
 	/* The image's format (source-format.h); NULL: raw. */
 	enum bmap_format format;
 	const struct source_format *fmt;
 	void *fmt_state;
-	/* Decoded bytes read ahead to find the format, served first. */
-	uint8_t fpeek[8];
+	/* Decoded bytes read ahead to find an archive or the format, served
+	 * first (a tar header is 512 bytes). */
+	uint8_t fpeek[512];
 	size_t fpeek_len, fpeek_pos;
 
 	uint8_t *scratch; /* skip() target for sources that cannot seek */
@@ -109,6 +114,23 @@ extern const struct source_codec source_codec_gzip;
 extern const struct source_codec source_codec_xz;
 extern const struct source_codec source_codec_bzip2;
 extern const struct source_codec source_codec_lz4;
+extern const struct source_codec source_codec_lzo;
+
+/* ---- the container layer (source-archive.c) ---- */
+
+/* The archive the first decoded bytes @buf start (a tar header, by its
+ * checksum), or for the raw input @raw the zip it is; never by name. */
+enum bmap_container source_archive_detect(const uint8_t *buf, size_t len, bool raw);
+/* Opens the archive over the codec's output and moves to its first regular
+ * file member; @pre (@pre_len bytes) are decoded bytes already read, handed
+ * to libarchive first. Sets s->arc; -errno with a detail naming the
+ * archive. */
+int source_archive_open(struct bmap_source *s, enum bmap_container kind, const uint8_t *pre,
+			size_t pre_len);
+/* The member's next bytes into @buf (NULL: dropped), at most @len: > 0,
+ * 0 at the member's end, -errno with a detail. */
+ssize_t source_archive_read(struct bmap_source *s, void *buf, size_t len);
+void source_archive_free(struct bmap_source *s);
 
 /* Makes s->in_avail > 0 if any input is left. Returns s->in_avail, 0 at the
  * end of the input, -errno with a detail on a read error. */

@@ -58,23 +58,35 @@ int source_format_open(struct bmap_source *s)
 	 * loses nothing. A failure here is the first read's: the image is
 	 * taken as raw and the read says what is wrong (sticky in s->err
 	 * once bytes were consumed). */
-	if (s->comp != BMAP_COMP_RAW) {
-		uint8_t magic[sizeof(s->fpeek)];
-		ssize_t n = s->codec->peek ? s->codec->peek(s, magic, sizeof(magic)) : -ENOTSUP;
+	if (s->comp != BMAP_COMP_RAW || s->arc) {
+		uint8_t magic[8];
+		ssize_t n = -ENOTSUP;
 
+		if (s->codec->peek && !s->arc && !s->fpeek_len)
+			n = s->codec->peek(s, magic, sizeof(magic));
 		if (n == -ENOTSUP) {
-			n = source_dec_read(s, s->fpeek, sizeof(s->fpeek));
-			if (n < 0)
-				return 0;
-			s->fpeek_len = (size_t)n;
-			s->fpeek_pos = 0;
-			s->dec_pos = 0;
-			memcpy(magic, s->fpeek, s->fpeek_len);
+			/* The bytes the container layer read ahead, or new ones. */
+			if (!s->fpeek_len && !s->err) {
+				ssize_t k = source_dec_read(s, s->fpeek, sizeof(s->fpeek));
+
+				if (k < 0)
+					return 0;
+				s->fpeek_len = (size_t)k;
+				s->fpeek_pos = 0;
+				s->dec_pos = 0;
+			}
+			n = s->fpeek_len < sizeof(magic) ? (ssize_t)s->fpeek_len : (ssize_t)sizeof(magic);
+			memcpy(magic, s->fpeek, (size_t)n);
 		}
 		if (n < 0)
 			return 0;
 		s->format = source_format_detect(magic, (size_t)n);
 	}
+	if (s->arc && s->format == BMAP_FORMAT_QCOW2)
+		return bmap_error(s->ctx, -ENOTSUP,
+				  "%s is a qcow2 image, which needs random access: it cannot be "
+				  "read from inside an archive; extract it first",
+				  s->what);
 	s->fmt = format_for(s->format);
 	if (!s->fmt)
 		return 0;
@@ -83,7 +95,7 @@ int source_format_open(struct bmap_source *s)
 
 bool source_dec_random(const struct bmap_source *s)
 {
-	return s->comp == BMAP_COMP_RAW && s->seekable && s->at_start;
+	return s->comp == BMAP_COMP_RAW && !s->arc && s->seekable && s->at_start;
 }
 
 bool source_can_pread(const struct bmap_source *s)

@@ -43,7 +43,9 @@ ssize_t source_dec_read(struct bmap_source *s, void *buf, size_t len)
 	/* Decoders may stop short (at frame ends, after one pipe read); only
 	 * the end of the input may make the caller's read short. */
 	while (done < len && !s->eof) {
-		ssize_t n = s->codec->read(s, (char *)buf + done, len - done);
+		/* In an archive, the decoded stream is its member's. */
+		ssize_t n = s->arc ? source_archive_read(s, (char *)buf + done, len - done)
+				   : s->codec->read(s, (char *)buf + done, len - done);
 
 		if (n < 0) {
 			s->err = (int)n;
@@ -106,6 +108,27 @@ static int dec_skip(struct bmap_source *s, uint64_t n, uint64_t *ret_short)
 		s->fpeek_pos += k;
 		s->dec_pos += k;
 		n -= k;
+	}
+
+	if (s->arc) {
+		/* A member's bytes are read and dropped where they are (no copy). */
+		while (n > 0 && !s->eof) {
+			ssize_t got = source_archive_read(s, NULL, n < SSIZE_MAX ? (size_t)n : SSIZE_MAX);
+
+			if (got < 0) {
+				s->err = (int)got;
+				return (int)got;
+			}
+			if (got == 0)
+				s->eof = true;
+			n -= (uint64_t)got;
+			s->dec_pos += (uint64_t)got;
+		}
+		if (n > 0) {
+			*ret_short = n;
+			return -EPIPE;
+		}
+		return 0;
 	}
 
 	if (s->comp == BMAP_COMP_RAW && s->seekable && s->in_avail == 0) {
@@ -223,7 +246,7 @@ int bmap_source_skip(struct bmap_source *s, uint64_t n)
 void bmap_source_want(struct bmap_source *s, const struct bmap_map *map)
 {
 	/* @map is in image bytes: a format's decoded bytes are something else. */
-	if (map && !s->fmt && s->codec->want && s->out_pos == 0 && !s->err)
+	if (map && !s->fmt && !s->arc && s->codec->want && s->out_pos == 0 && !s->err)
 		s->codec->want(s, map);
 	/* A raw image's bytes are the input's: it may fetch @map's alone. */
 	if (map && !s->fmt && s->comp == BMAP_COMP_RAW && s->input && s->input->want &&
@@ -255,5 +278,6 @@ int bmap_source_get_raw_fd(const struct bmap_source *s)
 {
 	/* Callers pread() at image offsets, which are file offsets only when
 	 * the image starts at the file's start. */
-	return s->comp == BMAP_COMP_RAW && !s->fmt && s->seekable && s->at_start ? s->fd : -1;
+	return s->comp == BMAP_COMP_RAW && !s->fmt && !s->arc && s->seekable && s->at_start ? s->fd
+												 : -1;
 }

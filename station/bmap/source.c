@@ -3,9 +3,10 @@
  * Image sources: opening a file, a pipe or a URL (its input: source-url.c),
  * recognising its compression from
  * magic bytes, raw images, and the input buffer and error wording shared
- * with the decoders in source-<codec>.c. What the decoded bytes are (a raw
- * image, or a format such as qcow2) is the format layer's business
- * (source-format.c); reading and skipping through both is source-read.c's.
+ * with the decoders in source-<codec>.c. Whether the decoded bytes are an
+ * archive is the container layer's business (source-archive.c), what the
+ * image is (a raw image, or a format such as qcow2) the format layer's
+ * (source-format.c); reading and skipping through them is source-read.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,8 +23,8 @@
 #include "url.h"
 #include "util.h"
 
-/* Enough for every magic we recognise. */
-#define SOURCE_PEEK_SIZE 8
+/* Enough for every magic we recognise, a tar header's included. */
+#define SOURCE_PEEK_SIZE 512
 
 enum bmap_compression bmap_compression_detect(const void *buf, size_t len)
 {
@@ -32,6 +33,7 @@ enum bmap_compression bmap_compression_detect(const void *buf, size_t len)
 	static const uint8_t gzip[] = {0x1f, 0x8b, 0x08};
 	static const uint8_t xz[] = {0xfd, '7', 'z', 'X', 'Z', 0x00};
 	static const uint8_t lz4[] = {0x04, 0x22, 0x4d, 0x18};
+	static const uint8_t lzo[] = {0x89, 'L', 'Z', 'O', 0x00, '\r', '\n', 0x1a, '\n'};
 	const uint8_t *p = buf;
 
 	if (len >= sizeof(zstd) && memcmp(p, zstd, sizeof(zstd)) == 0)
@@ -44,6 +46,8 @@ enum bmap_compression bmap_compression_detect(const void *buf, size_t len)
 		return BMAP_COMP_BZIP2;
 	if (len >= sizeof(lz4) && memcmp(p, lz4, sizeof(lz4)) == 0)
 		return BMAP_COMP_LZ4;
+	if (len >= sizeof(lzo) && memcmp(p, lzo, sizeof(lzo)) == 0)
+		return BMAP_COMP_LZO;
 	return BMAP_COMP_RAW;
 }
 
@@ -62,6 +66,8 @@ const char *bmap_compression_name(enum bmap_compression c)
 		return "bzip2";
 	case BMAP_COMP_LZ4:
 		return "lz4";
+	case BMAP_COMP_LZO:
+		return "lzo";
 	}
 	return "unknown";
 }
@@ -227,6 +233,8 @@ static const struct source_codec *source_codec_for(enum bmap_compression c)
 		return &source_codec_bzip2;
 	case BMAP_COMP_LZ4:
 		return &source_codec_lz4;
+	case BMAP_COMP_LZO:
+		return &source_codec_lzo;
 	}
 	return NULL;
 }
@@ -284,6 +292,50 @@ static int source_peek(struct bmap_source *s, uint8_t *magic, size_t *ret_len)
 	*ret_len = s->in_avail < SOURCE_PEEK_SIZE ? s->in_avail : SOURCE_PEEK_SIZE;
 	memcpy(magic, s->in_buf, *ret_len);
 	return 0;
+}
+
+/* The container layer: a zip in the raw input @magic, or a tar in the
+ * first decoded bytes (peeked where the codec can, else read ahead and
+ * handed to libarchive first, or served again first when they are no tar).
+ * A failure to read them is the first read's, as for the format. */
+static int open_container(struct bmap_source *s, const uint8_t *magic, size_t magic_len)
+{
+	enum bmap_container kind;
+	ssize_t n = -ENOTSUP;
+
+	if (s->comp == BMAP_COMP_RAW) {
+		kind = source_archive_detect(magic, magic_len, true);
+		if (kind == BMAP_CONTAINER_NONE) {
+			/* The magic of a raw file's format is in the bytes just
+			 * peeked; a decoder's output is peeked by the format
+			 * layer itself. */
+			s->format = source_format_detect(magic, magic_len);
+			return 0;
+		}
+		return source_archive_open(s, kind, NULL, 0);
+	}
+	if (s->codec->peek) {
+		uint8_t buf[SOURCE_PEEK_SIZE];
+
+		n = s->codec->peek(s, buf, sizeof(buf));
+		if (n >= 0) {
+			kind = source_archive_detect(buf, (size_t)n, false);
+			return kind ? source_archive_open(s, kind, NULL, 0) : 0;
+		}
+	}
+	if (n != -ENOTSUP)
+		return 0;
+	n = source_dec_read(s, s->fpeek, sizeof(s->fpeek));
+	if (n < 0)
+		return 0;
+	s->fpeek_len = (size_t)n;
+	s->fpeek_pos = 0;
+	s->dec_pos = 0;
+	kind = source_archive_detect(s->fpeek, s->fpeek_len, false);
+	if (kind == BMAP_CONTAINER_NONE)
+		return 0;
+	s->fpeek_len = 0;
+	return source_archive_open(s, kind, s->fpeek, (size_t)n);
 }
 
 /* A source owning @fd (closed on failure; -1: none), named; @what (NULL:
@@ -400,7 +452,8 @@ fail:
 	return r;
 }
 
-/* The compression from the first bytes, the codec set up, then the format. */
+/* The compression from the first bytes, the codec set up, then the
+ * container (tar, zip) and the format. */
 static int source_detect(struct bmap_source *s)
 {
 	uint8_t magic[SOURCE_PEEK_SIZE];
@@ -420,10 +473,10 @@ static int source_detect(struct bmap_source *s)
 		if (r < 0)
 			return r;
 	}
-	/* The magic of a raw file's format is in the bytes just peeked; a
-	 * decoder's output is peeked by the format layer itself. */
-	if (s->comp == BMAP_COMP_RAW)
-		s->format = source_format_detect(magic, magic_len);
+	/* A tar or zip around the image, then the image's format. */
+	r = open_container(s, magic, magic_len);
+	if (r < 0)
+		return r;
 	return source_format_open(s);
 }
 
@@ -514,6 +567,7 @@ struct bmap_source *bmap_source_free(struct bmap_source *s)
 		return NULL;
 	if (s->fmt && s->fmt->free && s->fmt_state)
 		s->fmt->free(s);
+	source_archive_free(s);
 	if (s->codec && s->codec->free && s->codec_state)
 		s->codec->free(s);
 	if (s->input && s->input->free && s->input_state)

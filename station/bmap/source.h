@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Image sources: a sequential reader of an image's bytes, decompressing
- * zstd, gzip (ISA-L), xz, bzip2 or lz4 as recognised by magic bytes, from a
- * file, a pipe or a URL. Concatenated streams / multi-member files are read whole.
+ * zstd, gzip (ISA-L), xz, bzip2, lz4 or lzo as recognised by magic bytes,
+ * from a file, a pipe or a URL, and taking the image out of a tar or zip
+ * archive. Concatenated streams / multi-member files are read whole.
  */
 #pragma once
 
@@ -32,6 +33,12 @@ int bmap_source_open_raw_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			    struct bmap_source **ret_source);
 enum bmap_compression bmap_source_get_compression(const struct bmap_source *s);
 const char *bmap_source_get_name(const struct bmap_source *s);
+/* The archive the image is taken from (BMAP_CONTAINER_NONE: none), the
+ * name of its member that is the image (NULL without an archive), and that
+ * member's size (false when the archive does not say). */
+enum bmap_container bmap_source_get_container(const struct bmap_source *s);
+const char *bmap_source_get_member(const struct bmap_source *s);
+bool bmap_source_get_member_size(const struct bmap_source *s, uint64_t *ret_size);
 
 /* Reads the next bytes of the image (decompressed). Returns the number of
  * bytes read: less than @len only at the end of the image, 0 at the end;

@@ -3,7 +3,7 @@
  * engine both writes and skips.
  *
  * Built once per codec as well (fuzz-source-zstd, -gzip, -xz, -bzip2, -lz4,
- * with FUZZ_CODEC set): those only take inputs that start with the codec's
+ * -lzo, and for the containers -tar and -zip, with FUZZ_CODEC set): those only take inputs that start with the codec's
  * magic, so every execution exercises that decompressor. An input that
  * crashes one of them crashes the generic target (and fuzz-replay-source)
  * as it is. */
@@ -28,19 +28,25 @@ static const struct {
 	const char *name;
 	const char *magic;
 	size_t len;
+	size_t at; /* the magic's offset */
 } codecs[] = {
-	{ "zstd", "\x28\xb5\x2f\xfd", 4 },
-	{ "gzip", "\x1f\x8b", 2 },
-	{ "xz", "\xfd" "7zXZ\0", 6 },
-	{ "bzip2", "BZh", 3 },
-	{ "lz4", "\x04\x22\x4d\x18", 4 },
+	{ "zstd", "\x28\xb5\x2f\xfd", 4, 0 },
+	{ "gzip", "\x1f\x8b", 2, 0 },
+	{ "xz", "\xfd" "7zXZ\0", 6, 0 },
+	{ "bzip2", "BZh", 3, 0 },
+	{ "lz4", "\x04\x22\x4d\x18", 4, 0 },
+	{ "lzo", "\x89LZO\0\r\n\x1a\n", 9, 0 },
+	/* The containers (source-archive.c): a plain tar's ustar header, a zip. */
+	{ "tar", "ustar", 5, 257 },
+	{ "zip", "PK\003\004", 4, 0 },
 };
 
 static bool wanted(const uint8_t *data, size_t size)
 {
 	for (size_t i = 0; i < sizeof(codecs) / sizeof(codecs[0]); i++)
 		if (strcmp(codecs[i].name, FUZZ_CODEC) == 0)
-			return size >= codecs[i].len && memcmp(data, codecs[i].magic, codecs[i].len) == 0;
+			return size >= codecs[i].at + codecs[i].len &&
+			       memcmp(data + codecs[i].at, codecs[i].magic, codecs[i].len) == 0;
 	abort(); /* a codec this file does not know: a build error */
 }
 #endif
