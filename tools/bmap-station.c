@@ -2,7 +2,8 @@
 /*
  * bmap-station: the flashing station's command line. `run` is the daemon;
  * `check`, `report` and `history` only read; `forget` adds one row;
- * `udev-rules` and `system-disk` serve the udev rules.
+ * `udev-rules` and `system-disk` serve the udev rules; `sync` copies the
+ * journal into a central PostgreSQL (sync.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +18,7 @@
 #include "journal.h"
 #include "report.h"
 #include "station.h"
+#include "sync.h"
 #include "system-disk.h"
 #include "watch.h"
 #include "version.h"
@@ -54,6 +56,9 @@ static const char main_help[] =
 	"  forget SERIAL [--config FILE | --db FILE]\n"
 	"                            let a card that passed a once_per_serial profile\n"
 	"                            be flashed again (its jobs stay in the journal)\n"
+	"  sync   [--config FILE | --db FILE] [--pg CONNINFO] [--station NAME] [--once]\n"
+	"                            copy the journal into a central PostgreSQL and\n"
+	"                            keep copying (bmap-station sync --help)\n"
 	"  udev-rules [--config FILE]\n"
 	"                            print udev rules that give the station the disks\n"
 	"                            in its configured slots and no others (for\n"
@@ -261,6 +266,9 @@ static int cmd_live(const char *config, const char *db, bool json, bool watch)
 	}
 	/* The live table stays as the last station left it, "writing 15%"
 	 * included: say so when none runs (the single-instance lock is free). */
+	/* How far behind the central copy is, from sync's state file. */
+	if (!json && sync_status_print(j, db, stdout) < 0)
+		fprintf(stderr, "bmap-station: status: %s\n", journal_error(j));
 	if (journal_station_pid(j, &pid) == 0)
 		fprintf(stderr,
 			"bmap-station: the station is not running (no bmap-station holds the "
@@ -348,6 +356,9 @@ int main(int argc, char **argv)
 	bool config_given = false, report_opts = false;
 	int c, ret;
 
+	/* sync has options of its own. */
+	if (argc >= 2 && strcmp(argv[1], "sync") == 0)
+		return sync_command(argc - 1, argv + 1);
 	if (argc >= 2 && argv[1][0] != '-') {
 		cmd = argv[1];
 		argv++;
