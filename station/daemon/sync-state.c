@@ -109,9 +109,16 @@ int sync_fail(struct sync_ctx *ctx, int err, const char *what, const char *detai
 	n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
 		msg[--n] = '\0';
-	for (p = msg; *p; p++)
-		if (*p == '\n' || *p == '\t')
-			*p = ' ';
+	/* One line, single spaces. */
+	for (char *o = p = msg; ; p++) {
+		char ch = *p == '\n' || *p == '\t' ? ' ' : *p;
+
+		if (ch == ' ' && o > msg && o[-1] == ' ')
+			continue;
+		*o++ = ch;
+		if (!ch)
+			break;
+	}
 	if (ctx->password)
 		while ((p = strstr(msg, ctx->password)))
 			memset(p, '*', strlen(ctx->password));

@@ -115,7 +115,7 @@ static int sync_loop(struct sync_ctx *ctx, bool once)
 			if (!down) {
 				down = true;
 				journal_timestamp(down_since);
-				log_warn("sync: central copy %s: %s; retrying every %u s at most, "
+				log_warn("sync: central copy %s: %s; retrying (backoff up to %u s), "
 					 "the station keeps its journal meanwhile",
 					 ctx->shown, ctx->error ? ctx->error : "failed",
 					 SYNC_BACKOFF_MAX_S);

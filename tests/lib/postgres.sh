@@ -122,18 +122,26 @@ central_rows() {
 		  $(_cols p "${_FORGOTTEN_COLS[@]}") FROM bmap_forgotten"
 }
 
-# expect_central STATION=DB...: the central rows are exactly the union of
-# the journals' (nothing missing, nothing twice), and no key is held twice.
-expect_central() {
-	local pair want=$TEST_TMP/want.rows got=$TEST_TMP/got.rows dups
+# central_matches STATION=DB...: whether the central rows are now exactly
+# the union of the journals' (in $TEST_TMP/want.rows and got.rows).
+central_matches() {
+	local pair want=$TEST_TMP/want.rows got=$TEST_TMP/got.rows
 	: >"$want"
 	for pair in "$@"; do
 		journal_rows "${pair%%=*}" "${pair#*=}" >>"$want" ||
 			fail "cannot dump journal ${pair#*=}"
 	done
-	central_rows >"$got" || fail "cannot read the central rows"
+	central_rows >"$got" 2>/dev/null || : >"$got"
 	sort -o "$want" "$want"
 	sort -o "$got" "$got"
+	cmp -s "$want" "$got"
+}
+
+# expect_central STATION=DB...: the central rows are exactly the union of
+# the journals' (nothing missing, nothing twice), and no key is held twice.
+expect_central() {
+	local want=$TEST_TMP/want.rows got=$TEST_TMP/got.rows dups
+	central_matches "$@"
 	dups=$(cut -d'|' -f1-3 "$got" | uniq -d | head -n 3)
 	[[ -z $dups ]] || fail "central rows held twice: $dups"
 	if ! cmp -s "$want" "$got"; then
@@ -142,4 +150,37 @@ expect_central() {
 		fail "the central rows are not the union of the journals'"
 	fi
 	log "central rows = union of the journals: $(wc -l <"$got") rows"
+}
+
+# wait_central SECONDS STATION=DB...: until the central rows equal the union
+# of the journals (then as expect_central), or fail after SECONDS.
+wait_central() {
+	local deadline=$((SECONDS + $1))
+	shift
+	while ! central_matches "$@"; do
+		((SECONDS < deadline)) || break
+		sleep 0.5
+	done
+	expect_central "$@"
+}
+
+# start_sync NAME DB STATION [ARGS...]: `bmap-station sync` following DB in
+# the background (log $TEST_TMP/sync-NAME.log), its pid in SYNC_PID[NAME];
+# stopped by that pid at exit.
+declare -A SYNC_PID=()
+start_sync() {
+	local name=$1 db=$2 station=$3
+	shift 3
+	"$BUILD_DIR/bmap-station" sync --db "$db" --pg "$PG_CONNINFO" --station "$station" "$@" \
+		>"$TEST_TMP/sync-$name.log" 2>&1 &
+	SYNC_PID[$name]=$!
+	on_exit "kill ${SYNC_PID[$name]} 2>/dev/null; wait ${SYNC_PID[$name]} 2>/dev/null"
+}
+
+# stop_sync NAME: SIGTERM, and it exits 0.
+stop_sync() {
+	local rc=0
+	kill -TERM "${SYNC_PID[$1]}" 2>/dev/null
+	wait "${SYNC_PID[$1]}" || rc=$?
+	[[ $rc -eq 0 ]] || { cat "$TEST_TMP/sync-$1.log" >&2; fail "sync $1 exited $rc on SIGTERM"; }
 }
