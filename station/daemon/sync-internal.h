@@ -11,6 +11,21 @@
 
 #include "sync.h"
 
+/* How a journal column travels: text (made valid UTF-8, as PostgreSQL
+ * requires), a number (doubles at full precision), or bytes (hook output as
+ * it was). */
+enum col_kind { COL_TEXT, COL_NUM, COL_BYTES };
+
+struct sync_col {
+	const char *name; /* in the journal */
+	const char *pg;   /* in PostgreSQL, when it differs */
+	enum col_kind kind;
+};
+
+/* The jobs table's columns but job, in the journal's order. */
+extern const struct sync_col sync_job_cols[];
+extern const size_t sync_n_job_cols;
+
 /* The central copy's position for one station: the highest job number,
  * hook row and forgotten row copied, committed with the rows. */
 struct sync_position {
@@ -34,6 +49,10 @@ struct sync_ctx {
 
 /* Records "what: detail" (password scrubbed) as ctx->error; returns @err. */
 int sync_fail(struct sync_ctx *ctx, int err, const char *what, const char *detail);
+
+/* A new connection to @conninfo (never NULL; check PQstatus()), with the
+ * defaults sync and the reports share: connect_timeout 10 s. */
+PGconn *sync_pg_open(const char *conninfo);
 
 /* Connects (if not connected) and creates or migrates the schema. */
 int sync_pg_connect(struct sync_ctx *ctx);

@@ -24,14 +24,16 @@
 /*
  * Central schema migrations: migrations[i] takes the database from version
  * i to i + 1 (table bmap_schema). Append only. Times stay the journal's
- * UTC ISO 8601 text, so that reports read the same from either; sizes are
- * numeric, as the journal's are unsigned 64-bit.
+ * UTC ISO 8601 text, so that reports read the same from either, compared
+ * bytewise (COLLATE "C": a locale's collation may skip punctuation); sizes
+ * are numeric, as the journal's are unsigned 64-bit.
  */
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE bmap_jobs (\n"
 	" station text NOT NULL, job bigint NOT NULL, journal_station text,\n"
-	" started text NOT NULL, finished text, duration double precision, slot text,\n"
+	" started text COLLATE \"C\" NOT NULL, finished text COLLATE \"C\",\n"
+	" duration double precision, slot text,\n"
 	" devnode text, syspath text, diskseq numeric, serial text, reader_serial text,\n"
 	" vendor text, model text, bus text, id_path text, size numeric, removable integer,\n"
 	" mmc_cid text, mmc_manfid text, mmc_oemid text, mmc_name text, mmc_date text,\n"
@@ -63,19 +65,9 @@ static const char *const migrations[] = {
 
 #define SYNC_SCHEMA_VERSION ((int)ARRAY_SIZE(migrations))
 
-/* How a column travels: text (made valid UTF-8, as PostgreSQL requires),
- * a number (doubles at full precision), or bytes (hook output as it was). */
-enum col_kind { COL_TEXT, COL_NUM, COL_BYTES };
-
-struct col {
-	const char *name; /* in the journal */
-	const char *pg;   /* in PostgreSQL, when it differs */
-	enum col_kind kind;
-};
-
 #define T(n) { n, NULL, COL_TEXT }
 #define N(n) { n, NULL, COL_NUM }
-static const struct col job_cols[] = {
+const struct sync_col sync_job_cols[] = {
 	{ "station", "journal_station", COL_TEXT },
 	T("started"), T("finished"), N("duration"), T("slot"), T("devnode"), T("syspath"),
 	N("diskseq"), T("serial"), T("reader_serial"), T("vendor"), T("model"), T("bus"),
@@ -85,25 +77,26 @@ static const struct col job_cols[] = {
 	N("bytes_written"), N("throughput"), T("data_sha256"), T("readback_sha256"),
 	T("boot_id"),
 };
-static const struct col hook_cols[] = {
+const size_t sync_n_job_cols = ARRAY_SIZE(sync_job_cols);
+static const struct sync_col hook_cols[] = {
 	N("job"), T("event"), T("command"), T("finished"), N("duration"), N("exit_status"),
 	N("signal"), N("timed_out"), { "output", NULL, COL_BYTES },
 };
-static const struct col forgotten_cols[] = { T("serial"), T("at") };
+static const struct sync_col forgotten_cols[] = { T("serial"), T("at") };
 #undef T
 #undef N
 
 struct table {
 	const char *journal, *pg;
 	const char *key, *pg_key; /* job, or the rowid (hooks and forgotten only append) */
-	const struct col *cols;
+	const struct sync_col *cols;
 	size_t n_cols;
 	char *select, *upsert;   /* built once */
 	sqlite3_stmt *st;
 };
 
 static struct table tables[] = {
-	{ "jobs", "bmap_jobs", "job", "job", job_cols, ARRAY_SIZE(job_cols), NULL, NULL, NULL },
+	{ "jobs", "bmap_jobs", "job", "job", sync_job_cols, ARRAY_SIZE(sync_job_cols), NULL, NULL, NULL },
 	{ "hooks", "bmap_hooks", "rowid", "id", hook_cols, ARRAY_SIZE(hook_cols), NULL, NULL,
 	  NULL },
 	{ "forgotten", "bmap_forgotten", "rowid", "id", forgotten_cols,
@@ -273,20 +266,26 @@ void sync_pg_disconnect(struct sync_ctx *ctx)
 	ctx->pg = NULL;
 }
 
-int sync_pg_connect(struct sync_ctx *ctx)
+PGconn *sync_pg_open(const char *conninfo)
 {
 	/* Earlier keywords are defaults that the conninfo (dbname, expanded)
 	 * overrides: a connect_timeout keeps an unreachable host from holding
 	 * the loop longer than that. */
 	static const char *const keys[] = { "connect_timeout", "fallback_application_name",
 					    "dbname", NULL };
-	const char *values[] = { "10", "bmap-station-sync", ctx->conninfo, NULL };
+	const char *values[] = { "10", "bmap-station-sync", conninfo, NULL };
+
+	return PQconnectdbParams(keys, values, 1);
+}
+
+int sync_pg_connect(struct sync_ctx *ctx)
+{
 	int r;
 
 	if (ctx->pg && PQstatus(ctx->pg) == CONNECTION_OK)
 		return 0;
 	sync_pg_disconnect(ctx);
-	ctx->pg = PQconnectdbParams(keys, values, 1);
+	ctx->pg = sync_pg_open(ctx->conninfo);
 	if (!ctx->pg)
 		return sync_fail(ctx, -ENOMEM, "connecting", "out of memory");
 	if (PQstatus(ctx->pg) != CONNECTION_OK) {
@@ -306,9 +305,9 @@ int sync_pg_connect(struct sync_ctx *ctx)
 static int copy_rows(struct sync_ctx *ctx, struct table *t, int64_t after, int64_t only,
 		     int64_t *ret_max)
 {
-	const char *values[2 + ARRAY_SIZE(job_cols)];
-	int lengths[2 + ARRAY_SIZE(job_cols)], formats[2 + ARRAY_SIZE(job_cols)];
-	char bufs[2 + ARRAY_SIZE(job_cols)][32];
+	const char *values[2 + ARRAY_SIZE(sync_job_cols)];
+	int lengths[2 + ARRAY_SIZE(sync_job_cols)], formats[2 + ARRAY_SIZE(sync_job_cols)];
+	char bufs[2 + ARRAY_SIZE(sync_job_cols)][32];
 	int n = 0, rc;
 
 	rc = sqlite3_bind_int64(t->st, 1, after);

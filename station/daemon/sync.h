@@ -29,3 +29,15 @@ char *sync_state_path(const char *journal_path);
  * JOURNAL.sync and the journal; nothing when no sync ever ran on it. */
 struct journal;
 int sync_status_print(struct journal *j, const char *journal_path, FILE *out);
+
+/*
+ * For `report`, `history` and `report --summary --pg`: the central copy's
+ * jobs of @station (NULL: every station, at most 10) that match @flt (NULL:
+ * all), as a journal that the report functions read like several stations'
+ * journals. *ret_dir is the temporary folder holding it: give both to
+ * central_close(). -errno and a message without the password on failure.
+ */
+struct report_filter;
+int central_open(const char *conninfo, const char *station, const struct report_filter *flt,
+		 struct journal **ret, char **ret_dir, char **ret_error);
+void central_close(struct journal *j, char *dir);
