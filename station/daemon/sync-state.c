@@ -158,7 +158,8 @@ void sync_state_write(struct sync_ctx *ctx, bool up, const char *down_since)
 		unlink(tmp);
 		goto out;
 	}
-	fchmod(fd, 0644);
+	/* As the journal: its group (the folder is setgid) may read it. */
+	fchmod(fd, 0640);
 	journal_timestamp(now);
 	fprintf(f, "station=%s\nupdated=%s\npid=%ld\nstate=%s\nlast_job=%" PRId64
 		   "\nlast_hook=%" PRId64 "\nlast_forgotten=%" PRId64 "\n",
