@@ -269,11 +269,15 @@ void sync_pg_disconnect(struct sync_ctx *ctx)
 PGconn *sync_pg_open(const char *conninfo)
 {
 	/* Earlier keywords are defaults that the conninfo (dbname, expanded)
-	 * overrides: a connect_timeout keeps an unreachable host from holding
-	 * the loop longer than that. */
-	static const char *const keys[] = { "connect_timeout", "fallback_application_name",
+	 * overrides: connect_timeout keeps an unreachable host from holding
+	 * the loop longer than that, TCP keepalives and tcp_user_timeout a
+	 * connection whose peer vanished (a cable pulled) mid-query. */
+	static const char *const keys[] = { "connect_timeout", "keepalives_idle",
+					    "keepalives_interval", "keepalives_count",
+					    "tcp_user_timeout", "fallback_application_name",
 					    "dbname", NULL };
-	const char *values[] = { "10", "bmap-station-sync", conninfo, NULL };
+	const char *values[] = { "10", "30", "10", "3", "60000", "bmap-station-sync", conninfo,
+				 NULL };
 
 	return PQconnectdbParams(keys, values, 1);
 }
