@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * sync's pieces that need no PostgreSQL: the conninfo shown without its
- * password, and a journal writer for the sync-*.sh integration tests
+ * password, the configuration's sync group, and a journal writer for the sync-*.sh integration tests
  * (test_sync --write ...), which writes through the journal's own C API so
  * that the journals synced have the schema a station writes.
  */
@@ -14,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "journal-internal.h"
 #include "journal.h"
 #include "sync.h"
@@ -59,6 +61,56 @@ static void test_bad_conninfo_hides_password(void **state)
 		free(err);
 		err = NULL;
 	}
+}
+
+/* Writes @text to a configuration file in $TMPDIR and loads it. */
+static int load(const char *text, struct station_config **ret, char **ret_error)
+{
+	char path[4096];
+	FILE *f;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/test_sync-%d.conf", getenv("TMPDIR") ? getenv("TMPDIR")
+									: "/tmp", (int)getpid());
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	r = config_load(path, ret, ret_error);
+	unlink(path);
+	return r;
+}
+
+static void test_config_sync_group(void **state)
+{
+	static const char profiles[] = "profiles = ({ name = \"p\"; image = \"/x.img\"; });\n";
+	struct station_config *cfg = NULL;
+	char *err = NULL, text[512];
+
+	(void)state;
+	snprintf(text, sizeof(text), "station = { name = \"line-1\"; };\n%s", profiles);
+	assert_int_equal(load(text, &cfg, &err), 0);
+	assert_null(cfg->sync_conninfo);
+	assert_null(cfg->sync_station);
+	config_free(cfg);
+
+	snprintf(text, sizeof(text), "sync = { conninfo = \"host=db user=a\";"
+		 " station_name = \"l7\"; };\n%s", profiles);
+	assert_int_equal(load(text, &cfg, &err), 0);
+	assert_string_equal(cfg->sync_conninfo, "host=db user=a");
+	assert_string_equal(cfg->sync_station, "l7");
+	config_free(cfg);
+
+	/* A typo is named, with its line. */
+	snprintf(text, sizeof(text), "sync = {\n conninf = \"host=db\"; };\n%s", profiles);
+	assert_true(load(text, &cfg, &err) < 0);
+	assert_non_null(strstr(err, ":2:"));
+	assert_non_null(strstr(err, "conninf"));
+	free(err);
+	err = NULL;
+	snprintf(text, sizeof(text), "sync = { conninfo = 5; };\n%s", profiles);
+	assert_true(load(text, &cfg, &err) < 0);
+	free(err);
 }
 
 static void nap_ms(long ms)
@@ -217,6 +269,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shown_hides_password),
 		cmocka_unit_test(test_bad_conninfo_hides_password),
+		cmocka_unit_test(test_config_sync_group),
 	};
 
 	if ((argc == 6 || argc == 7) && strcmp(argv[1], "--write") == 0)
