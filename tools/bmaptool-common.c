@@ -68,6 +68,8 @@ static void lib_log(void *userdata, enum bmap_log_level level, const char *text)
 	msg(level, "%s", text);
 }
 
+bool url_insecure;
+
 struct bmap_ctx *ctx_new(void)
 {
 	struct bmap_ctx *ctx = bmap_ctx_new();
@@ -77,7 +79,19 @@ struct bmap_ctx *ctx_new(void)
 		exit(EXIT_FAILURE);
 	}
 	bmap_ctx_set_log_fn(ctx, lib_log, NULL);
+	bmap_ctx_set_tls_insecure(ctx, url_insecure);
 	return ctx;
+}
+
+char *shown(const char *location)
+{
+	char *s = bmap_location_is_url(location) ? bmap_url_display(location) : strdup(location);
+
+	if (!s) {
+		error("out of memory");
+		exit(EXIT_FAILURE);
+	}
+	return s;
 }
 
 bool handle_common(int c)
@@ -88,6 +102,9 @@ bool handle_common(int c)
 		return true;
 	case 'd':
 		log_max = BMAP_LOG_DEBUG;
+		return true;
+	case OPT_INSECURE:
+		url_insecure = true;
 		return true;
 	default:
 		return false;
@@ -175,6 +192,10 @@ static void on_progress(void *userdata, uint64_t done, uint64_t total)
 		fprintf(stderr, "\r\033[Kbmaptool: %7.1f MiB  %7.1f MB/s", (double)done / 1048576.0,
 			rate / 1e6);
 	}
+	if (p->src && bmap_source_get_transferred(p->src) > 0)
+		fprintf(stderr, "  (%.1f MiB downloaded, %.1f MiB written)",
+			(double)bmap_source_get_transferred(p->src) / 1048576.0,
+			(double)done / 1048576.0);
 	p->printed = true;
 }
 

@@ -19,14 +19,14 @@
 static const char copy_help[] =
 	"Usage: bmaptool copy [OPTIONS] IMAGE DEST [DEST...]\n"
 	"\n"
-	"Copy the mapped blocks of IMAGE (a file, or '-' for standard input; raw or\n"
-	"compressed with zstd, gzip, xz, bzip2 or lz4, recognised by magic bytes) to\n"
-	"DEST, a block device or a regular file. Each range's checksum is checked as\n"
-	"its data passes. The bmap is --bmap FILE, or the map a qcow2 or Android\n"
-	"sparse image carries (the data of its virtual disk; a sparse image may be\n"
-	"compressed or come from a pipe), or found next to the image (IMAGE.bmap,\n"
-	"then the name without each extension), or, for a raw sparse image, computed\n"
-	"from its holes.\n"
+	"Copy the mapped blocks of IMAGE (a file, '-' for standard input, or an\n"
+	"http://, https://, ftp:// or file: URL; raw or compressed with zstd, gzip,\n"
+	"xz, bzip2 or lz4, recognised by magic bytes) to DEST, a block device or a\n"
+	"regular file. Each range's checksum is checked as its data passes. The bmap\n"
+	"is --bmap FILE, or the map a qcow2 or Android sparse image carries (the\n"
+	"data of its virtual disk; a sparse image may be compressed or come from a\n"
+	"pipe), or found next to the image (IMAGE.bmap, then the name without each\n"
+	"extension), or, for a raw sparse image, computed from its holes.\n"
 	"\n"
 	"A block device must be a whole disk, not mounted or held, not read-only and\n"
 	"big enough; it is checked before any byte is written, locked while writing,\n"
@@ -34,6 +34,14 @@ static const char copy_help[] =
 	"before the first write passed (the bmap fits the image, the image is not\n"
 	"empty, DEST is not the image); a missing DEST becomes a new file, never on\n"
 	"the file system of the device nodes (/dev).\n"
+	"\n"
+	"A URL is fetched while the copy writes (credentials in the URL or ~/.netrc,\n"
+	"proxies from the environment as curl takes them, redirects followed); its\n"
+	"bmap is --bmap FILE or URL, or found next to it (\".bmap\" added to the URL's\n"
+	"path, then each extension taken off). A broken connection is resumed from\n"
+	"the last byte received, a few times. Of a raw image with a bmap, on a server\n"
+	"that takes Range requests, only the mapped ranges are fetched. Messages\n"
+	"never show a URL's password.\n"
 	"\n"
 	"With several DESTs the image is read and decoded once and written to all of\n"
 	"them at once; each is guarded, written, synced and reported on its own (its\n"
@@ -44,7 +52,7 @@ static const char copy_help[] =
 	"all succeeded. The same device or file named twice is a usage error.\n"
 	"\n"
 	"Options:\n"
-	"  -b, --bmap FILE          the bmap file to use\n"
+	"  -b, --bmap FILE          the bmap file (or URL) to use\n"
 	"      --nobmap             copy every byte of the image, without a bmap\n"
 	"      --no-verify          do not check the ranges' checksums while copying\n"
 	"      --psplash-pipe PIPE  write 'PROGRESS n' lines to the psplash FIFO PIPE\n"
@@ -52,6 +60,7 @@ static const char copy_help[] =
 	"      --discard            after copying, discard (TRIM) the unmapped ranges of\n"
 	"                           the image on DEST (BLKDISCARD; holes in a file), so\n"
 	"                           the card knows they are free; never past the image\n"
+	"      --insecure           do not check the certificate of an https server\n"
 	"  -q, --quiet              print errors only\n"
 	"  -d, --debug              print debugging messages\n"
 	"  -h, --help               show this help\n";
@@ -93,6 +102,7 @@ int cmd_copy(int argc, char **argv)
 		{ "psplash-pipe", required_argument, NULL, 'P' },
 		{ "removable-device", no_argument, NULL, 'R' },
 		{ "discard", no_argument, NULL, 'D' },
+		URL_LONGOPTS,
 		COMMON_LONGOPTS,
 		{}
 	};
@@ -155,9 +165,10 @@ int cmd_copy(int argc, char **argv)
 	    copts.no_verify)
 		info("--no-verify: the ranges' checksums are not checked");
 	print_map_info(s.map);
-	info("copying image '%s' to %s '%s'", image,
+	info("copying image '%s' to %s '%s'", bmap_source_get_name(s.src),
 	     bmap_target_is_blockdev(s.dst) ? "block device" : "file", dest);
 
+	prog.src = s.src;
 	progress_setup(&prog, &copts);
 	r = bmap_copy(s.ctx, s.src, s.map, s.dst, &copts, &res);
 	progress_end(&prog);

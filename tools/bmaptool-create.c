@@ -23,7 +23,8 @@ static const char create_help[] =
 	"of blocks that hold data, each with its SHA-256 checksum. The output is byte\n"
 	"for byte what the reference bmaptool 3.6 writes. For a qcow2 or Android\n"
 	"sparse image it is the bmap of the virtual disk: the image's own map rounded\n"
-	"out to the blocks, checksums of the disk's data.\n"
+	"out to the blocks, checksums of the disk's data. IMAGE is a local file: a\n"
+	"URL is refused (its holes cannot be found through a download).\n"
 	"\n"
 	"Options:\n"
 	"  -o, --output FILE    write the bmap to FILE (default: standard output)\n"
@@ -104,6 +105,17 @@ int cmd_create(int argc, char **argv)
 		return usage_error("create ", argc - optind ? "too many arguments"
 							   : "the IMAGE argument is missing");
 	image = argv[optind];
+	/* create finds holes with SEEK_HOLE/FIEMAP and reads at random: a
+	 * download has no holes to find. */
+	if (bmap_location_is_url(image)) {
+		_cleanup_free_ char *name = shown(image);
+
+		error("cannot create a bmap of the URL '%s': create needs the image as a local "
+		      "sparse file (download it with its holes, e.g. bmaptool copy --nobmap URL "
+		      "FILE, then run create on FILE)",
+		      name);
+		return EXIT_FAILURE;
+	}
 
 	ctx = ctx_new();
 	img_fd = open(image, O_RDONLY | O_CLOEXEC);

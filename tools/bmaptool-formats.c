@@ -135,6 +135,7 @@ int format_info(struct bmap_ctx *ctx, const char *image, bool json)
 		       fi.virtual_size, bmap_map_get_block_size(map), blocks, mapped,
 		       bmap_map_get_mapped_bytes(map), pct, bmap_map_get_range_count(map));
 		json_counts(&fi);
+		info_partitions(ctx, image, map, true);
 		printf("}\n");
 	} else {
 		printf("image:          %s\n", image);
@@ -164,6 +165,7 @@ int format_info(struct bmap_ctx *ctx, const char *image, bool json)
 		printf("ranges:         %zu\n", bmap_map_get_range_count(map));
 		printf("checksum type:  none (%s)\n",
 		       f == BMAP_FORMAT_SIMG ? "the image's CRC32 chunks were checked" : "qcow2 has none");
+		info_partitions(ctx, image, map, false);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		error("cannot write to standard output: %m");

@@ -28,11 +28,17 @@ static const char info_help[] =
 	"bmap's own checksum is good, and the image's compression (detected from its\n"
 	"magic bytes). For a qcow2 image: its version, cluster size, allocated, zero,\n"
 	"compressed and unallocated clusters and features; for a sparse image: its\n"
-	"chunks.\n"
+	"chunks. For every image: its partition table and each partition's start,\n"
+	"size, file system, label and mapped bytes (libblkid reads the image's data).\n"
+	"\n"
+	"IMAGE may be an http://, https://, ftp:// or file: URL: its first bytes are\n"
+	"fetched for the compression, and its bmap is --bmap or found next to it\n"
+	"(\".bmap\" added to the URL's path, then each extension taken off).\n"
 	"\n"
 	"Options:\n"
-	"  -b, --bmap FILE      use this bmap file instead of discovering one\n"
+	"  -b, --bmap FILE      use this bmap file (or URL) instead of discovering one\n"
 	"      --json           print one JSON object\n"
+	"      --insecure       do not check the certificate of an https server\n"
 	"  -q, --quiet          print errors only\n"
 	"  -d, --debug          print debugging messages\n"
 	"  -h, --help           show this help\n";
@@ -52,16 +58,49 @@ static int detect_file_compression(const char *path, enum bmap_compression *ret)
 	return 0;
 }
 
+/* An image URL's compression (from its first bytes: one request, cut off
+ * there) and its bmap's location (--bmap, or discovered). Prints what went
+ * wrong. */
+static int url_facts(struct bmap_ctx *ctx, const char *image, const char *bmap_arg,
+		     enum bmap_compression *ret_comp, char **ret_bmap)
+{
+	struct bmap_source *src = NULL;
+	_cleanup_free_ char *name = shown(image);
+	int r;
+
+	r = bmap_source_open_cancel(ctx, image, interrupt_fd(), &src);
+	if (r < 0) {
+		error("%s", bmap_ctx_get_error(ctx));
+		return r;
+	}
+	*ret_comp = bmap_source_get_compression(src);
+	bmap_source_free(src);
+	if (bmap_arg) {
+		*ret_bmap = strdup(bmap_arg);
+		r = *ret_bmap ? 0 : -ENOMEM;
+	} else {
+		r = bmap_discover_url(ctx, image, ret_bmap);
+	}
+	if (r == -ENOENT)
+		error("no bmap found for %s image '%s' (looked for IMAGE.bmap and the names "
+		      "without each extension); give one with --bmap",
+		      bmap_compression_name(*ret_comp), name);
+	else if (r < 0)
+		error("%s", bmap_ctx_get_error(ctx));
+	return r;
+}
+
 int cmd_info(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bmap", required_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'J' },
+		URL_LONGOPTS,
 		COMMON_LONGOPTS,
 		{}
 	};
 	const char *bmap_arg = NULL, *image, *source;
-	_cleanup_free_ char *bmap_path = NULL;
+	_cleanup_free_ char *bmap_path = NULL, *name = NULL, *bmap_name = NULL;
 	struct bmap_map *map = NULL;
 	enum bmap_compression comp = BMAP_COMP_RAW;
 	struct bmap_ctx *ctx;
@@ -92,7 +131,16 @@ int cmd_info(int argc, char **argv)
 							 : "the IMAGE argument is missing");
 	image = argv[optind];
 	ctx = ctx_new();
+	name = shown(image);
 
+	if (bmap_location_is_url(image)) {
+		r = url_facts(ctx, image, bmap_arg, &comp, &bmap_path);
+		if (r < 0)
+			goto out;
+		source = bmap_arg ? "given" : "discovered";
+		r = bmap_map_load_location(ctx, bmap_path, &map);
+		goto loaded;
+	}
 	if (stat(image, &st) < 0) {
 		error("cannot open image file '%s': %m", image);
 		goto out;
@@ -140,8 +188,9 @@ int cmd_info(int argc, char **argv)
 			error("the bmap file and the image file are the same file '%s'", image);
 			goto out;
 		}
-		r = bmap_map_load(ctx, bmap_path, &map);
+		r = bmap_map_load_location(ctx, bmap_path, &map);
 	}
+loaded:
 	if (r < 0) {
 		error("%s", bmap_ctx_get_error(ctx));
 		goto out;
@@ -167,13 +216,14 @@ int cmd_info(int argc, char **argv)
 		hex_encode(bmap_map_get_file_sha256(map), 32, sha);
 
 	if (json) {
+		bmap_name = shown(bmap_path ? bmap_path : "");
 		printf("{\"image\": ");
-		json_write_string(stdout, image);
+		json_write_string(stdout, name);
 		printf(", \"compression\": \"%s\", \"bmap\": ", bmap_compression_name(comp));
 		if (strcmp(source, "computed") == 0)
 			printf("null");
 		else
-			json_write_string(stdout, bmap_path);
+			json_write_string(stdout, bmap_name);
 		printf(", \"bmap_source\": \"%s\", \"version\": ", source);
 		if (*version)
 			json_write_string(stdout, version);
@@ -193,16 +243,19 @@ int cmd_info(int argc, char **argv)
 		       "\"bmap_sha256\": ",
 		       ranges_cs, self);
 		if (sha[0])
-			printf("\"%s\"}\n", sha);
+			printf("\"%s\"", sha);
 		else
-			printf("null}\n");
+			printf("null");
+		info_partitions(ctx, image, map, true);
+		printf("}\n");
 	} else {
-		printf("image:          %s\n", image);
+		bmap_name = shown(bmap_path ? bmap_path : "");
+		printf("image:          %s\n", name);
 		printf("compression:    %s\n", bmap_compression_name(comp));
 		if (strcmp(source, "computed") == 0)
 			printf("bmap:           none; computed from the holes of the image\n");
 		else
-			printf("bmap:           %s (%s)\n", bmap_path, source);
+			printf("bmap:           %s (%s)\n", bmap_name, source);
 		if (*version)
 			printf("format version: %s\n", version);
 		printf("image size:     %" PRIu64 " bytes (%s)\n", bmap_map_get_image_size(map),
@@ -216,6 +269,7 @@ int cmd_info(int argc, char **argv)
 		printf("bmap checksum:  %s\n", self);
 		if (sha[0])
 			printf("bmap sha256:    %s\n", sha);
+		info_partitions(ctx, image, map, false);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		error("cannot write to standard output: %m");

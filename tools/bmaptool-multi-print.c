@@ -40,7 +40,8 @@ void multi_announce(struct multi *m, struct bmap_source *src, size_t n_open)
 	if (!map && m->a->discard)
 		info("--discard: nothing to discard with --nobmap (every byte was written)");
 	print_map_info(map);
-	info("copying image '%s' to %zu destination%s%s: %s", m->a->image, n_open,
+	info("copying image '%s' to %zu destination%s%s: %s",
+	     bmap_location_is_url(m->a->image) ? bmap_source_get_name(src) : m->a->image, n_open,
 	     n_open == 1 ? "" : "s",
 	     bmap_source_get_raw_fd(src) >= 0 ? " (each reading the image file)" : "", list);
 }

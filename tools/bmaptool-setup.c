@@ -30,7 +30,8 @@ int check_image_dest_args(const char *cmd, int n_args, const char *bmap_arg, boo
 static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_arg, bool nobmap,
 		    struct bmap_source *src, const char *cmd, struct bmap_map **ret_map)
 {
-	_cleanup_free_ char *found = NULL;
+	_cleanup_free_ char *found = NULL, *name = shown(image), *found_name = NULL;
+	bool url = bmap_location_is_url(image);
 	int r, raw_fd;
 
 	*ret_map = NULL;
@@ -44,18 +45,27 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 			error("the bmap file '%s' is the image file itself", bmap_arg);
 			return -EINVAL;
 		}
-		r = bmap_map_load(ctx, bmap_arg, ret_map);
+		r = bmap_map_load_location(ctx, bmap_arg, ret_map);
 		if (r < 0)
 			error("%s", bmap_ctx_get_error(ctx));
 		return r;
 	}
 	/* A self-mapped image's own map, before any bmap found next to it. */
-	r = format_map(ctx, src, image, ret_map);
+	r = format_map(ctx, src, name, ret_map);
 	if (r <= 0)
 		return r;
-	if (strcmp(image, "-") != 0 && bmap_discover(image, &found) == 0) {
-		info("discovered bmap file '%s'", found);
-		r = bmap_map_load(ctx, found, ret_map);
+	/* At a URL each candidate is a request: one that fails otherwise than
+	 * "not there" (a login refused, a server down) is not passed over. */
+	r = url ? bmap_discover_url(ctx, image, &found)
+		: strcmp(image, "-") != 0 ? bmap_discover(image, &found) : -ENOENT;
+	if (r < 0 && r != -ENOENT) {
+		error("%s", bmap_ctx_get_error(ctx));
+		return r;
+	}
+	if (r == 0) {
+		found_name = shown(found);
+		info("discovered bmap file '%s'", found_name);
+		r = bmap_map_load_location(ctx, found, ret_map);
 		if (r < 0)
 			error("%s", bmap_ctx_get_error(ctx));
 		return r;
@@ -74,7 +84,7 @@ static int load_map(struct bmap_ctx *ctx, const char *image, const char *bmap_ar
 	      "%s every byte without a bmap",
 	      strcmp(image, "-") == 0 ? "the image on" : bmap_compression_name(
 		      bmap_source_get_compression(src)),
-	      strcmp(image, "-") == 0 ? "standard input" : image,
+	      strcmp(image, "-") == 0 ? "standard input" : name,
 	      strcmp(cmd, "copy") == 0 ? "flash" : "compare");
 	return -ENOENT;
 }

@@ -135,7 +135,11 @@ int spill_new(const char *image, const char *verb, uint64_t mapped, size_t n_ran
 	if (strcmp(image, "-") == 0)
 		snprintf(what, sizeof(what), "the image on standard input");
 	else
-		snprintf(what, sizeof(what), "'%s'", image);
+	{
+		_cleanup_free_ char *name = shown(image);
+
+		snprintf(what, sizeof(what), "'%s'", name);
+	}
 	if (s->fd < 0) {
 		if (mapped)
 			error("no room for the spill file of %s (%s of mapped data): %s%s%s; set "

@@ -30,9 +30,13 @@ static const char verify_help[] =
 	"A compressed image or a pipe needed for a byte comparison is decoded once,\n"
 	"into a spill file in $TMPDIR or /var/tmp (deleted at once).\n"
 	"\n"
+	"IMAGE and the bmap may be http://, https://, ftp:// or file: URLs, as for\n"
+	"copy (see bmaptool copy --help).\n"
+	"\n"
 	"Options:\n"
-	"  -b, --bmap FILE      the bmap file to use\n"
+	"  -b, --bmap FILE      the bmap file (or URL) to use\n"
 	"      --nobmap         compare every byte of the image with DEST\n"
+	"      --insecure       do not check the certificate of an https server\n"
 	"  -q, --quiet          print errors only\n"
 	"  -d, --debug          print debugging messages\n"
 	"  -h, --help           show this help\n"
@@ -45,6 +49,7 @@ int cmd_verify(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "bmap", required_argument, NULL, 'b' },
 		{ "nobmap", no_argument, NULL, 'n' },
+		URL_LONGOPTS,
 		COMMON_LONGOPTS,
 		{}
 	};
@@ -95,6 +100,7 @@ int cmd_verify(int argc, char **argv)
 	info("verifying '%s' against %s", dest,
 	     s.map && bmap_map_has_range_checksums(s.map) ? "the bmap's checksums"
 						      : "the image, byte for byte");
+	prog.src = s.src;
 	progress_setup(&prog, &copts);
 	r = bmap_verify(s.ctx, s.dst, s.map, s.src, &copts, &res);
 	progress_end(&prog);

@@ -28,8 +28,18 @@ int cmd_info(int argc, char **argv);
 #define COMMON_LONGOPTS                                                                      \
 	{ "help", no_argument, NULL, 'h' }, { "quiet", no_argument, NULL, 'q' },             \
 	{ "debug", no_argument, NULL, 'd' }
-/* -q and -d: sets log_max and returns true; false for any other option. */
+/* -q and -d (and --insecure where a command has it): sets log_max (or
+ * url_insecure) and returns true; false for any other option. */
 bool handle_common(int c);
+
+/* --insecure, for the commands that read URLs (copy, verify, info): https
+ * servers' certificates are not checked by the contexts ctx_new() makes. */
+#define OPT_INSECURE 0x1001
+#define URL_LONGOPTS { "insecure", no_argument, NULL, OPT_INSECURE }
+extern bool url_insecure;
+/* How messages name @location (a path, or a URL without its credentials):
+ * malloc'd; exits when out of memory. */
+char *shown(const char *location);
 
 /* Messages above this level are not printed (-q: errors, -d: debug). */
 extern enum bmap_log_level log_max;
@@ -63,6 +73,7 @@ int interrupt_fd(void);
 /* One destination's progress: percent, speed and time left on a terminal,
  * 'PROGRESS n' lines to a psplash FIFO. */
 struct progress {
+	const struct bmap_source *src; /* a URL's: its bytes fetched are shown */
 	bool tty;
 	const char *psplash;
 	double start;
@@ -128,6 +139,13 @@ int format_map(struct bmap_ctx *ctx, struct bmap_source *src, const char *image,
 /* `info IMAGE` of a self-mapped image (no --bmap): 0 printed, 1 a raw
  * image (nothing printed), < 0 after printing the error. */
 int format_info(struct bmap_ctx *ctx, const char *image, bool json);
+/* info's partition listing (bmaptool-partitions.c): the partition table of
+ * IMAGE's data, each partition's file system, label, size and bytes mapped
+ * by @map, as text lines or as JSON members (", \"partitions\": [...]")
+ * inside the object being printed. A failure is a warning (and nulls):
+ * returns -errno then, 0 otherwise. */
+int info_partitions(struct bmap_ctx *ctx, const char *image, const struct bmap_map *map,
+		    bool json);
 /* `create IMAGE` of a self-mapped image: its bmap into @out_fd. 0 done, 1 a
  * raw image (nothing done), < 0 after printing the error. */
 int format_create(struct bmap_ctx *ctx, const char *image, int out_fd, const char *out_name,

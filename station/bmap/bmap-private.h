@@ -3,12 +3,14 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include "bmap.h"
 
 struct bmap_ctx {
 	char error[1024];
 	bmap_log_fn log_fn;
 	void *log_userdata;
+	bool tls_insecure; /* URLs: servers' certificates not checked */
 };
 
 /* Records a failure detail and returns @err (a -errno) so callers can

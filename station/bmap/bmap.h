@@ -348,6 +348,41 @@ int bmap_sha256(const void *buf, size_t len, uint8_t out[32]);
  * disk.img.bmap, disk.bmap). Returns 0 and a malloc'd path, or -ENOENT. */
 int bmap_discover(const char *image_path, char **ret_path);
 
+/* ---- URLs (libcurl) ------------------------------------------------------ */
+
+/* Whether @location is an http://, https://, ftp:// or file: URL (anything
+ * else is a path). */
+bool bmap_location_is_url(const char *location);
+/* @url as messages show it: without its userinfo (user:password@), so that
+ * no password is ever printed or logged. malloc'd; NULL when out of memory. */
+char *bmap_url_display(const char *url);
+/* https: whether servers' certificates go unchecked (bmaptool --insecure);
+ * checked by default. Every URL read through @ctx afterwards. */
+void bmap_ctx_set_tls_insecure(struct bmap_ctx *ctx, bool insecure);
+/* The whole of a small file (a bmap, a signature) at @location, a path or a
+ * URL, into a malloc'd buffer (NUL-terminated past *@ret_len). -ENOENT when
+ * it is not there (no such file; HTTP 404 or 410; a missing FTP file),
+ * -EFBIG when it is larger than @max bytes, another -errno with a detail
+ * naming the location (without credentials) for any other failure. @max 0
+ * asks only whether it is there (an HTTP HEAD request; a stat), with
+ * *@ret_len 0. */
+int bmap_fetch_small(struct bmap_ctx *ctx, const char *location, size_t max, void **ret,
+		     size_t *ret_len);
+/* @location with @suffix added ("BMAP" + ".asc"): to a path's end, or to a
+ * URL's path, before its query and fragment ("http://h/x.bmap?t=1" +
+ * ".asc" is "http://h/x.bmap.asc?t=1"), as the reference finds a bmap's
+ * signature. malloc'd; NULL when out of memory. */
+char *bmap_location_add_suffix(const char *location, const char *suffix);
+/* bmap_map_load() for a path or a URL (fetched with bmap_fetch_small()). */
+int bmap_map_load_location(struct bmap_ctx *ctx, const char *location,
+			   struct bmap_map **ret_map);
+/* bmap_discover() for an image URL, as the reference does: ".bmap" added to
+ * the URL's path (before its query and fragment), then one extension at a
+ * time taken off the path. Each candidate is one small request: "not there"
+ * (HTTP 404) tries the next; any other failure ends the search with its
+ * error (-errno, detail in @ctx). -ENOENT when none is there. */
+int bmap_discover_url(struct bmap_ctx *ctx, const char *image_url, char **ret_url);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,9 +40,33 @@ struct source_codec {
 	void (*free)(struct bmap_source *s);
 };
 
+/* Where the (compressed) bytes come from when it is not s->fd: a URL
+ * (source-url.c). The codecs above see only source_fill(). */
+struct source_input {
+	/* Like read(2) without EINTR: bytes read, 0 at the end, -errno with a
+	 * detail (-EINTR, without one, when s->cancel_fd became readable). */
+	ssize_t (*read)(struct bmap_source *s, void *buf, size_t len);
+	/* Optional: the input will be read at @map's ranges only (a raw image);
+	 * skip() then passes over the rest without fetching it. */
+	void (*want)(struct bmap_source *s, const struct bmap_map *map);
+	/* Optional: passes over the next @n bytes; returns how many it passed
+	 * (<= @n; the rest is read and dropped) or -errno. */
+	int64_t (*skip)(struct bmap_source *s, uint64_t n);
+	/* Bytes received from the network so far (any thread may ask). */
+	uint64_t (*transferred)(const struct bmap_source *s);
+	void (*free)(struct bmap_source *s);
+};
+
+extern const struct source_input source_input_url;
+/* Starts fetching @url into @s (its input): the first response's status is
+ * checked before this returns. */
+int source_url_start(struct bmap_source *s, const char *url);
+
 struct bmap_source {
 	struct bmap_ctx *ctx;
-	int fd;
+	int fd;		/* -1 for a URL */
+	const struct source_input *input; /* NULL: read s->fd */
+	void *input_state;
 	int cancel_fd; /* readable: stop waiting for input (-1: never) */
 	char *name;
 	/* "image file 'x.zst'" or "the image on standard input", for messages. */

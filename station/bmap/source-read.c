@@ -141,6 +141,25 @@ static int dec_skip(struct bmap_source *s, uint64_t n, uint64_t *ret_short)
 		return 0;
 	}
 
+	/* A raw image from an input that can pass over bytes without fetching
+	 * them (a URL's ranged fetch): the bytes already here first. */
+	if (s->comp == BMAP_COMP_RAW && !s->fmt && s->input && s->input->skip && n > 0 &&
+	    !s->in_eof) {
+		size_t k = s->in_avail < n ? s->in_avail : (size_t)n;
+		int64_t got;
+
+		source_consume(s, k);
+		s->dec_pos += k;
+		n -= k;
+		got = n > 0 ? s->input->skip(s, n) : 0;
+		if (got < 0) {
+			s->err = (int)got;
+			return (int)got;
+		}
+		s->in_pos += (uint64_t)got;
+		s->dec_pos += (uint64_t)got;
+		n -= (uint64_t)got;
+	}
 	if (s->codec->skip && n > 0 && !s->eof && !s->fmt) {
 		int64_t k = s->codec->skip(s, n);
 
@@ -206,6 +225,10 @@ void bmap_source_want(struct bmap_source *s, const struct bmap_map *map)
 	/* @map is in image bytes: a format's decoded bytes are something else. */
 	if (map && !s->fmt && s->codec->want && s->out_pos == 0 && !s->err)
 		s->codec->want(s, map);
+	/* A raw image's bytes are the input's: it may fetch @map's alone. */
+	if (map && !s->fmt && s->comp == BMAP_COMP_RAW && s->input && s->input->want &&
+	    s->out_pos == 0 && !s->err)
+		s->input->want(s, map);
 }
 
 uint64_t bmap_source_tell(const struct bmap_source *s)
@@ -216,6 +239,11 @@ uint64_t bmap_source_tell(const struct bmap_source *s)
 uint64_t bmap_source_input_pos(const struct bmap_source *s)
 {
 	return s->in_pos;
+}
+
+uint64_t bmap_source_get_transferred(const struct bmap_source *s)
+{
+	return s->input && s->input->transferred ? s->input->transferred(s) : 0;
 }
 
 int bmap_source_get_fd(const struct bmap_source *s)

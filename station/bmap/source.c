@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Image sources: opening a file or a pipe, recognising its compression from
+ * Image sources: opening a file, a pipe or a URL (its input: source-url.c),
+ * recognising its compression from
  * magic bytes, raw images, and the input buffer and error wording shared
  * with the decoders in source-<codec>.c. What the decoded bytes are (a raw
  * image, or a format such as qcow2) is the format layer's business
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "source-format.h"
+#include "url.h"
 #include "util.h"
 
 /* Enough for every magic we recognise. */
@@ -72,6 +74,8 @@ const char *bmap_compression_name(enum bmap_compression c)
  * it may arrive just before the read() or in another thread. */
 static ssize_t source_read_some(struct bmap_source *s, void *buf, size_t len)
 {
+	if (s->input)
+		return s->input->read(s, buf, len);
 	for (;;) {
 		ssize_t n;
 
@@ -99,6 +103,9 @@ static int source_read_error(struct bmap_source *s, int r, const char *where, ui
 	if (r == -EINTR)
 		return bmap_error(s->ctx, r, "interrupted while waiting for %s (%s %" PRIu64 ")",
 				  s->what, where, pos);
+	/* An input of its own (a URL) said what went wrong, better. */
+	if (s->input)
+		return r;
 	return bmap_error(s->ctx, r, "cannot read %s (%s %" PRIu64 "): %s", s->what, where, pos,
 			  strerror(-r));
 }
@@ -279,13 +286,12 @@ static int source_peek(struct bmap_source *s, uint8_t *magic, size_t *ret_len)
 	return 0;
 }
 
-/* A source owning @fd (closed on failure), named and stat'ed; @what (NULL:
+/* A source owning @fd (closed on failure; -1: none), named; @what (NULL:
  * "image file '@name'") is what messages call it. */
-static int source_new(struct bmap_ctx *ctx, int fd, const char *name, const char *what,
-		      struct stat *ret_st, struct bmap_source **ret_source)
+static int source_alloc(struct bmap_ctx *ctx, int fd, const char *name, const char *what,
+			struct bmap_source **ret_source)
 {
 	struct bmap_source *s;
-	int r;
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -300,20 +306,31 @@ static int source_new(struct bmap_ctx *ctx, int fd, const char *name, const char
 	if (!s->name || (what ? !(s->what = strdup(what))
 			      : asprintf(&s->what, "image file '%s'", name) < 0)) {
 		s->what = NULL;
-		r = bmap_error(ctx, -ENOMEM, "out of memory opening image '%s'", name);
-		goto fail;
-	}
-	if (fstat(fd, ret_st) < 0) {
-		r = -errno;
-		r = bmap_error(ctx, r, "cannot stat %s: %s", s->what, strerror(-r));
-		goto fail;
+		bmap_source_free(s);
+		return bmap_error(ctx, -ENOMEM, "out of memory opening image '%s'", name);
 	}
 	*ret_source = s;
 	return 0;
+}
 
-fail:
-	bmap_source_free(s);
-	return r;
+/* source_alloc(), stat'ed. */
+static int source_new(struct bmap_ctx *ctx, int fd, const char *name, const char *what,
+		      struct stat *ret_st, struct bmap_source **ret_source)
+{
+	struct bmap_source *s;
+	int r;
+
+	r = source_alloc(ctx, fd, name, what, &s);
+	if (r < 0)
+		return r;
+	if (fstat(fd, ret_st) < 0) {
+		r = -errno;
+		r = bmap_error(ctx, r, "cannot stat %s: %s", s->what, strerror(-r));
+		bmap_source_free(s);
+		return r;
+	}
+	*ret_source = s;
+	return 0;
 }
 
 int bmap_source_open_raw_fd(struct bmap_ctx *ctx, int fd, const char *name,
@@ -347,13 +364,13 @@ fail:
 	return r;
 }
 
+static int source_detect(struct bmap_source *s);
+
 static int open_fd(struct bmap_ctx *ctx, int fd, const char *name, const char *what,
 		   int cancel_fd, struct bmap_source **ret_source)
 {
-	uint8_t magic[SOURCE_PEEK_SIZE];
 	struct bmap_source *s;
 	struct stat st;
-	size_t magic_len = 0;
 	int r;
 
 	r = source_new(ctx, fd, name, what, &st, &s);
@@ -372,34 +389,42 @@ static int open_fd(struct bmap_ctx *ctx, int fd, const char *name, const char *w
 		/* Doubles the kernel's readahead: we read front to back. */
 		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	}
-
-	r = source_peek(s, magic, &magic_len);
+	r = source_detect(s);
 	if (r < 0)
 		goto fail;
-	s->comp = bmap_compression_detect(magic, magic_len);
-	s->codec = source_codec_for(s->comp);
-	if (s->comp != BMAP_COMP_RAW) {
-		r = source_alloc_in_buf(s);
-		if (r < 0)
-			goto fail;
-		r = s->codec->init(s);
-		if (r < 0)
-			goto fail;
-	}
-	/* The magic of a raw file's format is in the bytes just peeked; a
-	 * decoder's output is peeked by the format layer itself. */
-	if (s->comp == BMAP_COMP_RAW)
-		s->format = source_format_detect(magic, magic_len);
-	r = source_format_open(s);
-	if (r < 0)
-		goto fail;
-
 	*ret_source = s;
 	return 0;
 
 fail:
 	bmap_source_free(s);
 	return r;
+}
+
+/* The compression from the first bytes, the codec set up, then the format. */
+static int source_detect(struct bmap_source *s)
+{
+	uint8_t magic[SOURCE_PEEK_SIZE];
+	size_t magic_len = 0;
+	int r;
+
+	r = source_peek(s, magic, &magic_len);
+	if (r < 0)
+		return r;
+	s->comp = bmap_compression_detect(magic, magic_len);
+	s->codec = source_codec_for(s->comp);
+	if (s->comp != BMAP_COMP_RAW) {
+		r = source_alloc_in_buf(s);
+		if (r < 0)
+			return r;
+		r = s->codec->init(s);
+		if (r < 0)
+			return r;
+	}
+	/* The magic of a raw file's format is in the bytes just peeked; a
+	 * decoder's output is peeked by the format layer itself. */
+	if (s->comp == BMAP_COMP_RAW)
+		s->format = source_format_detect(magic, magic_len);
+	return source_format_open(s);
 }
 
 int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
@@ -413,10 +438,56 @@ int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source 
 	return bmap_source_open_cancel(ctx, path, -1, ret_source);
 }
 
+/* A URL: fetched through the URL input (source-url.c), named in messages
+ * without its credentials. */
+static int open_url(struct bmap_ctx *ctx, const char *url, int cancel_fd,
+		    struct bmap_source **ret_source)
+{
+	_cleanup_free_ char *disp = bmap_url_display(url), *what = NULL;
+	struct bmap_source *s;
+	int r;
+
+	if (!disp || asprintf(&what, "image '%s'", disp) < 0) {
+		what = NULL;
+		return bmap_error(ctx, -ENOMEM, "out of memory opening an image URL");
+	}
+	r = source_alloc(ctx, -1, disp, what, &s);
+	if (r < 0)
+		return r;
+	s->cancel_fd = cancel_fd;
+	r = source_url_start(s, url);
+	if (r >= 0)
+		r = source_detect(s);
+	if (r < 0) {
+		bmap_source_free(s);
+		return r;
+	}
+	*ret_source = s;
+	return 0;
+}
+
 int bmap_source_open_cancel(struct bmap_ctx *ctx, const char *path, int cancel_fd,
 			    struct bmap_source **ret_source)
 {
 	int fd, r;
+
+	if (bmap_location_is_url(path)) {
+		_cleanup_free_ char *local = NULL;
+
+		r = url_file_path(path, &local);
+		if (r < 0)
+			return bmap_error(ctx, r, "cannot open image '%s': only local file: URLs "
+						  "are read", path);
+		if (r == 0)
+			return open_url(ctx, path, cancel_fd, ret_source);
+		fd = open(local, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0) {
+			r = -errno;
+			return bmap_error(ctx, r, "cannot open image file '%s': %s", local,
+					  strerror(-r));
+		}
+		return open_fd(ctx, fd, local, NULL, cancel_fd, ret_source);
+	}
 
 	if (strcmp(path, "-") == 0) {
 		/* Our own descriptor, so that freeing the source leaves fd 0 alone. */
@@ -445,6 +516,8 @@ struct bmap_source *bmap_source_free(struct bmap_source *s)
 		s->fmt->free(s);
 	if (s->codec && s->codec->free && s->codec_state)
 		s->codec->free(s);
+	if (s->input && s->input->free && s->input_state)
+		s->input->free(s);
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s->in_buf);

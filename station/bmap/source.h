@@ -2,7 +2,7 @@
 /*
  * Image sources: a sequential reader of an image's bytes, decompressing
  * zstd, gzip (ISA-L), xz, bzip2 or lz4 as recognised by magic bytes, from a
- * file or a pipe. Concatenated streams / multi-member files are read whole.
+ * file, a pipe or a URL. Concatenated streams / multi-member files are read whole.
  */
 #pragma once
 
@@ -10,7 +10,8 @@
 
 struct bmap_source;
 
-/* @path "-" means standard input. */
+/* @path "-" means standard input; an http://, https://, ftp:// or file: URL
+ * (bmap_location_is_url()) is fetched with libcurl (see bmap.h's URLs). */
 int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source **ret_source);
 /* bmap_source_open() whose waits for input from a pipe, a FIFO or a socket
  * (also the wait for the first bytes, inside the open) last only until
@@ -45,6 +46,9 @@ int bmap_source_skip(struct bmap_source *s, uint64_t n);
  * (xz, by blocks), its integrity still checked before the end of the image
  * is reported. Changes no byte that is read. */
 void bmap_source_want(struct bmap_source *s, const struct bmap_map *map);
+/* Bytes received from the network so far (a URL); 0 for a file or a pipe.
+ * Safe to call from any thread while another reads. */
+uint64_t bmap_source_get_transferred(const struct bmap_source *s);
 /* Image bytes consumed so far (read or skipped). */
 uint64_t bmap_source_tell(const struct bmap_source *s);
 /* Compressed bytes consumed so far (file position for raw). */

@@ -116,15 +116,24 @@ FILES=(
 	etc/bmap-station/station.conf
 	usr/share/doc/bmap-station/README.md
 )
+# The manual pages, when the build had scdoc to render them (CI must: its
+# configure fails without it); bmaptool(1) goes with bmaptool.
+TOOL_FILES=(usr/bin/bmaptool)
+if command -v scdoc >/dev/null 2>&1; then
+	FILES+=(usr/share/man/man8/bmap-station.8.gz usr/share/man/man5/bmap-station.conf.5.gz)
+	TOOL_FILES+=(usr/share/man/man1/bmaptool.1.gz)
+else
+	log "no scdoc: the manual pages are not built, not looked for"
+fi
 
 # `cmake --install` with the same prefix puts exactly these files in place,
 # and bmaptool.
 run_logged install env DESTDIR="$TEST_TMP/root" cmake --install "$B"
-for f in "${FILES[@]}" usr/bin/bmaptool; do
+for f in "${FILES[@]}" "${TOOL_FILES[@]}"; do
 	[[ -f $TEST_TMP/root/$f ]] || bad "cmake --install did not install /$f"
 done
 extra=$(cd "$TEST_TMP/root" && find . -type f | sed 's|^\./||' | sort |
-	comm -23 - <(printf '%s\n' "${FILES[@]}" usr/bin/bmaptool | sort))
+	comm -23 - <(printf '%s\n' "${FILES[@]}" "${TOOL_FILES[@]}" | sort))
 [[ -z $extra ]] || bad "cmake --install installed unexpected files: $extra"
 
 # ---- the packages' metadata -------------------------------------------------
@@ -132,14 +141,24 @@ extra=$(cd "$TEST_TMP/root" && find . -type f | sed 's|^\./||' | sort |
 # bmap-tools (which this machine keeps as the tests' reference: so it is not
 # installed here).
 [[ $(dpkg-deb -f "$TOOL_DEB" Package) == bmap-station-bmaptool ]] || bad "bmaptool package name"
-[[ $(dpkg-deb -c "$TOOL_DEB" | awk '$NF !~ /\/$/ { print $NF }') == ./usr/bin/bmaptool ]] ||
-	bad "the bmaptool package holds more than /usr/bin/bmaptool: $(dpkg-deb -c "$TOOL_DEB")"
+[[ $(dpkg-deb -c "$TOOL_DEB" | awk '$NF !~ /\/$/ { print $NF }' | sed 's|^\./||' | sort) == \
+	"$(printf '%s\n' "${TOOL_FILES[@]}" | sort)" ]] ||
+	bad "the bmaptool package does not hold exactly ${TOOL_FILES[*]}: $(dpkg-deb -c "$TOOL_DEB")"
+# Its manual renders (a package may not be installed here: read from the .deb).
+if [[ ${#TOOL_FILES[@]} -gt 1 ]] && command -v man >/dev/null 2>&1; then
+	mkdir -p "$TEST_TMP/tool" && dpkg-deb -x "$TOOL_DEB" "$TEST_TMP/tool" || bad "dpkg-deb -x $TOOL_DEB"
+	man_out=$(MANWIDTH=80 man -l "$TEST_TMP/tool/usr/share/man/man1/bmaptool.1.gz" 2>&1)
+	[[ $man_out == "bmaptool(1)"*"SYNOPSIS"*"bmaptool copy"* ]] ||
+		bad "man -l does not render bmaptool(1) from the package: $(head -c 300 <<<"$man_out")"
+fi
 [[ $(dpkg-deb -f "$TOOL_DEB" Conflicts) == *bmap-tools* && $(dpkg-deb -f "$TOOL_DEB" Replaces) == *bmap-tools* ]] ||
 	bad "the bmaptool package does not conflict with and replace bmap-tools"
 [[ $(dpkg-deb -f "$TOOL_DEB" Depends) == *libc6* ]] || bad "the bmaptool package has no computed Depends"
+# URLs: libbmap links libcurl (issue 11).
+[[ $(dpkg-deb -f "$TOOL_DEB" Depends) == *libcurl4* ]] || bad "the bmaptool package's Depends lacks libcurl4"
 [[ $(dpkg-deb -f "$DEB" Package) == bmap-station ]] || bad "package name: $(dpkg-deb -f "$DEB" Package)"
 depends=$(dpkg-deb -f "$DEB" Depends)
-for lib in libc6 libudev1 libsqlite3-0 libconfig9 libxml2; do
+for lib in libc6 libudev1 libsqlite3-0 libconfig9 libxml2 libcurl4; do
 	[[ $depends == *"$lib"* ]] || bad "Depends lacks $lib (shlibdeps): $depends"
 done
 listing=$(dpkg-deb -c "$DEB" | awk '$NF !~ /\/$/ { print $NF }' | sed 's|^\./||' | sort)
@@ -159,6 +178,15 @@ for f in "${FILES[@]}"; do
 	[[ -f /$f ]] || bad "not installed: /$f"
 done
 [[ -x /usr/bin/bmap-station ]] || bad "/usr/bin/bmap-station not executable"
+for page in man8/bmap-station.8 man5/bmap-station.conf.5; do
+	has_page=0
+	for f in "${FILES[@]}"; do [[ $f == "usr/share/man/$page.gz" ]] && has_page=1; done
+	((has_page)) && command -v man >/dev/null 2>&1 || continue
+	title=$(basename "$page" | sed -E 's/\.([0-9])$/(\1)/')
+	man_out=$(MANWIDTH=80 man -l "/usr/share/man/$page.gz" 2>&1)
+	[[ $man_out == "$title"*"NAME"*"SEE ALSO"* ]] ||
+		bad "man -l does not render the installed /usr/share/man/$page.gz: $(head -c 300 <<<"$man_out")"
+done
 RULES=/usr/lib/udev/rules.d/90-bmap-station.rules
 grep -q '^GROUP="bmap-station-cards", MODE="0660"$' "$RULES" ||
 	bad "the udev rules do not give tagged disks to the group bmap-station-cards"
