@@ -2,7 +2,8 @@
 /*
  * bmap-station: the flashing station's command line. `run` is the daemon;
  * `check`, `report` and `history` only read; `forget` adds one row;
- * `udev-rules` and `system-disk` serve the udev rules.
+ * `udev-rules` and `system-disk` serve the udev rules; `sync` copies the
+ * journal into a central PostgreSQL (sync.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +18,7 @@
 #include "journal.h"
 #include "report.h"
 #include "station.h"
+#include "sync.h"
 #include "system-disk.h"
 #include "watch.h"
 #include "version.h"
@@ -40,6 +42,10 @@ static const char main_help[] =
 	"          [--summary] [FILTERS]\n"
 	"                            list the journal's jobs, newest first, or with\n"
 	"                            --summary one line per UTC day and profile\n"
+	"  report|history ... --pg CONNINFO | --central [--station NAME]\n"
+	"                            the same for the whole line, from the central\n"
+	"                            PostgreSQL copy that 'sync' keeps (--central:\n"
+	"                            sync.conninfo of the configuration)\n"
 	"  history SERIAL [--config FILE | --db FILE...] [--format FMT] [FILTERS]\n"
 	"                            every job the card SERIAL has had, oldest first\n"
 	"  status [--config FILE | --db FILE] [--json]\n"
@@ -54,6 +60,9 @@ static const char main_help[] =
 	"  forget SERIAL [--config FILE | --db FILE]\n"
 	"                            let a card that passed a once_per_serial profile\n"
 	"                            be flashed again (its jobs stay in the journal)\n"
+	"  sync   [--config FILE | --db FILE] [--pg CONNINFO] [--station NAME] [--once]\n"
+	"                            copy the journal into a central PostgreSQL and\n"
+	"                            keep copying (bmap-station sync --help)\n"
 	"  udev-rules [--config FILE]\n"
 	"                            print udev rules that give the station the disks\n"
 	"                            in its configured slots and no others (for\n"
@@ -78,6 +87,11 @@ static const char main_help[] =
 	"                      refused, interrupted and running jobs do not count),\n"
 	"                      median and 95th percentile (nearest rank) duration\n"
 	"                      and median MB/s (10^6 bytes/s) of successful jobs\n"
+	"      --pg CONNINFO   report, history: read the central copy at CONNINFO\n"
+	"                      (a libpq key=value string or URI) for every station\n"
+	"                      (at most 10 at once), with a STATION column\n"
+	"      --central       the same with the configuration's sync.conninfo\n"
+	"      --station NAME  with --pg or --central: that station's jobs only\n"
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n"
 	"\n"
@@ -112,6 +126,8 @@ __attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
 struct report_args {
 	const char **dbs;
 	size_t n_dbs;
+	const char *pg, *station; /* the central copy (sync.c) instead of a journal */
+	bool central;
 	const char *format;
 	const char *since, *until;
 	bool summary;
@@ -124,6 +140,7 @@ static int cmd_report(const char *config, struct report_args *a)
 	char since[JOURNAL_TIME_MAX], until[JOURNAL_TIME_MAX];
 	struct station_config *cfg = NULL;
 	struct journal *j = NULL;
+	char *central_dir = NULL;
 	enum report_format fmt;
 	enum outcome o;
 	const char *db;
@@ -158,7 +175,7 @@ static int cmd_report(const char *config, struct report_args *a)
 		return usage("unknown outcome '%s' (success, failed, verify_failed, removed, "
 			     "timeout, interrupted, refused, ignored, running)",
 			     a->filter.outcome);
-	if (a->n_dbs == 0) {
+	if (a->n_dbs == 0 && !a->pg) {
 		if (config_load(config, &cfg, &err) < 0) {
 			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot load configuration");
 			free(err);
@@ -166,9 +183,22 @@ static int cmd_report(const char *config, struct report_args *a)
 		}
 		db = cfg->database;
 	} else {
-		db = a->dbs[0];
+		db = a->n_dbs ? a->dbs[0] : NULL;
 	}
-	if (journal_open(db, true, &j, &err) < 0) {
+	if (a->central) {
+		const char *conninfo = a->pg ? a->pg : cfg->sync_conninfo;
+
+		if (!conninfo) {
+			fprintf(stderr, "bmap-station: no central copy: give --pg CONNINFO or set "
+					"sync.conninfo in %s\n", config);
+			goto out;
+		}
+		if (central_open(conninfo, a->station, &a->filter, &j, &central_dir, &err) < 0) {
+			fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot read the central copy");
+			free(err);
+			goto out;
+		}
+	} else if (journal_open(db, true, &j, &err) < 0) {
 		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");
 		free(err);
 		goto out;
@@ -194,7 +224,7 @@ static int cmd_report(const char *config, struct report_args *a)
 	}
 	ret = EXIT_SUCCESS;
 out:
-	journal_close(j);
+	central_close(j, central_dir);
 	config_free(cfg);
 	return ret;
 }
@@ -210,6 +240,9 @@ enum {
 	OPT_OUTCOME,
 	OPT_SERIAL,
 	OPT_JSON,
+	OPT_PG,
+	OPT_STATION,
+	OPT_CENTRAL,
 };
 
 /* Opens the journal named by --db, or by the configuration's database
@@ -261,6 +294,9 @@ static int cmd_live(const char *config, const char *db, bool json, bool watch)
 	}
 	/* The live table stays as the last station left it, "writing 15%"
 	 * included: say so when none runs (the single-instance lock is free). */
+	/* How far behind the central copy is, from sync's state file. */
+	if (!json && sync_status_print(j, db, stdout) < 0)
+		fprintf(stderr, "bmap-station: status: %s\n", journal_error(j));
 	if (journal_station_pid(j, &pid) == 0)
 		fprintf(stderr,
 			"bmap-station: the station is not running (no bmap-station holds the "
@@ -341,6 +377,9 @@ int main(int argc, char **argv)
 		{ "outcome", required_argument, NULL, OPT_OUTCOME },
 		{ "serial", required_argument, NULL, OPT_SERIAL },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "pg", required_argument, NULL, OPT_PG },
+		{ "station", required_argument, NULL, OPT_STATION },
+		{ "central", no_argument, NULL, OPT_CENTRAL },
 		{}
 	};
 	struct report_args ra = { .format = "table" };
@@ -348,6 +387,9 @@ int main(int argc, char **argv)
 	bool config_given = false, report_opts = false;
 	int c, ret;
 
+	/* sync has options of its own. */
+	if (argc >= 2 && strcmp(argv[1], "sync") == 0)
+		return sync_command(argc - 1, argv + 1);
 	if (argc >= 2 && argv[1][0] != '-') {
 		cmd = argv[1];
 		argv++;
@@ -409,6 +451,17 @@ int main(int argc, char **argv)
 		case OPT_JSON:
 			ra.format = "json";
 			break;
+		case OPT_PG:
+			ra.pg = optarg;
+			ra.central = true;
+			break;
+		case OPT_STATION:
+			ra.station = optarg;
+			ra.central = true;
+			break;
+		case OPT_CENTRAL:
+			ra.central = true;
+			break;
 		default:
 			ret = usage("%s", "bad usage");
 			goto out;
@@ -451,6 +504,10 @@ int main(int argc, char **argv)
 			ret = usage("%s", "give --config or --db, not both");
 			goto out;
 		}
+		if (ra.n_dbs && ra.central) {
+			ret = usage("%s", "give --db or --pg/--central/--station, not both");
+			goto out;
+		}
 		if (ra.history) {
 			if (optind >= argc) {
 				ret = usage("%s", "history needs a SERIAL");
@@ -477,7 +534,7 @@ int main(int argc, char **argv)
 		else if (ra.n_dbs > 1 || (ra.n_dbs && config_given))
 			ret = usage("%s takes one --db, or --config", cmd);
 		else if (ra.summary || ra.since || ra.until || ra.filter.profile || ra.filter.slot ||
-			 ra.filter.outcome || ra.filter.serial ||
+			 ra.filter.outcome || ra.filter.serial || ra.central ||
 			 (strcmp(ra.format, "table") != 0 && !json) || (json && cmd[0] == 'w'))
 			ret = usage("%s takes no report options (status: --json)", cmd);
 		else
@@ -492,7 +549,8 @@ int main(int argc, char **argv)
 		else if (ra.n_dbs > 1 || (ra.n_dbs && config_given))
 			ret = usage("%s", "forget takes one --db, or --config");
 		else if (ra.summary || ra.since || ra.until || ra.filter.profile || ra.filter.slot ||
-			 ra.filter.outcome || ra.filter.serial || strcmp(ra.format, "table") != 0)
+			 ra.filter.outcome || ra.filter.serial || ra.central ||
+			 strcmp(ra.format, "table") != 0)
 			ret = usage("%s", "forget takes no report options");
 		else
 			ret = cmd_forget(config, ra.n_dbs ? ra.dbs[0] : NULL, argv[optind]);

@@ -23,6 +23,7 @@
 #include "policy.h"
 #include "sanitize.h"
 #include "station.h"
+#include "sync.h"
 #include "util.h"
 
 static const char *const verdict_words[] = {
@@ -109,6 +110,21 @@ static void check_journal(unsigned *n, const char *path)
 		problem(n, "journal folder '%s' cannot be written by this user: %m", dir);
 }
 
+/* sync.conninfo: `sync` would fail on it, `run` does not read it. libpq's
+ * message is shown without the password (sync_conninfo_shown()). */
+static void check_sync(unsigned n[2], const struct station_config *cfg)
+{
+	char *shown = NULL, *err = NULL;
+
+	if (!cfg->sync_conninfo)
+		return;
+	if (sync_conninfo_shown(cfg->sync_conninfo, &shown, &err) < 0)
+		problem(n + 1, "warning: sync.conninfo: %s; `bmap-station sync` refuses it",
+			err ? err : "out of memory");
+	free(shown);
+	free(err);
+}
+
 /* What `run` would fail on before it flashes anything (@n[0]), and what
  * its cards would fail on (@n[1]). */
 static void check_config(const struct station_config *cfg, unsigned n[2])
@@ -117,6 +133,7 @@ static void check_config(const struct station_config *cfg, unsigned n[2])
 
 	check_journal(n, cfg->database);
 	check_hooks(n, "station", &cfg->hooks);
+	check_sync(n, cfg);
 	for (size_t i = 0; i < cfg->n_profiles; i++) {
 		const struct profile *p = &cfg->profiles[i];
 
@@ -194,6 +211,16 @@ int station_check(const char *config_path, FILE *out)
 	fprintf(out, "station '%s', journal %s, up to %u workers, require_tag '%s'\n",
 		printable(cfg->name, a, sizeof(a)), printable(cfg->database, b, sizeof(b)),
 		cfg->max_workers, printable(cfg->require_tag, c, sizeof(c)));
+	if (cfg->sync_conninfo) {
+		char *shown = NULL;
+
+		if (sync_conninfo_shown(cfg->sync_conninfo, &shown, NULL) == 0)
+			fprintf(out, "sync: as station '%s' into %s\n",
+				printable(cfg->sync_station ? cfg->sync_station : cfg->name, a,
+					  sizeof(a)),
+				printable(shown, b, sizeof(b)));
+		free(shown);
+	}
 	for (size_t i = 0; i < cfg->n_profiles; i++)
 		fprintf(out, "profile %s: image %s, verify %s%s%s%s\n",
 			printable(cfg->profiles[i].name, a, sizeof(a)),

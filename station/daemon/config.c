@@ -28,6 +28,12 @@ static const char *const root_keys[] = {
     "station",
     "slots",
     "profiles",
+    "sync",
+    NULL,
+};
+static const char *const sync_keys[] = {
+    "conninfo",
+    "station_name",
     NULL,
 };
 static const char *const station_keys[] = {
@@ -273,6 +279,35 @@ static int config_parse_slots(struct config_ctx *c, const config_setting_t *list
 	return 0;
 }
 
+/* sync = { conninfo = "postgresql://..."; station_name = "line-1"; }: for
+ * `bmap-station sync` and the reports' --pg. Checked by libpq there (and by
+ * `check`), never shown with its password. */
+static int config_parse_sync(struct config_ctx *c, const config_setting_t *g,
+			     struct station_config *cfg)
+{
+	const config_setting_t *s;
+	int r = config_need_group(c, g);
+
+	if (r < 0)
+		return r;
+	r = config_check_members(c, g, sync_keys);
+	if (r < 0)
+		return r;
+	s = config_setting_get_member(g, "conninfo");
+	if (s) {
+		r = config_dup_string(c, s, false, &cfg->sync_conninfo);
+		if (r < 0)
+			return r;
+	}
+	s = config_setting_get_member(g, "station_name");
+	if (s) {
+		r = config_dup_string(c, s, false, &cfg->sync_station);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int config_defaults(struct station_config *cfg)
 {
 	char host[HOST_NAME_MAX + 1];
@@ -380,6 +415,12 @@ int config_load(const char *path, struct station_config **ret_config, char **ret
 		if (r < 0)
 			goto out_invalid;
 	}
+	s = config_setting_get_member(root, "sync");
+	if (s) {
+		r = config_parse_sync(&c, s, cfg);
+		if (r < 0)
+			goto out_invalid;
+	}
 	r = config_parse_profiles(&c, root, cfg);
 	if (r < 0)
 		goto out_invalid;
@@ -422,6 +463,8 @@ void config_free(struct station_config *cfg)
 	free(cfg->database);
 	free(cfg->require_tag);
 	free(cfg->cache_dir);
+	free(cfg->sync_conninfo);
+	free(cfg->sync_station);
 	free(cfg);
 }
 

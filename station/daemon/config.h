@@ -28,6 +28,8 @@ struct station_config {
 	unsigned hook_timeout;     /* seconds a hook may run, default 10 */
 	char *cache_dir;           /* decompress-once cache; "" = off */
 	uint64_t cache_max_size;   /* bytes the cache may hold, default 32 GiB */
+	char *sync_conninfo;       /* sync.conninfo (libpq), NULL: none */
+	char *sync_station;        /* sync.station_name, NULL: name */
 	struct hooks hooks;
 	struct slot_def *slots;
 	size_t n_slots;

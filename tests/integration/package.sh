@@ -110,6 +110,7 @@ FILES=(
 	usr/bin/bmap-station
 	usr/lib/udev/rules.d/90-bmap-station.rules
 	usr/lib/systemd/system/bmap-station.service
+	usr/lib/systemd/system/bmap-station-sync.service
 	usr/lib/sysusers.d/bmap-station.conf
 	usr/lib/tmpfiles.d/bmap-station.conf
 	etc/bmap-station/station.conf
