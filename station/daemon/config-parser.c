@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bmap.h"
 #include "config-parser.h"
 #include "util.h"
 
@@ -244,6 +245,20 @@ int config_dup_path(struct config_ctx *c, const config_setting_t *s, char **ret)
 		return -ENOMEM;
 	*ret = d;
 	return 0;
+}
+
+int config_dup_location(struct config_ctx *c, const config_setting_t *s, char **ret)
+{
+	const char *v = NULL;
+	int r;
+
+	r = config_get_string(c, s, false, &v);
+	if (r < 0)
+		return r;
+	if (!bmap_location_is_url(v))
+		return config_dup_path(c, s, ret);
+	*ret = strdup(v);
+	return *ret ? 0 : -ENOMEM;
 }
 
 static bool config_name_char(char ch)

@@ -44,6 +44,10 @@ int config_dup_string(struct config_ctx *c, const config_setting_t *s, bool allo
 		      char **ret);
 /* @v as is when absolute, else relative to the config file's directory. */
 int config_dup_path(struct config_ctx *c, const config_setting_t *s, char **ret);
+/* A profile's image or bmap: a URL (http://, https://, ftp://, file:) as
+ * given, a path as config_dup_path() makes it: a URL joined to the config's
+ * folder would name a file that is not there. */
+int config_dup_location(struct config_ctx *c, const config_setting_t *s, char **ret);
 int config_get_int(struct config_ctx *c, const config_setting_t *s, const char *what,
 		   long long *ret);
 /* "4G", "512M", "1.5T", "4GiB", "4GB" (all binary), or an integer of bytes. */

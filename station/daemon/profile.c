@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bmap.h"
 #include "config-parser.h"
 #include "config.h"
 #include "util.h"
@@ -239,13 +240,13 @@ static int config_parse_profile(struct config_ctx *c, const config_setting_t *e,
 	if (!s)
 		return config_fail(c, e, "image", "missing: profile \"%s\" needs an image",
 				   p->name);
-	r = config_dup_path(c, s, &p->image);
+	r = config_dup_location(c, s, &p->image);
 	if (r < 0)
 		return r;
 
 	s = config_setting_get_member(e, "bmap");
 	if (s) {
-		r = config_dup_path(c, s, &p->bmap);
+		r = config_dup_location(c, s, &p->bmap);
 		if (r < 0)
 			return r;
 	}
@@ -336,6 +337,15 @@ int config_parse_profiles(struct config_ctx *c, const config_setting_t *root,
 				    c, config_setting_get_member(e, "name"), NULL,
 				    "duplicate profile name \"%s\" (also profiles.[%d], line %u)",
 				    cfg->profiles[i].name, j, config_member_line(list, j, "name"));
+		/* A card is never written straight from the network: a slow or
+		 * broken server would leave it half written, and N cards would
+		 * download N times. */
+		if (bmap_location_is_url(cfg->profiles[i].image) &&
+		    (!cfg->cache_dir || !*cfg->cache_dir))
+			return config_fail(c, config_setting_get_member(e, "image"), NULL,
+					   "profile \"%s\" takes its image from a URL, which needs "
+					   "the image cache: set station.cache_dir",
+					   cfg->profiles[i].name);
 	}
 	return 0;
 }
