@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "bmap.h"
 #include "config.h"
 #include "device.h"
 #include "journal.h"
@@ -51,6 +52,11 @@ static void check_input(unsigned *n, const char *what, const char *path)
 {
 	struct stat st;
 
+	/* A URL is not asked here: `check` must not hang on a server that
+	 * does not answer. Its bmap is fetched when a card is decided below,
+	 * and a card of a missing image fails naming the URL. */
+	if (bmap_location_is_url(path))
+		return;
 	if (stat(path, &st) < 0 && errno == ENOENT)
 		problem(n + 1, "warning: %s '%s' is not there: its cards fail until it is", what,
 			path);
@@ -221,14 +227,18 @@ int station_check(const char *config_path, FILE *out)
 				printable(shown, b, sizeof(b)));
 		free(shown);
 	}
-	for (size_t i = 0; i < cfg->n_profiles; i++)
+	for (size_t i = 0; i < cfg->n_profiles; i++) {
+		/* A URL without its password. */
+		_cleanup_free_ char *image = bmap_url_display(cfg->profiles[i].image);
+
 		fprintf(out, "profile %s: image %s, verify %s%s%s%s\n",
 			printable(cfg->profiles[i].name, a, sizeof(a)),
-			printable(cfg->profiles[i].image, b, sizeof(b)),
+			printable(image ? image : "?", b, sizeof(b)),
 			verify_mode_name(cfg->profiles[i].verify),
 			cfg->profiles[i].removable_only ? ", removable only" : "",
 			cfg->profiles[i].discard ? ", discard" : "",
 			cfg->profiles[i].sig.mode == SIG_REQUIRED ? ", signature required" : "");
+	}
 	/* once_per_serial asks the journal; none yet means no serial passed. */
 	if (access(cfg->database, F_OK) == 0 && journal_open(cfg->database, true, &j, &err) < 0) {
 		fprintf(stderr, "bmap-station: %s\n", err ? err : "cannot open the journal");

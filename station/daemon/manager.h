@@ -145,7 +145,8 @@ void udev_scan_enumerate(struct station *st);
 void udev_scan_drain(struct station *st);
 
 /* probe.c */
-int probe_bmap_facts(void *station, const char *bmap, const struct sig_policy *sig,
+int probe_bmap_facts(void *station, const char *image, const char *bmap,
+		     const struct sig_policy *sig,
 		     struct bmap_facts *ret, char *why,
 		     size_t why_len);
 bool probe_reaped(struct station *st, pid_t pid, int status);

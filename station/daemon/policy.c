@@ -72,14 +72,42 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 	return 0;
 }
 
+/* BMAP.asc, then BMAP.sig, next to a bmap at a URL (each a HEAD request):
+ * -ENOENT when neither is there; another failure (a login refused, a server
+ * down) is not passed over. */
+static int sig_discover_url(struct bmap_ctx *ctx, const char *bmap_url, char **ret)
+{
+	static const char *const suffixes[] = {".asc", ".sig"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+		_cleanup_free_ char *u = bmap_location_add_suffix(bmap_url, suffixes[i]);
+		_cleanup_free_ void *none = NULL;
+		size_t len;
+		int r;
+
+		if (!u)
+			return -ENOMEM;
+		r = bmap_fetch_small(ctx, u, 0, &none, &len);
+		if (r == 0) {
+			*ret = u;
+			u = NULL;
+			return 0;
+		}
+		if (r != -ENOENT)
+			return r;
+	}
+	return -ENOENT;
+}
+
 int policy_load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_policy *sig,
 		     struct bmap_map **ret_map, char *ret_signer)
 {
 	static const struct sig_policy none = {0};
 	_cleanup_free_ void *bytes = NULL, *sigb = NULL, *xml = NULL;
-	_cleanup_free_ char *sig_path = NULL;
+	_cleanup_free_ char *sig_path = NULL, *name = NULL;
 	struct bmap_sig_result res;
-	size_t len, sig_len = 0, xml_len, n = 0;
+	size_t len = 0, sig_len = 0, xml_len, n = 0;
+	bool url = bmap_location_is_url(path), clearsigned;
 	struct bmap_sig_opts o;
 	int r;
 
@@ -92,50 +120,83 @@ int policy_load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_po
 	    .n_fingerprints = n,
 	    .required = sig->mode == SIG_REQUIRED,
 	};
-	if (bmap_sig_discover(path, &sig_path) < 0)
-		sig_path = NULL;
+	/* Messages name a URL without its credentials. */
+	name = url ? bmap_url_display(path) : strdup(path);
+	if (!name)
+		return -ENOMEM;
+	/* At a URL the bmap is fetched once, whole: the bytes verified are the
+	 * bytes parsed. */
+	if (url) {
+		r = bmap_fetch_small(ctx, path, BMAP_FILE_MAX_SIZE, &bytes, &len);
+		if (r < 0)
+			return r;
+		clearsigned = bmap_sig_is_clearsigned(bytes, len);
+		r = clearsigned ? -ENOENT : sig_discover_url(ctx, path, &sig_path);
+		if (r < 0 && r != -ENOENT)
+			return r;
+	} else {
+		if (bmap_sig_discover(path, &sig_path) < 0)
+			sig_path = NULL;
+		clearsigned = bmap_sig_file_is_clearsigned(path);
+	}
 	/* Unsigned and allowed to be: parsed as it streams from the file. */
-	if (!sig_path && !o.required && !bmap_sig_file_is_clearsigned(path)) {
-		r = bmap_map_load(ctx, path, ret_map);
+	if (!sig_path && !o.required && !clearsigned) {
+		r = url ? bmap_map_parse(ctx, name, bytes, len, ret_map)
+			: bmap_map_load(ctx, path, ret_map);
 		if (r >= 0)
 			ret_signer[0] = '\0';
 		return r;
 	}
-	r = bmap_blob_load(ctx, "bmap file", path, BMAP_FILE_MAX_SIZE, &bytes, &len);
-	if (r < 0)
-		return r;
-	if (bmap_sig_is_clearsigned(bytes, len))
-		sig_path = (free(sig_path), NULL);
-	if (sig_path) {
-		r = bmap_blob_load(ctx, "bmap signature file", sig_path, BMAP_SIG_FILE_MAX_SIZE,
-				   &sigb, &sig_len);
+	if (!url) {
+		r = bmap_blob_load(ctx, "bmap file", path, BMAP_FILE_MAX_SIZE, &bytes, &len);
 		if (r < 0)
 			return r;
 	}
-	r = bmap_sig_verify(ctx, path, bytes, len, sig_path, sigb, sig_len, &o, &res, &xml,
+	if (bmap_sig_is_clearsigned(bytes, len))
+		sig_path = (free(sig_path), NULL);
+	if (sig_path) {
+		r = bmap_location_is_url(sig_path)
+			? bmap_fetch_small(ctx, sig_path, BMAP_SIG_FILE_MAX_SIZE, &sigb, &sig_len)
+			: bmap_blob_load(ctx, "bmap signature file", sig_path,
+					 BMAP_SIG_FILE_MAX_SIZE, &sigb, &sig_len);
+		if (r < 0)
+			return r;
+	}
+	if (sig_path && url) {
+		char *shown = bmap_url_display(sig_path);
+
+		if (!shown)
+			return -ENOMEM;
+		free(sig_path);
+		sig_path = shown;
+	}
+	r = bmap_sig_verify(ctx, name, bytes, len, sig_path, sigb, sig_len, &o, &res, &xml,
 			    &xml_len);
 	if (r == -EBADMSG)
 		return -EKEYREJECTED;
 	if (r < 0)
 		return r;
-	r = bmap_map_parse(ctx, path, xml, xml_len, ret_map);
+	r = bmap_map_parse(ctx, name, xml, xml_len, ret_map);
 	if (r >= 0)
 		snprintf(ret_signer, 41, "%s", res.status == BMAP_SIG_VALID ? res.fingerprint : "");
 	return r;
 }
 
-int policy_bmap_facts_now(void *userdata, const char *bmap, const struct sig_policy *sig,
-			  struct bmap_facts *ret, char *why, size_t why_len)
+int policy_bmap_facts_now(void *userdata, const char *image, const char *bmap,
+			  const struct sig_policy *sig, struct bmap_facts *ret, char *why,
+			  size_t why_len)
 {
+	_cleanup_free_ char *found = NULL;
 	struct bmap_ctx *ctx;
 	struct bmap_map *map = NULL;
 	struct stat st;
 	int r;
 
 	(void)userdata;
+	ret->bmap[0] = '\0';
 	/* The station reads a profile's bmap more than once (here, then the
 	 * worker): a pipe would be drained by the first read, or block it. */
-	if (stat(bmap, &st) == 0 && !S_ISREG(st.st_mode))
+	if (bmap && !bmap_location_is_url(bmap) && stat(bmap, &st) == 0 && !S_ISREG(st.st_mode))
 		return snprintf(why, why_len,
 				"bmap '%s' is not a regular file (a pipe?): give the profile a "
 				"bmap file",
@@ -144,13 +205,52 @@ int policy_bmap_facts_now(void *userdata, const char *bmap, const struct sig_pol
 	ctx = bmap_ctx_new();
 	if (!ctx)
 		return snprintf(why, why_len, "out of memory"), -ENOMEM;
+	/* An image URL that is not there fails its cards before a worker
+	 * starts, naming the URL and the server's answer (a HEAD request). */
+	if (image && bmap_location_is_url(image)) {
+		_cleanup_free_ void *none = NULL;
+		size_t len;
+
+		r = bmap_fetch_small(ctx, image, 0, &none, &len);
+		if (r < 0) {
+			snprintf(why, why_len, "cannot read the image: %s", bmap_ctx_get_error(ctx));
+			goto out;
+		}
+	}
+	/* No bmap given for an image URL: looked for next to it, as the
+	 * reference does (each candidate a small request). */
+	if (!bmap) {
+		r = bmap_discover_url(ctx, image, &found);
+		if (r == -ENOENT) {
+			_cleanup_free_ char *shown = bmap_url_display(image);
+
+			snprintf(why, why_len,
+				 "no bmap found next to the image URL %s: set bmap in the profile "
+				 "(a URL image is cached, and only a bmap's checksums verify it)",
+				 shown ? shown : "?");
+			goto out;
+		}
+		if (r < 0) {
+			snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
+			goto out;
+		}
+		if (strlen(found) >= sizeof(ret->bmap)) {
+			r = -ENAMETOOLONG;
+			snprintf(why, why_len, "the bmap URL found is too long");
+			goto out;
+		}
+		bmap = found;
+	}
 	r = policy_load_bmap(ctx, bmap, sig, &map, ret->signer);
 	if (r < 0) {
 		snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
 	} else {
 		ret->image_size = bmap_map_get_image_size(map);
 		hex_encode(bmap_map_get_file_sha256(map), 32, ret->sha256);
+		if (found)
+			snprintf(ret->bmap, sizeof(ret->bmap), "%s", found);
 	}
+out:
 	bmap_map_free(map);
 	bmap_ctx_free(ctx);
 	return r;
@@ -161,6 +261,7 @@ int policy_image(const struct profile *p, const struct device *d, policy_facts_f
 {
 	_cleanup_free_ char *found = NULL;
 	const char *path = p->bmap;
+	bool url = bmap_location_is_url(p->image);
 	struct bmap_facts f;
 	char h1[32], h2[32];
 	struct stat st;
@@ -168,20 +269,27 @@ int policy_image(const struct profile *p, const struct device *d, policy_facts_f
 
 	ret->verdict = POLICY_FAIL;
 	/* The image may have been deleted or replaced since the profile was
-	 * loaded: a card is only queued while it is there to read. */
-	if (stat(p->image, &st) < 0) {
+	 * loaded: a card is only queued while it is there to read. A URL is
+	 * not asked here (the event loop never waits on a server): its bmap
+	 * is, in the probe, and the cache's filler fetches the image. */
+	if (url) {
+		st.st_size = 0;
+	} else if (stat(p->image, &st) < 0) {
 		r = -errno;
 		snprintf(ret->why, sizeof(ret->why), "cannot read image '%s': %s", p->image,
 			 strerror(-r));
 		return r;
 	}
-	if (!path && bmap_discover(p->image, &found) == 0)
+	if (!path && !url && bmap_discover(p->image, &found) == 0)
 		path = found;
-	if (path) {
-		r = facts(userdata, path, &p->sig, &f, ret->why, sizeof(ret->why));
+	if (path || url) {
+		r = facts(userdata, p->image, path, &p->sig, &f, ret->why, sizeof(ret->why));
 		if (r == -EAGAIN) {
+			_cleanup_free_ char *shown = bmap_url_display(path ? path : p->image);
+
 			ret->verdict = POLICY_WAIT;
-			snprintf(ret->why, sizeof(ret->why), "reading the bmap %s", path);
+			snprintf(ret->why, sizeof(ret->why), "reading the bmap %s%s",
+				 path ? "" : "next to ", shown ? shown : "");
 			return r;
 		}
 		/* Not a released image: never written, not a failure to fix
@@ -194,7 +302,7 @@ int policy_image(const struct profile *p, const struct device *d, policy_facts_f
 		memcpy(ret->bmap_sha256, f.sha256, sizeof(f.sha256));
 		memcpy(ret->signer, f.signer, sizeof(f.signer));
 		free(ret->bmap);
-		ret->bmap = strdup(path);
+		ret->bmap = strdup(f.bmap[0] ? f.bmap : path);
 		if (!ret->bmap) {
 			snprintf(ret->why, sizeof(ret->why), "out of memory");
 			return -ENOMEM;

@@ -21,6 +21,7 @@ struct bmap_facts {
 	uint64_t image_size;
 	char sha256[65]; /* of the bmap's XML as parsed (a clearsigned one's text), hex */
 	char signer[41]; /* the valid signature's key fingerprint, "" when unsigned */
+	char bmap[2048]; /* the bmap found next to an image URL, "" when one was given */
 };
 
 /*
@@ -31,10 +32,14 @@ struct bmap_facts {
  * and then (policy_bmap_facts_now); `run` never parses in its event loop
  * (probe.c).
  */
-typedef int (*policy_facts_fn)(void *userdata, const char *bmap, const struct sig_policy *sig,
-			       struct bmap_facts *ret, char *why, size_t why_len);
-int policy_bmap_facts_now(void *userdata, const char *bmap, const struct sig_policy *sig,
-			  struct bmap_facts *ret, char *why, size_t why_len);
+/* @bmap NULL: the profile's @image is a URL with no bmap given; the bmap is
+ * looked for next to it (bmap_discover_url()) and named in ret->bmap. */
+typedef int (*policy_facts_fn)(void *userdata, const char *image, const char *bmap,
+			       const struct sig_policy *sig, struct bmap_facts *ret, char *why,
+			       size_t why_len);
+int policy_bmap_facts_now(void *userdata, const char *image, const char *bmap,
+			  const struct sig_policy *sig, struct bmap_facts *ret, char *why,
+			  size_t why_len);
 
 struct bmap_ctx;
 struct bmap_map;
