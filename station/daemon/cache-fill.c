@@ -106,6 +106,7 @@ struct fill_state *cache_fill_map(const char *path, int *ret_fd)
 
 struct filler {
 	struct fill_state *fill;
+	struct bmap_source *src; /* for the bytes downloaded */
 	atomic_int *cancel; /* the worker's flag: its SIGTERM handler, kept across the
 			     * fork, stops the fill too (a station stopped as a whole) */
 	pid_t worker, station;
@@ -137,10 +138,13 @@ static void fill_written(void *userdata, uint64_t end)
 	struct filler *f = userdata;
 
 	atomic_store(&f->fill->written, end);
+	if (f->src)
+		atomic_store(&f->fill->downloaded, bmap_source_get_transferred(f->src));
 }
 
-/* The forked filler: decompresses @image into @part, checked against the
- * bmap range by range, and names it @path once complete. Never returns. */
+/* The forked filler: decompresses @image (the file open as @image_fd, or
+ * the URL @image when it is -1) into @part, checked against the bmap range
+ * by range, and names it @path once complete. Never returns. */
 static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image,
 			       const struct bmap_map *map, const char *part, const char *path)
 {
@@ -173,13 +177,18 @@ static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image
 	ctx = bmap_ctx_new();
 	r = ctx ? 0 : -ENOMEM;
 	if (r >= 0)
-		r = bmap_source_open_fd(ctx, image_fd, image, &src);
+		r = image_fd >= 0 ? bmap_source_open_fd(ctx, image_fd, image, &src)
+				  : bmap_source_open(ctx, image, &src);
+	f->src = src;
 	if (r >= 0)
 		r = bmap_target_open(ctx, part, &topts, &dst);
 	if (r >= 0)
 		r = bmap_copy(ctx, src, map, dst, &copts, NULL);
 	if (r >= 0 && fsync(bmap_target_get_fd(dst)) < 0)
 		r = -errno;
+	if (src)
+		atomic_store(&f->fill->downloaded, bmap_source_get_transferred(src));
+	f->src = NULL;
 	bmap_target_free(dst);
 	bmap_source_free(src);
 	/* Only a complete, verified entry gets its name. */
@@ -212,6 +221,8 @@ int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char 
 
 	atomic_store(&fill->ino, 0);
 	atomic_store(&fill->written, 0);
+	atomic_store(&fill->downloaded, 0);
+	atomic_store(&fill->download_size, 0);
 	/* What the part will take, counted against cache_max_size from the
 	 * start (its blocks are only what is filled so far). */
 	atomic_store(&fill->size, bmap_map_get_mapped_bytes(map));
@@ -242,8 +253,8 @@ int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char 
 		/* Nothing of the worker's but the lock and the image: not its
 		 * pipe to the station (whose end of file says the worker is
 		 * done), nor the card, nor the entry's reader lock. */
-		int keep_lo = lock_fd < image_fd ? lock_fd : image_fd;
-		int keep_hi = lock_fd < image_fd ? image_fd : lock_fd;
+		int keep_lo = image_fd >= 0 && image_fd < lock_fd ? image_fd : lock_fd;
+		int keep_hi = image_fd > lock_fd ? image_fd : lock_fd;
 
 		if (keep_lo > 3)
 			close_range(3, (unsigned)keep_lo - 1, 0);

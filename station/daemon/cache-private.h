@@ -32,6 +32,8 @@ struct fill_state {
 	_Atomic int32_t status;	  /* FILL_RUNNING, FILL_DONE, or -errno */
 	char error[512];	  /* why it failed: written before status */
 	_Atomic uint64_t size;	  /* the mapped bytes the part holds once filled */
+	_Atomic uint64_t downloaded; /* a URL's bytes received so far (0: a file) */
+	_Atomic uint64_t download_size; /* what the server announced (0: unknown) */
 };
 
 #define FILL_MAP_SIZE 4096u

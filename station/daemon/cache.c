@@ -39,14 +39,29 @@
  * set back, a replacement the inode. Content is not hashed: that cost a
  * tenth of a decompression for every card, and an entry holds only data
  * checked against the bmap's checksums as it was filled. */
-static int cache_key(int fd, const struct bmap_map *map, char out[65])
+static int cache_key(int fd, const char *image, const struct bmap_map *map, char out[65])
 {
+	_cleanup_free_ char *shown = NULL;
 	struct bmap_digest *d;
 	uint8_t digest[32];
 	struct stat st;
 	char id[160];
 	int n;
 
+	/* A URL (@fd -1) has no identity to stat: the entry is the URL's, as
+	 * messages show it (no credentials: the same image whoever logs in),
+	 * for this bmap, whose checksums every filled byte passed. */
+	if (fd < 0) {
+		shown = bmap_url_display(image);
+		if (!shown)
+			return -ENOMEM;
+		d = bmap_digest_new("sha256");
+		if (!d)
+			return -ENOMEM;
+		bmap_digest_update(d, "url ", 4);
+		bmap_digest_update(d, shown, strlen(shown) + 1);
+		goto bmap;
+	}
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
@@ -59,6 +74,7 @@ static int cache_key(int fd, const struct bmap_map *map, char out[65])
 	if (!d)
 		return -ENOMEM;
 	bmap_digest_update(d, id, (size_t)n);
+bmap:
 	bmap_digest_update(d, bmap_map_get_file_sha256(map), 32);
 	bmap_digest_final(d, digest);
 	bmap_digest_free(d);
@@ -188,7 +204,7 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 	if (bmap_map_get_mapped_bytes(map) > max_size)
 		return snprintf(why, why_len, "the image's data is larger than cache_max_size"),
 		       -EFBIG;
-	r = cache_key(image_fd, map, key);
+	r = cache_key(image_fd, image, map, key);
 	if (r < 0)
 		return snprintf(why, why_len,
 				r == -ESPIPE ? "'%s' is not a regular file: nothing to cache"

@@ -46,7 +46,11 @@ struct cache_use {
  * ctime) and the bmap's content; older entries nobody uses are evicted to
  * stay under @max_size, parts being filled counted, stale files (parts
  * whose filler died, temp files of earlier versions) removed. -errno with
- * @why when the cache cannot serve: the caller copies from the image. */
+ * @why when the cache cannot serve: the caller copies from the image.
+ * @image_fd -1: @image is a URL, fetched by the filler (resumed where a
+ * connection broke, as the source does), the entry keyed by the URL
+ * without credentials and the bmap; such a caller never copies from the
+ * network instead. */
 int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
 		  const char *image, const struct bmap_map *map, atomic_int *cancel,
 		  struct cache_use *ret, char *why, size_t why_len);

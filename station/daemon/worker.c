@@ -132,7 +132,8 @@ int worker_run(const struct worker_job *job, int fd)
 	struct cache_use cache = CACHE_USE_NULL;
 	struct bmap_copy_result cres;
 	struct bmap_verify_result vres;
-	_cleanup_free_ char *bmap_path = NULL, *content = NULL;
+	_cleanup_free_ char *bmap_path = NULL, *content = NULL, *shown = NULL;
+	bool url = bmap_location_is_url(job->image);
 	char signer[41] = "";
 	struct sigaction sa = { .sa_handler = on_term };
 	sigset_t all;
@@ -153,25 +154,53 @@ int worker_run(const struct worker_job *job, int fd)
 	/* verify = none: not even the bmap's range checksums as data passes. */
 	copts.no_verify = job->verify == VERIFY_NONE;
 
-	if (!ctx)
+	shown = bmap_url_display(job->image);
+	if (!ctx || !shown) {
+		bmap_ctx_free(ctx);
 		return finish(fd, "failed", 0, NULL, NULL, "out of memory");
+	}
+	/* A card is never written straight from the network: a slow or
+	 * broken server would leave it half written, and N cards would
+	 * download the image N times. */
+	if (url && !(job->cache_dir && *job->cache_dir)) {
+		ret = finish(fd, "failed", 0, NULL, NULL,
+			     "the image is a URL, which needs the image cache: set "
+			     "station.cache_dir");
+		goto out;
+	}
 
 	/* The map first: its image size decides whether the card is big enough. */
-	if (job->bmap)
+	if (job->bmap) {
 		bmap_path = strdup(job->bmap);
-	else if (bmap_discover(job->image, &bmap_path) < 0)
+	} else if (url) {
+		r = bmap_discover_url(ctx, job->image, &bmap_path);
+		if (r < 0 && r != -ENOENT) {
+			ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
+			goto out;
+		}
+	} else if (bmap_discover(job->image, &bmap_path) < 0) {
 		bmap_path = NULL;
+	}
+	if (url && !bmap_path) {
+		char why[PATH_MAX + 128];
+
+		snprintf(why, sizeof(why),
+			 "no bmap found next to the image URL %s: set bmap in the profile", shown);
+		ret = finish(fd, "failed", 0, NULL, NULL, why);
+		goto out;
+	}
 	/* The cache is keyed on and filled from the file opened here, with
 	 * the source: what a rename onto the image's name brings later is
 	 * another job's. */
-	if (job->cache_dir && *job->cache_dir)
+	if (job->cache_dir && *job->cache_dir && !url)
 		image_fd = open_regular(job->image);
-	r = bmap_source_open(ctx, job->image, &src);
+	/* A URL is opened by the cache's filler, once for every card. */
+	r = url ? 0 : bmap_source_open(ctx, job->image, &src);
 	if (r < 0) {
 		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 		goto out;
 	}
-	if (!bmap_path && bmap_source_get_raw_fd(src) < 0) {
+	if (!bmap_path && !url && bmap_source_get_raw_fd(src) < 0) {
 		char why[PATH_MAX + 96];
 
 		snprintf(why, sizeof(why),
@@ -227,12 +256,12 @@ int worker_run(const struct worker_job *job, int fd)
 	/* A compressed image is decompressed once into the cache and every
 	 * card is copied from there; without the cache, straight from it. */
 	if (job->cache_dir && *job->cache_dir &&
-	    bmap_source_get_compression(src) != BMAP_COMP_RAW) {
+	    (url || bmap_source_get_compression(src) != BMAP_COMP_RAW)) {
 		char why[512];
 
-		if (image_fd >= 0 &&
-		    cache_acquire(ctx, job->cache_dir, job->cache_max_size, image_fd, job->image,
-				  map, &worker_cancel, &cache, why, sizeof(why)) == 0) {
+		if ((url || image_fd >= 0) &&
+		    cache_acquire(ctx, job->cache_dir, job->cache_max_size, url ? -1 : image_fd,
+				  job->image, map, &worker_cancel, &cache, why, sizeof(why)) == 0) {
 			struct bmap_source *cached = NULL;
 
 			/* An entry is the raw image, whatever its first bytes
@@ -261,6 +290,16 @@ int worker_run(const struct worker_job *job, int fd)
 			}
 		} else {
 			emit(fd, "note cache not used: %s", why);
+		}
+		if (url && !src) {
+			char msg[1024];
+
+			snprintf(msg, sizeof(msg),
+				 "the image %s cannot be had through the image cache (it is never "
+				 "written straight from the network): %s",
+				 shown, cache.path ? bmap_ctx_get_error(ctx) : why);
+			ret = finish(fd, "failed", 0, NULL, NULL, msg);
+			goto out;
 		}
 	}
 
