@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bmap.h"
 #include "journal-internal.h"
 #include "util.h"
 
@@ -89,6 +90,20 @@ static const char *journal_boot_id(struct journal *j)
 	return j->boot_id;
 }
 
+/* An image or bmap URL is recorded as messages show it: a password in it
+ * never reaches the journal (nor its copies: reports, sync). */
+static int bind_location(sqlite3_stmt *st, const char *name, const char *location)
+{
+	_cleanup_free_ char *shown = NULL;
+
+	if (!location)
+		return bind_text(st, name, NULL);
+	shown = bmap_url_display(location);
+	if (!shown)
+		return SQLITE_NOMEM;
+	return bind_text(st, name, shown);
+}
+
 static int bind_start(sqlite3_stmt *st, const struct job_start *s)
 {
 	int rc = SQLITE_OK;
@@ -113,9 +128,9 @@ static int bind_start(sqlite3_stmt *st, const struct job_start *s)
 	B(bind_text(st, ":mmc_date", s->mmc_date));
 	B(bind_text(st, ":content_before", s->content_before));
 	B(bind_text(st, ":profile", s->profile));
-	B(bind_text(st, ":image", s->image));
+	B(bind_location(st, ":image", s->image));
 	B(bind_u64_known(st, ":image_size", s->image_size));
-	B(bind_text(st, ":bmap", s->bmap));
+	B(bind_location(st, ":bmap", s->bmap));
 	B(bind_text(st, ":bmap_sha256", s->bmap_sha256));
 	B(bind_text(st, ":signer", s->signer));
 	return rc;
