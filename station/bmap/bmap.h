@@ -475,6 +475,18 @@ char *bmap_location_add_suffix(const char *location, const char *suffix);
 /* bmap_map_load() for a path or a URL (fetched with bmap_fetch_small()). */
 int bmap_map_load_location(struct bmap_ctx *ctx, const char *location,
 			   struct bmap_map **ret_map);
+/* What a server says identifies the current version of the file at @url,
+ * from one HEAD request: its ETag ("" when none), Last-Modified (seconds
+ * since the epoch, -1 when not said) and Content-Length (-1 when not said).
+ * A cache keyed on them takes a file replaced on the server for another.
+ * -ENOENT when it is not there; another -errno with a detail naming the
+ * URL (without credentials). */
+struct bmap_url_identity {
+	char etag[128];
+	int64_t last_modified;
+	int64_t length;
+};
+int bmap_url_identity(struct bmap_ctx *ctx, const char *url, struct bmap_url_identity *ret);
 /* bmap_discover() for an image URL, as the reference does: ".bmap" added to
  * the URL's path (before its query and fragment), then one extension at a
  * time taken off the path. Each candidate is one small request: "not there"

@@ -112,6 +112,46 @@ static int fetch_url(struct bmap_ctx *ctx, const char *url, size_t max, void **r
 	return r;
 }
 
+int bmap_url_identity(struct bmap_ctx *ctx, const char *url, struct bmap_url_identity *ret)
+{
+	_cleanup_free_ char *shown_url = bmap_url_display(url), *disp = NULL;
+	struct bmap_url_identity id = { .last_modified = -1, .length = -1 };
+	struct url_xfer x;
+	curl_off_t v = -1;
+	CURLcode rc;
+	CURL *easy;
+	long status;
+	int r;
+
+	if (!shown_url || asprintf(&disp, "'%s'", shown_url) < 0) {
+		disp = NULL;
+		return bmap_error(ctx, -ENOMEM, "out of memory");
+	}
+	r = url_easy_new(ctx, url, &x, &easy);
+	if (r < 0)
+		return r;
+	curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(easy, CURLOPT_FILETIME, 1L);
+	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, 30L);
+	rc = curl_easy_perform(easy);
+	status = url_status(easy);
+	if (rc != CURLE_OK || (url_is_http(easy) && (status < 200 || status >= 300))) {
+		r = url_fail(ctx, disp, easy, rc, &x);
+	} else {
+		snprintf(id.etag, sizeof(id.etag), "%s", x.etag);
+		if (curl_easy_getinfo(easy, CURLINFO_FILETIME_T, &v) == CURLE_OK && v >= 0)
+			id.last_modified = (int64_t)v;
+		v = -1;
+		if (curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &v) == CURLE_OK &&
+		    v >= 0)
+			id.length = (int64_t)v;
+		*ret = id;
+		r = 0;
+	}
+	curl_easy_cleanup(easy);
+	return r;
+}
+
 static int fetch_file(struct bmap_ctx *ctx, const char *path, size_t max, void **ret,
 		      size_t *ret_len)
 {

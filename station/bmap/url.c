@@ -123,6 +123,7 @@ void url_header_line(struct url_xfer *x, const char *buf, size_t len)
 		size_t k;
 
 		x->reason[0] = '\0';
+		x->etag[0] = '\0';
 		x->have_range = false;
 		x->accept_ranges = false;
 		if (sp && (size_t)(sp - buf) + 5 < len) {
@@ -137,6 +138,23 @@ void url_header_line(struct url_xfer *x, const char *buf, size_t len)
 				x->reason[i] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
 			x->reason[k] = '\0';
 		}
+		return;
+	}
+	if (len > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
+		size_t k;
+
+		p = buf + 5;
+		while (p < buf + len && (*p == ' ' || *p == '\t'))
+			p++;
+		k = (size_t)(buf + len - p);
+		while (k > 0 && (p[k - 1] == '\r' || p[k - 1] == '\n' || p[k - 1] == ' '))
+			k--;
+		if (k >= sizeof(x->etag))
+			k = sizeof(x->etag) - 1;
+		/* Keyed on and shown: printable ASCII only. */
+		for (size_t i = 0; i < k; i++)
+			x->etag[i] = p[i] > 0x20 && p[i] < 0x7f ? p[i] : '?';
+		x->etag[k] = '\0';
 		return;
 	}
 	if (len > 14 && strncasecmp(buf, "Accept-Ranges:", 14) == 0) {

@@ -27,6 +27,7 @@ struct url_xfer {
 	bool excess;		/* more body bytes came than Content-Length said */
 	bool accept_ranges;	/* "Accept-Ranges: bytes" */
 	bool unread_at_close;	/* a connection closed with bytes still to read */
+	char etag[128];		/* the ETag header's value ("" when none) */
 };
 
 /* Whether the finished transfer on @easy got more bytes than it announced:
