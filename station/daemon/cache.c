@@ -39,8 +39,10 @@
  * set back, a replacement the inode. Content is not hashed: that cost a
  * tenth of a decompression for every card, and an entry holds only data
  * checked against the bmap's checksums as it was filled. */
-static int cache_key(int fd, const char *image, const struct bmap_map *map, char out[65])
+static int cache_key(struct bmap_ctx *ctx, int fd, const char *image, const struct bmap_map *map,
+		     char out[65], uint64_t *ret_length)
 {
+	struct bmap_url_identity uid;
 	_cleanup_free_ char *shown = NULL;
 	struct bmap_digest *d;
 	uint8_t digest[32];
@@ -50,16 +52,27 @@ static int cache_key(int fd, const char *image, const struct bmap_map *map, char
 
 	/* A URL (@fd -1) has no identity to stat: the entry is the URL's, as
 	 * messages show it (no credentials: the same image whoever logs in),
-	 * for this bmap, whose checksums every filled byte passed. */
+	 * in the version the server names now (ETag, Last-Modified, length:
+	 * a file replaced there is another entry), for this bmap, whose
+	 * checksums every filled byte passed. */
 	if (fd < 0) {
+		int r = bmap_url_identity(ctx, image, &uid);
+
+		if (r < 0)
+			return r;
 		shown = bmap_url_display(image);
 		if (!shown)
 			return -ENOMEM;
+		n = snprintf(id, sizeof(id), " %" PRId64 " %" PRId64 " ", uid.last_modified,
+			     uid.length);
 		d = bmap_digest_new("sha256");
 		if (!d)
 			return -ENOMEM;
 		bmap_digest_update(d, "url ", 4);
 		bmap_digest_update(d, shown, strlen(shown) + 1);
+		bmap_digest_update(d, uid.etag, strlen(uid.etag) + 1);
+		bmap_digest_update(d, id, (size_t)n);
+		*ret_length = uid.length > 0 ? (uint64_t)uid.length : 0;
 		goto bmap;
 	}
 	if (fstat(fd, &st) < 0)
@@ -160,6 +173,21 @@ int cache_fill_status(struct cache_use *u, char *why, size_t why_len)
 	return status == FILL_DONE ? 0 : 1;
 }
 
+int cache_download(struct cache_use *u, uint64_t *ret_done, uint64_t *ret_total)
+{
+	uint64_t done;
+
+	if (!u->filling || atomic_load(&u->fill->status) != FILL_RUNNING ||
+	    atomic_load(&u->fill->ino) != u->ino)
+		return 0;
+	done = atomic_load(&u->fill->downloaded);
+	if (!done)
+		return 0;
+	*ret_done = done;
+	*ret_total = atomic_load(&u->fill->download_size);
+	return 1;
+}
+
 /* The entry being filled, opened as a reader would: 0 with u->path set,
  * -EAGAIN while a fill is set up or has just ended (look again). */
 static int follow(struct cache_use *u, const char *part)
@@ -194,9 +222,9 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 		  struct cache_use *ret, char *why, size_t why_len)
 {
 	char key[65], lock[PATH_MAX], path[PATH_MAX], part[PATH_MAX], fillp[PATH_MAX];
+	uint64_t download_size = 0;
 	int r;
 
-	(void)ctx;
 	*ret = (struct cache_use){.lock_fd = -1, .fill_fd = -1, .data_fd = -1, .cancel = cancel};
 	if (!bmap_map_has_range_checksums(map))
 		return snprintf(why, why_len, "the bmap has no checksums to verify a cache with"),
@@ -204,7 +232,9 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 	if (bmap_map_get_mapped_bytes(map) > max_size)
 		return snprintf(why, why_len, "the image's data is larger than cache_max_size"),
 		       -EFBIG;
-	r = cache_key(image_fd, image, map, key);
+	r = cache_key(ctx, image_fd, image, map, key, &download_size);
+	if (r < 0 && image_fd < 0)
+		return snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx)), r;
 	if (r < 0)
 		return snprintf(why, why_len,
 				r == -ESPIPE ? "'%s' is not a regular file: nothing to cache"
@@ -265,6 +295,7 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 					     why, why_len);
 			if (r < 0)
 				goto fail;
+			atomic_store(&ret->fill->download_size, download_size);
 			ret->built = true;
 			ret->filling = true;
 			ret->data_fd = open(part, O_RDONLY | O_CLOEXEC);
