@@ -63,6 +63,9 @@ int cache_finished(struct cache_use *u, char *why, size_t why_len);
 /* The fill's verdict so far, without waiting: 0 complete (or not
  * filling), 1 still running, -errno with @why when it failed. */
 int cache_fill_status(struct cache_use *u, char *why, size_t why_len);
+/* A URL's fill that is still downloading: 1 with the bytes received so far
+ * and what the server announced (0: not said); else 0. */
+int cache_download(struct cache_use *u, uint64_t *ret_done, uint64_t *ret_total);
 void cache_release(struct cache_use *u);
 /* At the station's start, before any worker runs: removes what fills that
  * died left in @dir ("" or NULL: no cache), parts, temp files of earlier

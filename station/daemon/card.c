@@ -331,7 +331,9 @@ void card_live_update(struct station *st, struct card *c, bool force)
 		l.state = "waiting";
 		break;
 	case CARD_RUNNING:
-		l.state = strcmp(c->phase, "verifying") == 0 ? "verifying" : "writing";
+		l.state = strcmp(c->phase, "verifying") == 0	  ? "verifying"
+			  : strcmp(c->phase, "downloading") == 0 ? "downloading"
+								  : "writing";
 		l.done = c->done;
 		l.total = c->total;
 		if (now > c->started && c->done)

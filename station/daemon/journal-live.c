@@ -102,7 +102,11 @@ int journal_status(struct journal *j, bool json, FILE *out)
 {
 	static const char sql_table[] =
 		"SELECT coalesce(slot, '-'), coalesce(devnode, '-'), coalesce(serial, '-'),"
-		" coalesce(profile, '-'), state,"
+		" coalesce(profile, '-'),"
+		/* A URL's image coming into the cache, which the card follows. */
+		" CASE WHEN state = 'downloading' THEN printf('downloading %d MiB of %s', done >> 20,"
+		"   CASE WHEN total > 0 THEN printf('%d MiB', (total + 1048575) >> 20) ELSE '?' END)"
+		"   ELSE state END,"
 		" CASE WHEN total > 0 THEN printf('%d%%', done * 100 / total) ELSE '-' END,"
 		" CASE WHEN rate > 0 THEN printf('%.1f', rate / 1e6) ELSE '-' END,"
 		" CASE WHEN rate > 0 AND total > done THEN printf('%d:%02d',"

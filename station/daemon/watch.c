@@ -86,7 +86,8 @@ static int draw_row(void *userdata, const struct live_row *l)
 	/* 74 columns of text around the bar: nothing wraps at the terminal's width. */
 	int bar = f->width - 75, fill = 0, pct = -1;
 	const char *where = l->slot ? l->slot : l->devnode;
-	bool running = strcmp(l->state, "writing") == 0 || strcmp(l->state, "verifying") == 0;
+	bool running = strcmp(l->state, "writing") == 0 || strcmp(l->state, "verifying") == 0 ||
+		       strcmp(l->state, "downloading") == 0;
 	const char *colour = running			       ? YELLOW
 			     : strcmp(l->state, "done") == 0   ? GREEN
 			     : strcmp(l->state, "waiting") == 0 ? ""

@@ -34,6 +34,7 @@ static void on_term(int sig)
 struct wctx {
 	int fd;
 	const char *phase;
+	struct cache_use *download; /* a URL's fill this card reads along */
 };
 
 __attribute__((format(printf, 2, 3))) static void emit(int fd, const char *fmt, ...)
@@ -60,7 +61,14 @@ __attribute__((format(printf, 2, 3))) static void emit(int fd, const char *fmt, 
 static void on_progress(void *userdata, uint64_t done, uint64_t total)
 {
 	struct wctx *w = userdata;
+	uint64_t got, size;
 
+	/* While the image comes from its server, the card follows it: what
+	 * `status` shows is the download. */
+	if (w->download && cache_download(w->download, &got, &size) > 0) {
+		emit(w->fd, "progress downloading %" PRIu64 " %" PRIu64, got, size);
+		return;
+	}
 	emit(w->fd, "progress %s %" PRIu64 " %" PRIu64, w->phase, done, total);
 }
 
@@ -277,6 +285,8 @@ int worker_run(const struct worker_job *job, int fd)
 				 * first (its process keeps the nice value it was
 				 * forked with; the cards' workers step back). */
 				if (cache.filling) {
+					if (url)
+						w.download = &cache;
 					copts.wait = cache_wait;
 					copts.wait_userdata = &cache;
 					errno = 0;
@@ -351,6 +361,7 @@ int worker_run(const struct worker_job *job, int fd)
 	}
 
 	copts.wait = NULL;
+	w.download = NULL;
 	if (job->verify == VERIFY_READBACK) {
 		struct bmap_source *again = NULL;
 
