@@ -322,6 +322,42 @@ static void test_relative_paths(void **state)
 	config_free(cfg);
 }
 
+/* URLs in a profile were joined to the config's folder ("/etc/x/http://..."),
+ * naming a file that is not there. */
+static void test_url_image_and_bmap_kept_as_given(void **state)
+{
+	struct fixture *f = *state;
+	struct station_config *cfg;
+	char *want;
+
+	cfg = load_ok(f, "station = { cache_dir = \"cache\"; };\n"
+			 "profiles = ( { name = \"p\"; image = \"https://u:pw@h/img/disk.img.zst?t=1\";\n"
+			 "  bmap = \"http://h/disk.bmap\"; },\n"
+			 "  { name = \"q\"; image = \"file:///srv/disk.img\"; bmap = \"disk.bmap\"; } );\n");
+	assert_string_equal(cfg->profiles[0].image, "https://u:pw@h/img/disk.img.zst?t=1");
+	assert_string_equal(cfg->profiles[0].bmap, "http://h/disk.bmap");
+	assert_string_equal(cfg->profiles[1].image, "file:///srv/disk.img");
+	want = tu_path(f->dir, "disk.bmap");
+	assert_string_equal(cfg->profiles[1].bmap, want);
+	free(want);
+	config_free(cfg);
+}
+
+/* A URL image without the image cache would be written straight from the
+ * network (half-written cards, one download per card): refused at load. */
+static void test_url_image_without_cache_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	load_refused(f,
+		     "station = { cache_dir = \"\"; };\n"
+		     "profiles = ( { name = \"p\";\n"
+		     "  image = \"http://h/disk.img.zst\"; } );\n",
+		     3,
+		     "profiles.[0].image: profile \"p\" takes its image from a URL, which needs "
+		     "the image cache");
+}
+
 static void test_include_relative_to_config(void **state)
 {
 	struct fixture *f = *state;
@@ -856,6 +892,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_plain_big_integer_not_truncated, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_url_image_and_bmap_kept_as_given, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_url_image_without_cache_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_include_relative_to_config, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
