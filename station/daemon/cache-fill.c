@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The image cache's filler (see cache-private.h for the files): the process
- * that decompresses an image into KEY.part, and the lock on KEY.fill that
+ * that decompresses an image (a file, or a URL it downloads) into KEY.part, and the lock on KEY.fill that
  * tells its readers whether it lives.
  *
  * The filler is forked by the first worker that finds no entry, but

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The decompress-once image cache: the mapped ranges of a compressed image,
- * decompressed into a sparse raw file and verified against the bmap's
- * checksums, so that N cards cost one decompression. Used by the workers;
+ * The decompress-once image cache: the mapped ranges of a compressed image
+ * (or of any image at a URL), decompressed into a sparse raw file and
+ * verified against the bmap's checksums, so that N cards cost one
+ * decompression (one download). Used by the workers;
  * the station sweeps it at its start.
  */
 #pragma once

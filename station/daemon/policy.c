@@ -3,8 +3,9 @@
  * The one decision on what a card gets: ignored (not ours), refused (ours
  * but not to be written), failed (the profile's image cannot be had) or
  * queued with a profile. `run` and `check` both ask here, so `check` says
- * what `run` will do. Pure but for reading the image's bmap and asking the
- * journal about earlier serials.
+ * what `run` will do. Pure but for reading the image's bmap (for an image
+ * URL: asking whether it is there, and finding the bmap next to it, in the
+ * probe's child for `run`) and asking the journal about earlier serials.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -43,8 +43,9 @@ int policy_bmap_facts_now(void *userdata, const char *image, const char *bmap,
 
 struct bmap_ctx;
 struct bmap_map;
-/* A profile's bmap file as the probe and the worker read it: its signature
- * (clearsigned, or BMAP.asc, BMAP.sig next to it) verified as @sig says,
+/* A profile's bmap (a file or a URL, fetched whole) as the probe and the
+ * worker read it: its signature (clearsigned, or BMAP.asc, BMAP.sig next to
+ * it, at a URL each a HEAD request first) verified as @sig says,
  * then the verified bytes parsed. -EKEYREJECTED when the signature is not
  * accepted; the detail in @ctx in every failure. @ret_signer (41 bytes)
  * gets the signer's fingerprint, "" when unsigned. */

@@ -180,7 +180,7 @@ static int probe_start(struct station *st, const char *image, const char *path, 
 	p->image = strdup(image);
 	p->sig_key = sig_key;
 	p->discover = discover;
-	p->url = discover || bmap_location_is_url(path);
+	p->url = discover || bmap_location_is_url(path) || bmap_location_is_url(image);
 	if (!p->path || !p->image || pipe2(fds, O_CLOEXEC) < 0) {
 		probe_free(p);
 		return -ENOMEM;

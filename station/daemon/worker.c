@@ -251,11 +251,13 @@ int worker_run(const struct worker_job *job, int fd)
 
 		hex_encode(bmap_map_get_file_sha256(map), 32, hex);
 		if (strcmp(hex, job->bmap_sha256) != 0) {
+			_cleanup_free_ char *bmap_shown = bmap_url_display(bmap_path);
+
 			snprintf(why, sizeof(why),
 				 "the bmap '%s' changed since the job was recorded (sha256 %.12s..., "
 				 "now %.12s...): nothing was written; put the card in again to use "
 				 "the new one",
-				 bmap_path, job->bmap_sha256, hex);
+				 bmap_shown ? bmap_shown : "?", job->bmap_sha256, hex);
 			ret = finish(fd, "failed", 0, NULL, NULL, why);
 			goto out;
 		}
