@@ -8,7 +8,8 @@
 #   into the image cache, the server killed mid-download and
 #   started again (the fill resumes), every card holds the image (its mapped data: the bmap's verify), the
 #   journal says success; `status` shows the download while it runs; the
-#   password is in no log line, journal row or `status` output;
+#   password is in no log line, journal row or `status` output; the image
+#   replaced on the server (new ETag, Last-Modified) is another cache entry;
 # - an image URL that is not there (404) fails its card without a worker,
 #   the error naming the URL and the 404;
 # - a bmap URL signed (BMAP.asc next to it) with signature = "required"
@@ -22,7 +23,7 @@ need_nginx
 need_cmd zstd
 need_cmd gpg
 need_cmd gpgconf
-need_loops 6
+need_loops 7
 ensure_udevd
 install_test_rule
 
@@ -119,6 +120,20 @@ img_gets | grep -v -e '"bytes=0-' -e '"bytes=1048576-"' | grep -q ' 206 .*"bytes
 	fail "the cut download was not resumed: $(cat "$WEB_LOG_w")"
 n=$(grep -c "cache built" "$TEST_TMP/station.log")
 ((n == 1)) || fail "the cache was filled $n times: $(grep cache "$TEST_TMP/station.log")"
+
+# The image replaced on the server (a new Last-Modified and ETag, the same
+# bmap): the next card does not take the old entry, it downloads again.
+key_of() { grep "serial $1)" "$TEST_TMP/station.log" | sed -n -E 's#.*cache (built|used): .*/([0-9a-f]{64})\.(part|img).*#\2#p'; }
+touch -d '+1 hour' "$www/disk.img.zst"
+c[4]=$(make_card "a-4.img" 32M)
+insert_card "${c[4]}"
+wait_for "$db" "select outcome from jobs where serial = 'a-4.img'" success 120 ||
+	fail "a-4 after the image changed: $(q "$db" "select serial, outcome, error from jobs")"
+k1=$(key_of a-1.img) k4=$(key_of a-4.img)
+[[ -n $k1 && -n $k4 ]] || fail "no cache line for a-1 or a-4: $(grep cache "$TEST_TMP/station.log")"
+[[ $k1 != "$k4" ]] || fail "the image replaced on the server reused the old cache entry $k1"
+"$BMAPTOOL" -q verify --bmap "$www/disk.img.bmap" "$www/disk.img" "${c[4]}" ||
+	fail "a-4 does not hold the image"
 
 # 404: failed before any worker, naming the URL (without the password).
 m=$(make_card "m-1.img" 32M)
