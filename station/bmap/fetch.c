@@ -123,9 +123,27 @@ int bmap_url_identity(struct bmap_ctx *ctx, const char *url, struct bmap_url_ide
 	long status;
 	int r;
 
+	_cleanup_free_ char *path = NULL;
+	struct stat st;
+
 	if (!shown_url || asprintf(&disp, "'%s'", shown_url) < 0) {
 		disp = NULL;
 		return bmap_error(ctx, -ENOMEM, "out of memory");
+	}
+	/* A file: URL is a local file, as everywhere else: its identity is
+	 * what stat says (a replaced file has another mtime). */
+	r = url_file_path(url, &path);
+	if (r < 0)
+		return bmap_error(ctx, r, "cannot read %s: only local file: URLs are read", disp);
+	if (r > 0) {
+		if (stat(path, &st) < 0)
+			return bmap_error(ctx, -errno, "cannot stat %s: %m", disp);
+		id.last_modified = (int64_t)st.st_mtim.tv_sec;
+		id.length = (int64_t)st.st_size;
+		snprintf(id.etag, sizeof(id.etag), "%ju-%ju-%ld", (uintmax_t)st.st_dev,
+			 (uintmax_t)st.st_ino, st.st_mtim.tv_nsec);
+		*ret = id;
+		return 0;
 	}
 	r = url_easy_new(ctx, url, &x, &easy);
 	if (r < 0)

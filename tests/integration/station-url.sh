@@ -13,7 +13,8 @@
 # - an image URL that is not there (404) fails its card without a worker,
 #   the error naming the URL and the 404;
 # - a bmap URL signed (BMAP.asc next to it) with signature = "required"
-#   passes; the same image with an unsigned bmap URL is refused, unwritten.
+#   passes; the same image with an unsigned bmap URL is refused, unwritten;
+# - a file: URL image is written through the cache too.
 . "$TESTS_DIR/lib/common.sh"
 . "$TESTS_DIR/lib/station.sh"
 . "$TESTS_DIR/lib/webserver.sh"
@@ -23,7 +24,7 @@ need_nginx
 need_cmd zstd
 need_cmd gpg
 need_cmd gpgconf
-need_loops 7
+need_loops 8
 ensure_udevd
 install_test_rule
 
@@ -72,7 +73,9 @@ profiles = (
     removable_only = false; $req match = { serial = "s-*"; }; },
   { name = "unsigned"; image = "$base/unsigned/disk.img.zst";
     bmap = "$base/unsigned/disk.img.bmap";
-    removable_only = false; $req match = { serial = "u-*"; }; }
+    removable_only = false; $req match = { serial = "u-*"; }; },
+  { name = "file"; image = "file://$www/disk.img.zst"; removable_only = false;
+    match = { serial = "f-*"; }; }
 );
 CONF
 "$BMAP_STATION" check --config "$TEST_TMP/station.conf" >"$TEST_TMP/check.out" 2>&1
@@ -161,6 +164,14 @@ wait_for "$db" "select outcome from jobs where serial = 's-1.img'" success 120 |
 wait_for "$db" "select outcome from jobs where serial = 'u-1.img'" refused 60 ||
 	fail "the unsigned bmap URL: $(q "$db" "select serial, outcome, error from jobs")"
 cmp -s "$u" <(head -c 32M /dev/zero | tr '\0' '\245') || fail "u-1 was written to"
+
+# A file: URL: a local file through the same path (its identity from stat).
+fc=$(make_card "f-1.img" 32M)
+insert_card "$fc"
+wait_for "$db" "select outcome from jobs where serial = 'f-1.img'" success 60 ||
+	fail "the file: URL: $(q "$db" "select serial, outcome, error from jobs")"
+"$BMAPTOOL" -q verify --bmap "$www/disk.img.bmap" "$www/disk.img" "$fc" ||
+	fail "f-1 does not hold the image"
 
 # The password: in no log line, journal row, report or status.
 "$BMAP_STATION" status --db "$db" >>"$TEST_TMP/status.out" 2>&1
