@@ -121,6 +121,7 @@ from0=$(img_gets | grep -c -e ' "-"$' -e '"bytes=0-')
 	fail "a range of the image was downloaded twice: $(cat "$WEB_LOG_w")"
 img_gets | grep -v -e '"bytes=0-' -e '"bytes=1048576-"' | grep -q ' 206 .*"bytes=[1-9][0-9]*-"' ||
 	fail "the cut download was not resumed: $(cat "$WEB_LOG_w")"
+log "three cards from one download: the .zst is $zsize bytes, the server logged $(web_sent w '^/disk.img.zst$') bytes sent for it in $(img_gets | wc -l) GET(s) (the request cut by the kill is not logged)"
 n=$(grep -c "cache built" "$TEST_TMP/station.log")
 ((n == 1)) || fail "the cache was filled $n times: $(grep cache "$TEST_TMP/station.log")"
 
@@ -182,4 +183,4 @@ done
 sqlite3 "$db" .dump | grep -q "$pass" && fail "the journal holds the password"
 q "$db" "select image from jobs where serial = 'a-1.img'" | grep -q "^http://127.0.0.1:$WEB_PORT_w/disk.img.zst$" ||
 	fail "the journal's image is not the URL without credentials: $(q "$db" "select image from jobs")"
-log "ok: URL profiles: one download into the cache (resumed through a server restart) for three cards, a 404 failed without a worker, a signed bmap URL required and checked, no password shown"
+log "ok: URL profiles: one download into the cache (resumed through a server restart) for three cards, a replaced image another entry, a 404 failed without a worker, a signed bmap URL required and checked, a file: URL, no password shown"
