@@ -108,9 +108,9 @@ check() {
 	[[ -n $want ]] || fail "$name: the peers found nothing in $img"
 	got=$(ours -b "$bmap" "$img")
 	[[ $got == "$want" ]] || fail "$name raw: ours:"$'\n'"$got"$'\n'"peers:"$'\n'"$want"
-	gzip -c "$img" >"$img.gz"
+	gzip -1 -c "$img" >"$img.gz"
 	zstd -q -c "$img" >"$img.zst"
-	xz -T2 -c "$img" >"$img.xz"
+	xz -0 -T2 -c "$img" >"$img.xz"
 	for c in gz zst xz; do
 		got=$(ours -b "$bmap" "$img.$c")
 		[[ $got == "$want" ]] ||
