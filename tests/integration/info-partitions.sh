@@ -144,6 +144,21 @@ check() {
 		got=$(ours "$img.simg" | sed "$strip")
 		[[ $got == "$(sed "$strip" <<<"$want")" ]] ||
 			fail "$name simg: ours:"$'\n'"$got"$'\n'"peers:"$'\n'"$want"
+		# The same sparse image inside a .tar.zst: the archive and its
+		# member are named, the listing is the same.
+		(cd "$(dirname "$img")" && tar -cf - "$(basename "$img").simg") | zstd -q -o "$img.tar.zst" ||
+			fail "tar | zstd"
+		got=$(ours "$img.tar.zst" | sed "$strip")
+		[[ $got == "$(sed "$strip" <<<"$want")" ]] ||
+			fail "$name simg in tar.zst: ours:"$'\n'"$got"$'\n'"peers:"$'\n'"$want"
+		"$BMAPTOOL" info --json "$img.tar.zst" 2>/dev/null | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+assert j["format"] == "simg" and j["container"] == "tar" and j["member"].endswith(".simg"), j
+' || fail "$name: info --json of a sparse image in a tar does not name the archive and member"
+		"$BMAPTOOL" info "$img.tar.zst" 2>/dev/null | grep -q "^archive: *tar archive, member '$(basename "$img").simg'" ||
+			fail "$name: info of a sparse image in a tar has no archive line"
+		rm -f "$img.tar.zst"
 		rm -f "$img.simg"
 	fi
 }
