@@ -135,12 +135,30 @@ int format_info(struct bmap_ctx *ctx, const char *image, bool json)
 		       fi.virtual_size, bmap_map_get_block_size(map), blocks, mapped,
 		       bmap_map_get_mapped_bytes(map), pct, bmap_map_get_range_count(map));
 		json_counts(&fi);
+		if (bmap_source_get_container(src)) {
+			uint64_t msize;
+
+			printf(", \"container\": \"%s\", \"member\": ",
+			       bmap_container_name(bmap_source_get_container(src)));
+			json_write_string(stdout, bmap_source_get_member(src));
+			if (bmap_source_get_member_size(src, &msize))
+				printf(", \"member_size\": %" PRIu64, msize);
+			else
+				printf(", \"member_size\": null");
+		} else {
+			printf(", \"container\": null, \"member\": null, \"member_size\": null");
+		}
 		info_partitions(ctx, image, map, true);
 		printf("}\n");
 	} else {
 		printf("image:          %s\n", image);
 		printf("format:         %s, version %s\n", bmap_format_name(f), fi.version);
 		printf("compression:    %s\n", bmap_compression_name(bmap_source_get_compression(src)));
+		/* A sparse image inside a tar (a qcow2 there is refused). */
+		if (bmap_source_get_container(src))
+			printf("archive:        %s archive, member '%s'\n",
+			       bmap_container_name(bmap_source_get_container(src)),
+			       bmap_source_get_member(src));
 		printf("bmap:           none; the map comes from %s\n", map_origin(f));
 		printf("image size:     %" PRIu64 " bytes (%s): the virtual disk\n", fi.virtual_size,
 		       human_size(fi.virtual_size, h1));

@@ -376,7 +376,9 @@ static int qcow2_open(struct bmap_source *s)
 		return refuse(s, "a qcow2 image needs random access: it cannot be read %s; give "
 			      "the file itself (or 'qemu-img convert -O raw' makes an image that "
 			      "can be streamed)",
-			      s->comp != BMAP_COMP_RAW ? "through a compression" : "from a pipe");
+			      s->comp != BMAP_COMP_RAW ? "through a compression"
+			      : s->fd < 0	     ? "from a URL (download it first)"
+						     : "from a pipe");
 	q->fd = s->fd;
 	if (fstat(s->fd, &st) < 0)
 		return bmap_error(s->ctx, -errno, "cannot stat %s: %m", s->what);

@@ -143,6 +143,7 @@ int worker_run(const struct worker_job *job, int fd)
 	_cleanup_free_ char *bmap_path = NULL, *content = NULL, *shown = NULL;
 	bool url = bmap_location_is_url(job->image);
 	char signer[41] = "";
+	bool self_map = false, self_stream = false;
 	struct sigaction sa = { .sa_handler = on_term };
 	sigset_t all;
 	char reason[256];
@@ -208,7 +209,27 @@ int worker_run(const struct worker_job *job, int fd)
 		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 		goto out;
 	}
-	if (!bmap_path && !url && bmap_source_get_raw_fd(src) < 0) {
+	/* A qcow2 or Android sparse image without a bmap brings its own map
+	 * (its virtual disk's data, without checksums); a sparse image read
+	 * as a stream tells it only as it is read (copied with source_map). */
+	if (!bmap_path && bmap_source_get_format(src) != BMAP_FORMAT_RAW) {
+		r = bmap_source_get_map(src, &map);
+		if (r == -EAGAIN) {
+			self_stream = true;
+			copts.source_map = true;
+		} else if (r < 0) {
+			ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
+			goto out;
+		}
+		self_map = true;
+		emit(fd, "note the map comes from the %s image itself (no bmap: its data "
+			 "carries no checksums%s)",
+		     bmap_format_name(bmap_source_get_format(src)),
+		     job->verify == VERIFY_CHECKSUMS
+			     ? "; verify = checksums checks nothing more: use verify = readback"
+			     : "");
+	}
+	if (!bmap_path && !self_map && !url && bmap_source_get_raw_fd(src) < 0) {
 		char why[PATH_MAX + 96];
 
 		snprintf(why, sizeof(why),
@@ -218,6 +239,7 @@ int worker_run(const struct worker_job *job, int fd)
 		goto out;
 	}
 	if (!bmap_path && job->sig && job->sig->mode == SIG_REQUIRED) {
+		/* A self-mapped image's own map is signed by no one either. */
 		ret = finish(fd, "refused", 0, NULL, NULL,
 			     "the bmap is gone, and the profile has signature = \"required\": "
 			     "nothing was written");
@@ -227,8 +249,10 @@ int worker_run(const struct worker_job *job, int fd)
 	 * parses: what the probe verified may have been replaced since. */
 	if (bmap_path)
 		r = policy_load_bmap(ctx, bmap_path, job->sig, &map, signer);
-	else
+	else if (!self_map)
 		r = bmap_map_from_file(ctx, bmap_source_get_raw_fd(src), job->image, 4096, &map);
+	else
+		r = 0;
 	if (r < 0) {
 		ret = finish(fd, r == -EKEYREJECTED ? "refused" : "failed", 0, NULL, NULL,
 			     bmap_ctx_get_error(ctx));
@@ -265,8 +289,14 @@ int worker_run(const struct worker_job *job, int fd)
 
 	/* A compressed image is decompressed once into the cache and every
 	 * card is copied from there; without the cache, straight from it. */
-	if (job->cache_dir && *job->cache_dir &&
-	    (url || bmap_source_get_compression(src) != BMAP_COMP_RAW)) {
+	if (job->cache_dir && *job->cache_dir && self_map) {
+		/* The cache checks what it holds against range checksums: a
+		 * self-mapped image has none, and is read straight. */
+		emit(fd, "note cache not used: the %s image's own map has no checksums to verify "
+			 "a cache with (give the profile a bmap made by bmaptool create to cache it)",
+		     bmap_format_name(bmap_source_get_format(src)));
+	} else if (job->cache_dir && *job->cache_dir &&
+		   (url || bmap_source_get_compression(src) != BMAP_COMP_RAW)) {
 		char why[512];
 
 		if ((url || image_fd >= 0) &&
@@ -315,7 +345,9 @@ int worker_run(const struct worker_job *job, int fd)
 		}
 	}
 
-	topts.image_size = bmap_map_get_image_size(map);
+	/* A sparse image read as a stream: its map is known once it is
+	 * read, its disk's size from its header. */
+	topts.image_size = map ? bmap_map_get_image_size(map) : bmap_source_get_image_size(src);
 	/* A card swapped since its event is refused before any open for
 	 * writing; the check on the writing fd below closes the race. */
 	if (device_diskseq_check_node(job->devnode, job->diskseq, reason, sizeof(reason)) < 0) {
@@ -348,6 +380,13 @@ int worker_run(const struct worker_job *job, int fd)
 		}
 		ret = finish_failed(fd, dst, r, "failed", "writing", 0, NULL,
 				    bmap_ctx_get_error(ctx));
+		goto out;
+	}
+	/* The stream's map, now that it was read to its end, for the discard
+	 * and the read-back. */
+	if (self_stream && bmap_source_get_map(src, &map) < 0) {
+		ret = finish_failed(fd, dst, -EIO, "failed", "writing", cres.bytes_written,
+				    cres.data_sha256, bmap_ctx_get_error(ctx));
 		goto out;
 	}
 	if (job->discard) {

@@ -108,9 +108,9 @@ check() {
 	[[ -n $want ]] || fail "$name: the peers found nothing in $img"
 	got=$(ours -b "$bmap" "$img")
 	[[ $got == "$want" ]] || fail "$name raw: ours:"$'\n'"$got"$'\n'"peers:"$'\n'"$want"
-	gzip -c "$img" >"$img.gz"
+	gzip -1 -c "$img" >"$img.gz"
 	zstd -q -c "$img" >"$img.zst"
-	xz -T2 -c "$img" >"$img.xz"
+	xz -0 -T2 -c "$img" >"$img.xz"
 	for c in gz zst xz; do
 		got=$(ours -b "$bmap" "$img.$c")
 		[[ $got == "$want" ]] ||
@@ -144,6 +144,21 @@ check() {
 		got=$(ours "$img.simg" | sed "$strip")
 		[[ $got == "$(sed "$strip" <<<"$want")" ]] ||
 			fail "$name simg: ours:"$'\n'"$got"$'\n'"peers:"$'\n'"$want"
+		# The same sparse image inside a .tar.zst: the archive and its
+		# member are named, the listing is the same.
+		(cd "$(dirname "$img")" && tar -cf - "$(basename "$img").simg") | zstd -q -o "$img.tar.zst" ||
+			fail "tar | zstd"
+		got=$(ours "$img.tar.zst" | sed "$strip")
+		[[ $got == "$(sed "$strip" <<<"$want")" ]] ||
+			fail "$name simg in tar.zst: ours:"$'\n'"$got"$'\n'"peers:"$'\n'"$want"
+		"$BMAPTOOL" info --json "$img.tar.zst" 2>/dev/null | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+assert j["format"] == "simg" and j["container"] == "tar" and j["member"].endswith(".simg"), j
+' || fail "$name: info --json of a sparse image in a tar does not name the archive and member"
+		"$BMAPTOOL" info "$img.tar.zst" 2>/dev/null | grep -q "^archive: *tar archive, member '$(basename "$img").simg'" ||
+			fail "$name: info of a sparse image in a tar has no archive line"
+		rm -f "$img.tar.zst"
 		rm -f "$img.simg"
 	fi
 }

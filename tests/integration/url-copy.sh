@@ -96,6 +96,16 @@ if "$BMAPTOOL" create "$(web_url a sub/raw.img)" >"$out" 2>&1; then
 	fail "create of a URL succeeded"
 fi
 grep -q "cannot create a bmap of the URL" "$out" || { cat "$out" >&2; fail "create's refusal is unclear"; }
+# A qcow2 needs random access: at a URL it is refused, saying so, DEST not made.
+if command -v qemu-img >/dev/null; then
+	qemu-img convert -q -O qcow2 "$www/disk.img" "$www/disk.qcow2" || fail "qemu-img convert"
+	if "$BMAPTOOL" copy "$(web_url a disk.qcow2)" "$TEST_TMP/new" >"$out" 2>&1; then
+		fail "a qcow2 at a URL was copied"
+	fi
+	grep -q "needs random access: it cannot be read from a URL" "$out" ||
+		{ cat "$out" >&2; fail "the qcow2 URL's refusal does not say why"; }
+	[[ ! -e $TEST_TMP/new ]] || fail "a refused qcow2 URL created DEST"
+fi
 web_start proxy "$www" "location / { proxy_pass http://127.0.0.1:$WEB_PORT_a; }"
 http_proxy="http://127.0.0.1:$WEB_PORT_proxy" "$BMAPTOOL" -q copy \
 	"http://images.invalid/disk.img.zst" "$TEST_TMP/proxied" || fail "copy through http_proxy failed"
