@@ -41,34 +41,6 @@ int check_sig_args(const char *cmd, const struct sig_args *sa, bool nobmap)
 	return 0;
 }
 
-/* BMAP.asc, then BMAP.sig, next to a bmap at a URL (the suffix before the
- * query, as for the bmap): -ENOENT when neither is there; another failure (a
- * login refused, a server down) is not passed over. */
-static int sig_discover_url(struct bmap_ctx *ctx, const char *bmap_url, char **ret)
-{
-	static const char *const suffixes[] = { ".asc", ".sig" };
-
-	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
-		_cleanup_free_ char *u = bmap_location_add_suffix(bmap_url, suffixes[i]);
-		_cleanup_free_ void *none = NULL;
-		size_t len;
-		int r;
-
-		if (!u)
-			return -ENOMEM;
-		/* max 0: whether it is there (a HEAD request). */
-		r = bmap_fetch_small(ctx, u, 0, &none, &len);
-		if (r == 0) {
-			*ret = u;
-			u = NULL;
-			return 0;
-		}
-		if (r != -ENOENT)
-			return r;
-	}
-	return -ENOENT;
-}
-
 int load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_args *sa,
 	      struct bmap_map **ret_map, struct bmap_sig_result *ret_sig, char **ret_sig_path)
 {
@@ -105,7 +77,7 @@ int load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_args *sa,
 			return -EINVAL;
 		}
 	} else if (!sa->no_verify && !sig_path) {
-		r = url ? sig_discover_url(ctx, path, &found) : bmap_sig_discover(path, &found);
+		r = url ? bmap_sig_discover_url(ctx, path, &found) : bmap_sig_discover(path, &found);
 		if (r < 0 && r != -ENOENT)
 			goto fail;
 		if (r == 0) {

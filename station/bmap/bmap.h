@@ -493,6 +493,11 @@ int bmap_url_identity(struct bmap_ctx *ctx, const char *url, struct bmap_url_ide
  * (HTTP 404) tries the next; any other failure ends the search with its
  * error (-errno, detail in @ctx). -ENOENT when none is there. */
 int bmap_discover_url(struct bmap_ctx *ctx, const char *image_url, char **ret_url);
+/* bmap_sig_discover() for a bmap URL: BMAP.asc, then BMAP.sig (the suffix
+ * before the query, as for the bmap), each a HEAD request. -ENOENT when
+ * neither is there; another failure (a login refused, a server down) is not
+ * passed over (-errno, detail in @ctx). */
+int bmap_sig_discover_url(struct bmap_ctx *ctx, const char *bmap_url, char **ret_url);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Small files from a path or a URL (a bmap, a signature) read whole into
- * memory with a size cap, and the bmap discovery next to an image URL that
- * uses them.
+ * memory with a size cap, and the discovery of a bmap next to an image URL
+ * and of a signature next to a bmap URL that uses them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -319,4 +319,29 @@ int bmap_discover_url(struct bmap_ctx *ctx, const char *image_url, char **ret_ur
 			return -ENOENT;
 		memmove(dot, base + end, strlen(base + end) + 1);
 	}
+}
+
+int bmap_sig_discover_url(struct bmap_ctx *ctx, const char *bmap_url, char **ret_url)
+{
+	static const char *const suffixes[] = { ".asc", ".sig" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+		_cleanup_free_ char *u = bmap_location_add_suffix(bmap_url, suffixes[i]);
+		_cleanup_free_ void *none = NULL;
+		size_t len;
+		int r;
+
+		if (!u)
+			return bmap_error(ctx, -ENOMEM, "out of memory");
+		/* max 0: whether it is there (a HEAD request). */
+		r = bmap_fetch_small(ctx, u, 0, &none, &len);
+		if (r == 0) {
+			*ret_url = u;
+			u = NULL;
+			return 0;
+		}
+		if (r != -ENOENT)
+			return r;
+	}
+	return -ENOENT;
 }

@@ -73,33 +73,6 @@ int policy_once_per_serial(const struct profile *p, const struct device *d, stru
 	return 0;
 }
 
-/* BMAP.asc, then BMAP.sig, next to a bmap at a URL (each a HEAD request):
- * -ENOENT when neither is there; another failure (a login refused, a server
- * down) is not passed over. */
-static int sig_discover_url(struct bmap_ctx *ctx, const char *bmap_url, char **ret)
-{
-	static const char *const suffixes[] = {".asc", ".sig"};
-
-	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
-		_cleanup_free_ char *u = bmap_location_add_suffix(bmap_url, suffixes[i]);
-		_cleanup_free_ void *none = NULL;
-		size_t len;
-		int r;
-
-		if (!u)
-			return -ENOMEM;
-		r = bmap_fetch_small(ctx, u, 0, &none, &len);
-		if (r == 0) {
-			*ret = u;
-			u = NULL;
-			return 0;
-		}
-		if (r != -ENOENT)
-			return r;
-	}
-	return -ENOENT;
-}
-
 int policy_load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_policy *sig,
 		     struct bmap_map **ret_map, char *ret_signer)
 {
@@ -132,7 +105,7 @@ int policy_load_bmap(struct bmap_ctx *ctx, const char *path, const struct sig_po
 		if (r < 0)
 			return r;
 		clearsigned = bmap_sig_is_clearsigned(bytes, len);
-		r = clearsigned ? -ENOENT : sig_discover_url(ctx, path, &sig_path);
+		r = clearsigned ? -ENOENT : bmap_sig_discover_url(ctx, path, &sig_path);
 		if (r < 0 && r != -ENOENT)
 			return r;
 	} else {
