@@ -86,21 +86,8 @@ for p in "${pairs[@]}"; do
 done
 [[ ${MAKE_ONLY:-0} == 1 ]] && exit 0
 
-out=$(mktemp -d "${TMPDIR:-/tmp}/bench-archive.XXXXXX") || die "mktemp failed"
-card_file=
-loop=
-cleanup() {
-	[[ -n $loop ]] && { losetup -d "$loop" || say "could not detach $loop"; }
-	[[ -n $card_file ]] && rm -f -- "$card_file"
-	rm -rf -- "$out"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-card_file=$(mktemp "$CARD_DIR/bench-card.XXXXXX.bin") || die "mktemp in $CARD_DIR failed"
-fallocate -l $((2253 * 1048576)) "$card_file" || truncate -s $((2253 * 1048576)) "$card_file"
-loop=$(losetup -f --show -- "$card_file") || die "losetup failed"
+. "$here/bench-card.sh"
+bench_card bench-archive
 
 echo "bench-archive: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start;" \
 	"$RUNS runs each, medians; card $loop over $card_file"

@@ -56,23 +56,8 @@ img=$BENCH_DIR/bench.img
 bmap=$img.bmap
 [[ -r $bmap ]] || die "no $bmap"
 
-out=$(mktemp -d "${TMPDIR:-/tmp}/bench-copy.XXXXXX") || die "mktemp failed"
-card_file=
-loop=
-cleanup() {
-	[[ -n $loop ]] && { losetup -d "$loop" || say "could not detach $loop"; }
-	[[ -n $card_file ]] && rm -f -- "$card_file"
-	rm -rf -- "$out"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# The card: 2.2 GiB, allocated up front so that no run pays for tmpfs pages
-# that an earlier run already got.
-card_file=$(mktemp "$CARD_DIR/bench-card.XXXXXX.bin") || die "mktemp in $CARD_DIR failed"
-fallocate -l $((2253 * 1048576)) "$card_file" || truncate -s $((2253 * 1048576)) "$card_file"
-loop=$(losetup -f --show -- "$card_file") || die "losetup failed"
+. "$here/bench-card.sh"
+bench_card bench-copy
 
 block_size=$(sed -nE 's|.*<BlockSize>[[:space:]]*([0-9]+).*|\1|p' "$bmap")
 mapped_blocks=$(sed -nE 's|.*<MappedBlocksCount>[[:space:]]*([0-9]+).*|\1|p' "$bmap")

@@ -74,21 +74,8 @@ make "$BENCH_DIR/bench-zstd.qcow2" qemu-img convert -q -c -O qcow2 -o compressio
 	"$img" "$BENCH_DIR/bench-zstd.qcow2"
 make "$BENCH_DIR/bench.simg" img2simg "$img" "$BENCH_DIR/bench.simg"
 
-out=$(mktemp -d "${TMPDIR:-/tmp}/bench-formats.XXXXXX") || die "mktemp failed"
-card_file=
-loop=
-cleanup() {
-	[[ -n $loop ]] && { losetup -d "$loop" || say "could not detach $loop"; }
-	[[ -n $card_file ]] && rm -f -- "$card_file"
-	rm -rf -- "$out"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-card_file=$(mktemp "$CARD_DIR/bench-card.XXXXXX.bin") || die "mktemp in $CARD_DIR failed"
-fallocate -l $((2253 * 1048576)) "$card_file" || truncate -s $((2253 * 1048576)) "$card_file"
-loop=$(losetup -f --show -- "$card_file") || die "losetup failed"
+. "$here/bench-card.sh"
+bench_card bench-formats
 
 declare -A FILE=([qcow2]=bench.qcow2 [qcow2-zlib]=bench-zlib.qcow2
 	[qcow2-zstd]=bench-zstd.qcow2 [simg]=bench.simg)
