@@ -227,9 +227,24 @@ static bool password_equal(const char *given, const char *want)
 	return diff == 0;
 }
 
+/* The client's address, for the log. */
+static void client_name(struct MHD_Connection *conn, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	snprintf(buf, len, "?");
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+			  (socklen_t)len);
+}
+
 static bool authorized(struct serve_state *s, struct MHD_Connection *conn)
 {
-	char *pass = NULL, *user;
+	char *pass = NULL, *user, addr[INET6_ADDRSTRLEN];
 	bool ok;
 
 	if (!s->set->password)
@@ -237,6 +252,12 @@ static bool authorized(struct serve_state *s, struct MHD_Connection *conn)
 	/* Any user name: the password is the station's one secret. */
 	user = MHD_basic_auth_get_username_password(conn, &pass);
 	ok = user && pass && password_equal(pass, s->set->password);
+	/* A browser asks first without a password: only a wrong one is news
+	 * (never what was tried). */
+	if (!ok && pass) {
+		client_name(conn, addr, sizeof(addr));
+		log_notice("serve: wrong password from %s", addr);
+	}
 	if (pass) {
 		explicit_bzero(pass, strlen(pass));
 		MHD_free(pass);
