@@ -161,7 +161,7 @@ fi
 [[ $(dpkg-deb -f "$TOOL_DEB" Depends) == *libcurl4* ]] || bad "the bmaptool package's Depends lacks libcurl4"
 [[ $(dpkg-deb -f "$DEB" Package) == bmap-station ]] || bad "package name: $(dpkg-deb -f "$DEB" Package)"
 depends=$(dpkg-deb -f "$DEB" Depends)
-for lib in libc6 libudev1 libsqlite3-0 libconfig9 libxml2 libcurl4 libgpgme11; do
+for lib in libc6 libudev1 libsqlite3-0 libconfig9 libxml2 libcurl4 libgpgme11 libmicrohttpd12; do
 	[[ $depends == *"$lib"* ]] || bad "Depends lacks $lib (shlibdeps): $depends"
 done
 listing=$(dpkg-deb -c "$DEB" | awk '$NF !~ /\/$/ { print $NF }' | sed 's|^\./||' | sort)
