@@ -57,6 +57,13 @@ static const char style_css[] =
 	"td.outcome-success { color: var(--pass); }\n"
 	"td.outcome-failed, td.outcome-verify_failed, td.outcome-timeout,\n"
 	"  td.outcome-removed { color: var(--fail); }\n"
+	"section.station { background: var(--tile); border: 1px solid var(--line);\n"
+	"  border-radius: 8px; padding: .6em 1em; margin-bottom: 1em; }\n"
+	"section.station h2 { margin: 0 0 .2em; }\n"
+	"section.station p { margin: .2em 0; color: var(--muted); }\n"
+	"section.station table { margin: .4em 0 0; }\n"
+	"td.outcome-refused, td.outcome-interrupted { color: #a06800; }\n"
+	"td.outcome-running { color: var(--busy); font-weight: bold; }\n"
 	"body.stale #tiles { opacity: .5; }\n"
 	".notice { padding: .6em; background: #fff3cd; border: 1px solid #e0c36c; }\n";
 
