@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <microhttpd.h>
@@ -266,6 +267,43 @@ static bool authorized(struct serve_state *s, struct MHD_Connection *conn)
 	return ok;
 }
 
+/*
+ * Without a password, only a Host that is an address or localhost: a web
+ * page elsewhere could otherwise point a name of its own at 127.0.0.1 (DNS
+ * rebinding) and read the dashboard from the browser of someone at the
+ * station. With a password such a page has no credentials to send.
+ */
+static bool host_allowed(struct serve_state *s, struct MHD_Connection *conn)
+{
+	const char *host, *end;
+	char name[64], buf[sizeof(struct in6_addr)];
+	size_t n;
+
+	if (s->set->password)
+		return true;
+	host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	/* HTTP/1.0 without Host: no browser sends that. */
+	if (!host)
+		return true;
+	if (host[0] == '[') {
+		end = strchr(host, ']');
+		if (!end || (end[1] && end[1] != ':'))
+			return false;
+		host++;
+	} else {
+		end = strchr(host, ':');
+		if (!end)
+			end = host + strlen(host);
+	}
+	n = (size_t)(end - host);
+	if (n == 0 || n >= sizeof(name))
+		return false;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	return strcasecmp(name, "localhost") == 0 || inet_pton(AF_INET, name, buf) == 1 ||
+	       inet_pton(AF_INET6, name, buf) == 1;
+}
+
 static const struct serve_route *route_find(const char *path)
 {
 	const struct serve_route *best = NULL;
@@ -325,6 +363,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (!authorized(s, conn))
 		return reply_error(conn, MHD_HTTP_UNAUTHORIZED, "Unauthorized", true);
+	if (!host_allowed(s, conn))
+		return reply_error(conn, MHD_HTTP_FORBIDDEN,
+				   "Forbidden: open the dashboard by its address or localhost", false);
 	/* Read-only: nothing else is answered, whatever the body. */
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed", false);

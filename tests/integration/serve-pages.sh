@@ -4,6 +4,7 @@
 # otherwise); an over-long URL is refused; the live page and /api/live say
 # so while the journal does not exist yet or is no journal, and show it
 # once it appears (the server is not restarted); a GET's body is dropped; a
+# Host that is neither an address nor localhost is refused (DNS rebinding); a
 # hostile serial, slot, profile and error (<script>, quotes, a U+202E bidi
 # override) are escaped text in the HTML and inert in the JSON; configured slots are tiles even when empty; today's
 # counts are `report --summary`'s.
@@ -111,9 +112,9 @@ PY
 
 # -- Headers on every route, whatever the status.
 csp="default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-check_headers() { # METHOD PATH STATUS
+check_headers() { # METHOD PATH STATUS [CURL_ARGS...]
 	local h=$TEST_TMP/headers
-	curl -s -o /dev/null -D "$h" -X "$1" "$url$2" || fail "$1 $2: curl failed"
+	curl -s -o /dev/null -D "$h" -X "$1" "${@:4}" "$url$2" || fail "$1 $2: curl failed"
 	tr -d '\r' <"$h" >"$h.txt"
 	head -n1 "$h.txt" | grep -q "^HTTP/1.1 $3 " || fail "$1 $2: $(head -n1 "$h.txt"), not $3"
 	grep -qxF "Content-Security-Policy: $csp" "$h.txt" || fail "$1 $2: no strict CSP"
@@ -136,7 +137,7 @@ curl -sI "$url/" | tr -d '\r' | grep -qx "Cache-Control: no-store" || fail "HEAD
 import socket, sys
 host, port = sys.argv[1].rsplit(":", 1)
 s = socket.create_connection((host, int(port)), timeout=10)
-s.sendall(b"HEAD / HTTP/1.0\r\nHost: x\r\n\r\n")
+s.sendall(b"HEAD / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
 data = b""
 while True:
     chunk = s.recv(65536)
@@ -157,6 +158,14 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$url/?q=$long")
 [[ $code == 414 || $code == 431 ]] || fail "a 40000-byte URL: $code, not 414/431"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $long" "$url/")
 [[ $code == 431 || $code == 413 || $code == 400 ]] || fail "a 40000-byte header: $code"
+# DNS rebinding: without a password only an address or localhost as Host.
+for h in "127.0.0.1:${url##*:}" "localhost:${url##*:}" "LOCALHOST" "[::1]:80" "127.0.0.1"; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $h" "$url/api/live")
+	[[ $code == 200 ]] || fail "Host: $h: $code, not 200"
+done
+for h in "evil.example:${url##*:}" "localhost.evil.example" "127.0.0.1.nip.io" "[::1"; do
+	check_headers GET /api/live 403 -H "Host: $h"
+done
 # A GET with a body: the body is dropped, the page served.
 code=$(curl -s -o /dev/null -w '%{http_code}' -X GET --data-binary "@$conf" "$url/api/live")
 [[ $code == 200 ]] || fail "GET with a body: $code, not 200"

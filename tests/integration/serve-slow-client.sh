@@ -46,7 +46,7 @@ def connect(src="127.0.0.1", rcvbuf=None):
 
 def get(path, src="127.0.0.1"):
     s = connect(src)
-    s.sendall(b"GET " + path + b" HTTP/1.0\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET " + path + b" HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
     data = b""
     while True:
         c = s.recv(1 << 16)
@@ -58,10 +58,10 @@ def get(path, src="127.0.0.1"):
 
 half = [connect() for _ in range(10)]
 for s in half:
-    s.sendall(b"GET /api/live HTTP/1.1\r\nHost: x\r\nX-Half: ")
+    s.sendall(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
 
 slow = connect(rcvbuf=4096)
-slow.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+slow.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
 slow_got = [0]
 slow_done = threading.Event()
 def trickle():
@@ -91,7 +91,7 @@ print("serve-slow-client: fast client served 60 pages while the slow reader had 
 # Per address: 16 connections; the 17th is closed at once, others served.
 held = [connect("127.0.0.3") for _ in range(16)]
 extra = connect("127.0.0.3")
-extra.sendall(b"GET /api/live HTTP/1.0\r\nHost: x\r\n\r\n")
+extra.sendall(b"GET /api/live HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
 try:
     r = extra.recv(100)
 except ConnectionResetError:
