@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The dashboard's routes: which page function answers which path. */
+/*
+ * The dashboard's routes: which page answers which path (serve.h).
+ */
 #include <stddef.h>
 
+#include "serve-internal.h"
 #include "serve-pages.h"
-#include "serve.h"
 
 const struct serve_route serve_routes[] = {
+	{ "/", serve_live_page },
+	{ "/api/live", serve_live_json },
+	{ "/static/", serve_static },
 	{ "/reports", serve_reports_page },
 	{ "/history", serve_history_page },
 	{ "/charts", serve_charts_page },

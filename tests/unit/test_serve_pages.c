@@ -147,7 +147,7 @@ static void render_ctx(const struct serve_ctx *ctx, serve_page_fn fn, const char
 static void render(struct fixture *f, serve_page_fn fn, const char *path,
 		   const char *const *kv, struct page *p)
 {
-	struct serve_ctx ctx = { f->j, f->path, NULL, NULL, "st-1" };
+	struct serve_ctx ctx = { .journal = f->j, .journal_path = f->path, .station_name = "st-1" };
 
 	render_ctx(&ctx, fn, path, kv, p);
 }
@@ -598,17 +598,22 @@ static void test_metrics(void **state)
 	free(sync_path);
 }
 
-/* Finds @path in serve_routes[] as serve.c would: exact, or a prefix ending in '/'. */
+/* Finds @path in serve_routes[] as serve.h says: exact, or the longest
+ * prefix ending in '/' ("/" itself is exact). */
 static serve_page_fn route(const char *path)
 {
+	const struct serve_route *best = NULL;
+
 	for (const struct serve_route *r = serve_routes; r->path; r++) {
 		size_t l = strlen(r->path);
 
-		if (strcmp(r->path, path) == 0 ||
-		    (r->path[l - 1] == '/' && strncmp(r->path, path, l) == 0))
+		if (strcmp(r->path, path) == 0)
 			return r->fn;
+		if (l > 1 && r->path[l - 1] == '/' && strncmp(r->path, path, l) == 0 &&
+		    (!best || strlen(best->path) < l))
+			best = r;
 	}
-	return NULL;
+	return best ? best->fn : NULL;
 }
 
 static void test_routes(void **state)
@@ -619,13 +624,14 @@ static void test_routes(void **state)
 	assert_ptr_equal(route("/charts"), serve_charts_page);
 	assert_ptr_equal(route("/charts/yield.svg"), serve_chart_svg);
 	assert_ptr_equal(route("/metrics"), serve_metrics_page);
+	assert_null(route("/reports/x"));
 }
 
 /* --render DB PATH [KEY=VALUE...]: one page to stdout (see the top). */
 static int render_main(int argc, char **argv)
 {
 	const char **kv = calloc((size_t)argc * 2 + 1, sizeof(*kv));
-	struct serve_ctx ctx = { NULL, argv[2], getenv("BMAP_TEST_PG"), NULL, NULL };
+	struct serve_ctx ctx = { .journal_path = argv[2], .pg_conninfo = getenv("BMAP_TEST_PG") };
 	struct fake_req fr = { { argv[3], fake_arg, NULL }, kv };
 	struct serve_reply reply = { 0 };
 	serve_page_fn fn = route(argv[3]);
