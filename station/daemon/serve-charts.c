@@ -399,8 +399,11 @@ int serve_chart_svg(const struct serve_ctx *ctx, const struct serve_request *req
 		fprintf(reply->body, "days is a number of days from 1 to %d\n", DAYS_MAX);
 		return 400;
 	}
-	if (!ctx->journal)
-		return -ENOENT;
+	if (!ctx->journal) {
+		reply->content_type = "text/plain; charset=utf-8";
+		fputs("no journal\n", reply->body);
+		return 503;
+	}
 	r = chart_read(ctx->journal, (enum chart)c, &p, &y, &bs);
 	if (r >= 0) {
 		char title[96];
@@ -472,9 +475,16 @@ int serve_charts_page(const struct serve_ctx *ctx, const struct serve_request *r
 		html_page_end(out);
 		return 400;
 	}
-	if (!ctx->journal)
-		return -ENOENT;
 	reply->no_store = true;
+	if (!ctx->journal) {
+		/* No journal yet (serve started first) or unreadable: said so. */
+		html_page_begin(out, "Charts", "charts");
+		fputs("<h1>Charts</h1>\n<p class=\"notice\">", out);
+		html_text(out, ctx->journal_error ? ctx->journal_error : "no journal");
+		fputs("</p>\n", out);
+		html_page_end(out);
+		return 503;
+	}
 	html_page_begin(out, "Charts", "charts");
 	fprintf(out, "<h1>Charts</h1>\n<form class=\"filters\" method=\"get\" action=\"/charts\">"
 		     "<label>Last <input name=\"days\" value=\"%u\"> days (since %s)</label>"

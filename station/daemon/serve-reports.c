@@ -261,9 +261,7 @@ static int table_row(void *userdata, const struct report_job *r)
 	enum outcome o;
 	bool known = r->outcome && outcome_from_name(r->outcome, &o) == 0;
 
-	/* The class is our own name for a known outcome, never the row's text. */
-	fprintf(out, "<tr class=\"outcome-%s\"><td class=\"num\">%" PRId64 "</td>",
-		known ? outcome_name(o) : "unknown", r->job);
+	fprintf(out, "<tr><td class=\"num\">%" PRId64 "</td>", r->job);
 	if (t->station_col)
 		cell(out, r->station);
 	cell(out, r->started);
@@ -284,7 +282,10 @@ static int table_row(void *userdata, const struct report_job *r)
 	}
 	fputs("</td>", out);
 	cell(out, r->profile);
-	cell(out, r->outcome);
+	/* The class is our own name for a known outcome, never the row's text. */
+	fprintf(out, "<td class=\"outcome-%s\">", known ? outcome_name(o) : "unknown");
+	html_text(out, r->outcome);
+	fputs("</td>", out);
 	if (r->throughput >= 0)
 		fprintf(out, "<td class=\"num\">%.1f</td>", r->throughput / 1e6);
 	else
@@ -387,8 +388,15 @@ static int reports_serve(const struct serve_ctx *ctx, const struct serve_request
 		j = central;
 	}
 	if (!j) {
-		r = -ENOENT;
-	} else if (a.download) {
+		/* No journal yet (serve started first) or unreadable: said so. */
+		html_page_begin(reply->body, "Reports", "reports");
+		fputs("<h1>Reports</h1>\n<p class=\"notice\">", reply->body);
+		html_text(reply->body, ctx->journal_error ? ctx->journal_error : "no journal");
+		fputs("</p>\n", reply->body);
+		html_page_end(reply->body);
+		return 503;
+	}
+	if (a.download) {
 		reply->content_type = a.fmt == REPORT_CSV ? "text/csv; charset=utf-8"
 							  : "application/json; charset=utf-8";
 		if (history)

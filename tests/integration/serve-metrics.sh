@@ -5,18 +5,17 @@
 # reports' CSV/JSON downloads byte for byte what `report --format csv|json`
 # prints with the same filters.
 #
-# Until `bmap-station serve` is on this branch the pages are rendered
-# without HTTP by the unit-test binary (test_serve_pages --render DB PATH
-# KEY=VALUE...), which calls the same page functions serve.c routes to.
+# Through HTTP: `bmap-station serve --db` on 127.0.0.1, asked with curl.
 # The journal is written through the journal's own C API (test_sync
 # --write, test_journal --write-fixture). No daemon, no devices.
 
 . "$TESTS_DIR/lib/common.sh"
+. "$TESTS_DIR/lib/serve.sh"
 
 S=$BUILD_DIR/bmap-station
-PAGE=$BUILD_DIR/tests/test_serve_pages
-[[ -x $S && -x $PAGE && -x $BUILD_DIR/tests/test_sync && -x $BUILD_DIR/tests/test_journal ]] ||
+[[ -x $S && -x $BUILD_DIR/tests/test_sync && -x $BUILD_DIR/tests/test_journal ]] ||
 	skip "not built"
+need_cmd curl
 PY=$(command -v /usr/bin/python3 || command -v python3) || skip "needs python3"
 "$PY" -c 'import prometheus_client.parser' 2>/dev/null ||
 	skip "needs Debian's python3-prometheus-client"
@@ -31,14 +30,26 @@ DB=$TEST_TMP/station.db
 printf 'station=st-1\nupdated=2026-11-26T05:00:00.250Z\npid=1\nstate=up\nlast_job=20\nlast_hook=0\nlast_forgotten=0\n' \
 	>"$DB.sync"
 
-# page PATH ARGS...: the page's body into $TEST_TMP/page (status 200 or fail).
+# page PATH [KEY=VALUE...]: GET PATH?KEY=VALUE... (values URL-encoded by
+# curl) into $TEST_TMP/page; "STATUS CONTENT-TYPE" into $TEST_TMP/page.err.
+# Fails unless 200 (page_status: any status).
+page_status() {
+	local path=$1 a=() kv
+	shift
+	for kv; do a+=(--data-urlencode "$kv"); done
+	curl -sS -G -o "$TEST_TMP/page" -w '%{http_code} %{content_type}' "${a[@]}" \
+		"$URL$path" >"$TEST_TMP/page.err" 2>&1 || fail "GET $path: $(<"$TEST_TMP/page.err")"
+}
 page() {
-	"$PAGE" --render "$DB" "$@" >"$TEST_TMP/page" 2>"$TEST_TMP/page.err" ||
-		fail "page $* failed: $(<"$TEST_TMP/page.err")"
+	page_status "$@"
+	[[ $(<"$TEST_TMP/page.err") == "200 "* ]] || fail "GET $*: $(<"$TEST_TMP/page.err")"
 }
 
+serve_start m --db "$DB" --listen 127.0.0.1:0 || fail "serve did not start"
+URL=$(serve_url m)
+
 page /metrics
-grep -qx 'status 200, text/plain; version=0.0.4; charset=utf-8' "$TEST_TMP/page.err" ||
+[[ $(<"$TEST_TMP/page.err") == '200 text/plain; version=0.0.4; charset=utf-8' ]] ||
 	fail "/metrics' content type: $(<"$TEST_TMP/page.err")"
 "$S" report --db "$DB" --summary --format json >"$TEST_TMP/summary.json" || fail "report --summary"
 "$S" report --db "$DB" --format json >"$TEST_TMP/report.json" || fail "report --format json"
@@ -199,6 +210,7 @@ for f in csv json; do
 	same /reports format=$f "serial=$HOSTILE" -- report --format $f --serial "$HOSTILE"
 	same /history format=$f serial=A1 -- history A1 --format $f
 done
-grep -q 'text/csv' <("$PAGE" --render "$DB" /reports format=csv 2>&1 >/dev/null) ||
-	fail "the CSV download is not text/csv"
+page /reports format=csv
+[[ $(<"$TEST_TMP/page.err") == '200 text/csv; charset=utf-8' ]] ||
+	fail "the CSV download is not text/csv: $(<"$TEST_TMP/page.err")"
 log "PASS"

@@ -5,17 +5,16 @@
 # CONNINFO --format csv|json` prints with the same filters, and the HTML
 # table shows every station's rows with a station column.
 #
-# Until `bmap-station serve` is on this branch the pages are rendered
-# without HTTP by the unit-test binary (test_serve_pages --render DB PATH
-# KEY=VALUE..., the line's conninfo in BMAP_TEST_PG), which calls the same
-# page functions serve.c routes to.
+# Through HTTP: `bmap-station serve --db l1.db --pg CONNINFO` on 127.0.0.1,
+# asked with curl.
 
 . "$TESTS_DIR/lib/common.sh"
+. "$TESTS_DIR/lib/serve.sh"
 . "$TESTS_DIR/lib/postgres.sh"
 
 S=$BUILD_DIR/bmap-station
-PAGE=$BUILD_DIR/tests/test_serve_pages
-[[ -x $S && -x $PAGE && -x $BUILD_DIR/tests/test_sync ]] || skip "not built"
+[[ -x $S && -x $BUILD_DIR/tests/test_sync ]] || skip "not built"
+need_cmd curl
 need_postgres
 start_postgres
 
@@ -24,13 +23,25 @@ for s in l1 l2 l3; do
 	"$S" sync --db "$TEST_TMP/$s.db" --pg "$PG_CONNINFO" --station "$s" --once 2>/dev/null ||
 		fail "sync --once $s failed"
 done
-export BMAP_TEST_PG=$PG_CONNINFO
 
-# page PATH ARGS...: l1's dashboard's page into $TEST_TMP/page (200 or fail).
-page() {
-	"$PAGE" --render "$TEST_TMP/l1.db" "$@" >"$TEST_TMP/page" 2>"$TEST_TMP/page.err" ||
-		fail "page $* failed: $(<"$TEST_TMP/page.err")"
+# page PATH [KEY=VALUE...]: GET PATH?KEY=VALUE... (values URL-encoded by
+# curl) into $TEST_TMP/page; "STATUS CONTENT-TYPE" into $TEST_TMP/page.err.
+# Fails unless 200 (page_status: any status).
+page_status() {
+	local path=$1 a=() kv
+	shift
+	for kv; do a+=(--data-urlencode "$kv"); done
+	curl -sS -G -o "$TEST_TMP/page" -w '%{http_code} %{content_type}' "${a[@]}" \
+		"$URL$path" >"$TEST_TMP/page.err" 2>&1 || fail "GET $path: $(<"$TEST_TMP/page.err")"
 }
+page() {
+	page_status "$@"
+	[[ $(<"$TEST_TMP/page.err") == "200 "* ]] || fail "GET $*: $(<"$TEST_TMP/page.err")"
+}
+
+serve_start l --db "$TEST_TMP/l1.db" --pg "$PG_CONNINFO" --listen 127.0.0.1:0 ||
+	fail "serve did not start"
+URL=$(serve_url l)
 
 # same PAGE_ARGS... -- REPORT_ARGS...
 same() {
@@ -64,8 +75,7 @@ grep -q 'source=line' "$TEST_TMP/page" || fail "the line's links do not keep sou
 
 # PostgreSQL down: a 502 page naming no password, not a report of nothing.
 postgres_stop
-"$PAGE" --render "$TEST_TMP/l1.db" /reports source=line >"$TEST_TMP/page" 2>"$TEST_TMP/page.err" &&
-	fail "the line's report answered with PostgreSQL stopped"
-grep -q 'status 502' "$TEST_TMP/page.err" || fail "not a 502: $(<"$TEST_TMP/page.err")"
+page_status /reports source=line
+[[ $(<"$TEST_TMP/page.err") == "502 "* ]] || fail "not a 502: $(<"$TEST_TMP/page.err")"
 grep -q 'cannot be read' "$TEST_TMP/page" || fail "the 502 page says nothing"
 log "PASS"

@@ -5,11 +5,8 @@
  * journal_report_filtered()'s bytes, pages must hold the right rows and
  * keep the filters, hostile values must come out escaped, every SVG must
  * parse as XML without scripts, and /metrics must count what the journal
- * holds.
- *
- * test_serve_pages --render DB PATH [KEY=VALUE...] prints one page of the
- * journal DB (status on stderr; exit 0 for 200), for the integration tests
- * until `bmap-station serve` exists.
+ * holds. (tests/integration/serve-metrics.sh asks the same pages through
+ * HTTP.)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -254,12 +251,10 @@ static size_t table_jobs(const char *html, int64_t *jobs, size_t max)
 {
 	size_t n = 0;
 
-	for (const char *p = html; (p = strstr(p, "<tr class=\"outcome-")) && n < max; p++) {
-		const char *num = strstr(p, "<td class=\"num\">");
+	static const char row[] = "<tr><td class=\"num\">";
 
-		assert_non_null(num);
-		jobs[n++] = strtoll(num + strlen("<td class=\"num\">"), NULL, 10);
-	}
+	for (const char *p = html; (p = strstr(p, row)) && n < max; p++)
+		jobs[n++] = strtoll(p + strlen(row), NULL, 10);
 	return n;
 }
 
@@ -598,6 +593,36 @@ static void test_metrics(void **state)
 	free(sync_path);
 }
 
+/* Without a journal (serve started before the station made it) the pages
+ * say why, and /metrics says the journal is down. */
+static void test_no_journal(void **state)
+{
+	struct fixture *f = *state;
+	struct serve_ctx ctx = { .journal_path = f->path, .journal_error = "journal <x>: none yet" };
+	static const struct {
+		serve_page_fn fn;
+		const char *path;
+	} pages[] = {
+		{ serve_reports_page, "/reports" }, { serve_history_page, "/history" },
+		{ serve_charts_page, "/charts" }, { serve_chart_svg, "/charts/yield.svg" },
+	};
+	struct page p;
+
+	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
+		render_ctx(&ctx, pages[i].fn, pages[i].path,
+			   (const char *const[]){ "serial", "A1", NULL }, &p);
+		assert_int_equal(p.status, 503);
+		if (pages[i].fn != serve_chart_svg)
+			assert_non_null(strstr(p.body, "journal &lt;x&gt;: none yet"));
+		free(p.body);
+	}
+	render_ctx(&ctx, serve_metrics_page, "/metrics", NULL, &p);
+	assert_int_equal(p.status, 200);
+	assert_metric(p.body, "bmap_station_journal_up", 0);
+	assert_null(strstr(p.body, "bmap_station_jobs_total"));
+	free(p.body);
+}
+
 /* Finds @path in serve_routes[] as serve.h says: exact, or the longest
  * prefix ending in '/' ("/" itself is exact). */
 static serve_page_fn route(const char *path)
@@ -627,49 +652,6 @@ static void test_routes(void **state)
 	assert_null(route("/reports/x"));
 }
 
-/* --render DB PATH [KEY=VALUE...]: one page to stdout (see the top). */
-static int render_main(int argc, char **argv)
-{
-	const char **kv = calloc((size_t)argc * 2 + 1, sizeof(*kv));
-	struct serve_ctx ctx = { .journal_path = argv[2], .pg_conninfo = getenv("BMAP_TEST_PG") };
-	struct fake_req fr = { { argv[3], fake_arg, NULL }, kv };
-	struct serve_reply reply = { 0 };
-	serve_page_fn fn = route(argv[3]);
-	char *err = NULL, *body = NULL;
-	size_t len = 0, n = 0;
-	int status;
-
-	if (!kv || !fn) {
-		fprintf(stderr, "no page %s\n", argv[3]);
-		return 1;
-	}
-	for (int i = 4; i < argc; i++) {
-		char *eq = strchr(argv[i], '=');
-
-		if (!eq)
-			return 1;
-		*eq = '\0';
-		kv[n++] = argv[i];
-		kv[n++] = eq + 1;
-	}
-	if (journal_open(argv[2], true, &ctx.journal, &err) < 0) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
-	reply.body = open_memstream(&body, &len);
-	if (!reply.body)
-		return 1;
-	status = fn(&ctx, &fr.req, &reply);
-	fclose(reply.body);
-	fwrite(body, 1, len, stdout);
-	fprintf(stderr, "status %d, %s\n", status,
-		reply.content_type ? reply.content_type : "text/html; charset=utf-8");
-	free(body);
-	free(kv);
-	journal_close(ctx.journal);
-	return status == 200 ? 0 : 1;
-}
-
 int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -680,11 +662,12 @@ int main(int argc, char **argv)
 		T(test_svgs_parse),
 		T(test_bad_args),
 		T(test_metrics),
+		T(test_no_journal),
 		cmocka_unit_test(test_routes),
 	};
 #undef T
 
-	if (argc >= 4 && strcmp(argv[1], "--render") == 0)
-		return render_main(argc, argv);
+	(void)argc;
+	(void)argv;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
