@@ -79,7 +79,7 @@ struct yield_data {
 	size_t hours;
 	struct series s[MAX_SERIES];
 	size_t n;
-	unsigned more; /* profiles not drawn */
+	bool more; /* profiles not drawn: more than MAX_SERIES */
 };
 
 static int yield_add(void *userdata, const char *hour, const char *profile, unsigned passed,
@@ -95,7 +95,7 @@ static int yield_add(void *userdata, const char *hour, const char *profile, unsi
 			break;
 	if (i == y->n) {
 		if (y->n == MAX_SERIES) {
-			y->more++;
+			y->more = true;
 			return 0;
 		}
 		y->s[i].profile = strdup(profile);
@@ -444,8 +444,8 @@ static void legend(FILE *out, enum chart c, const struct yield_data *y, const st
 		}
 		fputs("</tbody></table>\n", out);
 		if (y->more)
-			fprintf(out, "<p>%u more profile%s not drawn.</p>\n", y->more,
-				y->more == 1 ? "" : "s");
+			fprintf(out, "<p>Only the first %d profiles are drawn and listed.</p>\n",
+				MAX_SERIES);
 		return;
 	}
 	fprintf(out, "<table class=\"legend\"><thead><tr><th>%s</th><th>%s</th></tr></thead>"

@@ -304,8 +304,9 @@ static void pager(FILE *out, const struct reports_args *a, uint64_t total, uint6
 	fprintf(out, "<p class=\"pager\">%" PRIu64 " job%s, page %" PRIu64 " of %" PRIu64 ".",
 		total, total == 1 ? "" : "s", a->page, pages);
 	if (a->page > 1) {
+		/* Past the end (the jobs were fewer than the link said): the last. */
 		fputs(" <a rel=\"prev\" href=\"", out);
-		page_link(out, a, a->page - 1, NULL);
+		page_link(out, a, a->page - 1 < pages ? a->page - 1 : pages, NULL);
 		fputs("\">previous</a>", out);
 	}
 	if (a->page < pages) {

@@ -308,6 +308,14 @@ static void test_paging(void **state)
 	assert_null(strstr(p.body, "rel=\"next\""));
 	free(p.body);
 
+	/* Past the end: no rows, and "previous" goes to the last page. */
+	render(f, serve_reports_page, "/reports",
+	       (const char *const[]){ "profile", "a b", "per", "10", "page", "9", NULL }, &p);
+	assert_int_equal(p.status, 200);
+	assert_int_equal(table_jobs(p.body, got, 64), 0);
+	assert_non_null(strstr(p.body, "rel=\"prev\" href=\"/reports?profile=a%20b&amp;per=10&amp;page=3\""));
+	free(p.body);
+
 	/* history pages oldest first. */
 	render(f, serve_history_page, "/history",
 	       (const char *const[]){ "serial", "S", "per", "7", NULL }, &p);
@@ -434,6 +442,22 @@ static void test_svgs_parse(void **state)
 				free(p.body);
 			}
 	}
+	/* More profiles than colours: the first are drawn, the page says so. */
+	for (int i = 0; i < 12; i++) {
+		char prof[16];
+		struct job jb = { prof, "slot-a", "S", OUTCOME_SUCCESS, NULL, 60, 10, 1e6, 1 };
+
+		snprintf(prof, sizeof(prof), "prof-%02d", i);
+		add_job(f, &jb);
+	}
+	render(f, serve_chart_svg, "/charts/yield.svg", NULL, &p);
+	assert_svg(&p);
+	assert_null(strstr(p.body, "prof-11"));
+	free(p.body);
+	render(f, serve_charts_page, "/charts", NULL, &p);
+	assert_non_null(strstr(p.body, "Only the first 8 profiles are drawn"));
+	free(p.body);
+
 	render(f, serve_chart_svg, "/charts/nope.svg", NULL, &p);
 	assert_int_equal(p.status, 404);
 	free(p.body);
