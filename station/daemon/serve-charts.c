@@ -377,16 +377,17 @@ static int not_found(struct serve_reply *reply)
 int serve_chart_svg(const struct serve_ctx *ctx, const struct serve_request *req,
 		    struct serve_reply *reply)
 {
-	const char *name = req->path ? strrchr(req->path, '/') : NULL;
+	static const char prefix[] = "/charts/";
+	const char *name = req->path;
 	struct yield_data y = { 0 };
 	struct bars bs = { 0 };
 	struct period p;
 	size_t c, l;
 	int r;
 
-	if (!name)
+	if (!name || strncmp(name, prefix, sizeof(prefix) - 1) != 0)
 		return not_found(reply);
-	name++;
+	name += sizeof(prefix) - 1;
 	for (c = 0; c < ARRAY_SIZE(charts); c++) {
 		l = strlen(charts[c].name);
 		if (strncmp(name, charts[c].name, l) == 0 && strcmp(name + l, ".svg") == 0)

@@ -461,6 +461,9 @@ static void test_svgs_parse(void **state)
 	render(f, serve_chart_svg, "/charts/nope.svg", NULL, &p);
 	assert_int_equal(p.status, 404);
 	free(p.body);
+	render(f, serve_chart_svg, "/charts/x/yield.svg", NULL, &p);
+	assert_int_equal(p.status, 404);
+	free(p.body);
 	render(f, serve_chart_svg, "/charts/yield.svgx", NULL, &p);
 	assert_int_equal(p.status, 404);
 	free(p.body);
