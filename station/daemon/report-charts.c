@@ -132,56 +132,118 @@ out:
 	return r;
 }
 
-int journal_metrics_jobs(struct journal *j,
-			 int (*fn)(void *userdata, const char *profile, const char *outcome,
-				   uint64_t count, double bytes_written),
-			 void *userdata)
+/* The select list of journal_metrics_jobs(): the bounds are ours, as numbers. */
+static char *metrics_sql(const struct metrics_buckets *b)
 {
-	static const char sql[] =
-		"SELECT coalesce(profile, '') AS p, outcome, count(*),"
-		" total(bytes_written) FROM {jobs} WHERE outcome <> 'running'"
-		" GROUP BY p, outcome ORDER BY p, outcome";
-	sqlite3_stmt *st = NULL;
-	int rc, r = charts_prepare(j, sql, &st);
+	char *sql = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&sql, &len);
 
-	if (r < 0)
-		return r;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r = fn(userdata, text(st, 0), text(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
-		       sqlite3_column_double(st, 3));
+	if (!f)
+		return NULL;
+	fputs("SELECT coalesce(profile, '') AS p, outcome, count(*), total(bytes_written),"
+	      " count(duration), total(duration)", f);
+	for (size_t i = 0; i < b->n_duration; i++)
+		fprintf(f, ", count(*) FILTER (WHERE duration <= %.17g)", b->duration[i]);
+	fputs(", count(throughput) FILTER (WHERE duration IS NOT NULL),"
+	      " total(throughput) FILTER (WHERE duration IS NOT NULL)", f);
+	for (size_t i = 0; i < b->n_throughput; i++)
+		fprintf(f, ", count(*) FILTER (WHERE duration IS NOT NULL AND throughput <= %.17g)",
+			b->throughput[i]);
+	fputs(" FROM main.jobs WHERE job > :after AND job <= :upto AND outcome <> 'running'"
+	      " GROUP BY p, outcome ORDER BY p, outcome", f);
+	if (fclose(f) != 0) {
+		free(sql);
+		return NULL;
+	}
+	return sql;
+}
+
+int journal_metrics_jobs(struct journal *j, int64_t after, int64_t upto,
+			 const struct metrics_buckets *b,
+			 int (*fn)(void *userdata, const struct metrics_agg *a), void *userdata)
+{
+	sqlite3_stmt *st = NULL;
+	char *sql;
+	int rc, r;
+
+	if (!j || !b || !fn || b->n_duration > METRICS_MAX_LE || b->n_throughput > METRICS_MAX_LE)
+		return -EINVAL;
+	sql = metrics_sql(b);
+	if (!sql)
+		return -ENOMEM;
+	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	free(sql);
+	if (rc != SQLITE_OK)
+		return journal_sqlfail(j, rc, "preparing the metrics' query");
+	B(sqlite3_bind_int64(st, bind_index(st, ":after"), after));
+	B(sqlite3_bind_int64(st, bind_index(st, ":upto"), upto));
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct metrics_agg a = {
+			.profile = text(st, 0),
+			.outcome = text(st, 1),
+			.count = (uint64_t)sqlite3_column_int64(st, 2),
+			.bytes_written = sqlite3_column_double(st, 3),
+			.n_duration = (uint64_t)sqlite3_column_int64(st, 4),
+			.sum_duration = sqlite3_column_double(st, 5),
+		};
+		int c = 6;
+
+		for (size_t i = 0; i < b->n_duration; i++)
+			a.duration_le[i] = (uint64_t)sqlite3_column_int64(st, c++);
+		a.n_throughput = (uint64_t)sqlite3_column_int64(st, c++);
+		a.sum_throughput = sqlite3_column_double(st, c++);
+		for (size_t i = 0; i < b->n_throughput; i++)
+			a.throughput_le[i] = (uint64_t)sqlite3_column_int64(st, c++);
+		r = fn(userdata, &a);
 		if (r < 0)
 			goto out;
+		rc = SQLITE_OK;
 	}
-	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "counting the jobs");
+	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "adding up the jobs");
 out:
 	sqlite3_finalize(st);
 	return r;
 }
 
-int journal_metrics_successes(struct journal *j,
-			      int (*fn)(void *userdata, const char *profile, double duration,
-					double throughput),
-			      void *userdata)
+int journal_metrics_bounds(struct journal *j, int64_t *ret_newest, int64_t *ret_oldest_running)
 {
+	/* Both answered from an index (the rowid, jobs_outcome), not a scan. */
 	static const char sql[] =
-		"SELECT coalesce(profile, '') AS p, duration, throughput FROM {jobs}"
-		" WHERE outcome = 'success' AND duration IS NOT NULL ORDER BY p";
+		"SELECT (SELECT coalesce(max(job), 0) FROM main.jobs),"
+		" (SELECT coalesce(min(job), 0) FROM main.jobs WHERE outcome = 'running')";
 	sqlite3_stmt *st = NULL;
-	int rc, r = charts_prepare(j, sql, &st);
+	int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
 
-	if (r < 0)
-		return r;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r = fn(userdata, text(st, 0), sqlite3_column_double(st, 1),
-		       sqlite3_column_type(st, 2) == SQLITE_NULL ? -1
-								  : sqlite3_column_double(st, 2));
-		if (r < 0)
-			goto out;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_newest = sqlite3_column_int64(st, 0);
+		*ret_oldest_running = sqlite3_column_int64(st, 1);
 	}
-	r = rc == SQLITE_DONE ? 0 : journal_sqlfail(j, rc, "reading the job durations");
-out:
 	sqlite3_finalize(st);
-	return r;
+	return rc == SQLITE_ROW ? 0 : journal_sqlfail(j, rc, "reading the newest jobs");
+}
+
+int journal_job_started(struct journal *j, int64_t job, char **ret)
+{
+	sqlite3_stmt *st = NULL;
+	const char *v;
+	int rc = sqlite3_prepare_v2(j->db, "SELECT started FROM main.jobs WHERE job = ?1", -1, &st,
+				    NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 1, job);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+		v = rc == SQLITE_ROW ? text(st, 0) : NULL;
+		*ret = v ? strdup(v) : NULL;
+		sqlite3_finalize(st);
+		return v && !*ret ? -ENOMEM : 0;
+	}
+	sqlite3_finalize(st);
+	return journal_sqlfail(j, rc, "reading a job's start");
 }
 
 int journal_metrics_info(struct journal *j, int64_t *ret_version, double *ret_last_started)

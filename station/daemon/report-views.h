@@ -51,19 +51,42 @@ int journal_chart_failures(struct journal *j, const char *since, unsigned limit,
 				     unsigned count),
 			   void *userdata);
 
-/* Every job that ended (running ones left out: a counter never goes down),
- * per profile ("" for none) and outcome: how many and the bytes they wrote. */
-int journal_metrics_jobs(struct journal *j,
-			 int (*fn)(void *userdata, const char *profile, const char *outcome,
-				   uint64_t count, double bytes_written),
-			 void *userdata);
+/* Histogram bounds ("le", ascending) for journal_metrics_jobs(). */
+#define METRICS_MAX_LE 16
+struct metrics_buckets {
+	const double *duration;   /* seconds */
+	size_t n_duration;        /* at most METRICS_MAX_LE */
+	const double *throughput; /* bytes/s */
+	size_t n_throughput;
+};
 
-/* Every successful job with a known duration, per profile: its duration (s)
- * and throughput (bytes/s, < 0 when unknown). */
-int journal_metrics_successes(struct journal *j,
-			      int (*fn)(void *userdata, const char *profile, double duration,
-					double throughput),
-			      void *userdata);
+/* What the ended jobs of one profile ("" for none) and outcome add up to;
+ * every member but the names adds across job ranges. The histograms count
+ * the jobs with a duration (and for throughput, with a throughput too). */
+struct metrics_agg {
+	const char *profile, *outcome;
+	uint64_t count;
+	double bytes_written;
+	uint64_t n_duration, duration_le[METRICS_MAX_LE];
+	double sum_duration;
+	uint64_t n_throughput, throughput_le[METRICS_MAX_LE];
+	double sum_throughput;
+};
+
+/* The jobs numbered in (@after, @upto] that ended (running ones left out: a
+ * counter never goes down), per profile and outcome, ordered so. A row of
+ * the journal never changes once its job ended, so what a range adds up to
+ * can be kept. */
+int journal_metrics_jobs(struct journal *j, int64_t after, int64_t upto,
+			 const struct metrics_buckets *b,
+			 int (*fn)(void *userdata, const struct metrics_agg *a), void *userdata);
+
+/* The newest job number (0: none) and the oldest job still running (0:
+ * none), both from the journal's own rows (not the attached ones). */
+int journal_metrics_bounds(struct journal *j, int64_t *ret_newest, int64_t *ret_oldest_running);
+
+/* Job @job's start time (malloc'd), or NULL in *ret when there is no such job. */
+int journal_job_started(struct journal *j, int64_t job, char **ret);
 
 /* The journal's schema version and the newest job's start (Unix seconds; < 0
  * with no job). */

@@ -76,120 +76,176 @@ static void value(FILE *out, double v)
 	fprintf(out, " %.17g\n", v);
 }
 
-struct profile_hist {
-	char *profile;
-	uint64_t duration[N_DURATION + 1], throughput[N_THROUGHPUT + 1];
-	uint64_t n_duration, n_throughput;
-	double sum_duration, sum_throughput;
+static const struct metrics_buckets buckets = {
+	duration_le, N_DURATION, throughput_le, N_THROUGHPUT,
 };
 
-struct hists {
-	struct profile_hist *p;
+/* The sums of struct metrics_agg per profile and outcome, names owned. */
+struct aggs {
+	struct metrics_agg *a;
 	size_t n;
 };
 
-static int hist_add(void *userdata, const char *profile, double duration, double throughput)
+static void aggs_free(struct aggs *g)
 {
-	struct hists *h = userdata;
-	struct profile_hist *ph;
+	for (size_t i = 0; i < g->n; i++) {
+		free((char *)g->a[i].profile);
+		free((char *)g->a[i].outcome);
+	}
+	free(g->a);
+	*g = (struct aggs){ 0 };
+}
 
-	/* Rows come ordered by profile: a new one starts a new entry. */
-	if (!h->n || strcmp(h->p[h->n - 1].profile, profile) != 0) {
-		ph = realloc(h->p, (h->n + 1) * sizeof(*h->p));
-		if (!ph)
-			return -ENOMEM;
-		h->p = ph;
-		h->p[h->n] = (struct profile_hist){ .profile = strdup(profile) };
-		if (!h->p[h->n].profile)
-			return -ENOMEM;
-		h->n++;
+/* Adds @x into @g, keeping it ordered by profile, then outcome. */
+static int aggs_add(void *userdata, const struct metrics_agg *x)
+{
+	struct aggs *g = userdata;
+	const char *p = x->profile ? x->profile : "", *o = x->outcome ? x->outcome : "";
+	struct metrics_agg *a, *grown;
+	size_t i;
+	int c = 1;
+
+	for (i = 0; i < g->n; i++) {
+		c = strcmp(g->a[i].profile, p);
+		if (c == 0)
+			c = strcmp(g->a[i].outcome, o);
+		if (c >= 0)
+			break;
 	}
-	ph = &h->p[h->n - 1];
-	for (size_t i = 0; i <= N_DURATION; i++)
-		if (i == N_DURATION || duration <= duration_le[i])
-			ph->duration[i]++;
-	ph->n_duration++;
-	ph->sum_duration += duration;
-	if (throughput >= 0) {
-		for (size_t i = 0; i <= N_THROUGHPUT; i++)
-			if (i == N_THROUGHPUT || throughput <= throughput_le[i])
-				ph->throughput[i]++;
-		ph->n_throughput++;
-		ph->sum_throughput += throughput;
+	if (i == g->n || c != 0) {
+		grown = realloc(g->a, (g->n + 1) * sizeof(*g->a));
+		if (!grown)
+			return -ENOMEM;
+		g->a = grown;
+		memmove(g->a + i + 1, g->a + i, (g->n - i) * sizeof(*g->a));
+		g->a[i] = (struct metrics_agg){ .profile = strdup(p), .outcome = strdup(o) };
+		g->n++;
+		if (!g->a[i].profile || !g->a[i].outcome)
+			return -ENOMEM;
 	}
+	a = &g->a[i];
+	a->count += x->count;
+	a->bytes_written += x->bytes_written;
+	a->n_duration += x->n_duration;
+	a->sum_duration += x->sum_duration;
+	for (size_t k = 0; k < N_DURATION; k++)
+		a->duration_le[k] += x->duration_le[k];
+	a->n_throughput += x->n_throughput;
+	a->sum_throughput += x->sum_throughput;
+	for (size_t k = 0; k < N_THROUGHPUT; k++)
+		a->throughput_le[k] += x->throughput_le[k];
 	return 0;
 }
 
-static void hists_free(struct hists *h)
+/*
+ * A scrape must not read the whole journal each time (serve answers one
+ * request at a time): a job's row never changes once it ended, so the sums
+ * of the jobs up to the oldest still running are kept, and each scrape adds
+ * only the jobs after them. The kept sums belong to one journal file: its
+ * device and inode, and the start of its job upto (a new file may get the
+ * old one's inode); they are dropped when it is another.
+ */
+static struct {
+	dev_t dev;
+	ino_t ino;
+	int64_t upto;  /* jobs 1..upto are in sums */
+	char *started; /* job upto's start */
+	struct aggs sums;
+} kept;
+
+static void kept_reset(dev_t dev, ino_t ino)
 {
-	for (size_t i = 0; i < h->n; i++)
-		free(h->p[i].profile);
-	free(h->p);
+	aggs_free(&kept.sums);
+	free(kept.started);
+	kept.started = NULL;
+	kept.upto = 0;
+	kept.dev = dev;
+	kept.ino = ino;
 }
 
-static void histogram(FILE *out, const char *name, const struct profile_hist *ph,
-		      const double *le, size_t n_le, const uint64_t *buckets, uint64_t count,
-		      double sum)
+/* Whether the kept sums are this journal's. */
+static int kept_valid(struct journal *j, const struct stat *st, int64_t newest)
+{
+	char *started = NULL;
+	int r;
+
+	if (st->st_dev != kept.dev || st->st_ino != kept.ino || newest < kept.upto)
+		return 0;
+	if (kept.upto == 0)
+		return 1;
+	r = journal_job_started(j, kept.upto, &started);
+	if (r < 0)
+		return r;
+	r = started && kept.started && strcmp(started, kept.started) == 0;
+	free(started);
+	return r;
+}
+
+static int jobs_sums(struct journal *j, const char *path, struct aggs *ret)
+{
+	struct aggs now = { 0 };
+	int64_t newest, running, stable;
+	struct stat st = { 0 };
+	int r;
+
+	r = journal_metrics_bounds(j, &newest, &running);
+	if (r < 0)
+		return r;
+	if (!path || stat(path, &st) < 0) {
+		/* Without a file to tell it by, nothing is kept. */
+		kept_reset(0, 0);
+		return journal_metrics_jobs(j, 0, newest, &buckets, aggs_add, ret);
+	}
+	r = kept_valid(j, &st, newest);
+	if (r < 0)
+		return r;
+	if (!r)
+		kept_reset(st.st_dev, st.st_ino);
+	stable = running ? running - 1 : newest;
+	if (stable > kept.upto) {
+		char *started = NULL;
+
+		r = journal_metrics_jobs(j, kept.upto, stable, &buckets, aggs_add, &kept.sums);
+		if (r >= 0)
+			r = journal_job_started(j, stable, &started);
+		if (r < 0) {
+			kept_reset(0, 0);
+			return r;
+		}
+		free(kept.started);
+		kept.started = started;
+		kept.upto = stable;
+	}
+	for (size_t i = 0; i < kept.sums.n && r >= 0; i++)
+		r = aggs_add(&now, &kept.sums.a[i]);
+	if (r >= 0)
+		r = journal_metrics_jobs(j, kept.upto, newest, &buckets, aggs_add, &now);
+	if (r < 0) {
+		aggs_free(&now);
+		return r;
+	}
+	*ret = now;
+	return 0;
+}
+
+static void histogram(FILE *out, const char *name, const char *profile, const double *le,
+		      size_t n_le, const uint64_t *counts, uint64_t count, double sum)
 {
 	for (size_t i = 0; i <= n_le; i++) {
 		fprintf(out, "%s_bucket{profile=\"", name);
-		label_value(out, ph->profile);
+		label_value(out, profile);
 		if (i < n_le)
-			fprintf(out, "\",le=\"%g\"} %" PRIu64 "\n", le[i], buckets[i]);
+			fprintf(out, "\",le=\"%g\"} %" PRIu64 "\n", le[i], counts[i]);
 		else
-			fprintf(out, "\",le=\"+Inf\"} %" PRIu64 "\n", buckets[i]);
+			fprintf(out, "\",le=\"+Inf\"} %" PRIu64 "\n", count);
 	}
 	fprintf(out, "%s_sum{profile=\"", name);
-	label_value(out, ph->profile);
+	label_value(out, profile);
 	fputs("\"}", out);
 	value(out, sum);
 	fprintf(out, "%s_count{profile=\"", name);
-	label_value(out, ph->profile);
+	label_value(out, profile);
 	fprintf(out, "\"} %" PRIu64 "\n", count);
-}
-
-struct job_rows {
-	FILE *out;
-	bool bytes; /* the second pass: bytes written per profile */
-	const char *last_profile;
-	char *profile;
-	double bytes_sum;
-};
-
-static void bytes_flush(struct job_rows *jr)
-{
-	if (!jr->profile)
-		return;
-	fputs("bmap_station_written_bytes_total{profile=\"", jr->out);
-	label_value(jr->out, jr->profile);
-	fputs("\"}", jr->out);
-	value(jr->out, jr->bytes_sum);
-	free(jr->profile);
-	jr->profile = NULL;
-}
-
-static int job_row(void *userdata, const char *profile, const char *outcome, uint64_t count,
-		   double bytes_written)
-{
-	struct job_rows *jr = userdata;
-
-	if (!jr->bytes) {
-		fputs("bmap_station_jobs_total{profile=\"", jr->out);
-		label_value(jr->out, profile);
-		fputs("\",outcome=\"", jr->out);
-		label_value(jr->out, outcome);
-		fprintf(jr->out, "\"} %" PRIu64 "\n", count);
-		return 0;
-	}
-	if (!jr->profile || strcmp(jr->profile, profile) != 0) {
-		bytes_flush(jr);
-		jr->profile = strdup(profile);
-		jr->bytes_sum = 0;
-		if (!jr->profile)
-			return -ENOMEM;
-	}
-	jr->bytes_sum += bytes_written;
-	return 0;
 }
 
 static int live_row(void *userdata, const struct live_row *l)
@@ -204,50 +260,62 @@ static int live_row(void *userdata, const struct live_row *l)
 	return 0;
 }
 
-static int journal_metrics(FILE *out, struct journal *j)
+static int journal_metrics(FILE *out, struct journal *j, const char *path)
 {
-	struct job_rows jr = { .out = out };
-	struct hists h = { 0 };
+	struct aggs g = { 0 };
 	unsigned counts[N_STATES] = { 0 };
 	int r;
 
-	family(out, "bmap_station_jobs_total", "counter",
-	       "Jobs that ended, as the journal records them, by profile and outcome.");
-	r = journal_metrics_jobs(j, job_row, &jr);
-	if (r < 0)
-		return r;
-	family(out, "bmap_station_written_bytes_total", "counter",
-	       "Bytes written onto cards by the journal's jobs, by profile.");
-	jr.bytes = true;
-	r = journal_metrics_jobs(j, job_row, &jr);
-	if (r >= 0)
-		bytes_flush(&jr);
-	free(jr.profile);
-	if (r < 0)
-		return r;
-	r = journal_metrics_successes(j, hist_add, &h);
+	r = jobs_sums(j, path, &g);
 	if (r < 0)
 		goto out;
-	family(out, "bmap_station_job_duration_seconds", "histogram",
-	       "Duration of successful jobs (write and verify), by profile.");
-	for (size_t i = 0; i < h.n; i++)
-		histogram(out, "bmap_station_job_duration_seconds", &h.p[i], duration_le,
-			  N_DURATION, h.p[i].duration, h.p[i].n_duration, h.p[i].sum_duration);
-	family(out, "bmap_station_job_throughput_bytes_per_second", "histogram",
-	       "Throughput of successful jobs (bytes written over duration), by profile.");
-	for (size_t i = 0; i < h.n; i++)
-		histogram(out, "bmap_station_job_throughput_bytes_per_second", &h.p[i],
-			  throughput_le, N_THROUGHPUT, h.p[i].throughput, h.p[i].n_throughput,
-			  h.p[i].sum_throughput);
 	r = journal_live_foreach(j, live_row, counts);
 	if (r < 0)
 		goto out;
+	family(out, "bmap_station_jobs_total", "counter",
+	       "Jobs that ended, as the journal records them, by profile and outcome.");
+	for (size_t i = 0; i < g.n; i++) {
+		fputs("bmap_station_jobs_total{profile=\"", out);
+		label_value(out, g.a[i].profile);
+		fputs("\",outcome=\"", out);
+		label_value(out, g.a[i].outcome);
+		fprintf(out, "\"} %" PRIu64 "\n", g.a[i].count);
+	}
+	family(out, "bmap_station_written_bytes_total", "counter",
+	       "Bytes written onto cards by the journal's jobs, by profile.");
+	for (size_t i = 0; i < g.n; i++) {
+		double bytes = 0;
+		size_t k;
+
+		/* The outcomes of one profile are next to each other. */
+		for (k = i; k < g.n && strcmp(g.a[k].profile, g.a[i].profile) == 0; k++)
+			bytes += g.a[k].bytes_written;
+		fputs("bmap_station_written_bytes_total{profile=\"", out);
+		label_value(out, g.a[i].profile);
+		fputs("\"}", out);
+		value(out, bytes);
+		i = k - 1;
+	}
+	family(out, "bmap_station_job_duration_seconds", "histogram",
+	       "Duration of successful jobs (write and verify), by profile.");
+	for (size_t i = 0; i < g.n; i++)
+		if (strcmp(g.a[i].outcome, "success") == 0 && g.a[i].n_duration)
+			histogram(out, "bmap_station_job_duration_seconds", g.a[i].profile,
+				  duration_le, N_DURATION, g.a[i].duration_le, g.a[i].n_duration,
+				  g.a[i].sum_duration);
+	family(out, "bmap_station_job_throughput_bytes_per_second", "histogram",
+	       "Throughput of successful jobs (bytes written over duration), by profile.");
+	for (size_t i = 0; i < g.n; i++)
+		if (strcmp(g.a[i].outcome, "success") == 0 && g.a[i].n_throughput)
+			histogram(out, "bmap_station_job_throughput_bytes_per_second",
+				  g.a[i].profile, throughput_le, N_THROUGHPUT,
+				  g.a[i].throughput_le, g.a[i].n_throughput, g.a[i].sum_throughput);
 	family(out, "bmap_station_cards", "gauge", "Cards in the station's slots, by state.");
 	for (size_t i = 0; i < N_STATES; i++)
 		fprintf(out, "bmap_station_cards{state=\"%s\"} %u\n", card_states[i], counts[i]);
 	r = 0;
 out:
-	hists_free(&h);
+	aggs_free(&g);
 	return r;
 }
 
@@ -320,7 +388,7 @@ int serve_metrics_page(const struct serve_ctx *ctx, const struct serve_request *
 		fputs("bmap_station_journal_last_job_timestamp_seconds", out);
 		value(out, last);
 	}
-	r = journal_metrics(out, ctx->journal);
+	r = journal_metrics(out, ctx->journal, ctx->journal_path);
 	if (r < 0)
 		return r;
 	if (ctx->journal_path) {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -518,13 +519,18 @@ static const char *metric_line(const char *body, const char *prefix)
 	return NULL;
 }
 
-static void assert_metric(const char *body, const char *sample, double want)
+static double metric(const char *body, const char *sample)
 {
 	const char *v = metric_line(body, sample);
 
 	if (!v)
 		fail_msg("no sample %s in:\n%s", sample, body);
-	assert_float_equal(strtod(v, NULL), want, 1e-9);
+	return strtod(v, NULL);
+}
+
+static void assert_metric(const char *body, const char *sample, double want)
+{
+	assert_float_equal(metric(body, sample), want, 1e-9);
 }
 
 /* /metrics counts what the journal holds, escapes labels, and reads sync's state. */
@@ -620,6 +626,70 @@ static void test_metrics(void **state)
 	free(sync_path);
 }
 
+/* Scrape after scrape, as jobs start and end and as the journal is replaced
+ * by another file, the counters are what the journal holds then (the sums
+ * of ended jobs are kept between scrapes). */
+static void test_metrics_follow_journal(void **state)
+{
+	struct fixture *f = *state;
+	struct job ok = { "pi", "slot-a", "S", OUTCOME_SUCCESS, NULL, 60, 20, 5e6, 100 };
+	struct job_start s = { .slot = "slot-b", .profile = "pi" };
+	struct job_end e = { .outcome = OUTCOME_SUCCESS, .bytes_written = 1000 };
+	int64_t a, b;
+	struct page p;
+
+	add_job(f, &ok);
+	assert_int_equal(journal_job_start(f->j, &s, &a), 0); /* job 2 runs */
+	add_job(f, &ok);
+	add_job(f, &ok);
+	render(f, serve_metrics_page, "/metrics", NULL, &p);
+	assert_int_equal(metric(p.body, "bmap_station_jobs_total{profile=\"pi\",outcome=\"success\"}"), 3);
+	assert_int_equal(metric(p.body, "bmap_station_job_duration_seconds_count{profile=\"pi\"}"), 3);
+	free(p.body);
+	/* Again, nothing changed: the same. */
+	render(f, serve_metrics_page, "/metrics", NULL, &p);
+	assert_int_equal(metric(p.body, "bmap_station_jobs_total{profile=\"pi\",outcome=\"success\"}"), 3);
+	free(p.body);
+	/* Job 2 ends (below the jobs already counted), another starts and one more ends. */
+	assert_int_equal(journal_job_end(f->j, a, &e), 0);
+	assert_int_equal(journal_job_start(f->j, &s, &b), 0);
+	add_job(f, &ok);
+	render(f, serve_metrics_page, "/metrics", NULL, &p);
+	assert_int_equal(metric(p.body, "bmap_station_jobs_total{profile=\"pi\",outcome=\"success\"}"), 5);
+	assert_int_equal(metric(p.body, "bmap_station_written_bytes_total{profile=\"pi\"}"), 1400);
+	free(p.body);
+	assert_int_equal(journal_interrupt_running(f->j, "stopped"), 1);
+	render(f, serve_metrics_page, "/metrics", NULL, &p);
+	assert_int_equal(metric(p.body, "bmap_station_jobs_total{profile=\"pi\",outcome=\"interrupted\"}"), 1);
+	assert_int_equal(metric(p.body, "bmap_station_jobs_total{profile=\"pi\",outcome=\"success\"}"), 5);
+	free(p.body);
+
+	/* Another journal at the same path (it may get the same inode), with
+	 * as many jobs, other ones: counted afresh. */
+	sqlite3_close(f->db);
+	journal_close(f->j);
+	assert_int_equal(unlink(f->path), 0);
+	{
+		char *wal = tu_path(f->dir, "journal.db-wal"), *shm = tu_path(f->dir, "journal.db-shm");
+		char *err = NULL;
+		struct job other = { "gw", "slot-a", "T", OUTCOME_FAILED, "x", 30, 5, -1, 7 };
+
+		unlink(wal);
+		unlink(shm);
+		free(wal);
+		free(shm);
+		assert_int_equal(journal_open(f->path, false, &f->j, &err), 0);
+		assert_int_equal(sqlite3_open_v2(f->path, &f->db, SQLITE_OPEN_READWRITE, NULL),
+				 SQLITE_OK);
+		for (int i = 0; i < 7; i++)
+			add_job(f, &other);
+	}
+	render(f, serve_metrics_page, "/metrics", NULL, &p);
+	assert_null(strstr(p.body, "profile=\"pi\""));
+	assert_int_equal(metric(p.body, "bmap_station_jobs_total{profile=\"gw\",outcome=\"failed\"}"), 7);
+	free(p.body);
+}
+
 /* Without a journal (serve started before the station made it) the pages
  * say why, and /metrics says the journal is down. */
 static void test_no_journal(void **state)
@@ -689,6 +759,7 @@ int main(int argc, char **argv)
 		T(test_svgs_parse),
 		T(test_bad_args),
 		T(test_metrics),
+		T(test_metrics_follow_journal),
 		T(test_no_journal),
 		cmocka_unit_test(test_routes),
 	};
