@@ -54,6 +54,14 @@ static int charts_since(struct journal *j, const char *fmt, const char *since, u
 	return r;
 }
 
+/*
+ * The charts read the last days of a journal that may hold years: the
+ * index on started must be the one used. Without statistics (the journal
+ * is never ANALYZEd) SQLite prefers the one on outcome, which holds most
+ * rows; "+outcome" is the same value but no index's, so the charts' queries
+ * below write it so.
+ */
+
 static const char *text(sqlite3_stmt *st, int i)
 {
 	return (const char *)sqlite3_column_text(st, i);
@@ -67,7 +75,7 @@ int journal_chart_yield(struct journal *j, const char *since,
 	static const char sql[] =
 		"SELECT substr(started, 1, 13) AS hour, coalesce(profile, '') AS p,"
 		" sum(outcome = 'success'), sum(bmap_in_yield(outcome)) FROM {jobs}"
-		" WHERE started >= :since AND outcome NOT IN ('ignored', 'running')"
+		" WHERE started >= :since AND +outcome NOT IN ('ignored', 'running')"
 		" GROUP BY hour, p ORDER BY hour, p";
 	sqlite3_stmt *st = NULL;
 	int rc, r = charts_since(j, sql, since, 0, &st);
@@ -92,7 +100,7 @@ int journal_chart_throughput(struct journal *j, const char *since, unsigned limi
 {
 	static const char sql[] =
 		"SELECT " REPORT_JOB_COLS " FROM {jobs} WHERE started >= :since AND"
-		" outcome = 'success' AND throughput IS NOT NULL"
+		" +outcome = 'success' AND throughput IS NOT NULL"
 		" ORDER BY started DESC, job DESC LIMIT :limit";
 	sqlite3_stmt *st = NULL;
 	int r = charts_since(j, sql, since, limit ? limit : 1, &st);
@@ -114,8 +122,8 @@ int journal_chart_failures(struct journal *j, const char *since, unsigned limit,
 	static const char sql[] =
 		"SELECT outcome, coalesce(nullif(trim(substr(error, 1,"
 		"  instr(error || ':', ':') - 1)), ''), '-') AS reason, count(*) AS n FROM {jobs}"
-		" WHERE started >= :since AND outcome NOT IN ('success', 'ignored', 'running')"
-		" GROUP BY outcome, reason ORDER BY n DESC, outcome, reason LIMIT :limit";
+		" WHERE started >= :since AND +outcome NOT IN ('success', 'ignored', 'running')"
+		" GROUP BY +outcome, reason ORDER BY n DESC, outcome, reason LIMIT :limit";
 	sqlite3_stmt *st = NULL;
 	int rc, r = charts_since(j, sql, since, limit ? limit : 1, &st);
 
