@@ -85,6 +85,8 @@ curl -s -o /dev/null --max-time 5 -u "x:$secret" "http://127.0.0.1:$port/" &&
 serve_stop tls
 grep -qF "$secret" "$SERVE_LOG_tls" && fail "the password is in the log"
 grep -q "password required" "$SERVE_LOG_tls" || fail "the log does not say a password is asked"
+grep -q "wrong password from 127.0.0.1" "$SERVE_LOG_tls" || fail "a wrong password is not logged"
+grep -q "s3cret" "$SERVE_LOG_tls" && fail "a password that was tried is in the log"
 
 # -- On loopback, a configured password is asked as well.
 serve_start lo --config "$TEST_TMP/pw.conf" --listen 127.0.0.1:0 || fail "serve did not start"
