@@ -14,6 +14,7 @@ PACKAGES="
  dpkg-dev systemd openssl python3 tmux valgrind strace
  scdoc man-db
  nginx-light
+ chromium python3-websocket
 "
 
 missing=""
