@@ -8,12 +8,12 @@ PACKAGES="
  libxml2-dev libssl-dev libcurl4-openssl-dev libzstd-dev libisal-dev zlib1g-dev liblzma-dev liblz4-dev libbz2-dev
  libgpgme-dev gnupg gpgv
  libarchive-dev liblzo2-dev
- libsqlite3-dev libpq-dev postgresql libconfig-dev libblkid-dev libudev-dev libsystemd-dev libcmocka-dev
+ libsqlite3-dev libpq-dev postgresql libmicrohttpd-dev libconfig-dev libblkid-dev libudev-dev libsystemd-dev libcmocka-dev
  bmap-tools udev util-linux fdisk gdisk dosfstools e2fsprogs mtools
  zstd gzip xz-utils bzip2 lz4 lzop zip unzip sqlite3 time bc
  dpkg-dev systemd openssl python3 tmux valgrind strace
  scdoc man-db
- nginx-light
+ nginx-light curl
  chromium python3-websocket
 "
 

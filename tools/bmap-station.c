@@ -3,7 +3,8 @@
  * bmap-station: the flashing station's command line. `run` is the daemon;
  * `check`, `report` and `history` only read; `forget` adds one row;
  * `udev-rules` and `system-disk` serve the udev rules; `sync` copies the
- * journal into a central PostgreSQL (sync.c).
+ * journal into a central PostgreSQL (sync.c); `serve` is the web
+ * dashboard (serve.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +19,7 @@
 #include "journal.h"
 #include "report.h"
 #include "station.h"
+#include "serve.h"
 #include "sync.h"
 #include "system-disk.h"
 #include "watch.h"
@@ -64,6 +66,9 @@ static const char main_help[] =
 	"  sync   [--config FILE | --db FILE] [--pg CONNINFO] [--station NAME] [--once]\n"
 	"                            copy the journal into a central PostgreSQL and\n"
 	"                            keep copying (bmap-station sync --help)\n"
+	"  serve  [--config FILE | --db FILE] [--pg CONNINFO] [--listen ADDR:PORT]\n"
+	"                            the read-only web dashboard: live page, line\n"
+	"                            page (bmap-station serve --help)\n"
 	"  udev-rules [--config FILE]\n"
 	"                            print udev rules that give the station the disks\n"
 	"                            in its configured slots and no others (for\n"
@@ -391,6 +396,8 @@ int main(int argc, char **argv)
 	/* sync has options of its own. */
 	if (argc >= 2 && strcmp(argv[1], "sync") == 0)
 		return sync_command(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+		return serve_command(argc - 1, argv + 1);
 	if (argc >= 2 && argv[1][0] != '-') {
 		cmd = argv[1];
 		argv++;

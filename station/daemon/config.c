@@ -29,11 +29,19 @@ static const char *const root_keys[] = {
     "slots",
     "profiles",
     "sync",
+    "serve",
     NULL,
 };
 static const char *const sync_keys[] = {
     "conninfo",
     "station_name",
+    NULL,
+};
+static const char *const serve_keys[] = {
+    "listen",
+    "tls_cert",
+    "tls_key",
+    "password_file",
     NULL,
 };
 static const char *const station_keys[] = {
@@ -308,6 +316,36 @@ static int config_parse_sync(struct config_ctx *c, const config_setting_t *g,
 	return 0;
 }
 
+/* serve = { listen = "127.0.0.1:8080"; tls_cert = "..."; tls_key = "...";
+ * password_file = "..."; }: for `bmap-station serve`, which checks that a
+ * listen address off loopback comes with TLS and a password. The files
+ * are paths, resolved like the other paths and read by serve. */
+static int config_parse_serve(struct config_ctx *c, const config_setting_t *g,
+			      struct station_config *cfg)
+{
+	const config_setting_t *s;
+	int r = config_need_group(c, g);
+
+	if (r < 0)
+		return r;
+	r = config_check_members(c, g, serve_keys);
+	if (r < 0)
+		return r;
+	s = config_setting_get_member(g, "listen");
+	if (s && (r = config_dup_string(c, s, false, &cfg->serve_listen)) < 0)
+		return r;
+	s = config_setting_get_member(g, "tls_cert");
+	if (s && (r = config_dup_path(c, s, &cfg->serve_tls_cert)) < 0)
+		return r;
+	s = config_setting_get_member(g, "tls_key");
+	if (s && (r = config_dup_path(c, s, &cfg->serve_tls_key)) < 0)
+		return r;
+	s = config_setting_get_member(g, "password_file");
+	if (s && (r = config_dup_path(c, s, &cfg->serve_password_file)) < 0)
+		return r;
+	return 0;
+}
+
 static int config_defaults(struct station_config *cfg)
 {
 	char host[HOST_NAME_MAX + 1];
@@ -421,6 +459,12 @@ int config_load(const char *path, struct station_config **ret_config, char **ret
 		if (r < 0)
 			goto out_invalid;
 	}
+	s = config_setting_get_member(root, "serve");
+	if (s) {
+		r = config_parse_serve(&c, s, cfg);
+		if (r < 0)
+			goto out_invalid;
+	}
 	r = config_parse_profiles(&c, root, cfg);
 	if (r < 0)
 		goto out_invalid;
@@ -465,6 +509,10 @@ void config_free(struct station_config *cfg)
 	free(cfg->cache_dir);
 	free(cfg->sync_conninfo);
 	free(cfg->sync_station);
+	free(cfg->serve_listen);
+	free(cfg->serve_tls_cert);
+	free(cfg->serve_tls_key);
+	free(cfg->serve_password_file);
 	free(cfg);
 }
 

@@ -30,6 +30,10 @@ struct station_config {
 	uint64_t cache_max_size;   /* bytes the cache may hold, default 32 GiB */
 	char *sync_conninfo;       /* sync.conninfo (libpq), NULL: none */
 	char *sync_station;        /* sync.station_name, NULL: name */
+	char *serve_listen;        /* serve.listen, NULL: 127.0.0.1:8080 */
+	char *serve_tls_cert;      /* serve.tls_cert (PEM), NULL: plain HTTP */
+	char *serve_tls_key;       /* serve.tls_key (PEM) */
+	char *serve_password_file; /* serve.password_file, NULL: no password */
 	struct hooks hooks;
 	struct slot_def *slots;
 	size_t n_slots;

@@ -21,6 +21,9 @@ struct serve_ctx {
 	const char *pg_conninfo;            /* the line's PostgreSQL, or NULL */
 	const struct station_config *config; /* NULL with --db */
 	const char *station_name;
+	/* Why journal is NULL (it does not exist yet, cannot be read), to
+	 * be shown on the page; NULL while the journal is open. */
+	const char *journal_error;
 };
 
 struct serve_request {
@@ -43,7 +46,9 @@ typedef int (*serve_page_fn)(const struct serve_ctx *ctx, const struct serve_req
 			     struct serve_reply *reply);
 
 struct serve_route {
-	const char *path;  /* exact path, or a prefix when it ends in '/' */
+	/* exact path, or a prefix when it ends in '/' ("/" itself is exact:
+	 * the home page); the longest prefix wins */
+	const char *path;
 	serve_page_fn fn;
 };
 

@@ -185,7 +185,7 @@ log "bmap-station: $(wc -w <<<"$all_opts") options and $(wc -w <<<"$station_comm
 # documents it:
 declare -A SECTION=(
 	[root_keys]=DESCRIPTION [station_keys]=STATION [slot_keys]=SLOTS
-	[profile_keys]=PROFILES [match_keys]=MATCH [hook_keys]=HOOKS [sync_keys]=SYNC
+	[profile_keys]=PROFILES [match_keys]=MATCH [hook_keys]=HOOKS [sync_keys]=SYNC [serve_keys]=SERVE
 )
 # The tables as "TABLE KEY" lines (whole files joined: a table may span lines).
 tables=$(for f in "$SRC"/station/daemon/*.c; do

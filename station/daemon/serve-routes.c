@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The dashboard's routes: which page answers which path (serve.h).
+ */
+#include <stddef.h>
+
+#include "serve-internal.h"
+
+const struct serve_route serve_routes[] = {
+	{ "/", serve_live_page },
+	{ "/api/live", serve_live_json },
+	{ "/static/", serve_static },
+	{ NULL, NULL },
+};
