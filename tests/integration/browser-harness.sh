@@ -143,9 +143,7 @@ PY
 for sig in TERM KILL; do
 	: >"$TEST_TMP/err"
 	loads=$(grep -c '^GET /index.html' "$WEB_LOG_h")
-	# Not the shell function: $! must be the harness's own pid.
-	"$BROWSER_PYTHON" "$TESTS_DIR/lib/browser.py" --verbose --url "$page" --sleep 60 \
-		>/dev/null 2>"$TEST_TMP/err" &
+	browser --verbose --url "$page" --sleep 60 >/dev/null 2>"$TEST_TMP/err" &
 	hpid=$!
 	on_exit "kill -KILL $hpid 2>/dev/null"
 	cpid=

@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 try:
@@ -257,6 +258,7 @@ class Browser:
         self.ws = None
         self._next_id = 0
         self._pages = {}
+        stop_on_signals()
         self._dir = tempfile.mkdtemp(prefix="bmap-browser.")
         try:
             self._start(width, height)
@@ -461,9 +463,13 @@ def _raise_exit(signum, _frame):
 
 
 def stop_on_signals():
-    """SIGTERM and SIGHUP unwind like Ctrl-C does, so `with Browser()` cleans up."""
+    """SIGTERM and SIGHUP unwind like Ctrl-C does, so `with Browser()` cleans
+    up; a handler the caller installed stays."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, _raise_exit)
+        if signal.getsignal(s) == signal.SIG_DFL:
+            signal.signal(s, _raise_exit)
 
 
 class _Step(argparse.Action):
@@ -502,7 +508,6 @@ def main(argv=None):
     if not find_chromium():
         print("browser: SKIP: chromium missing", file=sys.stderr)
         return 77
-    stop_on_signals()
     b = None
     try:
         b = Browser(args.width, args.height, args.timeout, verbose=args.verbose)

@@ -11,7 +11,9 @@
 # browser STEPS...          browser.py's command: --url, --wait-for, --eval,
 #                           --sleep, --screenshot, --expect-clean, --report
 # browser_script [ARGS...]  runs the Python script on stdin with browser.py
-#                           importable (`from browser import Browser`)
+#                           importable (`from browser import Browser`);
+#                           `browser ... &` and `browser_script ... &` give
+#                           the harness's own pid in $!
 # png FILE [X Y|--colours]  tests/lib/png.py: checks a PNG, prints its size,
 #                           a pixel or its number of colours
 
@@ -50,12 +52,18 @@ need_browser() {
 	have_browser || skip "$BROWSER_MISSING"
 }
 
+# In a subshell of their own (`browser ... &`) these replace it, so that $!
+# is the harness's pid (stopping that stops Chromium); nothing after them in
+# the same subshell runs.
 browser() {
+	[[ $BASHPID != "$$" ]] && exec "$BROWSER_PYTHON" "$_BROWSER_LIB/browser.py" "$@"
 	"$BROWSER_PYTHON" "$_BROWSER_LIB/browser.py" "$@"
 }
 
 browser_script() {
-	PYTHONPATH="$_BROWSER_LIB${PYTHONPATH:+:$PYTHONPATH}" "$BROWSER_PYTHON" - "$@"
+	local path="$_BROWSER_LIB${PYTHONPATH:+:$PYTHONPATH}"
+	[[ $BASHPID != "$$" ]] && PYTHONPATH=$path exec "$BROWSER_PYTHON" - "$@"
+	PYTHONPATH=$path "$BROWSER_PYTHON" - "$@"
 }
 
 png() {
