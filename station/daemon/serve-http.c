@@ -35,7 +35,10 @@
 #define SERVE_TIMEOUT_S 15
 #define SERVE_CONN_MEMORY (32u * 1024)
 #define SERVE_MAX_URL 2048
-#define SERVE_JOURNAL_RETRY_S 1
+/* A journal that cannot be opened is tried again when its file changed,
+ * else at most this often: opening runs PRAGMA quick_check, which a big
+ * damaged file makes slow, on the thread that serves everyone. */
+#define SERVE_JOURNAL_RETRY_S 30
 
 static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
 			  "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
@@ -48,6 +51,7 @@ struct serve_state {
 	ino_t ino;
 	char *journal_error; /* why there is no journal, for the pages */
 	time_t last_try;
+	struct stat tried, tried_wal; /* the files when opening last failed */
 };
 
 int serve_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len,
@@ -108,16 +112,23 @@ int serve_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *r
 	return 0;
 }
 
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 /* The journal as it is now: opened (read-only) when it appears, reopened
  * when the file was replaced, else the one connection kept open (a WAL
- * reader sees every commit). A failing open is retried at most once a
- * second, not at every request of a kiosk polling twice a second. */
+ * reader sees every commit). A failing open is retried when the file
+ * changed (a station created or migrated it) or after SERVE_JOURNAL_RETRY_S,
+ * not at every request of a kiosk polling twice a second. */
 static void journal_refresh(struct serve_state *s)
 {
 	const char *path = s->set->ctx.journal_path;
 	struct journal *j = NULL;
-	struct stat st;
-	char *err = NULL;
+	struct stat st, wal;
+	char *err = NULL, *wal_path = NULL;
 	time_t now = time(NULL);
 	int r;
 
@@ -136,9 +147,17 @@ static void journal_refresh(struct serve_state *s)
 	}
 	if (s->journal && st.st_dev == s->dev && st.st_ino == s->ino)
 		return;
-	if (!s->journal && s->journal_error && now - s->last_try < SERVE_JOURNAL_RETRY_S)
+	/* A station creating or migrating the journal writes its -wal first. */
+	if (asprintf(&wal_path, "%s-wal", path) < 0 || stat(wal_path, &wal) < 0)
+		memset(&wal, 0, sizeof(wal));
+	free(wal_path);
+	if (!s->journal && s->journal_error && s->last_try &&
+	    now - s->last_try < SERVE_JOURNAL_RETRY_S && same_file(&st, &s->tried) &&
+	    same_file(&wal, &s->tried_wal))
 		return;
 	s->last_try = now;
+	s->tried = st;
+	s->tried_wal = wal;
 	r = journal_open(path, true, &j, &err);
 	journal_close(s->journal);
 	s->journal = NULL;
@@ -275,6 +294,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!*state && (*upload_data_size == 0) && (strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 						      strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)) {
 		*state = s;
+		return MHD_YES;
+	}
+	/* A GET's body means nothing here: read and dropped (the connection
+	 * timeout and memory limit bound it); the answer comes at its end. */
+	if (*state && *upload_data_size) {
+		*upload_data_size = 0;
 		return MHD_YES;
 	}
 	if (!authorized(s, conn))

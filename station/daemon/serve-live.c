@@ -232,6 +232,8 @@ static void put_tile_html(FILE *out, const struct tile *tl)
 {
 	const char *pull = tile_pull(tl);
 	unsigned pct = tl->total ? (unsigned)(tl->done * 100 / tl->total) : 0;
+	/* A done card's bar is full (its row keeps no byte counts). */
+	unsigned bar = strcmp(tl->state, "done") == 0 ? 100 : pct > 100 ? 100 : pct;
 
 	fputs("<section class=\"tile ", out);
 	put_state_class(out, tl->state);
@@ -244,7 +246,7 @@ static void put_tile_html(FILE *out, const struct tile *tl)
 	fputs("</h2>\n<p class=\"state\">", out);
 	html_text(out, tl->state);
 	fputs("</p>\n<progress class=\"bar\" max=\"100\" value=\"", out);
-	fprintf(out, "%u\"></progress>\n<dl>", pct > 100 ? 100 : pct);
+	fprintf(out, "%u\"></progress>\n<dl>", bar);
 	fputs("<dt>serial</dt><dd class=\"serial\">", out);
 	html_text(out, tl->serial);
 	fputs("</dd><dt>profile</dt><dd class=\"profile\">", out);

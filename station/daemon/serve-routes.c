@@ -9,6 +9,7 @@
 const struct serve_route serve_routes[] = {
 	{ "/", serve_live_page },
 	{ "/api/live", serve_live_json },
+	{ "/line", serve_line_page },
 	{ "/static/", serve_static },
 	{ NULL, NULL },
 };

@@ -111,6 +111,7 @@ FILES=(
 	usr/lib/udev/rules.d/90-bmap-station.rules
 	usr/lib/systemd/system/bmap-station.service
 	usr/lib/systemd/system/bmap-station-sync.service
+	usr/lib/systemd/system/bmap-station-serve.service
 	usr/lib/sysusers.d/bmap-station.conf
 	usr/lib/tmpfiles.d/bmap-station.conf
 	etc/bmap-station/station.conf

@@ -2,10 +2,10 @@
 # `bmap-station serve` without devices: every route carries the strict CSP,
 # nosniff and no-referrer; only GET and HEAD are answered (405 and Allow
 # otherwise); an over-long URL is refused; the live page and /api/live say
-# so while the journal does not exist yet and show it once it appears
-# (the server is not restarted); a hostile serial, slot, profile and error
-# (<script>, quotes, a U+202E bidi override) are escaped text in the HTML
-# and inert in the JSON; configured slots are tiles even when empty; today's
+# so while the journal does not exist yet or is no journal, and show it
+# once it appears (the server is not restarted); a GET's body is dropped; a
+# hostile serial, slot, profile and error (<script>, quotes, a U+202E bidi
+# override) are escaped text in the HTML and inert in the JSON; configured slots are tiles even when empty; today's
 # counts are `report --summary`'s.
 . "$TESTS_DIR/lib/common.sh"
 . "$TESTS_DIR/lib/serve.sh"
@@ -39,6 +39,14 @@ assert d["journal"] == "missing" and "does not exist yet" in d["message"], d
 assert [t["id"] for t in d["tiles"]] == ["slot-A", "slot-B_2"], d["tiles"]
 assert all(t["state"] == "empty" and t["class"] == "tile state-empty" for t in d["tiles"]), d
 PY
+
+# -- A file that is no journal: the pages say why; it is looked at again
+# as soon as it changes (not only every 30 s).
+echo "not a journal" >"$db"
+curl -sf "$url/api/live" >"$TEST_TMP/live.json" || fail "GET /api/live failed"
+grep -q '"journal":"missing","message":"[^"]*journal.db' "$TEST_TMP/live.json" ||
+	fail "/api/live with a file that is no journal: $(cat "$TEST_TMP/live.json")"
+rm -f "$db"
 
 # -- The journal appears (the fixture: 3 success, 1 verify_failed, 1
 # refused, 1 ignored, moved to today) with live rows, one hostile.
@@ -149,6 +157,9 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$url/?q=$long")
 [[ $code == 414 || $code == 431 ]] || fail "a 40000-byte URL: $code, not 414/431"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $long" "$url/")
 [[ $code == 431 || $code == 413 || $code == 400 ]] || fail "a 40000-byte header: $code"
+# A GET with a body: the body is dropped, the page served.
+code=$(curl -s -o /dev/null -w '%{http_code}' -X GET --data-binary "@$conf" "$url/api/live")
+[[ $code == 200 ]] || fail "GET with a body: $code, not 200"
 # The server is still there and answers.
 curl -sf -o /dev/null "$url/api/live" || fail "the server stopped answering"
 log "ok"
