@@ -11,7 +11,7 @@ PACKAGES="
  libsqlite3-dev libpq-dev postgresql libmicrohttpd-dev libconfig-dev libblkid-dev libudev-dev libsystemd-dev libcmocka-dev
  bmap-tools udev util-linux fdisk gdisk dosfstools e2fsprogs mtools
  zstd gzip xz-utils bzip2 lz4 lzop zip unzip sqlite3 time bc
- dpkg-dev systemd openssl python3 tmux valgrind strace
+ dpkg-dev systemd openssl python3 python3-prometheus-client tmux valgrind strace
  scdoc man-db
  nginx-light curl
  chromium python3-websocket

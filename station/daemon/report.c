@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "journal-internal.h"
+#include "report-internal.h"
 #include "report.h"
 #include "table.h"
 #include "util.h"
@@ -116,7 +117,7 @@ int report_register_functions(sqlite3 *db)
  * Where reports read from: this journal's jobs, and those of the journals
  * attached for other stations (schema names s1, s2, ... are ours).
  */
-static char *report_source(const struct journal *j)
+char *report_source(const struct journal *j)
 {
 	size_t len = 0;
 	char *sql = NULL;
@@ -139,13 +140,13 @@ static char *report_source(const struct journal *j)
 }
 
 /* Every filter is a bound parameter; NULL means "any". */
-static const char report_where[] =
+const char report_where[] =
 	"(:since IS NULL OR started >= :since) AND (:until IS NULL OR started < :until)"
 	" AND (:profile IS NULL OR profile = :profile) AND (:slot IS NULL OR slot = :slot)"
 	" AND (:outcome IS NULL OR outcome = :outcome) AND (:serial IS NULL OR serial = :serial)";
 
-static int report_prepare(struct journal *j, const char *sql, const struct report_filter *flt,
-			  sqlite3_stmt **ret)
+int report_prepare(struct journal *j, const char *sql, const struct report_filter *flt,
+		   sqlite3_stmt **ret)
 {
 	static const struct report_filter none = { 0 };
 	sqlite3_stmt *st = NULL;
@@ -418,6 +419,14 @@ static const struct report_kind summary_kind = {
 	"  LEFT JOIN ts ON ts.day = g.day AND ts.profile IS g.profile)"                      \
 	" SELECT %s FROM s ORDER BY day, profile"
 
+const char *report_order(const struct journal *j, bool oldest_first)
+{
+	/* Job numbers repeat across stations: then the start time orders. */
+	if (j->n_attached == 0)
+		return oldest_first ? "job" : "job DESC";
+	return oldest_first ? "started, station, job" : "started DESC, station, job DESC";
+}
+
 static int report_run(struct journal *j, const struct report_filter *flt, bool summary,
 		      bool oldest_first, enum report_format fmt, FILE *out)
 {
@@ -439,11 +448,7 @@ static int report_run(struct journal *j, const struct report_filter *flt, bool s
 		r = -ENOMEM;
 		goto out_free;
 	}
-	/* Job numbers repeat across stations: then the start time orders. */
-	if (j->n_attached == 0)
-		order = oldest_first ? "job" : "job DESC";
-	else
-		order = oldest_first ? "started, station, job" : "started DESC, station, job DESC";
+	order = report_order(j, oldest_first);
 	if (summary)
 		r = asprintf(&sql, SUMMARY_SQL, src, report_where, list);
 	else

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "journal-internal.h"
+#include "report-internal.h"
 #include "manager.h"
 #include "sanitize.h"
 #include "sync-internal.h"
@@ -268,4 +269,85 @@ int sync_status_print(struct journal *j, const char *journal_path, FILE *out)
 	for (size_t i = 0; i < n; i++)
 		free(lines[i]);
 	return r;
+}
+
+/* A state file's time ("2026-11-26T05:41:12.345Z") in Unix seconds, or -1. */
+static double state_time(const char *s)
+{
+	struct tm tm = { 0 };
+	double frac = 0;
+	int n = 0;
+
+	if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+			 &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+		return -1;
+	if (s[n] == '.')
+		frac = strtod(s + n, NULL);
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (double)timegm(&tm) + frac;
+}
+
+int sync_health_read(struct journal *j, const char *journal_path, struct sync_health *ret)
+{
+	char *path = sync_state_path(journal_path), *lines[16], line[600];
+	struct sync_health h = { .oldest_behind = -1, .last_success = -1 };
+	sqlite3_stmt *st = NULL;
+	const char *v;
+	int64_t last_job;
+	size_t n = 0;
+	FILE *f;
+	int rc, r;
+
+	if (!path)
+		return -ENOMEM;
+	f = fopen(path, "re");
+	free(path);
+	if (!f) {
+		*ret = h; /* no sync ever ran on this journal */
+		return 0;
+	}
+	while (n < 16 && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		lines[n] = strdup(line);
+		if (lines[n])
+			n++;
+	}
+	fclose(f);
+	h.known = true;
+	v = state_get(lines, n, "state");
+	h.up = v && strcmp(v, "up") == 0;
+	/* sync rewrites its state after every batch it copied and as a
+	 * heartbeat while up; once down, down_since is when it last got through. */
+	h.last_success = state_time(state_get(lines, n, h.up ? "updated" : "down_since"));
+	last_job = (v = state_get(lines, n, "last_job")) ? strtoll(v, NULL, 10) : 0;
+	r = count_after(j, "jobs", "job", last_job, &h.behind_jobs);
+	if (r >= 0)
+		r = count_after(j, "hooks", "rowid",
+				(v = state_get(lines, n, "last_hook")) ? strtoll(v, NULL, 10) : 0,
+				&h.behind_hooks);
+	if (r >= 0)
+		r = count_after(j, "forgotten", "rowid",
+				(v = state_get(lines, n, "last_forgotten")) ? strtoll(v, NULL, 10)
+									     : 0,
+				&h.behind_forgotten);
+	if (r >= 0) {
+		rc = sqlite3_prepare_v2(j->db, "SELECT " JOURNAL_UNIX_TIME("min(started)")
+					" FROM jobs WHERE job > ?1", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int64(st, 1, last_job);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+				h.oldest_behind = sqlite3_column_double(st, 0);
+			rc = SQLITE_OK;
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_OK)
+			r = journal_sqlfail(j, rc, "reading the oldest job not synced");
+	}
+	for (size_t i = 0; i < n; i++)
+		free(lines[i]);
+	if (r >= 0)
+		*ret = h;
+	return r < 0 ? r : 0;
 }

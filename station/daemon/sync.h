@@ -6,6 +6,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct station_config;
@@ -29,6 +31,16 @@ char *sync_state_path(const char *journal_path);
  * JOURNAL.sync and the journal; nothing when no sync ever ran on it. */
 struct journal;
 int sync_status_print(struct journal *j, const char *journal_path, FILE *out);
+
+/* For /metrics: sync's health from JOURNAL.sync and the journal. known is
+ * false when no sync ever ran on it; times are Unix seconds, -1 unknown. */
+struct sync_health {
+	bool known, up;
+	double last_success;  /* the last batch that got through (or heartbeat) */
+	double oldest_behind; /* start of the oldest job not in the central copy */
+	int64_t behind_jobs, behind_hooks, behind_forgotten;
+};
+int sync_health_read(struct journal *j, const char *journal_path, struct sync_health *ret);
 
 /*
  * For `report`, `history` and `report --summary --pg`: the central copy's
