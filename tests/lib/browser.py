@@ -12,6 +12,7 @@ As a module (tests/lib on sys.path, e.g. through tests/lib/browser.sh):
     with Browser(width=1024, height=768) as b:
         p = b.page
         p.navigate(url)                      # waits for the load event
+        p.expect_navigation("document.forms[0].submit()")
         p.wait_for("document.querySelectorAll('.tile').length >= 2")
         v = p.evaluate("document.title")     # the value, by JSON
         p.screenshot("shot.png")
@@ -197,6 +198,18 @@ class Page:
         if r.get("errorText"):
             raise BrowserError(f"cannot load {url}: {r['errorText']}")
         self._b.pump_until(lambda: self._loaded, timeout, f"the load event of {url}")
+        docs = [x for x in self.responses[first:] if x["type"] == "Document"]
+        return docs[-1]["status"] if docs else None
+
+    def expect_navigation(self, expression, timeout=None):
+        """Evaluates an expression that navigates (a form's submit(), a
+        link's click()) and waits for the new document's load event;
+        returns its HTTP status."""
+        timeout = timeout or self._b.timeout
+        self._loaded = False
+        first = len(self.responses)
+        self.evaluate(expression)
+        self._b.pump_until(lambda: self._loaded, timeout, f"a page loaded after {expression!r}")
         docs = [x for x in self.responses[first:] if x["type"] == "Document"]
         return docs[-1]["status"] if docs else None
 
