@@ -26,7 +26,8 @@ one JSON line on stdout:
                --screenshot FILE --expect-clean ...
 
 Exit status: 0 every step passed, 1 a step failed (the reason on stderr),
-2 usage, 77 Chromium or websocket-client missing.
+2 usage, 77 Chromium or websocket-client missing, 130/143/129 stopped by
+SIGINT/SIGTERM/SIGHUP (Chromium stopped all the same).
 """
 import argparse
 import base64
@@ -549,6 +550,9 @@ def main(argv=None):
     except BrowserError as e:
         print(f"browser: FAIL: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("browser: interrupted", file=sys.stderr)
+        return 130
     finally:
         if b is not None:
             if args.report:
