@@ -14,6 +14,7 @@ PACKAGES="
  dpkg-dev systemd openssl python3 python3-prometheus-client tmux valgrind strace
  scdoc man-db
  nginx-light curl
+ chromium python3-websocket
 "
 
 missing=""
