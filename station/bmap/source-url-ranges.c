@@ -172,7 +172,7 @@ static int rq_finish(struct url_in *u, struct rq *r)
 {
 	struct bmap_ctx *ctx = u->s->ctx;
 	bool progress = r->at > r->asked;
-	int ret;
+	int ret, delay;
 
 	curl_multi_remove_handle(u->multi, r->easy);
 	r->active = false;
@@ -202,10 +202,11 @@ static int rq_finish(struct url_in *u, struct rq *r)
 				  "%" PRIu64 ")",
 				  u->s->what, r->x.errbuf[0] ? r->x.errbuf : curl_easy_strerror(r->rc),
 				  URL_MAX_TRIES, r->at);
-	bmap_log(ctx, BMAP_LOG_WARNING, "%s: %s at byte %" PRIu64 "; resuming in %d s (%d of %d)",
+	delay = url_retry_delay_ms(r->tries);
+	bmap_log(ctx, BMAP_LOG_WARNING, "%s: %s at byte %" PRIu64 "; resuming in %g s (%d of %d)",
 		 u->s->what, r->x.errbuf[0] ? r->x.errbuf : curl_easy_strerror(r->rc), r->at,
-		 1 << (r->tries - 1), r->tries, URL_MAX_TRIES);
-	ret = url_backoff(u, 1000 << (r->tries - 1));
+		 delay / 1000.0, r->tries, URL_MAX_TRIES);
+	ret = url_backoff(u, delay);
 	return ret < 0 ? ret : rq_request(r);
 }
 

@@ -236,6 +236,46 @@ bool url_resumable(CURLcode rc)
 	}
 }
 
+/* Reads the value anew on every call: it is consulted only when a transfer
+ * broke, and no state is kept between copies or threads. */
+static int delays_from_env(int attempt)
+{
+	const char *v = getenv(URL_RETRY_DELAYS_ENV);
+	int n = 0, last = -1;
+
+	if (!v || !*v)
+		return -1;
+	while (*v) {
+		char *end;
+		long ms;
+
+		if (*v < '0' || *v > '9')
+			return -1;
+		errno = 0;
+		ms = strtol(v, &end, 10);
+		if (errno || ms > URL_RETRY_DELAY_MAX_MS || (*end && *end != ','))
+			return -1;
+		if (++n <= attempt)
+			last = (int)ms;
+		v = *end ? end + 1 : end;
+		if (*end && !*v)
+			return -1; /* a trailing comma */
+	}
+	return last;
+}
+
+int url_retry_delay_ms(int attempt)
+{
+	int ms;
+
+	if (attempt < 1)
+		attempt = 1;
+	if (attempt > URL_MAX_TRIES)
+		attempt = URL_MAX_TRIES;
+	ms = delays_from_env(attempt);
+	return ms >= 0 ? ms : 1000 << (attempt - 1);
+}
+
 int url_backoff(struct url_in *u, int ms)
 {
 	struct pollfd p = { .fd = u->s->cancel_fd, .events = POLLIN };
@@ -257,7 +297,7 @@ static int finish(struct url_in *u)
 	struct bmap_ctx *ctx = u->s->ctx;
 	CURLcode rc = u->rc;
 	bool progress = u->pos > u->start;
-	int r;
+	int r, delay;
 
 	curl_multi_remove_handle(u->multi, u->easy);
 	u->active = false;
@@ -307,10 +347,11 @@ static int finish(struct url_in *u)
 				  "%" PRIu64 ")",
 				  u->s->what, u->x.errbuf[0] ? u->x.errbuf : curl_easy_strerror(rc),
 				  URL_MAX_TRIES, u->pos);
-	bmap_log(ctx, BMAP_LOG_WARNING, "%s: %s at byte %" PRIu64 "; resuming in %d s (%d of %d)",
+	delay = url_retry_delay_ms(u->tries);
+	bmap_log(ctx, BMAP_LOG_WARNING, "%s: %s at byte %" PRIu64 "; resuming in %g s (%d of %d)",
 		 u->s->what, u->x.errbuf[0] ? u->x.errbuf : curl_easy_strerror(rc), u->pos,
-		 1 << (u->tries - 1), u->tries, URL_MAX_TRIES);
-	r = url_backoff(u, 1000 << (u->tries - 1));
+		 delay / 1000.0, u->tries, URL_MAX_TRIES);
+	r = url_backoff(u, delay);
 	if (r < 0)
 		return r;
 	r = start_request(u);

@@ -13,8 +13,14 @@
 
 #define URL_STASH_SIZE (1024u * 1024)
 /* Resumes in a row that bring no byte before the copy fails; waits of 1, 2,
- * 4, 8 and 16 s between them (half a minute: a server restarting). */
+ * 4, 8 and 16 s between them (half a minute: a server restarting), see
+ * url_retry_delay_ms(). */
 #define URL_MAX_TRIES 5
+/* The test hook for that schedule: milliseconds, comma-separated, one per
+ * try (the last repeats); the tests' servers gone for good need not make
+ * the suite wait half a minute. Documented in bmaptool(1). */
+#define URL_RETRY_DELAYS_ENV "BMAP_URL_RETRY_DELAYS_MS"
+#define URL_RETRY_DELAY_MAX_MS (10 * 60 * 1000)
 #define URL_UNKNOWN UINT64_MAX
 /* An http(s) image is first asked for this much (a Range request), then for
  * the rest: a raw image whose mapped ranges are fetched alone then costs no
@@ -60,6 +66,11 @@ struct url_in {
 
 /* Whether a transfer that failed with @rc may be tried again. */
 bool url_resumable(CURLcode rc);
+/* The wait before resume number @attempt (1..URL_MAX_TRIES), in ms: the
+ * default schedule, or URL_RETRY_DELAYS_ENV's when it is set and valid (a
+ * malformed value is ignored whole, so a typo cannot make a copy retry in a
+ * tight loop). The one place the schedule is decided. */
+int url_retry_delay_ms(int attempt);
 /* Waits @ms next to the cancel fd: 0, or -EINTR. */
 int url_backoff(struct url_in *u, int ms);
 /* Runs curl once; each transfer that ended is handed to @done. */

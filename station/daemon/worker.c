@@ -21,14 +21,25 @@
 #include "worker.h"
 
 static atomic_int worker_cancel;
+/* Written by the SIGTERM handler: a read of the image that waits on a pipe
+ * (a FIFO whose writer stalled) polls this fd too and ends at once. The
+ * flag alone cannot end that wait (the read restarts after EINTR), so the
+ * worker sat there until its SIGKILL, KILL_GRACE later, unsynced and
+ * without a result. */
+static int worker_cancel_pipe[2] = { -1, -1 };
 
 /* How much a worker that reads along a cache fill steps back for its filler. */
 #define WORKER_FOLLOW_NICE 5
 
 static void on_term(int sig)
 {
+	int saved = errno;
+
 	(void)sig;
 	worker_cancel = 1;
+	if (worker_cancel_pipe[1] >= 0)
+		(void)!write(worker_cancel_pipe[1], "x", 1);
+	errno = saved;
 }
 
 struct wctx {
@@ -154,6 +165,8 @@ int worker_run(const struct worker_job *job, int fd)
 	 * handlers come first: a SIGTERM sent right after the fork (a pulled
 	 * card, a job_timeout) is pending until the unblock, and would kill
 	 * the worker by default action, unsynced and without a result. */
+	if (pipe2(worker_cancel_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		worker_cancel_pipe[0] = worker_cancel_pipe[1] = -1;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -204,7 +217,7 @@ int worker_run(const struct worker_job *job, int fd)
 	if (job->cache_dir && *job->cache_dir && !url)
 		image_fd = open_regular(job->image);
 	/* A URL is opened by the cache's filler, once for every card. */
-	r = url ? 0 : bmap_source_open(ctx, job->image, &src);
+	r = url ? 0 : bmap_source_open_cancel(ctx, job->image, worker_cancel_pipe[0], &src);
 	if (r < 0) {
 		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 		goto out;
@@ -409,7 +422,7 @@ int worker_run(const struct worker_job *job, int fd)
 		w.phase = "verifying";
 		/* Without range checksums the image itself is read again. */
 		if (!bmap_map_has_range_checksums(map) &&
-		    bmap_source_open(ctx, job->image, &again) < 0) {
+		    bmap_source_open_cancel(ctx, job->image, worker_cancel_pipe[0], &again) < 0) {
 			ret = finish(fd, "verify_failed", cres.bytes_written, cres.data_sha256, NULL,
 				     bmap_ctx_get_error(ctx));
 			goto out;

@@ -23,6 +23,7 @@
 #   qcow2 from a pipe, a sparse image with a wrong CRC32 (naming the chunk).
 
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/common.sh"
+source "${TESTS_DIR:-$(dirname "$0")/..}/lib/cards.sh"
 need_ours
 need_cmd qemu-img
 need_cmd qemu-io
@@ -44,7 +45,9 @@ mk_sparse_image "$raw" "size=40M+12800 data=4K:300K data=3M:2M zero=8M:1M data=9
 	islands=12M:5000:40:70000 data=40M:12800"
 size=$(stat -c %s "$raw")
 
-card=$d/card.bin
+# The card's backing file in tmpfs (CARD_DIR, cards.sh): 29 fills and 40
+# read-backs of 48 MiB, no disk I/O.
+card=$CARD_DIR/card.bin
 if have_loop; then
 	truncate -s 48M "$card"
 	attach_loop "$card"
@@ -54,10 +57,13 @@ else
 fi
 
 # fill_card: 0xAA everywhere (a file card is recreated by copy: keep its
-# size, so truncation by copy is not mistaken for a skipped hole).
+# size, so truncation by copy is not mistaken for a skipped hole). Written
+# from one pattern file made once: a device is overwritten from its start,
+# a file card rewritten whole.
+aa=$CARD_DIR/aa.bin
+head -c $((48 * M)) /dev/zero | tr '\0' '\252' >"$aa" || fail "cannot make the 0xAA pattern"
 fill_card() {
-	python3 -c 'import sys; open(sys.argv[1], "r+b" if sys.argv[1].startswith("/dev/") else "wb").write(b"\xaa" * int(sys.argv[2]))' \
-		"$dev" $((48 * M)) || fail "cannot fill $dev"
+	cat "$aa" >"$dev" || fail "cannot fill $dev"
 }
 
 # extents_qcow2 IMG: "offset length" of each data extent, from qemu-img.

@@ -30,11 +30,23 @@ MEM_SLACK_KB=${MEM_SLACK_KB:-512}
 [[ $PLUGS =~ ^[0-9]+$ && $PLUGS -ge 2 ]] || fail "PLUGS must be a number >= 2 (got '$PLUGS')"
 ((WARMUP > PLUGS / 2)) && WARMUP=$((PLUGS / 2))
 
-# loopctl add|remove N: LOOP_CTL_ADD / LOOP_CTL_REMOVE on /dev/loop-control.
-loopctl() {
-	perl -e 'my ($op, $n) = @ARGV;
+# loopctl add|remove N: LOOP_CTL_ADD / LOOP_CTL_REMOVE on /dev/loop-control,
+# through one perl for the whole test that answers "ok" or the error per
+# line: a perl started for each of the 1000 calls was a third of its time.
+coproc LOOPCTL {
+	exec perl -e '$| = 1;
 		open(my $f, "+<", "/dev/loop-control") or die "/dev/loop-control: $!\n";
-		defined(ioctl($f, $op eq "add" ? 0x4C80 : 0x4C81, $n + 0)) or die "$op $n: $!\n";' "$1" "$2"
+		while (my $l = <STDIN>) {
+			my ($op, $n) = split " ", $l;
+			print defined(ioctl($f, $op eq "add" ? 0x4C80 : 0x4C81, $n + 0)) ? "ok\n" : "$op $n: $!\n";
+		}'
+}
+LOOPCTL_IN=${LOOPCTL[1]} LOOPCTL_OUT=${LOOPCTL[0]}
+loopctl() {
+	local reply
+	echo "$1 $2" >&"$LOOPCTL_IN" && read -r reply <&"$LOOPCTL_OUT" ||
+		{ echo "loopctl $1 $2: the perl helper is gone" >&2; return 1; }
+	[[ $reply == ok ]] || { echo "$reply" >&2; return 1; }
 }
 
 # The loop number this test created and has not removed yet (only that
@@ -55,6 +67,7 @@ cleanup_loops() {
 	[[ -n $ADDED ]] && { remove_loop "$ADDED" || log "could not remove loop$ADDED"; }
 }
 on_exit cleanup_loops
+on_exit "kill $LOOPCTL_PID 2>/dev/null"
 
 img=$TEST_TMP/disk.img
 mk_image_bmap "$img" "size=2M data=0:64K"

@@ -27,9 +27,11 @@ CONF
 a=$(make_card card-a.img 40M)
 b=$(make_card card-b.img 40M)
 # A is slow (its worker ends on its own, within a second of the pull, well
-# before the 5 s grace); B's copy takes about 7 s (21 writes of 1 MiB).
+# before the 5 s grace); B's copy takes about 8 s (21 writes of 1 MiB, 0.4 s
+# each): it starts a second or two after the pull and is still writing when
+# A's stale deadline (pull + 5 s) passes, with seconds to spare either side.
 fault_rule "backing=$a pwrite delay=400 after=4M"
-fault_rule "backing=$b pwrite delay=1000"
+fault_rule "backing=$b pwrite delay=400"
 with_faults start_station "$TEST_TMP/station.conf"
 sleep 0.5
 insert_card "$a"

@@ -1,6 +1,7 @@
 /* Unit tests for the URL helpers: telling a URL from a path, rendering one
- * without its credentials, file: URLs as paths, and bmap_fetch_small() and
- * the bmap discovery on file: URLs (no server needed). */
+ * without its credentials, file: URLs as paths, bmap_fetch_small() and the
+ * bmap discovery on file: URLs (no server needed), and the resume schedule
+ * with and without its test hook. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "testutil.h"
 #include "bmap-private.h"
+#include "source-url.h"
 #include "url.h"
 #include "util.h"
 
@@ -192,6 +194,37 @@ static void test_discover_url_candidates(void **state)
 	bmap_ctx_free(ctx);
 }
 
+/* The default waits (1, 2, 4, 8, 16 s) hold unless BMAP_URL_RETRY_DELAYS_MS
+ * is set and well formed: url-resume.sh runs on the hook, so the default is
+ * checked here, where checking it costs no waiting. */
+static void test_retry_delays(void **state)
+{
+	static const char *const bad[] = { "", "x", "-5", "+5", "5,", ",5", "5,,6", "5;6",
+					   "5 ", "600001", "99999999999999999999" };
+
+	(void)state;
+	assert_int_equal(unsetenv(URL_RETRY_DELAYS_ENV), 0);
+	for (int i = 1; i <= URL_MAX_TRIES; i++)
+		assert_int_equal(url_retry_delay_ms(i), 1000 << (i - 1));
+	assert_int_equal(url_retry_delay_ms(0), 1000);
+	assert_int_equal(url_retry_delay_ms(URL_MAX_TRIES + 3), 16000);
+
+	assert_int_equal(setenv(URL_RETRY_DELAYS_ENV, "50,0,600000", 1), 0);
+	assert_int_equal(url_retry_delay_ms(1), 50);
+	assert_int_equal(url_retry_delay_ms(2), 0);
+	assert_int_equal(url_retry_delay_ms(3), 600000);
+	assert_int_equal(url_retry_delay_ms(5), 600000); /* the last repeats */
+	assert_int_equal(setenv(URL_RETRY_DELAYS_ENV, "7", 1), 0);
+	assert_int_equal(url_retry_delay_ms(4), 7);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(setenv(URL_RETRY_DELAYS_ENV, bad[i], 1), 0);
+		for (int t = 1; t <= URL_MAX_TRIES; t++)
+			assert_int_equal(url_retry_delay_ms(t), 1000 << (t - 1));
+	}
+	assert_int_equal(unsetenv(URL_RETRY_DELAYS_ENV), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -202,6 +235,7 @@ int main(void)
 		cmocka_unit_test(test_header_lines),
 		cmocka_unit_test(test_fetch_small_file_url),
 		cmocka_unit_test(test_discover_url_candidates),
+		cmocka_unit_test(test_retry_delays),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
