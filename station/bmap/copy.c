@@ -283,9 +283,9 @@ static void *copy_worker(void *arg)
 
 	_Static_assert(COPY_WORKER_SLOTS >= 3, "two published pieces are hashed after a third "
 					       "acquire: it must not reuse their slots");
-	if (range_hash_init(e, &lanes[0].h) < 0)
+	if (range_hash_init_lane(e, &lanes[0].h) < 0)
 		return NULL;
-	if (range_hash_init(e, &lanes[1].h) < 0)
+	if (range_hash_init_lane(e, &lanes[1].h) < 0)
 		goto out_hash;
 	if (ring_new(COPY_WORKER_SLOTS, COPY_WORKER_CHUNK, 1, &writer.ring) < 0) {
 		engine_fail(e, -ENOMEM, "out of memory for the copy buffers");

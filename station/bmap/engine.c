@@ -153,13 +153,15 @@ static bool sha_ni_wanted(void)
 	return sha256_ni_available() && !(env && strcmp(env, "0") == 0);
 }
 
-int range_hash_init(struct engine *e, struct range_hash *h)
+static int hash_init(struct engine *e, struct range_hash *h, bool lane)
 {
 	const char *type = e->map ? bmap_map_get_checksum_type(e->map) : NULL;
 	bool other = e->check && type && strcmp(type, "sha256") != 0;
 
 	memset(h, 0, sizeof(*h));
-	h->ni_on = sha_ni_wanted();
+	/* One stream alone: OpenSSL's was faster here (bench-formats' simg,
+	 * one 2 GiB range: 1.54 s against 1.61 s, 7 runs each). */
+	h->ni_on = lane && sha_ni_wanted();
 	if (!h->ni_on)
 		h->sha256 = bmap_digest_new("sha256");
 	if (other)
@@ -169,6 +171,16 @@ int range_hash_init(struct engine *e, struct range_hash *h)
 		return engine_fail(e, -ENOMEM, "out of memory");
 	}
 	return 0;
+}
+
+int range_hash_init(struct engine *e, struct range_hash *h)
+{
+	return hash_init(e, h, false);
+}
+
+int range_hash_init_lane(struct engine *e, struct range_hash *h)
+{
+	return hash_init(e, h, true);
 }
 
 void range_hash_free(struct range_hash *h)

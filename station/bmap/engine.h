@@ -89,10 +89,10 @@ int engine_status(struct engine *e);
 void engine_data_digest(const struct engine *e, uint8_t out[32]);
 
 /* Hashing one range: SHA-256 always, the bmap's own type when it differs.
- * The SHA-256 is the x86 SHA extensions' where the CPU has them (ni_on;
- * BMAP_SHA_NI=0 forces OpenSSL): one stream is latency-bound, and two
- * ranges hashed in lockstep (range_hash_update2) cost little more than
- * one; OpenSSL's otherwise. */
+ * The SHA-256 is OpenSSL's, or, for a hash one of two lanes hashed in
+ * lockstep (range_hash_init_lane), the x86 SHA extensions' where the CPU
+ * has them (ni_on; BMAP_SHA_NI=0 forces OpenSSL): one stream is
+ * latency-bound, and two cost little more than one. */
 struct range_hash {
 	struct bmap_digest *sha256; /* NULL with ni_on */
 	struct bmap_digest *other;
@@ -100,6 +100,8 @@ struct range_hash {
 	bool ni_on;
 };
 int range_hash_init(struct engine *e, struct range_hash *h);
+/* A hash for range_hash_update2(): the SHA extensions where they are. */
+int range_hash_init_lane(struct engine *e, struct range_hash *h);
 void range_hash_free(struct range_hash *h);
 void range_hash_start(struct range_hash *h);
 void range_hash_update(struct range_hash *h, const void *buf, size_t len);
