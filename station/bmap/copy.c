@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The copy engine. A raw image file is copied by a pool of workers, each
- * taking whole ranges (read, hash, write). A stream (compressed, or a pipe)
- * is read or decompressed by the calling thread into a ring of 4 MiB aligned
- * buffers, and a writer thread and a hasher thread consume it, so
+ * The copy engine. A raw image file (or a qcow2 image, read at random) is
+ * copied by a pool of workers, each taking whole ranges, two at a time
+ * where their SHA-256 can be computed in lockstep (read, hash, write). A
+ * stream (compressed, or a pipe) is read or decompressed by the calling
+ * thread into a ring of 4 MiB aligned buffers, and a writer thread and a
+ * hasher thread consume it, so
  * decompression, hashing and writing overlap. Block devices are written with
  * O_DIRECT. Each range's checksum is checked as its data passes. What a
  * self-mapped image's data is made of (zero runs, the map as it streams) is
@@ -178,59 +180,113 @@ static int produce_all(struct engine *e, int raw_fd)
 	}
 }
 
-/* One whole range of an image read at random (a raw file, qcow2): read
- * and hashed by the worker, and handed to the worker's own writer thread
- * so writing overlaps hashing. */
-static int copy_range(struct engine *e, struct ring *ring, size_t i, struct range_hash *h)
+/* A worker's range in progress: a worker keeps two, so that their pieces
+ * are hashed in lockstep (range_hash_update2: one SHA-256 stream is
+ * latency-bound, two cost little more than one). */
+struct lane {
+	size_t i;
+	uint64_t off, len, done;
+	struct range_hash h;
+	bool busy;
+	const uint8_t *data; /* this round's piece, published, to hash */
+	size_t n;
+};
+
+static void lane_start(struct engine *e, struct lane *l)
 {
-	const struct bmap_range *rg = &bmap_map_get_ranges(e->map)[i];
-	uint64_t off, len;
-
-	bmap_map_range_bytes(e->map, i, &off, &len);
-	range_hash_start(h);
-	for (uint64_t done = 0; done < len;) {
-		size_t n = len - done > COPY_WORKER_CHUNK ? COPY_WORKER_CHUNK : (size_t)(len - done);
-		struct chunk *ch;
-		ssize_t got;
-
-		if (engine_stopped(e))
-			return -ECANCELED;
-		ch = ring_acquire(ring);
-		if (!ch)
-			return -ECANCELED;
-		if (engine_wait(e, off + done + n) < 0)
-			return -1;
-		got = source_pread(e->source, ch->data, n, off + done);
-		if (got < 0 && bmap_source_get_format(e->source) != BMAP_FORMAT_RAW)
-			return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
-		if (got < 0)
-			return engine_fail(e, (int)got, "cannot read %s at byte %" PRIu64 ": %s",
-					   e->image_name, off + done, strerror((int)-got));
-		if ((size_t)got < n)
-			return engine_fail(e, -EPIPE,
-					   "%s ends at byte %" PRIu64 ", inside blocks range %" PRIu64
-					   "-%" PRIu64 ": the bmap does not belong to this image",
-					   e->image_name, off + done + (uint64_t)got, rg->first,
-					   rg->last);
-		range_hash_update(h, ch->data, n);
-		ch->len = n;
-		ch->off = off + done;
-		ring_publish(ring);
-		done += n;
-	}
-	return range_hash_end(e, h, i);
+	bmap_map_range_bytes(e->map, l->i, &l->off, &l->len);
+	l->done = 0;
+	l->busy = true;
+	range_hash_start(&l->h);
 }
 
+/* Reads the lane's next piece (an image read at random: a raw file,
+ * qcow2) into a slot of @ring and publishes it to the worker's writer.
+ * It is hashed after that, while being written: the slot is reused only
+ * COPY_WORKER_SLOTS acquires later, after this round's hashing. */
+static int lane_piece(struct engine *e, struct ring *ring, struct lane *l)
+{
+	const struct bmap_range *rg = &bmap_map_get_ranges(e->map)[l->i];
+	uint64_t at = l->off + l->done;
+	size_t n = l->len - l->done > COPY_WORKER_CHUNK ? COPY_WORKER_CHUNK
+							 : (size_t)(l->len - l->done);
+	struct chunk *ch;
+	ssize_t got;
+
+	if (engine_stopped(e))
+		return -ECANCELED;
+	ch = ring_acquire(ring);
+	if (!ch)
+		return -ECANCELED;
+	if (engine_wait(e, at + n) < 0)
+		return -1;
+	got = source_pread(e->source, ch->data, n, at);
+	if (got < 0 && bmap_source_get_format(e->source) != BMAP_FORMAT_RAW)
+		return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
+	if (got < 0)
+		return engine_fail(e, (int)got, "cannot read %s at byte %" PRIu64 ": %s",
+				   e->image_name, at, strerror((int)-got));
+	if ((size_t)got < n)
+		return engine_fail(e, -EPIPE,
+				   "%s ends at byte %" PRIu64 ", inside blocks range %" PRIu64
+				   "-%" PRIu64 ": the bmap does not belong to this image",
+				   e->image_name, at + (uint64_t)got, rg->first, rg->last);
+	ch->len = n;
+	ch->off = at;
+	l->data = ch->data;
+	l->n = n;
+	ring_publish(ring);
+	return 0;
+}
+
+/* This round's pieces into their ranges' hashes; a range whose last piece
+ * this was is checked. */
+static int lanes_hash(struct engine *e, struct lane *lanes)
+{
+	struct lane *a = &lanes[0], *b = &lanes[1];
+
+	if (a->busy && b->busy) {
+		size_t m = a->n < b->n ? a->n : b->n;
+
+		range_hash_update2(&a->h, a->data, &b->h, b->data, m);
+		range_hash_update(&a->h, a->data + m, a->n - m);
+		range_hash_update(&b->h, b->data + m, b->n - m);
+	} else {
+		struct lane *l = a->busy ? a : b;
+
+		range_hash_update(&l->h, l->data, l->n);
+	}
+	for (int k = 0; k < 2; k++) {
+		struct lane *l = &lanes[k];
+
+		if (!l->busy)
+			continue;
+		l->done += l->n;
+		if (l->done < l->len)
+			continue;
+		l->busy = false;
+		if (range_hash_end(e, &l->h, l->i) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Whole ranges of an image read at random, read and hashed by the worker
+ * and handed to its own writer thread, so writing overlaps hashing. */
 static void *copy_worker(void *arg)
 {
 	struct engine *e = arg;
 	struct engine_consumer writer = { .e = e, .index = 0 };
-	struct range_hash h;
+	struct lane lanes[2] = { 0 };
+	bool more = true;
 	pthread_t tid;
-	size_t i;
 
-	if (range_hash_init(e, &h) < 0)
+	_Static_assert(COPY_WORKER_SLOTS >= 3, "two published pieces are hashed after a third "
+					       "acquire: it must not reuse their slots");
+	if (range_hash_init_lane(e, &lanes[0].h) < 0)
 		return NULL;
+	if (range_hash_init_lane(e, &lanes[1].h) < 0)
+		goto out_hash;
 	if (ring_new(COPY_WORKER_SLOTS, COPY_WORKER_CHUNK, 1, &writer.ring) < 0) {
 		engine_fail(e, -ENOMEM, "out of memory for the copy buffers");
 		goto out;
@@ -239,16 +295,39 @@ static void *copy_worker(void *arg)
 		engine_fail(e, -EAGAIN, "cannot start a thread");
 		goto out;
 	}
-	while (engine_take_range(e, &i))
-		if (copy_range(e, writer.ring, i, &h) < 0 && atomic_load(&e->failed))
+	while (!atomic_load(&e->failed)) {
+		/* Two ranges at once from the start, the largest two together:
+		 * hashing is what the CPUs spend most on after decoding, and
+		 * a pair costs ~60% of two alone; pairing only once every
+		 * worker had its first range left the largest ranges, most of
+		 * the data, hashed alone. Never for an image still being
+		 * filled: it is read in order. */
+		bool pair = lanes[0].h.ni_on && !e->in_order;
+
+		for (int k = 0; k < 2 && more; k++) {
+			if (lanes[k].busy || (lanes[!k].busy && !pair))
+				continue;
+			if (engine_take_range(e, &lanes[k].i))
+				lane_start(e, &lanes[k]);
+			else
+				more = false;
+		}
+		if (!lanes[0].busy && !lanes[1].busy)
 			break;
+		if ((lanes[0].busy && lane_piece(e, writer.ring, &lanes[0]) < 0) ||
+		    (lanes[1].busy && lane_piece(e, writer.ring, &lanes[1]) < 0) ||
+		    lanes_hash(e, lanes) < 0)
+			break;
+	}
 	if (atomic_load(&e->failed))
 		ring_abort(writer.ring, -ECANCELED);
 	ring_close(writer.ring);
 	pthread_join(tid, NULL);
 out:
 	ring_free(writer.ring);
-	range_hash_free(&h);
+	range_hash_free(&lanes[1].h);
+out_hash:
+	range_hash_free(&lanes[0].h);
 	return NULL;
 }
 

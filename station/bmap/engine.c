@@ -145,19 +145,42 @@ void engine_data_digest(const struct engine *e, uint8_t out[32])
 
 /* ---- per-range hashing ---- */
 
-int range_hash_init(struct engine *e, struct range_hash *h)
+/* The SHA extensions, unless BMAP_SHA_NI=0 (the tests compare both). */
+static bool sha_ni_wanted(void)
+{
+	const char *env = secure_getenv("BMAP_SHA_NI");
+
+	return sha256_ni_available() && !(env && strcmp(env, "0") == 0);
+}
+
+static int hash_init(struct engine *e, struct range_hash *h, bool lane)
 {
 	const char *type = e->map ? bmap_map_get_checksum_type(e->map) : NULL;
+	bool other = e->check && type && strcmp(type, "sha256") != 0;
 
-	h->other = NULL;
-	h->sha256 = bmap_digest_new("sha256");
-	if (e->check && type && strcmp(type, "sha256") != 0)
+	memset(h, 0, sizeof(*h));
+	/* One stream alone: OpenSSL's was faster here (bench-formats' simg,
+	 * one 2 GiB range: 1.54 s against 1.61 s, 7 runs each). */
+	h->ni_on = lane && sha_ni_wanted();
+	if (!h->ni_on)
+		h->sha256 = bmap_digest_new("sha256");
+	if (other)
 		h->other = bmap_digest_new(type);
-	if (!h->sha256 || (e->check && type && strcmp(type, "sha256") != 0 && !h->other)) {
+	if ((!h->ni_on && !h->sha256) || (other && !h->other)) {
 		range_hash_free(h);
 		return engine_fail(e, -ENOMEM, "out of memory");
 	}
 	return 0;
+}
+
+int range_hash_init(struct engine *e, struct range_hash *h)
+{
+	return hash_init(e, h, false);
+}
+
+int range_hash_init_lane(struct engine *e, struct range_hash *h)
+{
+	return hash_init(e, h, true);
 }
 
 void range_hash_free(struct range_hash *h)
@@ -168,16 +191,37 @@ void range_hash_free(struct range_hash *h)
 
 void range_hash_start(struct range_hash *h)
 {
-	bmap_digest_reset(h->sha256);
+	if (h->ni_on)
+		sha256_ni_init(&h->ni);
+	else
+		bmap_digest_reset(h->sha256);
 	if (h->other)
 		bmap_digest_reset(h->other);
 }
 
 void range_hash_update(struct range_hash *h, const void *buf, size_t len)
 {
-	bmap_digest_update(h->sha256, buf, len);
+	if (h->ni_on)
+		sha256_ni_update(&h->ni, buf, len);
+	else
+		bmap_digest_update(h->sha256, buf, len);
 	if (h->other)
 		bmap_digest_update(h->other, buf, len);
+}
+
+void range_hash_update2(struct range_hash *a, const void *da, struct range_hash *b,
+			const void *db, size_t len)
+{
+	if (!a->ni_on || !b->ni_on) {
+		range_hash_update(a, da, len);
+		range_hash_update(b, db, len);
+		return;
+	}
+	sha256_ni_update2(&a->ni, da, &b->ni, db, len);
+	if (a->other)
+		bmap_digest_update(a->other, da, len);
+	if (b->other)
+		bmap_digest_update(b->other, db, len);
 }
 
 /* Where range @range's SHA-256 goes; the array grows in lazy mode. */
@@ -215,7 +259,10 @@ int range_hash_end(struct engine *e, struct range_hash *h, size_t range)
 
 	if (!mine)
 		return engine_fail(e, -ENOMEM, "out of memory");
-	bmap_digest_final(h->sha256, mine);
+	if (h->ni_on)
+		sha256_ni_final(&h->ni, mine);
+	else
+		bmap_digest_final(h->sha256, mine);
 	if (!e->check)
 		return 0;
 	want = bmap_map_get_range_checksum(e->map, range);

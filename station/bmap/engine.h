@@ -24,6 +24,7 @@
 
 #include "bmap-private.h"
 #include "ring.h"
+#include "sha256-ni.h"
 
 #define ENGINE_SLOT_SIZE (4u << 20)
 #define ENGINE_SLOTS 4 /* 16 MiB: enough to keep decoder, writer and hasher busy */
@@ -87,15 +88,26 @@ int engine_status(struct engine *e);
 /* The mapped-data digest (see above). */
 void engine_data_digest(const struct engine *e, uint8_t out[32]);
 
-/* Hashing one range: SHA-256 always, the bmap's own type when it differs. */
+/* Hashing one range: SHA-256 always, the bmap's own type when it differs.
+ * The SHA-256 is OpenSSL's, or, for a hash one of two lanes hashed in
+ * lockstep (range_hash_init_lane), the x86 SHA extensions' where the CPU
+ * has them (ni_on; BMAP_SHA_NI=0 forces OpenSSL): one stream is
+ * latency-bound, and two cost little more than one. */
 struct range_hash {
-	struct bmap_digest *sha256;
+	struct bmap_digest *sha256; /* NULL with ni_on */
 	struct bmap_digest *other;
+	struct sha256_ni ni;
+	bool ni_on;
 };
 int range_hash_init(struct engine *e, struct range_hash *h);
+/* A hash for range_hash_update2(): the SHA extensions where they are. */
+int range_hash_init_lane(struct engine *e, struct range_hash *h);
 void range_hash_free(struct range_hash *h);
 void range_hash_start(struct range_hash *h);
 void range_hash_update(struct range_hash *h, const void *buf, size_t len);
+/* @len bytes each into two ranges' hashes, in lockstep where both are ni_on. */
+void range_hash_update2(struct range_hash *a, const void *da, struct range_hash *b,
+			const void *db, size_t len);
 /* @len zero bytes (a chunk marked zero). */
 void range_hash_zeros(struct range_hash *h, uint64_t len);
 /* Stores the range's SHA-256 and checks the bmap's checksum; returns

@@ -21,6 +21,12 @@
 # Ratios are printed, never judged: the exit status is non-zero only when a
 # copy fails or the card is wrong.
 #
+# Two floors bound what any copy can do here, and each case says whether
+# its target lies below one: the write of the bench image's mapped bytes
+# (dd oflag=direct, 4 MiB requests, to the same card, before the cases)
+# and one SHA-256 stream over the case's largest range (the copy hashes
+# every range for its digest, each in one stream: openssl speed's rate).
+#
 # usage: bench-formats.sh [BMAPTOOL]
 # env:   BMAPTOOL (default build/bmaptool of this checkout), BENCH_DIR
 #        (default /var/tmp/bmap-bench), RUNS (default 3), CARD_DIR (default
@@ -33,7 +39,7 @@ OURS=${BMAPTOOL:-$(cd "$(dirname "$0")/../.." && pwd)/build/bmaptool}
 for arg in "$@"; do
 	case $arg in
 	-h | --help)
-		sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0 ;;
 	-*) echo "bench-formats: unknown option $arg" >&2; exit 2 ;;
 	*) OURS=$arg ;;
@@ -92,6 +98,43 @@ for c in "${cases[@]}"; do
 	cat "$f" >/dev/null
 done
 
+# SHA-256 of one stream, bytes a second (openssl speed prints kB/s, 1000).
+sha_rate=$(openssl speed -elapsed -seconds 1 -bytes 1048576 -evp sha256 2>/dev/null |
+	awk '$1 == "sha256" { sub(/k$/, "", $2); printf "%.0f\n", $2 * 1000 }')
+[[ $sha_rate =~ ^[0-9]+$ && $sha_rate -gt 0 ]] || sha_rate=
+
+# The write floor: the median time dd takes to write the bench image's
+# mapped bytes to the card, after one untimed write of them, as the tools'
+# later runs write pages an earlier one wrote (the card's file allocated
+# again first: a peer's zeroing punched holes in it).
+write_floor() {
+	local mib=$(((mapped_bytes + 4194303) / 4194304)) i t0 t1
+	fallocate -l $((2253 * 1048576)) "$card_file" || return 1
+	for ((i = -1; i < RUNS; i++)); do
+		t0=$EPOCHREALTIME
+		dd if="$img" of="$loop" bs=4M count="$mib" oflag=direct iflag=fullblock \
+			status=none || return 1
+		t1=$EPOCHREALTIME
+		[[ $i -ge 0 ]] && awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }'
+	done | median
+}
+
+# hash_floor IMG: seconds one SHA-256 stream takes over IMG's largest range.
+hash_floor() {
+	[[ -n $sha_rate ]] || return 0
+	awk -v b="$(largest_range "$1")" -v r="$sha_rate" 'BEGIN { printf "%.2f\n", b / r }'
+}
+
+# largest_range IMG: the bytes of the image's largest range (its bmap's).
+largest_range() {
+	"$OURS" create --no-checksum "$1" 2>/dev/null | awk '
+		/<BlockSize>/ { gsub(/[^0-9]/, ""); bs = $0 }
+		/<Range/ { sub(/.*<Range[^>]*>[[:space:]]*/, ""); sub(/[[:space:]]*<.*/, "")
+			n = split($0, p, "-"); l = (n == 2 ? p[2] : p[1]) - p[1] + 1
+			if (l > m) m = l }
+		END { printf "%.0f\n", m * bs }'
+}
+
 run_timed() {
 	local tf=$1 t0 t1 rc
 	shift
@@ -116,6 +159,12 @@ peer() {
 	*) PEER=(qemu-img convert -n -O raw -t none "$2" "$loop") ;;
 	esac
 }
+
+mapped_bytes=$(($(sed -nE 's|.*<MappedBlocksCount>[[:space:]]*([0-9]+).*|\1|p' "$bmap") * 4096))
+wfloor=$(write_floor)
+echo "  floors: writing the $((mapped_bytes / 1048576)) MiB of data to the card ${wfloor:-?}s" \
+	"(dd oflag=direct, 4 MiB requests); SHA-256 in one stream" \
+	"$([[ -n $sha_rate ]] && echo "$((sha_rate / 1000000)) MB/s" || echo "unknown")"
 
 status=0
 for c in "${cases[@]}"; do
@@ -156,6 +205,13 @@ for c in "${cases[@]}"; do
 		tail -n 2 "$out/verify.log" | sed 's/^/    /'
 		status=1
 	fi
+	hf=$(hash_floor "$src")
+	awk -v p="$peer_t" -v t="${TARGET[$c]}" -v w="${wfloor:-0}" -v h="${hf:-0}" 'BEGIN {
+		need = p / t
+		f = w > h ? w : h
+		verdict = need < f ? "below a floor, not reachable here" : "above the floors"
+		printf "  the target needs ours <= %.2fs; floors: write %.2fs, hash of the", need, w
+		printf " largest range %.2fs: %s\n", h, verdict }'
 done
 
 echo "bench-formats: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
