@@ -26,7 +26,7 @@
 #define WHOLE_BUF_SIZE (64u * 1024)
 
 /* The file read through a window: headers a few bytes apart cost one
- * pread() between them. Offsets are relative to @base (the image's start
+ * pread() between them, headers far apart one each. Offsets are relative to @base (the image's start
  * in the file). */
 struct whole {
 	struct bmap_source *s;
@@ -47,8 +47,12 @@ static int at(struct whole *w, uint64_t off, size_t len, const uint8_t **ret)
 	if (off > w->size || len > w->size - off)
 		return 1;
 	if (off < w->win_off || off + len > w->win_off + w->win_len) {
-		size_t want = w->size - off < WHOLE_BUF_SIZE ? (size_t)(w->size - off)
-							     : WHOLE_BUF_SIZE;
+		/* A page for a header: frames of incompressible data put
+		 * theirs 128 KiB apart, of zeros a few bytes apart. */
+		size_t want = len > 4096 ? len : 4096;
+
+		if (want > w->size - off)
+			want = (size_t)(w->size - off);
 
 		n = loop_pread(w->s->fd, w->win, want, w->base + off);
 		if (n < 0)
@@ -545,6 +549,12 @@ static int gzip_walk(struct whole *w)
 	return n < 0 ? (int)n : 0;
 }
 
+void bmap_ctx_set_check_whole(struct bmap_ctx *ctx, bool check)
+{
+	if (ctx)
+		ctx->no_check_whole = !check;
+}
+
 static int (*const walkers[])(struct whole *w) = {
     [BMAP_COMP_ZSTD] = zstd_walk, [BMAP_COMP_GZIP] = gzip_walk, [BMAP_COMP_XZ] = xz_walk,
     [BMAP_COMP_BZIP2] = bzip2_walk, [BMAP_COMP_LZ4] = lz4_walk, [BMAP_COMP_LZO] = lzo_walk,
@@ -557,7 +567,7 @@ int source_check_whole(struct bmap_source *s)
 	off_t base;
 	int r;
 
-	if (!s->seekable || s->input || s->fd < 0 || s->comp == BMAP_COMP_RAW ||
+	if ((s->ctx && s->ctx->no_check_whole) || !s->seekable || s->input || s->fd < 0 || s->comp == BMAP_COMP_RAW ||
 	    (size_t)s->comp >= sizeof(walkers) / sizeof(walkers[0]))
 		return 0;
 	base = lseek(s->fd, 0, SEEK_CUR);

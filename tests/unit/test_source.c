@@ -535,6 +535,14 @@ static void test_truncated(void **state)
 
 	/* A file is found cut when it is opened, before anything is read. */
 	expect_open_refused(ctx, path, -EPIPE, "truncated");
+	/* Without the check (info), the file opens and the cut is found
+	 * when reached. */
+	bmap_ctx_set_check_whole(ctx, false);
+	assert_int_equal(bmap_source_open(ctx, path, &s), 0);
+	assert_int_equal(read_all(s, buf, DATA_SIZE), -EPIPE);
+	assert_null(strstr(bmap_ctx_get_error(ctx), "nothing was written"));
+	bmap_source_free(s);
+	bmap_ctx_set_check_whole(ctx, true);
 	/* From a pipe, when its end is reached. */
 	{
 		struct feed f;
