@@ -64,7 +64,11 @@ static int describe_image(const char *path, struct image_wrap *ret)
 	 * already said when the image was first opened. */
 	struct bmap_ctx *quiet = bmap_ctx_new();
 	struct bmap_source *src = NULL;
-	int r = quiet ? bmap_source_open(quiet, path, &src) : -ENOMEM;
+	int r;
+
+	/* Facts only: a cut image still gets its map shown. */
+	bmap_ctx_set_check_whole(quiet, false);
+	r = quiet ? bmap_source_open(quiet, path, &src) : -ENOMEM;
 
 	if (r < 0) {
 		error("%s", quiet ? bmap_ctx_get_error(quiet) : "out of memory");
@@ -178,6 +182,9 @@ int cmd_info(int argc, char **argv)
 	json = o.json;
 	image = o.args.v[0];
 	ctx = ctx_new();
+	/* A cut image gets its map shown and a warning (partitions), and gzip
+	 * is not decoded once more for it. */
+	bmap_ctx_set_check_whole(ctx, false);
 	name = shown(image);
 
 	if (bmap_location_is_url(image)) {

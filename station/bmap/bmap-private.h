@@ -11,6 +11,7 @@ struct bmap_ctx {
 	bmap_log_fn log_fn;
 	void *log_userdata;
 	bool tls_insecure; /* URLs: servers' certificates not checked */
+	bool no_check_whole; /* sources: see bmap_ctx_set_check_whole() */
 };
 
 /* Records a failure detail and returns @err (a -errno) so callers can

@@ -132,6 +132,13 @@ int source_archive_open(struct bmap_source *s, enum bmap_container kind, const u
 ssize_t source_archive_read(struct bmap_source *s, void *buf, size_t len);
 void source_archive_free(struct bmap_source *s);
 
+/* A regular file's compressed stream (from its position) whole, checked
+ * before anything is decoded (source-whole.c): -EPIPE with "<what> is
+ * truncated: <where>; nothing was written", 0 otherwise and for pipes and
+ * URLs, which cannot be checked in advance. The codec is at the file's
+ * start again after it. */
+int source_check_whole(struct bmap_source *s);
+
 /* Makes s->in_avail > 0 if any input is left. Returns s->in_avail, 0 at the
  * end of the input, -errno with a detail on a read error. */
 ssize_t source_fill(struct bmap_source *s);

@@ -472,6 +472,11 @@ static int source_detect(struct bmap_source *s)
 		r = s->codec->init(s);
 		if (r < 0)
 			return r;
+		/* A local file cut short is refused now, before a destination
+		 * is opened, not once part of it was written. */
+		r = source_check_whole(s);
+		if (r < 0)
+			return r;
 	}
 	/* A tar or zip around the image, then the image's format. */
 	r = open_container(s, magic, magic_len);

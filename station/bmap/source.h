@@ -22,6 +22,14 @@ int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source 
  * the signal goes to another thread). @cancel_fd -1: no cancelling. */
 int bmap_source_open_cancel(struct bmap_ctx *ctx, const char *path, int cancel_fd,
 			    struct bmap_source **ret_source);
+/* A compressed image in a local regular file is checked whole when opened
+ * (source-whole.c): one cut short is refused then with -EPIPE ("... is
+ * truncated: <where>; nothing was written"), before a copy opens its
+ * destination, instead of failing once part of it was written. gzip has no
+ * index to check: it is decoded once for it. Pipes and URLs cannot be
+ * checked in advance. @check false (the default is true) skips it, for a
+ * caller that shows what it can of a cut image (info). */
+void bmap_ctx_set_check_whole(struct bmap_ctx *ctx, bool check);
 /* Takes ownership of @fd. @name is used in messages. */
 int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			struct bmap_source **ret_source);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "bmap.h"
+#include "source.h"
 #include "policy.h"
 #include "sanitize.h"
 #include "util.h"
@@ -230,12 +231,38 @@ out:
 	return r;
 }
 
+/* A qcow2 or Android sparse image's virtual disk size into @size (left as
+ * it is for a raw image, or one that cannot be opened: the worker says
+ * why); its format. Only the headers are read: a local file is not checked
+ * whole here (gzip would be decoded in the event loop), the worker does. */
+static enum bmap_format self_mapped_size(const char *image, uint64_t *size)
+{
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_source *src = NULL;
+	enum bmap_format f = BMAP_FORMAT_RAW;
+
+	if (!ctx)
+		return f;
+	bmap_ctx_set_check_whole(ctx, false);
+	if (bmap_source_open(ctx, image, &src) >= 0) {
+		f = bmap_source_get_format(src);
+		if (f != BMAP_FORMAT_RAW && bmap_source_get_image_size(src) > 0)
+			*size = bmap_source_get_image_size(src);
+		else
+			f = BMAP_FORMAT_RAW;
+	}
+	bmap_source_free(src);
+	bmap_ctx_free(ctx);
+	return f;
+}
+
 int policy_image(const struct profile *p, const struct device *d, policy_facts_fn facts,
 		 void *userdata, struct policy_decision *ret)
 {
 	_cleanup_free_ char *found = NULL;
 	const char *path = p->bmap;
 	bool url = bmap_location_is_url(p->image);
+	enum bmap_format selfmap = BMAP_FORMAT_RAW;
 	struct bmap_facts f;
 	char h1[32], h2[32];
 	struct stat st;
@@ -289,12 +316,17 @@ int policy_image(const struct profile *p, const struct device *d, policy_facts_f
 			 p->image);
 		return -EKEYREJECTED;
 	} else {
-		ret->image_size = (uint64_t)st.st_size; /* a raw image mapped from its holes */
+		/* A raw image mapped from its holes, or one that carries its
+		 * own map: sized by the disk it holds, not by its file. */
+		ret->image_size = (uint64_t)st.st_size;
+		selfmap = self_mapped_size(p->image, &ret->image_size);
 	}
 	if (d->size < ret->image_size) {
 		ret->verdict = POLICY_REFUSE;
-		snprintf(ret->why, sizeof(ret->why), "too small for the image: %s < %s",
-			 human_size(d->size, h1), human_size(ret->image_size, h2));
+		snprintf(ret->why, sizeof(ret->why), "too small for the image: %s < %s%s%s%s",
+			 human_size(d->size, h1), human_size(ret->image_size, h2),
+			 selfmap ? " (the virtual disk of the " : "",
+			 selfmap ? bmap_format_name(selfmap) : "", selfmap ? " image)" : "");
 		return -ENOSPC;
 	}
 	ret->verdict = POLICY_QUEUE;

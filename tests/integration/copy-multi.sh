@@ -184,18 +184,32 @@ done
 drop_cards
 
 # ---- a truncated stream: the decoder's failure is everyone's ----
+# From a pipe (not a file on stdin: that is checked), the cut is found when
+# it is reached.
 head -c -100 "$img.zst" >"$TEST_TMP/cut.zst" || fail "cannot cut the zstd image"
 cards 2
-"$BMAPTOOL" copy --bmap "$img.bmap" "$TEST_TMP/cut.zst" "${CARDS[@]}" >"$TEST_TMP/cut.log" 2>&1
+cat "$TEST_TMP/cut.zst" | "$BMAPTOOL" copy --bmap "$img.bmap" - "${CARDS[@]}" >"$TEST_TMP/cut.log" 2>&1
 rc=$?
 [[ $rc == 1 ]] || bad "a truncated image: exit $rc, not 1"
 grep -qx "bmaptool: error: copied to 0 of 2 destinations; 2 failed:" "$TEST_TMP/cut.log" ||
 	bad "a truncated image: no summary of 0 of 2"
 for d in "${CARDS[@]}"; do
-	grep -q "^bmaptool: error:   $d: failed: .*cut.zst' is truncated" "$TEST_TMP/cut.log" ||
+	grep -q "^bmaptool: error:   $d: failed: .*standard input is truncated" "$TEST_TMP/cut.log" ||
 		bad "a truncated image: $d does not fail with the decoder's error"
 done
 no_spill_left "a truncated image"
+drop_cards
+# A file is found cut before any card is opened: every card is untouched.
+cards 2
+"$BMAPTOOL" copy --bmap "$img.bmap" "$TEST_TMP/cut.zst" "${CARDS[@]}" >"$TEST_TMP/cut.log" 2>&1
+rc=$?
+[[ $rc == 1 ]] || bad "a truncated file: exit $rc, not 1"
+grep -q "cut.zst' is truncated: .*nothing was written" "$TEST_TMP/cut.log" ||
+	bad "a truncated file: not refused before writing: $(grep error "$TEST_TMP/cut.log")"
+for d in "${CARDS[@]}"; do
+	dev_is_pattern "$d" || bad "a truncated file: $d was written to"
+done
+no_spill_left "a truncated file"
 drop_cards
 
 # ---- --nobmap from a pipe: every byte ----

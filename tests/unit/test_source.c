@@ -501,6 +501,22 @@ static void test_skip_past_end(void **state)
 	check_skip_past_end(g.paths[2]);
 }
 
+/* Opening the file @path fails with @err, naming it, saying @word and
+ * that nothing was written. */
+static void expect_open_refused(struct bmap_ctx *ctx, const char *path, int err,
+				const char *word)
+{
+	struct bmap_source *s = NULL;
+	int r = bmap_source_open(ctx, path, &s);
+
+	if (r != err || !strstr(bmap_ctx_get_error(ctx), path) ||
+	    !strstr(bmap_ctx_get_error(ctx), word) ||
+	    !strstr(bmap_ctx_get_error(ctx), "nothing was written"))
+		fail_msg("%s: open: %d '%s', wanted %d with '%s'", path, r,
+			 bmap_ctx_get_error(ctx), err, word);
+	bmap_source_free(s);
+}
+
 static void test_truncated(void **state)
 {
 	const struct codec_case *c = *state;
@@ -517,14 +533,31 @@ static void test_truncated(void **state)
 	path = tu_path(g.dir, name);
 	tu_write_file(path, file, len / 2);
 
+	/* A file is found cut when it is opened, before anything is read. */
+	expect_open_refused(ctx, path, -EPIPE, "truncated");
+	/* Without the check (info), the file opens and the cut is found
+	 * when reached. */
+	bmap_ctx_set_check_whole(ctx, false);
 	assert_int_equal(bmap_source_open(ctx, path, &s), 0);
-	n = read_all(s, buf, DATA_SIZE);
-	assert_int_equal(n, -EPIPE);
-	assert_non_null(strstr(bmap_ctx_get_error(ctx), path));
-	assert_non_null(strstr(bmap_ctx_get_error(ctx), "truncated"));
-	/* The error sticks. */
-	assert_int_equal(bmap_source_read(s, buf, 1), -EPIPE);
+	assert_int_equal(read_all(s, buf, DATA_SIZE), -EPIPE);
+	assert_null(strstr(bmap_ctx_get_error(ctx), "nothing was written"));
 	bmap_source_free(s);
+	bmap_ctx_set_check_whole(ctx, true);
+	/* From a pipe, when its end is reached. */
+	{
+		struct feed f;
+		int fd = feed_start(&f, path);
+
+		assert_int_equal(bmap_source_open_fd(ctx, fd, path, &s), 0);
+		n = read_all(s, buf, DATA_SIZE);
+		assert_int_equal(n, -EPIPE);
+		assert_non_null(strstr(bmap_ctx_get_error(ctx), path));
+		assert_non_null(strstr(bmap_ctx_get_error(ctx), "truncated"));
+		/* The error sticks. */
+		assert_int_equal(bmap_source_read(s, buf, 1), -EPIPE);
+		bmap_source_free(s);
+		feed_stop(&f);
+	}
 
 	free(path);
 	free(file);
@@ -550,13 +583,18 @@ static void test_corrupt(void **state)
 	path = tu_path(g.dir, name);
 	tu_write_file(path, file, len);
 
-	assert_int_equal(bmap_source_open(ctx, path, &s), 0);
-	n = read_all(s, buf, DATA_SIZE);
-	assert_true(n < 0);
-	if (!strstr(bmap_ctx_get_error(ctx), "corrupt"))
-		fail_msg("unexpected error: %s", bmap_ctx_get_error(ctx));
-	assert_non_null(strstr(bmap_ctx_get_error(ctx), path));
-	bmap_source_free(s);
+	if (c->comp == BMAP_COMP_GZIP) {
+		/* gzip is decoded once when opened: the damage is found then. */
+		expect_open_refused(ctx, path, -EBADMSG, "corrupt");
+	} else {
+		assert_int_equal(bmap_source_open(ctx, path, &s), 0);
+		n = read_all(s, buf, DATA_SIZE);
+		assert_true(n < 0);
+		if (!strstr(bmap_ctx_get_error(ctx), "corrupt"))
+			fail_msg("unexpected error: %s", bmap_ctx_get_error(ctx));
+		assert_non_null(strstr(bmap_ctx_get_error(ctx), path));
+		bmap_source_free(s);
+	}
 
 	free(path);
 	free(file);
@@ -784,12 +822,21 @@ static void test_trailing_data(void **state)
 
 	padded[len + 3000] = 'x';
 	tu_write_file(path, padded, len + 4096);
-	assert_int_equal(bmap_source_open(ctx, path, &s), 0);
-	assert_true(read_all(s, buf, DATA_SIZE + 16) < 0);
-	if (!strstr(bmap_ctx_get_error(ctx), "corrupt"))
-		fail_msg("unexpected error: %s", bmap_ctx_get_error(ctx));
-	assert_non_null(strstr(bmap_ctx_get_error(ctx), path));
-	bmap_source_free(s);
+	/* Found when the file is opened, before anything is read... */
+	expect_open_refused(ctx, path, -EBADMSG, "corrupt");
+	/* ...and from a pipe when it is reached. */
+	{
+		struct feed f;
+		int fd = feed_start(&f, path);
+
+		assert_int_equal(bmap_source_open_fd(ctx, fd, path, &s), 0);
+		assert_true(read_all(s, buf, DATA_SIZE + 16) < 0);
+		if (!strstr(bmap_ctx_get_error(ctx), "corrupt"))
+			fail_msg("unexpected error: %s", bmap_ctx_get_error(ctx));
+		assert_non_null(strstr(bmap_ctx_get_error(ctx), path));
+		bmap_source_free(s);
+		feed_stop(&f);
+	}
 
 	free(path);
 	free(padded);
