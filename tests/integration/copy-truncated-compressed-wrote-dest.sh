@@ -8,6 +8,9 @@
 # a loop device where the machine gives one) is unchanged byte for byte.
 # The same files whole, padded with zeros, or made of several concatenated
 # streams, still copy (the check must not refuse what the decoders accept).
+# A plain .gz is the exception (only decoding it finds its end, which would
+# double the copy's work): cut, it fails at the cut with exit 1 and its name,
+# as the reference's copy does, after writing what came before.
 
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/common.sh"
 source "${TESTS_DIR:-$(dirname "$0")/..}/lib/cards.sh"
@@ -81,6 +84,23 @@ refused() {
 	done
 }
 
+# fails_late TAG FILE: a plain .gz cut: exit 1, an error naming FILE and
+# where its data ends, found while copying (DEST may hold what came before).
+fails_late() {
+	local tag=$1 f=$2 rc err
+	new_file_card "$csize" "late"
+	"$BMAPTOOL" copy --bmap "$d/disk.img.bmap" "$f" "$CARD_FILE" >"$d/log" 2>&1
+	rc=$?
+	err=$(grep -i error "$d/log" | tail -n 1)
+	[[ $rc -eq 1 ]] || bad "$tag: exit $rc, not 1: $(tail -n 1 "$d/log")"
+	grep -qF -- "$(basename "$f")" <<<"$err" ||
+		bad "$tag: the error does not name $(basename "$f"): $err"
+	grep -q "nothing was written" <<<"$err" && bad "$tag: says nothing was written: $err"
+	[[ ${VERBOSE:-0} == 1 ]] && log "$tag: $err"
+	rm -f "$CARD_FILE"
+	checked=$((checked + 1))
+}
+
 # copies TAG FILE: FILE copies and DEST holds the image.
 copies() {
 	local tag=$1 f=$2
@@ -102,7 +122,11 @@ cuts() {
 	base=$(basename "$f")
 	for at in $((n / 3)) $((n - 20)) $((n - 4)) $((n - 1)); do
 		head -c "$at" "$f" >"$d/cut-$base"
-		refused "$tag cut at $at of $n" "$d/cut-$base"
+		if [[ $tag == .gz ]]; then
+			fails_late "$tag cut at $at of $n" "$d/cut-$base"
+		else
+			refused "$tag cut at $at of $n" "$d/cut-$base"
+		fi
 	done
 	rm -f "$d/cut-$base"
 }
@@ -132,7 +156,11 @@ for ext in gz bz2 xz zst lz4 lzo; do
 	cuts ".tar.$ext" "$d/disk.img.tar.$ext"
 	# Cut in the first of two streams: the check walks them all.
 	head -c $(($(stat -c %s "$d/concat.$ext") / 4)) "$d/concat.$ext" >"$d/cut-concat.$ext"
-	refused ".$ext of two streams cut in the first" "$d/cut-concat.$ext"
+	if [[ $ext == gz ]]; then
+		fails_late ".gz of two streams cut in the first" "$d/cut-concat.gz"
+	else
+		refused ".$ext of two streams cut in the first" "$d/cut-concat.$ext"
+	fi
 	rm -f "$d/disk.img.$ext" "$d/disk.img.tar.$ext" "$d/padded.$ext" "$d/concat.$ext" \
 		"$d/cut-concat.$ext"
 	forms=$((forms + 1))
