@@ -7,7 +7,8 @@
  * Why a slow client cannot stall the others: MHD runs one internal polling
  * thread (epoll) over non-blocking sockets, so a client that sends half a
  * request or reads one byte a second only holds its own connection (until
- * the connection timeout), never the thread.
+ * the idle timeout, or the deadline on a request's head), never the thread;
+ * and a few addresses cannot hold every connection (6 per address of 256).
  *
  * Why an expensive request cannot either: that thread renders only the
  * cheap pages (the live page, /api/live, the journal's reports a page at a
@@ -36,11 +37,16 @@
 #include "serve-internal.h"
 #include "serve-pages.h"
 
-/* Bounds (see --help and bmap-station(8)). The memory limit covers the
- * request line and headers: beyond it MHD answers 414 or 431 itself. */
-#define SERVE_MAX_CONNECTIONS 64
-#define SERVE_MAX_PER_IP 16
-#define SERVE_TIMEOUT_S 15
+/* Bounds (see bmap-station(8)). The memory limit covers the request line
+ * and headers: beyond it MHD answers 414 or 431 itself. 256 connections
+ * of 32 KiB are 8 MiB; a kiosk needs one or two per address, a browser
+ * opens up to six. MHD's timeout counts idle time only: the head of a
+ * request must also be complete SERVE_HEAD_S after the connection (or its
+ * last answer), whatever trickles (serve-deadline.c). */
+#define SERVE_MAX_CONNECTIONS 256
+#define SERVE_MAX_PER_IP 6
+#define SERVE_TIMEOUT_S 5
+#define SERVE_HEAD_S 10
 #define SERVE_CONN_MEMORY (32u * 1024)
 #define SERVE_MAX_URL 2048
 
@@ -52,6 +58,7 @@ struct serve_state {
 	struct serve_settings *set;
 	struct serve_journal journal; /* the polling thread's */
 	struct serve_pool *pool;
+	struct serve_deadline *deadline;
 };
 
 int serve_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len,
@@ -365,14 +372,41 @@ static enum MHD_Result job_reply(struct MHD_Connection *conn, struct serve_job *
 	return ret;
 }
 
+static struct serve_conn *conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
 			 enum MHD_RequestTerminationCode toe)
 {
-	(void)conn;
+	struct serve_state *s = cls;
+
 	(void)toe;
 	if (*state && *state != cls)
 		serve_job_free(*state);
 	*state = NULL;
+	/* Kept alive: the next request's head has the same deadline. */
+	serve_conn_arm(s->deadline, conn_of(conn), true);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct serve_state *s = cls;
+	const union MHD_ConnectionInfo *ci;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context = ci ? serve_conn_started(s->deadline, ci->connect_fd) : NULL;
+	} else {
+		/* Before MHD closes the socket: its fd is not shut down later. */
+		serve_conn_closed(s->deadline, *socket_context);
+		*socket_context = NULL;
+	}
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -392,6 +426,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	(void)version;
 	(void)upload_data;
+	/* The head is complete: no deadline until the answer is sent. */
+	if (!*state)
+		serve_conn_arm(s->deadline, conn_of(conn), false);
 	/* Resumed: a worker's answer. */
 	if (*state && *state != s)
 		return job_reply(conn, *state);
@@ -498,7 +535,9 @@ int serve_http_run(struct serve_settings *set)
 	sigaddset(&mask, SIGINT);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	r = serve_pool_start(set, job_done, &s.pool);
+	r = serve_deadline_start(SERVE_HEAD_S, &s.deadline);
+	if (r == 0)
+		r = serve_pool_start(set, job_done, &s.pool);
 	if (r < 0) {
 		fprintf(stderr, "bmap-station: serve: cannot start the workers: %s\n",
 			strerror(-r));
@@ -513,6 +552,7 @@ int serve_http_run(struct serve_settings *set)
 			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_TIMEOUT_S,
 			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_CONN_MEMORY,
 			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
+			     MHD_OPTION_NOTIFY_CONNECTION, on_connection, &s,
 			     set->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
 			     set->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, set->tls_key,
 			     MHD_OPTION_END);
@@ -546,6 +586,7 @@ int serve_http_run(struct serve_settings *set)
 	MHD_stop_daemon(d);
 out:
 	serve_pool_stop(s.pool);
+	serve_deadline_stop(s.deadline);
 	serve_journal_close(&s.journal);
 	return r;
 }

@@ -76,6 +76,17 @@ bool serve_pool_submit(struct serve_pool *p, struct serve_job *job,
 /* Waits for the running jobs; the waiting ones get -ECANCELED. */
 void serve_pool_stop(struct serve_pool *p);
 
+/* serve-deadline.c: a connection must send its request's head within
+ * @seconds of starting (serve_conn_started) or of being re-armed after an
+ * answer (serve_conn_arm(true)); serve_conn_arm(false) once it has. */
+struct serve_deadline;
+struct serve_conn;
+int serve_deadline_start(unsigned seconds, struct serve_deadline **ret);
+void serve_deadline_stop(struct serve_deadline *d);
+struct serve_conn *serve_conn_started(struct serve_deadline *d, int fd);
+void serve_conn_arm(struct serve_deadline *d, struct serve_conn *c, bool armed);
+void serve_conn_closed(struct serve_deadline *d, struct serve_conn *c);
+
 /* serve-line.c: a read-only connection to the line's PostgreSQL for any
  * thread: connecting gives up after 3 s, a statement after
  * @statement_timeout_ms, a vanished peer is noticed (keepalives,
