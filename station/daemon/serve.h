@@ -67,7 +67,9 @@ int serve_command(int argc, char **argv);
 
 /* @s (NULL: "-") as HTML text or attribute value: first made printable as
  * everywhere else (sanitize(): controls, bidi overrides and invalid UTF-8
- * become '?'), then & < > " ' escaped. */
+ * become '?'; so do U+FFFE and U+FFFF, which XML 1.0 forbids: the SVGs),
+ * then & < > " ' escaped. Numbers printed into a page, the JSON or an SVG
+ * are checked isfinite() first ("-" or null otherwise). */
 void html_text(FILE *out, const char *s);
 
 /* The page's head (title escaped, the one stylesheet /static/style.css, the
