@@ -39,6 +39,7 @@
 #include "sync.h"
 
 #define LINE_RETRY_S 10
+#define LINE_STATEMENT_MS 5000
 #define LINE_DAYS "7"
 
 /* serve_pg_open()'s last failure, for every thread. */
@@ -51,35 +52,6 @@ static pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
 static PGconn *line_pg;
 static char *line_error;
 static time_t line_failed_at;
-
-/* Remembers why the central database cannot be read, for the page and once
- * in the log: "host=... dbname=...: reading the stations: <libpq's words>"
- * (the conninfo as shown never holds the password, libpq's message none). */
-static void line_fail(const char *conninfo, const char *what, const char *detail)
-{
-	char *shown = NULL, *err = NULL;
-	size_t n = 0;
-
-	sync_conninfo_shown(conninfo, &shown, &err);
-	free(err);
-	free(line_error);
-	if (asprintf(&line_error, "%s: %s: %s", shown ? shown : "the central database", what,
-		     detail ? detail : "failed") < 0)
-		line_error = NULL;
-	free(shown);
-	/* libpq's messages have lines; one line here, without the last blank. */
-	for (char *p = line_error; p && *p; p++)
-		if (*p == '\n' || *p == '\t')
-			*p = ' ';
-	n = line_error ? strlen(line_error) : 0;
-	while (n && line_error[n - 1] == ' ')
-		line_error[--n] = '\0';
-	line_failed_at = time(NULL);
-	PQfinish(line_pg);
-	line_pg = NULL;
-	log_warn("serve: line page: %s; retrying in %d s", line_error ? line_error : what,
-		 LINE_RETRY_S);
-}
 
 /* "host=... dbname=...: connecting: <libpq's words>" on one line. */
 static char *pg_message(const char *conninfo, const char *what, const char *detail)
@@ -156,27 +128,38 @@ struct pg_conn *serve_pg_open(const char *conninfo, unsigned statement_timeout_m
 	return pg;
 }
 
+/* Remembers why the central database cannot be read, for the page and once
+ * in the log: "host=... dbname=...: reading the stations: <libpq's words>"
+ * (the conninfo as shown never holds the password, libpq's message none). */
+static void line_fail(const char *conninfo, const char *what, const char *detail)
+{
+	free(line_error);
+	line_error = pg_message(conninfo, what, detail);
+	line_failed_at = time(NULL);
+	PQfinish(line_pg);
+	line_pg = NULL;
+	log_warn("serve: line page: %s; retrying in %d s", line_error ? line_error : what,
+		 LINE_RETRY_S);
+}
+
+/* The page's connection, serve_pg_open()'s (which logs its failures). */
 static PGconn *line_connect(const char *conninfo)
 {
-	static const char *const keys[] = { "connect_timeout", "options",
-					    "fallback_application_name", "dbname", NULL };
-	const char *values[] = { "3",
-				 "-c statement_timeout=5000 -c default_transaction_read_only=on",
-				 "bmap-station-serve", conninfo, NULL };
+	char *err = NULL;
+
 	if (line_pg && PQstatus(line_pg) == CONNECTION_OK)
 		return line_pg;
 	PQfinish(line_pg);
 	line_pg = NULL;
 	if (line_error && time(NULL) - line_failed_at < LINE_RETRY_S)
 		return NULL;
-	line_pg = PQconnectdbParams(keys, values, 1);
-	if (!line_pg || PQstatus(line_pg) != CONNECTION_OK) {
-		line_fail(conninfo, "connecting",
-			  line_pg ? PQerrorMessage(line_pg) : "out of memory");
+	line_pg = serve_pg_open(conninfo, LINE_STATEMENT_MS, &err);
+	free(line_error);
+	line_error = err;
+	if (!line_pg) {
+		line_failed_at = time(NULL);
 		return NULL;
 	}
-	free(line_error);
-	line_error = NULL;
 	return line_pg;
 }
 
