@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -150,7 +151,10 @@ static int bars_add(struct bars *bs, const char *a, const char *sep, const char 
 {
 	char *l = NULL;
 
-	if (bs->n == MAX_BARS)
+	/* A value that is no number (a duration of 0, a row written by
+	 * hand) has no bar: "inf" is no SVG length, and the axis's steps
+	 * would never reach it. */
+	if (bs->n == MAX_BARS || !isfinite(value))
 		return 0;
 	if (asprintf(&l, "%s%s%s", a ? a : "-", sep, b ? b : "-") < 0)
 		return -ENOMEM;

@@ -27,6 +27,14 @@ void html_text(FILE *out, const char *s)
 	}
 	sanitize(buf, len, s, n, (size_t)-1, false);
 	for (const char *p = buf; *p; p++) {
+		/* U+FFFE and U+FFFF pass sanitize() (valid UTF-8, no control)
+		 * but XML 1.0 forbids them: an SVG holding one is no SVG. */
+		if ((unsigned char)p[0] == 0xef && (unsigned char)p[1] == 0xbf &&
+		    ((unsigned char)p[2] == 0xbe || (unsigned char)p[2] == 0xbf)) {
+			fputc('?', out);
+			p += 2;
+			continue;
+		}
 		switch (*p) {
 		case '&': fputs("&amp;", out); break;
 		case '<': fputs("&lt;", out); break;

@@ -5,11 +5,18 @@
  * carries, and the glue from a request to a page of serve_routes[].
  *
  * Why a slow client cannot stall the others: MHD runs one internal polling
- * thread (epoll) over non-blocking sockets, and every page is rendered
- * whole into memory before a byte is sent, so a client that sends half a
+ * thread (epoll) over non-blocking sockets, so a client that sends half a
  * request or reads one byte a second only holds its own connection (until
- * the connection timeout), never the thread. That thread is also the only
- * one that calls the pages, as serve.h promises.
+ * the idle timeout, or the deadline on a request's head), never the thread;
+ * and a few addresses cannot hold every connection (6 per address of 256).
+ *
+ * Why an expensive request cannot either: that thread renders only the
+ * cheap pages (the live page, /api/live, the journal's reports a page at a
+ * time, charts, metrics), whole into memory. The downloads (format=csv or
+ * json), the line reports (source=line) and the line page, which may take
+ * seconds or wait on PostgreSQL, go to serve-work.c's worker threads: the
+ * connection is suspended meanwhile, resumed when the page is written,
+ * and sent from its file. Beyond the workers' short queue: 503.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,18 +35,20 @@
 #include "journal.h"
 #include "manager.h"
 #include "serve-internal.h"
+#include "serve-pages.h"
 
-/* Bounds (see --help and bmap-station(8)). The memory limit covers the
- * request line and headers: beyond it MHD answers 414 or 431 itself. */
-#define SERVE_MAX_CONNECTIONS 64
-#define SERVE_MAX_PER_IP 16
-#define SERVE_TIMEOUT_S 15
+/* Bounds (see bmap-station(8)). The memory limit covers the request line
+ * and headers: beyond it MHD answers 414 or 431 itself. 256 connections
+ * of 32 KiB are 8 MiB; a kiosk needs one or two per address, a browser
+ * opens up to six. MHD's timeout counts idle time only: the head of a
+ * request must also be complete SERVE_HEAD_S after the connection (or its
+ * last answer), whatever trickles (serve-deadline.c). */
+#define SERVE_MAX_CONNECTIONS 256
+#define SERVE_MAX_PER_IP 6
+#define SERVE_TIMEOUT_S 5
+#define SERVE_HEAD_S 10
 #define SERVE_CONN_MEMORY (32u * 1024)
 #define SERVE_MAX_URL 2048
-/* A journal that cannot be opened is tried again when its file changed,
- * else at most this often: opening runs PRAGMA quick_check, which a big
- * damaged file makes slow, on the thread that serves everyone. */
-#define SERVE_JOURNAL_RETRY_S 30
 
 static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
 			  "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
@@ -47,12 +56,9 @@ static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'sel
 
 struct serve_state {
 	struct serve_settings *set;
-	struct journal *journal;
-	dev_t dev;
-	ino_t ino;
-	char *journal_error; /* why there is no journal, for the pages */
-	time_t last_try;
-	struct stat tried, tried_wal; /* the files when opening last failed */
+	struct serve_journal journal; /* the polling thread's */
+	struct serve_pool *pool;
+	struct serve_deadline *deadline;
 };
 
 int serve_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len,
@@ -111,68 +117,6 @@ int serve_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *r
 		*ret_loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
 	}
 	return 0;
-}
-
-static bool same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-/* The journal as it is now: opened (read-only) when it appears, reopened
- * when the file was replaced, else the one connection kept open (a WAL
- * reader sees every commit). A failing open is retried when the file
- * changed (a station created or migrated it) or after SERVE_JOURNAL_RETRY_S,
- * not at every request of a kiosk polling twice a second. */
-static void journal_refresh(struct serve_state *s)
-{
-	const char *path = s->set->ctx.journal_path;
-	struct journal *j = NULL;
-	struct stat st, wal;
-	char *err = NULL, *wal_path = NULL;
-	time_t now = time(NULL);
-	int r;
-
-	if (stat(path, &st) < 0) {
-		int e = errno;
-
-		journal_close(s->journal);
-		s->journal = NULL;
-		free(s->journal_error);
-		if (asprintf(&s->journal_error, e == ENOENT
-				     ? "the journal %s does not exist yet: no station has run here"
-				     : "cannot read the journal %s: %s",
-			     path, strerror(e)) < 0)
-			s->journal_error = NULL;
-		return;
-	}
-	if (s->journal && st.st_dev == s->dev && st.st_ino == s->ino)
-		return;
-	/* A station creating or migrating the journal writes its -wal first. */
-	if (asprintf(&wal_path, "%s-wal", path) < 0 || stat(wal_path, &wal) < 0)
-		memset(&wal, 0, sizeof(wal));
-	free(wal_path);
-	if (!s->journal && s->journal_error && s->last_try &&
-	    now - s->last_try < SERVE_JOURNAL_RETRY_S && same_file(&st, &s->tried) &&
-	    same_file(&wal, &s->tried_wal))
-		return;
-	s->last_try = now;
-	s->tried = st;
-	s->tried_wal = wal;
-	r = journal_open(path, true, &j, &err);
-	journal_close(s->journal);
-	s->journal = NULL;
-	free(s->journal_error);
-	s->journal_error = NULL;
-	if (r < 0) {
-		log_warn("serve: %s", err ? err : "cannot open the journal");
-		s->journal_error = err ? err : strdup("cannot open the journal");
-		return;
-	}
-	free(err);
-	s->journal = j;
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
 }
 
 static void add_headers(struct MHD_Response *resp, const char *type, bool no_store)
@@ -329,6 +273,142 @@ static const char *request_arg(const struct serve_request *req, const char *key)
 	return MHD_lookup_connection_value(req->impl, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* What must not run on the polling thread (see the top). */
+static bool expensive(const struct serve_route *route, struct MHD_Connection *conn)
+{
+	const char *format, *source;
+
+	if (route->fn == serve_line_page)
+		return true;
+	if (route->fn != serve_reports_page && route->fn != serve_history_page)
+		return false;
+	format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
+	source = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "source");
+	return (format && *format && strcmp(format, "html") != 0) ||
+	       (source && strcmp(source, "line") == 0);
+}
+
+static enum MHD_Result copy_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				const char *value)
+{
+	(void)kind;
+	return serve_job_add_arg(cls, key, value) < 0 ? MHD_NO : MHD_YES;
+}
+
+/* From a worker: the job has its answer; the polling thread sends it. */
+static void job_done(struct serve_job *job)
+{
+	MHD_resume_connection(job->conn);
+}
+
+static void job_admit(struct serve_job *job)
+{
+	MHD_suspend_connection(job->conn);
+}
+
+/* @route's page to a worker, the connection suspended until it is done. */
+static enum MHD_Result job_submit(struct serve_state *s, struct MHD_Connection *conn,
+				  const char *url, const struct serve_route *route,
+				  void **state)
+{
+	struct serve_job *job = calloc(1, sizeof(*job));
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (!job)
+		return MHD_NO;
+	job->fd = -1;
+	job->route = route;
+	job->conn = conn;
+	job->path = strdup(url);
+	if (!job->path ||
+	    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, copy_arg, job) < 0 ||
+	    (job->n_args && !job->args[2 * job->n_args - 1])) {
+		serve_job_free(job);
+		return MHD_NO;
+	}
+	/* Suspended by the pool once admitted, before a worker can see it
+	 * (and resume it); refused, it was never suspended. */
+	if (serve_pool_submit(s->pool, job, job_admit)) {
+		*state = job;
+		return MHD_YES;
+	}
+	serve_job_free(job);
+	log_notice("serve: %s: every worker busy, answered 503", url);
+	resp = MHD_create_response_from_buffer(strlen("busy, try again\n"), "busy, try again\n",
+					       MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	add_headers(resp, "text/plain; charset=utf-8", true);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+	ret = MHD_queue_response(conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* A worker's answer, sent from its file. */
+static enum MHD_Result job_reply(struct MHD_Connection *conn, struct serve_job *job)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (job->status == -ECANCELED)
+		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
+				   false);
+	if (job->status < 0 || job->fd < 0) {
+		log_err("serve: %s: %s", job->path, strerror(job->status < 0 ? -job->status : EIO));
+		return reply_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "Internal Server Error",
+				   false);
+	}
+	resp = MHD_create_response_from_fd(job->size, job->fd);
+	if (!resp)
+		return MHD_NO;
+	job->fd = -1; /* the response's now */
+	add_headers(resp, job->content_type, job->no_store);
+	if (job->disposition)
+		MHD_add_response_header(resp, "Content-Disposition", job->disposition);
+	ret = MHD_queue_response(conn, (unsigned)job->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static struct serve_conn *conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct serve_state *s = cls;
+
+	(void)toe;
+	if (*state && *state != cls)
+		serve_job_free(*state);
+	*state = NULL;
+	/* Kept alive: the next request's head has the same deadline. */
+	serve_conn_arm(s->deadline, conn_of(conn), true);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct serve_state *s = cls;
+	const union MHD_ConnectionInfo *ci;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context = ci ? serve_conn_started(s->deadline, ci->connect_fd) : NULL;
+	} else {
+		/* Before MHD closes the socket: its fd is not shut down later. */
+		serve_conn_closed(s->deadline, *socket_context);
+		*socket_context = NULL;
+	}
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version,
 				  const char *upload_data, size_t *upload_data_size, void **state)
@@ -346,6 +426,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	(void)version;
 	(void)upload_data;
+	/* The head is complete: no deadline until the answer is sent. */
+	if (!*state)
+		serve_conn_arm(s->deadline, conn_of(conn), false);
+	/* Resumed: a worker's answer. */
+	if (*state && *state != s)
+		return job_reply(conn, *state);
 	/* The first call has the headers; a GET's second call (no body)
 	 * is where MHD expects the answer, and keeps the connection alive
 	 * then (the live page polls over one connection). Anything with a
@@ -375,10 +461,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!route)
 		return reply_error(conn, MHD_HTTP_NOT_FOUND, "Not Found", false);
 
-	journal_refresh(s);
+	if (expensive(route, conn))
+		return job_submit(s, conn, url, route, state);
+
+	serve_journal_refresh(&s->journal, s->set->ctx.journal_path);
 	ctx = s->set->ctx;
-	ctx.journal = s->journal;
-	ctx.journal_error = s->journal_error;
+	ctx.journal = s->journal.journal;
+	ctx.journal_error = s->journal.error;
 	reply.body = open_memstream(&body, &len);
 	if (!reply.body)
 		return reply_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "Internal Server Error",
@@ -422,7 +511,8 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
 int serve_http_run(struct serve_settings *set)
 {
 	struct serve_state s = { .set = set };
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME;
 	const union MHD_DaemonInfo *info;
 	struct MHD_Daemon *d;
 	sigset_t mask;
@@ -433,10 +523,10 @@ int serve_http_run(struct serve_settings *set)
 		flags |= MHD_USE_IPv6;
 	if (set->tls_cert)
 		flags |= MHD_USE_TLS;
-	journal_refresh(&s);
-	if (!s.journal)
+	serve_journal_refresh(&s.journal, set->ctx.journal_path);
+	if (!s.journal.journal)
 		log_warn("serve: %s; the pages say so until it can be read",
-			 s.journal_error ? s.journal_error : "no journal");
+			 s.journal.error ? s.journal.error : "no journal");
 
 	/* The server's thread must not take the signals the main thread
 	 * waits for: blocked before it starts, it inherits the mask. */
@@ -445,6 +535,14 @@ int serve_http_run(struct serve_settings *set)
 	sigaddset(&mask, SIGINT);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	r = serve_deadline_start(SERVE_HEAD_S, &s.deadline);
+	if (r == 0)
+		r = serve_pool_start(set, job_done, &s.pool);
+	if (r < 0) {
+		fprintf(stderr, "bmap-station: serve: cannot start the workers: %s\n",
+			strerror(-r));
+		goto out;
+	}
 
 	d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, &s,
 			     MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
@@ -453,6 +551,8 @@ int serve_http_run(struct serve_settings *set)
 			     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)SERVE_MAX_PER_IP,
 			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_TIMEOUT_S,
 			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_CONN_MEMORY,
+			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
+			     MHD_OPTION_NOTIFY_CONNECTION, on_connection, &s,
 			     set->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
 			     set->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, set->tls_key,
 			     MHD_OPTION_END);
@@ -479,9 +579,14 @@ int serve_http_run(struct serve_settings *set)
 		;
 	sd_notify(0, "STOPPING=1");
 	log_info("serve: stopping");
+	/* The workers first: each resumes its connection, which MHD must
+	 * have back before it stops. */
+	serve_pool_stop(s.pool);
+	s.pool = NULL;
 	MHD_stop_daemon(d);
 out:
-	journal_close(s.journal);
-	free(s.journal_error);
+	serve_pool_stop(s.pool);
+	serve_deadline_stop(s.deadline);
+	serve_journal_close(&s.journal);
 	return r;
 }

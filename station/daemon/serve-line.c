@@ -16,12 +16,17 @@
  * <table class="slots"> with one <tr class="slot outcome-OUTCOME"> per
  * slot, #line-state (why there is no data, else absent).
  *
- * One connection, kept between requests. The pages run on the server's
- * one thread, so a PostgreSQL that does not answer would hold the live
- * page too: connecting gives up after 3 s, a statement after 5 s, and
+ * One connection, kept between requests (one request at a time uses it).
+ * The page runs on a worker thread (serve-work.c), never on the one that
+ * answers the live page; still a PostgreSQL that does not answer would
+ * hold a worker: connecting gives up after 3 s, a statement after 5 s, and
  * after a failure the page says so for 10 s without trying again.
+ *
+ * Also the read-only connection the line reports use (serve_pg_open()).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,34 +39,102 @@
 #include "sync.h"
 
 #define LINE_RETRY_S 10
+#define LINE_STATEMENT_MS 5000
 #define LINE_DAYS "7"
 
+/* serve_pg_open()'s last failure, for every thread. */
+static pthread_mutex_t pg_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *pg_error;
+static time_t pg_failed_at;
+
+/* The line page's one connection and its failure, under page_lock. */
+static pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
 static PGconn *line_pg;
 static char *line_error;
 static time_t line_failed_at;
+
+/* "host=... dbname=...: connecting: <libpq's words>" on one line. */
+static char *pg_message(const char *conninfo, const char *what, const char *detail)
+{
+	char *shown = NULL, *err = NULL, *msg = NULL;
+	size_t n;
+
+	sync_conninfo_shown(conninfo, &shown, &err);
+	free(err);
+	if (asprintf(&msg, "%s: %s: %s", shown ? shown : "the central database", what,
+		     detail ? detail : "failed") < 0)
+		msg = NULL;
+	free(shown);
+	for (char *p = msg; p && *p; p++)
+		if (*p == '\n' || *p == '\t')
+			*p = ' ';
+	n = msg ? strlen(msg) : 0;
+	while (n && msg[n - 1] == ' ')
+		msg[--n] = '\0';
+	return msg;
+}
+
+struct pg_conn *serve_pg_open(const char *conninfo, unsigned statement_timeout_ms,
+			      char **ret_error)
+{
+	/* Earlier keywords are defaults the conninfo (dbname, expanded) may
+	 * override: a conninfo of its own options= would drop settings given
+	 * that way, so the session's are SET once connected. */
+	static const char *const keys[] = { "connect_timeout", "keepalives_idle",
+					    "keepalives_interval", "keepalives_count",
+					    "tcp_user_timeout", "fallback_application_name",
+					    "dbname", NULL };
+	const char *values[] = { "3", "10", "5", "2", "20000", "bmap-station-serve", conninfo,
+				 NULL };
+	char set[160], *msg = NULL;
+	PGresult *res = NULL;
+	bool failed;
+	PGconn *pg;
+
+	*ret_error = NULL;
+	pthread_mutex_lock(&pg_lock);
+	if (pg_failed_at && time(NULL) - pg_failed_at < LINE_RETRY_S) {
+		*ret_error = strdup(pg_error ? pg_error : "the central database failed");
+		pthread_mutex_unlock(&pg_lock);
+		return NULL;
+	}
+	pthread_mutex_unlock(&pg_lock);
+	pg = PQconnectdbParams(keys, values, 1);
+	if (!pg || PQstatus(pg) != CONNECTION_OK) {
+		msg = pg_message(conninfo, "connecting", pg ? PQerrorMessage(pg) : "out of memory");
+	} else {
+		snprintf(set, sizeof(set),
+			 "SET statement_timeout = %u; SET default_transaction_read_only = on",
+			 statement_timeout_ms);
+		res = PQexec(pg, set);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			msg = pg_message(conninfo, "setting up the session", PQerrorMessage(pg));
+		PQclear(res);
+	}
+	failed = msg || !pg || PQstatus(pg) != CONNECTION_OK;
+	pthread_mutex_lock(&pg_lock);
+	free(pg_error);
+	pg_error = failed && msg ? strdup(msg) : NULL;
+	pg_failed_at = failed ? time(NULL) : 0;
+	pthread_mutex_unlock(&pg_lock);
+	if (failed) {
+		log_warn("serve: %s; retrying in %d s", msg ? msg : "connecting failed",
+			 LINE_RETRY_S);
+		PQfinish(pg);
+		*ret_error = msg ? msg : strdup("connecting failed");
+		return NULL;
+	}
+	free(msg);
+	return pg;
+}
 
 /* Remembers why the central database cannot be read, for the page and once
  * in the log: "host=... dbname=...: reading the stations: <libpq's words>"
  * (the conninfo as shown never holds the password, libpq's message none). */
 static void line_fail(const char *conninfo, const char *what, const char *detail)
 {
-	char *shown = NULL, *err = NULL;
-	size_t n = 0;
-
-	sync_conninfo_shown(conninfo, &shown, &err);
-	free(err);
 	free(line_error);
-	if (asprintf(&line_error, "%s: %s: %s", shown ? shown : "the central database", what,
-		     detail ? detail : "failed") < 0)
-		line_error = NULL;
-	free(shown);
-	/* libpq's messages have lines; one line here, without the last blank. */
-	for (char *p = line_error; p && *p; p++)
-		if (*p == '\n' || *p == '\t')
-			*p = ' ';
-	n = line_error ? strlen(line_error) : 0;
-	while (n && line_error[n - 1] == ' ')
-		line_error[--n] = '\0';
+	line_error = pg_message(conninfo, what, detail);
 	line_failed_at = time(NULL);
 	PQfinish(line_pg);
 	line_pg = NULL;
@@ -69,27 +142,24 @@ static void line_fail(const char *conninfo, const char *what, const char *detail
 		 LINE_RETRY_S);
 }
 
+/* The page's connection, serve_pg_open()'s (which logs its failures). */
 static PGconn *line_connect(const char *conninfo)
 {
-	static const char *const keys[] = { "connect_timeout", "options",
-					    "fallback_application_name", "dbname", NULL };
-	const char *values[] = { "3",
-				 "-c statement_timeout=5000 -c default_transaction_read_only=on",
-				 "bmap-station-serve", conninfo, NULL };
+	char *err = NULL;
+
 	if (line_pg && PQstatus(line_pg) == CONNECTION_OK)
 		return line_pg;
 	PQfinish(line_pg);
 	line_pg = NULL;
 	if (line_error && time(NULL) - line_failed_at < LINE_RETRY_S)
 		return NULL;
-	line_pg = PQconnectdbParams(keys, values, 1);
-	if (!line_pg || PQstatus(line_pg) != CONNECTION_OK) {
-		line_fail(conninfo, "connecting",
-			  line_pg ? PQerrorMessage(line_pg) : "out of memory");
+	line_pg = serve_pg_open(conninfo, LINE_STATEMENT_MS, &err);
+	free(line_error);
+	line_error = err;
+	if (!line_pg) {
+		line_failed_at = time(NULL);
 		return NULL;
 	}
-	free(line_error);
-	line_error = NULL;
 	return line_pg;
 }
 
@@ -199,8 +269,8 @@ static void put_station(FILE *out, PGresult *st, int i, PGresult *slots)
 	fputs("</section>\n", out);
 }
 
-int serve_line_page(const struct serve_ctx *ctx, const struct serve_request *req,
-		    struct serve_reply *reply)
+static int line_page(const struct serve_ctx *ctx, const struct serve_request *req,
+		     struct serve_reply *reply)
 {
 	char in_yield[128], sql[1536];
 	PGresult *st = NULL, *slots = NULL;
@@ -261,4 +331,15 @@ out:
 	PQclear(slots);
 	html_page_end(out);
 	return 200;
+}
+
+int serve_line_page(const struct serve_ctx *ctx, const struct serve_request *req,
+		    struct serve_reply *reply)
+{
+	int r;
+
+	pthread_mutex_lock(&page_lock);
+	r = line_page(ctx, req, reply);
+	pthread_mutex_unlock(&page_lock);
+	return r;
 }

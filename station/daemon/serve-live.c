@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,7 +130,9 @@ static int add_live_row(void *userdata, const struct live_row *l)
 	tl->job = l->job;
 	tl->done = l->done;
 	tl->total = l->total;
-	tl->rate = l->rate;
+	/* A rate that is no number (9e999 reads as inf) would print "inf"
+	 * into the JSON, which no browser parses: unknown, as none. */
+	tl->rate = isfinite(l->rate) && l->rate > 0 ? l->rate : 0;
 	if (!tl->id || !tl->state)
 		t->oom = true;
 	return 0;
@@ -213,11 +216,25 @@ static void put_state_class(FILE *out, const char *state)
 		fputc((*p >= 'a' && *p <= 'z') ? *p : '_', out);
 }
 
+/* The seconds left, when there is a finite number of them. */
+static bool seconds_left(const struct tile *tl, uint64_t *ret)
+{
+	double s;
+
+	if (!(tl->rate > 0) || tl->total <= tl->done)
+		return false;
+	s = (double)(tl->total - tl->done) / tl->rate;
+	if (!isfinite(s) || s >= 9.2e18)
+		return false;
+	*ret = (uint64_t)s;
+	return true;
+}
+
 static void put_left(FILE *out, const struct tile *tl)
 {
-	if (tl->rate > 0 && tl->total > tl->done) {
-		uint64_t s = (uint64_t)((double)(tl->total - tl->done) / tl->rate);
+	uint64_t s;
 
+	if (seconds_left(tl, &s)) {
 		if (s >= 3600)
 			fprintf(out, "%" PRIu64 ":%02u:%02u", s / 3600, (unsigned)(s / 60 % 60),
 				(unsigned)(s % 60));
@@ -309,6 +326,8 @@ static void json_str(FILE *out, const char *s)
 
 static void put_tile_json(FILE *out, const struct tile *tl)
 {
+	uint64_t left;
+
 	fputs("{\"id\":", out);
 	json_str(out, tl->id);
 	fputs(",\"class\":\"tile ", out);
@@ -335,9 +354,8 @@ static void put_tile_json(FILE *out, const struct tile *tl)
 		fprintf(out, ",\"mbps\":%.1f", tl->rate / 1e6);
 	else
 		fputs(",\"mbps\":null", out);
-	if (tl->rate > 0 && tl->total > tl->done)
-		fprintf(out, ",\"seconds_left\":%" PRIu64,
-			(uint64_t)((double)(tl->total - tl->done) / tl->rate));
+	if (seconds_left(tl, &left))
+		fprintf(out, ",\"seconds_left\":%" PRIu64, left);
 	else
 		fputs(",\"seconds_left\":null", out);
 	fputs(",\"last_outcome\":", out);
@@ -396,7 +414,7 @@ int serve_live_page(const struct serve_ctx *ctx, const struct serve_request *req
 		      "<span id=\"today-refused\">-</span> refused, yield "
 		      "<span id=\"today-yield\">",
 		      out);
-	if (d.yield_pct >= 0)
+	if (d.yield_pct >= 0 && isfinite(d.yield_pct))
 		fprintf(out, "%.1f%%", d.yield_pct);
 	else
 		fputs("-", out);
@@ -449,7 +467,7 @@ int serve_live_json(const struct serve_ctx *ctx, const struct serve_request *req
 		fprintf(out, ",\"today\":{\"flashed\":%u,\"passed\":%u,\"failed\":%u,"
 			     "\"refused\":%u,\"interrupted\":%u,\"yield_pct\":",
 			d.flashed, d.passed, d.failed, d.refused, d.interrupted);
-		if (d.yield_pct >= 0)
+		if (d.yield_pct >= 0 && isfinite(d.yield_pct))
 			fprintf(out, "%.1f}", d.yield_pct);
 		else
 			fputs("null}", out);

@@ -5,7 +5,9 @@
  * jobs, oldest first, as `history SERIAL`), each also as the CSV or JSON
  * download that `report --format csv|json` prints (format=csv|json): the
  * same journal_report_filtered(), never a second renderer. source=line
- * reads the line's PostgreSQL (central_open()), station=NAME one station.
+ * reads the line's PostgreSQL (central_open_pg() over serve_pg_open()),
+ * station=NAME one station. Downloads and line reports run on a worker
+ * thread (serve-work.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,16 +16,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 
 #include "outcome.h"
 #include "report-views.h"
 #include "report.h"
+#include "serve-internal.h"
 #include "serve-pages.h"
 #include "serve.h"
 #include "sync.h"
 
 #define PER_PAGE_DEFAULT 50
 #define PER_PAGE_MAX 500
+/* A line report copies every matching central row: longer than a page. */
+#define REPORT_STATEMENT_MS 30000
 
 /* What one request asked for: the arguments as given (kept for the links)
  * and as the report reads them. */
@@ -365,6 +371,7 @@ static int reports_serve(const struct serve_ctx *ctx, const struct serve_request
 	struct reports_args a = { .history = history };
 	struct journal *central = NULL, *j = ctx->journal;
 	char *dir = NULL, *err = NULL;
+	PGconn *pg;
 	int status, r;
 
 	status = parse_args(req, &a, reply);
@@ -374,7 +381,14 @@ static int reports_serve(const struct serve_ctx *ctx, const struct serve_request
 		if (!ctx->pg_conninfo)
 			return bad_request(reply, "no line copy: serve runs without --pg or "
 					   "sync.conninfo", NULL);
-		r = central_open(ctx->pg_conninfo, a.station, &a.flt, &central, &dir, &err);
+		/* On a worker thread (serve-work.c), over serve's read-only
+		 * connection: a PostgreSQL that does not answer costs 3 s,
+		 * then 10 s of saying so without trying. */
+		pg = serve_pg_open(ctx->pg_conninfo, REPORT_STATEMENT_MS, &err);
+		r = pg ? central_open_pg(pg, ctx->pg_conninfo, a.station, &a.flt, &central, &dir,
+					 &err)
+		       : -ENOTCONN;
+		PQfinish(pg);
 		if (r < 0) {
 			/* central_open()'s messages never hold the password. */
 			html_page_begin(reply->body, "Line unavailable", "reports");

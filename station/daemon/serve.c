@@ -6,12 +6,15 @@
  * serve-http.c's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
@@ -45,77 +48,98 @@ static const char serve_help[] =
 	"                      and a password (serve.password_file) are configured\n"
 	"  -h, --help          show this help\n";
 
-/* The first line of @path, the password (never logged). */
-static int read_password(const char *path, char **ret, char **ret_error)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	FILE *f;
+/* A certificate chain, a key or a password: small. Bounded so that a wrong
+ * path (a device, /dev/zero, a huge file) is an error at once rather than
+ * memory or a server that never starts. */
+#define SERVE_FILE_MAX (1u << 20)
+#define SERVE_FILE_MAX_S "1048576"
 
-	f = fopen(path, "re");
-	if (!f) {
-		int r = -errno;
-
-		if (asprintf(ret_error, "cannot read the password file %s: %s", path,
-			     strerror(-r)) < 0)
-			*ret_error = NULL;
-		return r;
-	}
-	n = getline(&line, &cap, f);
-	fclose(f);
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		line[--n] = '\0';
-	if (n <= 0) {
-		free(line);
-		if (asprintf(ret_error, "the password file %s holds no password on its first line",
-			     path) < 0)
-			*ret_error = NULL;
-		return -EINVAL;
-	}
-	*ret = line;
-	return 0;
-}
-
+/* All of @path (a regular file of 1..SERVE_FILE_MAX bytes) as a string. */
 static int read_file(const char *path, const char *what, char **ret, char **ret_error)
 {
+	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
-	FILE *f, *mem;
-	char chunk[4096];
-	size_t n;
-	int r = 0;
+	ssize_t n;
+	int fd, r = 0;
 
-	f = fopen(path, "re");
-	if (!f) {
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
 		r = -errno;
 		if (asprintf(ret_error, "cannot read the %s %s: %s", what, path, strerror(-r)) < 0)
 			*ret_error = NULL;
 		return r;
 	}
-	mem = open_memstream(&buf, &len);
-	if (!mem) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	/* A certificate chain or a key: small; bounded so a wrong path (a
-	 * device, a huge file) is an error rather than memory. */
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && len < (1u << 20))
-		fwrite(chunk, 1, n, mem);
-	if (ferror(f))
-		r = -EIO;
-	fclose(f);
-	fclose(mem);
-	if (r == 0 && (len == 0 || len >= (1u << 20)))
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+	} else if (!S_ISREG(st.st_mode)) {
 		r = -EINVAL;
+		if (asprintf(ret_error, "the %s %s is not a regular file", what, path) < 0)
+			*ret_error = NULL;
+	} else if (st.st_size <= 0 || (uint64_t)st.st_size > SERVE_FILE_MAX) {
+		r = -EINVAL;
+		if (asprintf(ret_error, "the %s %s is %s", what, path,
+			     st.st_size <= 0 ? "empty"
+						 : "too big (at most " SERVE_FILE_MAX_S " bytes)") < 0)
+			*ret_error = NULL;
+	} else if (!(buf = malloc(SERVE_FILE_MAX + 1))) {
+		r = -ENOMEM;
+	}
+	/* Counted here, not trusted from fstat: the file may grow meanwhile. */
+	while (r == 0 && len <= SERVE_FILE_MAX) {
+		n = read(fd, buf + len, SERVE_FILE_MAX + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = -errno;
+		else if (n == 0)
+			break;
+		else
+			len += (size_t)n;
+	}
+	close(fd);
+	if (r == 0 && (len == 0 || len > SERVE_FILE_MAX)) {
+		r = -EINVAL;
+		if (asprintf(ret_error, "the %s %s is %s", what, path,
+			     len ? "too big (at most " SERVE_FILE_MAX_S " bytes)" : "empty") < 0)
+			*ret_error = NULL;
+	}
 	if (r < 0) {
+		if (buf)
+			explicit_bzero(buf, len);
 		free(buf);
-		if (asprintf(ret_error, "the %s %s is empty, too big or unreadable", what,
-			     path) < 0)
+		if (!*ret_error &&
+		    asprintf(ret_error, "cannot read the %s %s: %s", what, path, strerror(-r)) < 0)
 			*ret_error = NULL;
 		return r;
 	}
+	buf[len] = '\0';
 	*ret = buf;
+	return 0;
+}
+
+/* The first line of @path, the password (never logged). */
+static int read_password(const char *path, char **ret, char **ret_error)
+{
+	char *text = NULL;
+	size_t n;
+	int r;
+
+	r = read_file(path, "password file", &text, ret_error);
+	if (r < 0)
+		return r;
+	n = strcspn(text, "\r\n");
+	if (n == 0) {
+		explicit_bzero(text, strlen(text));
+		free(text);
+		if (asprintf(ret_error, "the password file %s holds no password on its first line",
+			     path) < 0)
+			*ret_error = NULL;
+		return -EINVAL;
+	}
+	explicit_bzero(text + n, strlen(text + n));
+	text[n] = '\0';
+	*ret = text;
 	return 0;
 }
 

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * `bmap-station serve`: the read-only web dashboard (libmicrohttpd) and
- * Prometheus metrics. serve.c owns the HTTP server (listening, TLS, password,
- * limits, headers); each page is a function behind the small interface below,
- * in a file of its own (serve-live.c, serve-line.c, serve-reports.c,
- * serve-charts.c, serve-metrics.c), listed in serve_routes[] (serve-routes.c).
+ * Prometheus metrics. serve-http.c owns the HTTP server (listening, TLS,
+ * password, limits, headers), serve-work.c its worker threads; each page
+ * is a function behind the small interface below, in a file of its own
+ * (serve-live.c, serve-line.c, serve-reports.c, serve-charts.c,
+ * serve-metrics.c), listed in serve_routes[] (serve-routes.c).
  */
 #pragma once
 
@@ -14,7 +15,10 @@
 struct journal;
 struct station_config;
 
-/* What every page may read. One thread calls the pages, one at a time. */
+/* What every page may read. Pages run on the server's polling thread or on
+ * a worker thread (serve-work.c), several at once, each with a journal
+ * connection of its thread's own: a page keeps no state between requests
+ * but under a lock of its own (serve-line.c). */
 struct serve_ctx {
 	struct journal *journal;            /* the station's journal, read-only */
 	const char *journal_path;
@@ -34,7 +38,7 @@ struct serve_request {
 };
 
 struct serve_reply {
-	FILE *body;               /* an open_memstream() the page writes into */
+	FILE *body;               /* a stream the page writes into (memory or a file) */
 	const char *content_type; /* default "text/html; charset=utf-8" */
 	const char *disposition;  /* Content-Disposition (downloads), or NULL */
 	bool no_store;            /* Cache-Control: no-store (live data) */
@@ -63,7 +67,9 @@ int serve_command(int argc, char **argv);
 
 /* @s (NULL: "-") as HTML text or attribute value: first made printable as
  * everywhere else (sanitize(): controls, bidi overrides and invalid UTF-8
- * become '?'), then & < > " ' escaped. */
+ * become '?'; so do U+FFFE and U+FFFF, which XML 1.0 forbids: the SVGs),
+ * then & < > " ' escaped. Numbers printed into a page, the JSON or an SVG
+ * are checked isfinite() first ("-" or null otherwise). */
 void html_text(FILE *out, const char *s);
 
 /* The page's head (title escaped, the one stylesheet /static/style.css, the

@@ -162,23 +162,36 @@ void central_close(struct journal *j, char *dir)
 int central_open(const char *conninfo, const char *station, const struct report_filter *flt,
 		 struct journal **ret, char **ret_dir, char **ret_error)
 {
+	PGconn *pg = sync_pg_open(conninfo);
+	char *err = NULL;
+	int r;
+
+	if (!pg || PQstatus(pg) != CONNECTION_OK) {
+		err = pg_error(conninfo, "connecting to the central copy",
+			       pg ? PQerrorMessage(pg) : "out of memory");
+		r = central_fail(ret_error, "%s", err ? err : "cannot connect");
+		free(err);
+		PQfinish(pg);
+		return r;
+	}
+	r = central_open_pg(pg, conninfo, station, flt, ret, ret_dir, ret_error);
+	PQfinish(pg);
+	return r;
+}
+
+int central_open_pg(struct pg_conn *pg, const char *conninfo, const char *station,
+		    const struct report_filter *flt, struct journal **ret, char **ret_dir,
+		    char **ret_error)
+{
 	static const struct report_filter none = { 0 };
 	const char *tmp = getenv("TMPDIR"), *v[] = { station };
 	struct journal *j = NULL;
 	PGresult *res = NULL;
 	char *dir = NULL, *err = NULL, path[4096];
-	PGconn *pg;
 	int n, r = -EIO;
 
 	if (!flt)
 		flt = &none;
-	pg = sync_pg_open(conninfo);
-	if (!pg || PQstatus(pg) != CONNECTION_OK) {
-		err = pg_error(conninfo, "connecting to the central copy",
-			       pg ? PQerrorMessage(pg) : "out of memory");
-		r = central_fail(ret_error, "%s", err ? err : "cannot connect");
-		goto out;
-	}
 	/* Read only: a report never creates or migrates the schema. */
 	res = PQexecParams(pg,
 			   "SELECT DISTINCT station FROM bmap_jobs WHERE $1::text IS NULL OR"
@@ -226,7 +239,6 @@ int central_open(const char *conninfo, const char *station, const struct report_
 	r = 0;
 out:
 	PQclear(res);
-	PQfinish(pg);
 	free(err);
 	central_close(j, dir);
 	return r;

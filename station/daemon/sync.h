@@ -52,4 +52,10 @@ int sync_health_read(struct journal *j, const char *journal_path, struct sync_he
 struct report_filter;
 int central_open(const char *conninfo, const char *station, const struct report_filter *flt,
 		 struct journal **ret, char **ret_dir, char **ret_error);
+/* The same over a connection of the caller's (left open), made as it
+ * chooses (serve's: read-only, short timeouts). */
+struct pg_conn;
+int central_open_pg(struct pg_conn *pg, const char *conninfo, const char *station,
+		    const struct report_filter *flt, struct journal **ret, char **ret_dir,
+		    char **ret_error);
 void central_close(struct journal *j, char *dir);

@@ -43,6 +43,9 @@ getent passwd bmap-station >/dev/null && had_user=1
 getent group bmap-station >/dev/null && had_group=1
 getent group bmap-station-cards >/dev/null && had_cards=1
 getent group bmap-station-audit >/dev/null && had_audit=1
+had_serve=0 had_serve_group=0
+getent passwd bmap-station-serve >/dev/null && had_serve=1
+getent group bmap-station-serve >/dev/null && had_serve_group=1
 AUDITOR=bmapaudit$$ OUTSIDER=bmapout$$
 [[ -e $STATE ]] && had_state=1
 [[ -e $CACHE ]] && had_cache=1
@@ -67,6 +70,12 @@ restore_machine() {
 	fi
 	if ! ((had_group)) && getent group bmap-station >/dev/null; then
 		groupdel bmap-station 2>/dev/null || log "could not remove the group bmap-station"
+	fi
+	if ! ((had_serve)) && getent passwd bmap-station-serve >/dev/null; then
+		userdel bmap-station-serve 2>/dev/null || log "could not remove the user bmap-station-serve"
+	fi
+	if ! ((had_serve_group)) && getent group bmap-station-serve >/dev/null; then
+		groupdel bmap-station-serve 2>/dev/null || log "could not remove the group bmap-station-serve"
 	fi
 	for u in "$AUDITOR" "$OUTSIDER"; do
 		getent passwd "$u" >/dev/null && { userdel "$u" 2>/dev/null || log "could not remove the user $u"; }
@@ -211,6 +220,18 @@ if [[ -n ${pw:-} ]]; then
 	[[ $shell == */nologin || $shell == /bin/false ]] || bad "the user has a login shell: $shell"
 	[[ $home == "$STATE" ]] || bad "home is $home, expected $STATE"
 fi
+# The dashboard's own user: a system account in the audit group only.
+spw=$(getent passwd bmap-station-serve) || bad "no user bmap-station-serve after install"
+if [[ -n ${spw:-} ]]; then
+	IFS=: read -r _ _ suid _ _ _ sshell <<<"$spw"
+	((suid > 0 && suid < 1000)) || bad "bmap-station-serve is not a system user (uid $suid)"
+	[[ $sshell == */nologin || $sshell == /bin/false ]] ||
+		bad "bmap-station-serve has a login shell: $sshell"
+	[[ $suid != "$(id -u bmap-station 2>/dev/null)" ]] || bad "bmap-station-serve is bmap-station"
+	sg=" $(id -nG bmap-station-serve 2>/dev/null) "
+	[[ $sg == *" bmap-station-audit "* ]] || bad "bmap-station-serve is not in bmap-station-audit"
+	[[ $sg == *" bmap-station-cards "* ]] && bad "bmap-station-serve is in bmap-station-cards"
+fi
 for d in "$STATE:2750" "$CACHE:700"; do
 	st=$(stat -c '%U:%G %a' "${d%:*}" 2>/dev/null) || { bad "${d%:*} missing after install"; continue; }
 	[[ $st == "bmap-station:bmap-station-audit ${d##*:}" ]] ||
@@ -244,6 +265,19 @@ for opt in 'Type=notify' 'WatchdogSec=30s' 'ExecStart=/usr/bin/bmap-station run 
 	'DevicePolicy=closed' 'RestrictAddressFamilies=AF_UNIX AF_NETLINK'; do
 	grep -qxF -- "$opt" "$UNIT" || bad "the unit lacks '$opt'"
 done
+# The dashboard's unit: its own user (not the station's), the journal's
+# group, bounded memory.
+SERVE_UNIT=/usr/lib/systemd/system/bmap-station-serve.service
+out=$(SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no "$SERVE_UNIT" 2>&1)
+rc=$?
+[[ $rc -eq 0 && -z $out ]] || bad "systemd-analyze verify $SERVE_UNIT (exit $rc): $out"
+for opt in 'User=bmap-station-serve' 'Group=bmap-station-audit' 'NoNewPrivileges=yes' \
+	'ProtectSystem=strict' 'PrivateDevices=yes' 'CapabilityBoundingSet='; do
+	grep -qxF -- "$opt" "$SERVE_UNIT" || bad "the serve unit lacks '$opt'"
+done
+grep -qE '^MemoryMax=[0-9]+[KMG]$' "$SERVE_UNIT" || bad "the serve unit has no MemoryMax="
+grep -E '^(User|SupplementaryGroups)=' "$SERVE_UNIT" | grep -qE '=bmap-station$|bmap-station-cards' &&
+	bad "the serve unit runs as the station's user or with the cards group"
 # systemd's own rating of the sandbox (0 = locked down, 10 = exposed).
 if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
 	score=$(systemd-analyze security --offline=yes --man=no "$UNIT" 2>&1 |
@@ -296,6 +330,17 @@ for _ in $(seq 50); do
 done
 sleep 0.5
 if kill -0 "$DAEMON_PID" 2>/dev/null; then
+	# While the station writes it: the journal and its -wal and -shm are
+	# the audit group's to read (the dashboard's user reads them so).
+	for f in "$STATE/journal.db" "$STATE/journal.db-wal" "$STATE/journal.db-shm"; do
+		[[ -e $f ]] || continue
+		m=$(stat -c '%G %a' "$f")
+		[[ $m == "bmap-station-audit "[67][4-7][0-7] ]] || bad "$f is '$m', not readable by its group"
+	done
+	out=$(cd / && setpriv --reuid=bmap-station-serve \
+		--regid="$(getent group bmap-station-audit | cut -d: -f3)" --init-groups \
+		-- /usr/bin/bmap-station report --db "$STATE/journal.db" 2>&1) ||
+		bad "bmap-station-serve cannot read the journal the station writes: $out"
 	kill -TERM "$DAEMON_PID"
 	for _ in $(seq 100); do
 		kill -0 "$DAEMON_PID" 2>/dev/null || break

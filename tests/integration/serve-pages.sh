@@ -1,6 +1,7 @@
 #!/bin/bash
-# `bmap-station serve` without devices: every route carries the strict CSP,
-# nosniff and no-referrer; only GET and HEAD are answered (405 and Allow
+# `bmap-station serve` without devices: every answer of ours (every route,
+# 200, 403, 404, 405, our own 414) carries the strict CSP, nosniff and
+# no-referrer (libmicrohttpd's own error answers cannot: see below); only GET and HEAD are answered (405 and Allow
 # otherwise); an over-long URL is refused; the live page and /api/live say
 # so while the journal does not exist yet or is no journal, and show it
 # once it appears (the server is not restarted); a GET's body is dropped; a
@@ -110,7 +111,12 @@ assert b'<progress class="bar" max="100" value="25">' in h
 assert b'<span id="today-passed">3</span>' in h
 PY
 
-# -- Headers on every route, whatever the status.
+# -- Headers on every answer of ours, whatever its status. Not on
+# libmicrohttpd's own error answers (400 for a malformed request, 414 or
+# 431 beyond its 32 KiB for the request's head, 505): MHD makes them before
+# any callback of ours runs and has no hook to add headers, so they carry
+# none of ours (bmap-station(8) says so: a reverse proxy in front adds them
+# where that matters). Those are logged below, not checked.
 csp="default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 check_headers() { # METHOD PATH STATUS [CURL_ARGS...]
 	local h=$TEST_TMP/headers
@@ -151,11 +157,16 @@ PY
 curl -s -o /dev/null -D - "$url/static/live.js" | tr -d '\r' |
 	grep -qx "Content-Type: text/javascript; charset=utf-8" || fail "live.js: wrong type"
 long=$(printf 'a%.0s' $(seq 3000))
-code=$(curl -s -o /dev/null -w '%{http_code}' "$url/$long")
-[[ $code == 414 ]] || fail "a 3000-byte URL: $code, not 414"
+# Over SERVE_MAX_URL but within MHD's memory: our 414, with our headers.
+check_headers GET "/$long" 414
 long=$(printf 'a%.0s' $(seq 40000))
-code=$(curl -s -o /dev/null -w '%{http_code}' "$url/?q=$long")
+code=$(curl -s -o /dev/null -D "$TEST_TMP/mhd-headers" -w '%{http_code}' "$url/?q=$long")
 [[ $code == 414 || $code == 431 ]] || fail "a 40000-byte URL: $code, not 414/431"
+if tr -d '\r' <"$TEST_TMP/mhd-headers" | grep -qxF "Content-Security-Policy: $csp"; then
+	log "libmicrohttpd's own $code carries our CSP now: update bmap-station(8) and this test"
+else
+	log "libmicrohttpd's own $code carries none of our headers (documented)"
+fi
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $long" "$url/")
 [[ $code == 431 || $code == 413 || $code == 400 ]] || fail "a 40000-byte header: $code"
 # DNS rebinding: without a password only an address or localhost as Host.

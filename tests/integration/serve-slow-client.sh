@@ -5,9 +5,16 @@
 # for it), another client gets every page it asks for, each within a wide
 # margin (10 s; they take milliseconds). Then the bounds: the slow clients
 # are still connected when the fast one is done (they were served at the
-# same time, not one after the other), an address holding 16 connections
-# gets no 17th while other addresses are served, and the half requests are
-# dropped by the connection timeout (15 s).
+# same time, not one after the other), an address holding 6 connections
+# gets no 7th while other addresses are served, and the half requests are
+# dropped by the server (5 s idle, 10 s for a request's head).
+#
+# Regression: trickling clients locked everyone out. MHD's timeout counts
+# idle time only, so clients sending one header byte every 2 s were never
+# dropped, and 4 addresses x 16 of them filled all 64 slots. Here 4
+# addresses open 16 such connections each: a fresh client must still be
+# served, and every trickling connection must be closed within 30 s while
+# it keeps trickling. (127.0.0.0/8 all reaches loopback.)
 . "$TESTS_DIR/lib/common.sh"
 . "$TESTS_DIR/lib/serve.sh"
 
@@ -56,11 +63,12 @@ def get(path, src="127.0.0.1"):
     s.close()
     return data
 
-half = [connect() for _ in range(10)]
+# Two half requests per address: no address near its limit of 6.
+half = [connect("127.0.0.%d" % (10 + i // 2)) for i in range(10)]
 for s in half:
     s.sendall(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
 
-slow = connect(rcvbuf=4096)
+slow = connect("127.0.0.20", rcvbuf=4096)
 slow.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
 slow_got = [0]
 slow_done = threading.Event()
@@ -88,8 +96,8 @@ if slow_done.is_set():
 print("serve-slow-client: fast client served 60 pages while the slow reader had %d bytes"
       % slow_got[0], file=sys.stderr)
 
-# Per address: 16 connections; the 17th is closed at once, others served.
-held = [connect("127.0.0.3") for _ in range(16)]
+# Per address: 6 connections; the 7th is closed at once, others served.
+held = [connect("127.0.0.3") for _ in range(6)]
 extra = connect("127.0.0.3")
 extra.sendall(b"GET /api/live HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
 try:
@@ -97,9 +105,9 @@ try:
 except ConnectionResetError:
     r = b""
 if r.startswith(b"HTTP/"):
-    fail("a 17th connection from one address was served")
+    fail("a 7th connection from one address was served")
 if not get(b"/api/live", "127.0.0.4").startswith(b"HTTP/1.1 200 "):
-    fail("another address was not served while one held its 16 connections")
+    fail("another address was not served while one held its 6 connections")
 for s in held:
     s.close()
 
@@ -114,6 +122,51 @@ for s in half:
         fail("a half request was kept open for more than 40 s")
     except ConnectionResetError:
         pass
+
+# Trickling clients: one header byte every 2 s, below any idle timeout,
+# from a thread of their own while the fresh client asks (within 5 s).
+def open_trickler(src):
+    s = connect(src)
+    s.sendall(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: ")
+    s.setblocking(False)
+    return s
+trick = [open_trickler("127.0.0.%d" % (30 + a)) for a in range(4) for _ in range(16)]
+alive = [True] * len(trick)
+t0 = time.monotonic()
+def trickler():
+    while any(alive) and time.monotonic() - t0 < 40:
+        for i, s in enumerate(trick):
+            if not alive[i]:
+                continue
+            try:
+                try:
+                    if s.recv(4096) == b"":
+                        alive[i] = False
+                        continue
+                except BlockingIOError:
+                    pass
+                s.sendall(b"x")
+            except OSError:
+                alive[i] = False
+        time.sleep(2)
+threading.Thread(target=trickler, daemon=True).start()
+time.sleep(1)
+fresh = connect("127.0.0.40")
+fresh.settimeout(5)
+fresh.sendall(b"GET /api/live HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+try:
+    r = fresh.recv(100)
+except (socket.timeout, ConnectionResetError):
+    r = b""
+if not r.startswith(b"HTTP/1.1 200 "):
+    fail("a fresh client was not served within 5 s while 4 x 16 clients trickled: %r" % r[:60])
+print("serve-slow-client: fresh client served while 64 connections trickled", file=sys.stderr)
+while any(alive):
+    if time.monotonic() - t0 > 30:
+        fail("%d trickling connections still open after 30 s" % sum(alive))
+    time.sleep(0.5)
+print("serve-slow-client: every trickling connection closed after %.0f s"
+      % (time.monotonic() - t0), file=sys.stderr)
 PY
 kill -0 "$SERVE_PID_s" || fail "the server died"
 log "ok"
