@@ -105,6 +105,17 @@ static int frame_starts(struct whole *w, uint64_t off, uint8_t first, uint8_t sk
 	return 2;
 }
 
+/* The @unit ("zstd frame") that starts at @start runs past the file's end,
+ * @where in it (NULL: not said): says so in the detail; 1, as a cut. */
+static int cut_at_end(struct whole *w, const char *unit, uint64_t start, const char *where)
+{
+	snprintf(w->detail, sizeof(w->detail),
+		 "the %s that starts at byte %" PRIu64 " is cut at byte %" PRIu64
+		 ", the file's end%s%s",
+		 unit, w->base + start, w->base + w->size, where ? ", " : "", where ? where : "");
+	return 1;
+}
+
 /* ---- zstd: frames of blocks, each with a 3-byte header ---------------- */
 
 static int zstd_walk(struct whole *w)
@@ -171,12 +182,8 @@ static int zstd_walk(struct whole *w)
 		if (r < 0)
 			return r;
 	cut:
-		snprintf(w->detail, sizeof(w->detail),
-			 "the zstd frame that starts at byte %" PRIu64 " is cut at byte %" PRIu64
-			 ", the file's end, %s",
-			 w->base + start, w->base + w->size,
-			 tail ? "in its checksum" : "before its last block's end");
-		return 1;
+		return cut_at_end(w, "zstd frame", start,
+				  tail ? "in its checksum" : "before its last block's end");
 	}
 }
 
@@ -236,12 +243,8 @@ static int lz4_walk(struct whole *w)
 		if (r < 0)
 			return r;
 	cut:
-		snprintf(w->detail, sizeof(w->detail),
-			 "the lz4 frame that starts at byte %" PRIu64 " is cut at byte %" PRIu64
-			 ", the file's end, %s",
-			 w->base + start, w->base + w->size,
-			 tail ? "in its content checksum" : "before its end mark");
-		return 1;
+		return cut_at_end(w, "lz4 frame", start,
+				  tail ? "in its content checksum" : "before its end mark");
 	}
 }
 
@@ -327,11 +330,7 @@ static int lzo_walk(struct whole *w)
 		if (r < 0)
 			return r;
 	cut:
-		snprintf(w->detail, sizeof(w->detail),
-			 "the lzop file that starts at byte %" PRIu64 " is cut at byte %" PRIu64
-			 ", the file's end, before its end-of-stream block",
-			 w->base + start, w->base + w->size);
-		return 1;
+		return cut_at_end(w, "lzop file", start, "before its end-of-stream block");
 	}
 }
 
@@ -369,11 +368,10 @@ static int after_last(struct whole *w, uint64_t end, uint64_t last, const char *
 	if (end >= last)
 		return 0;
 	if (last - end >= magic_len && memcmp(next, magic, magic_len) == 0) {
-		snprintf(w->detail, sizeof(w->detail),
-			 "the %s stream that starts at byte %" PRIu64 " is cut at byte %" PRIu64
-			 ", the file's end",
-			 codec, w->base + end, w->base + w->size);
-		return 1;
+		char unit[32];
+
+		snprintf(unit, sizeof(unit), "%s stream", codec);
+		return cut_at_end(w, unit, end, NULL);
 	}
 	snprintf(w->detail, sizeof(w->detail),
 		 "unexpected data after the end of the %s stream at byte %" PRIu64, codec,
