@@ -154,7 +154,7 @@ int worker_run(const struct worker_job *job, int fd)
 	_cleanup_free_ char *bmap_path = NULL, *content = NULL, *shown = NULL;
 	bool url = bmap_location_is_url(job->image);
 	char signer[41] = "";
-	bool self_map = false, self_stream = false;
+	bool self_map = false, self_stream = false, unchecked = false;
 	struct sigaction sa = { .sa_handler = on_term };
 	sigset_t all;
 	char reason[256];
@@ -216,8 +216,16 @@ int worker_run(const struct worker_job *job, int fd)
 	 * another job's. */
 	if (job->cache_dir && *job->cache_dir && !url)
 		image_fd = open_regular(job->image);
+	/* With the cache, only the image's headers are read here: its filler
+	 * checks a compressed file whole before any of it reaches a card, and
+	 * a complete entry was checked when it was filled (a .tar.gz would
+	 * otherwise be decoded once per card for the check alone). An image
+	 * the cache does not serve is opened again with the check, below. */
+	unchecked = image_fd >= 0;
+	bmap_ctx_set_check_whole(ctx, !unchecked);
 	/* A URL is opened by the cache's filler, once for every card. */
 	r = url ? 0 : bmap_source_open_cancel(ctx, job->image, worker_cancel_pipe[0], &src);
+	bmap_ctx_set_check_whole(ctx, true);
 	if (r < 0) {
 		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 		goto out;
@@ -325,6 +333,7 @@ int worker_run(const struct worker_job *job, int fd)
 			if (bmap_source_open_raw_fd(ctx, cfd, cache.path, &cached) == 0) {
 				bmap_source_free(src);
 				src = cached;
+				unchecked = false;
 				/* Written from as far as it is filled. The filler
 				 * feeds every card: on a busy machine it gets the CPU
 				 * first (its process keeps the nice value it was
@@ -354,6 +363,16 @@ int worker_run(const struct worker_job *job, int fd)
 				 "written straight from the network): %s",
 				 shown, cache.path ? bmap_ctx_get_error(ctx) : why);
 			ret = finish(fd, "failed", 0, NULL, NULL, msg);
+			goto out;
+		}
+	}
+
+	if (unchecked && bmap_source_get_compression(src) != BMAP_COMP_RAW) {
+		bmap_source_free(src);
+		src = NULL;
+		r = bmap_source_open_cancel(ctx, job->image, worker_cancel_pipe[0], &src);
+		if (r < 0) {
+			ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 			goto out;
 		}
 	}
