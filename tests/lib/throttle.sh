@@ -9,6 +9,8 @@
 #   attach_card_at_speed FILE WRITE READ   a loop device over FILE, limited
 #                                  before the file is attached (CARD_DEV, LOOP_DEV,
 #                                  CARD_INSERTED_AT)
+#   attach_cards_at_speed FILE:WRITE:READ...   the same for several cards in
+#                                  one quick loop (CARD_DEVS, CARDS_INSERTED_AT)
 #   throttled CMD...               runs CMD in the cgroup
 #   card_io_bytes DEV              "READ WRITTEN": bytes DEV has done (all processes)
 #
@@ -139,6 +141,30 @@ attach_card_at_speed() {
 		sleep 0.25
 	done
 	fail "cannot attach $1 to a loop device: $(cat "$TEST_TMP/losetup.err")"
+}
+
+# attach_cards_at_speed FILE:WRITE:READ...: attach_card_at_speed for
+# several cards at once, in one process (tests/lib/attach-cards.py: no
+# shell, losetup or stat per card competing with the workers of the cards
+# already in). Sets CARD_DEVS and CARDS_INSERTED_AT (arrays, in the order
+# given); every device is detached on exit, also when a later one failed.
+attach_cards_at_speed() {
+	local spec path w r dev mm at out=$TEST_TMP/attach-cards.$$ rc=0
+	local -a args=()
+	[[ -n $THROTTLE_CG ]] || fail "attach_cards_at_speed: call throttle_init first"
+	for spec in "$@"; do
+		IFS=: read -r path w r <<<"$spec"
+		args+=("$path:$(to_bytes "$w"):$(to_bytes "$r")")
+	done
+	python3 "$TESTS_DIR/lib/attach-cards.py" "$THROTTLE_CG" "$THROTTLE_VERSION" "$out" "${args[@]}" || rc=$?
+	CARD_DEVS=() CARDS_INSERTED_AT=()
+	while read -r dev mm at; do
+		_LOOPS+=("$dev")
+		[[ " ${_THROTTLE_DEVS[*]} " == *" $mm "* ]] || _THROTTLE_DEVS+=("$mm")
+		CARD_DEVS+=("$dev")
+		CARDS_INSERTED_AT+=("$at")
+	done <"$out"
+	((rc == 0)) || fail "attach_cards_at_speed: attached ${#CARD_DEVS[@]} of $# cards"
 }
 
 # throttled CMD...: runs CMD in the cgroup and returns its status. In a

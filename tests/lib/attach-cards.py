@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+# Attaches several files to free loop devices in one quick loop, each
+# device given its card's bandwidth (a blkio cgroup's limits) before its
+# file is on it: a line's cards "inserted together" without a shell, a
+# `losetup` and a `stat` per card taking the CPU the first cards' workers
+# need (bench-line.sh, through throttle.sh's attach_cards_at_speed).
+#
+# usage: attach-cards.py CGROUP VERSION OUT FILE:WRITE_BPS:READ_BPS...
+# Writes to OUT, flushed as it goes (so that the caller can detach what was
+# attached even when a later card fails), one line per card:
+#   DEV MAJ:MIN INSERTED_AT   (INSERTED_AT: time.time() before the attach)
+# Exits 1 with a message on the first card it cannot attach.
+import errno
+import fcntl
+import os
+import sys
+import time
+
+LOOP_SET_FD = 0x4C00
+LOOP_CTL_GET_FREE = 0x4C82
+
+
+def limit(cg, version, mm, w, r):
+    if version == "1":
+        for name, v in (("write", w), ("read", r)):
+            with open(f"{cg}/blkio.throttle.{name}_bps_device", "w") as f:
+                f.write(f"{mm} {v}\n")
+    else:
+        with open(f"{cg}/io.max", "w") as f:
+            f.write(f"{mm} wbps={w or 'max'} rbps={r or 'max'}\n")
+
+
+def main():
+    cg, version, out = sys.argv[1:4]
+    ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    with open(out, "w") as o:
+        for spec in sys.argv[4:]:
+            path, w, r = spec.rsplit(":", 2)
+            backing = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            for _ in range(20):
+                n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+                dev = f"/dev/loop{n}"
+                for _ in range(50):  # devtmpfs makes the node soon after
+                    if os.path.exists(dev):
+                        break
+                    time.sleep(0.01)
+                st = os.stat(dev)
+                mm = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+                limit(cg, version, mm, w, r)
+                fd = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
+                at = time.time()
+                try:
+                    fcntl.ioctl(fd, LOOP_SET_FD, backing)
+                except OSError as e:
+                    os.close(fd)
+                    limit(cg, version, mm, 0, 0)
+                    if e.errno != errno.EBUSY:  # taken by another process: the next one
+                        sys.exit(f"attach-cards: cannot attach {path} to {dev}: {e.strerror}")
+                    continue
+                os.close(fd)
+                o.write(f"{dev} {mm} {at:.6f}\n")
+                o.flush()
+                break
+            else:
+                sys.exit(f"attach-cards: no free loop device for {path}")
+            os.close(backing)
+
+
+main()
