@@ -352,7 +352,11 @@ static int copy_stream(struct engine *e, int raw_fd)
 	}
 	if (started == 2) {
 		if (e->map) {
-			if (raw_fd < 0)
+			/* Each range checked against its checksum as it passes:
+			 * what holds no mapped data need not be decoded. */
+			if (raw_fd < 0 && e->check)
+				bmap_source_want_only(e->source, e->map);
+			else if (raw_fd < 0)
 				bmap_source_want(e->source, e->map);
 			r = produce_ranges(e, raw_fd);
 		} else if (e->lazy) {

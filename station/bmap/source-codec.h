@@ -77,6 +77,7 @@ struct bmap_source {
 
 	/* A regular file read from its start: raw reads can seek and pread. */
 	bool seekable;
+	bool want_only; /* bmap_source_want_only(): the rest is never read */
 	bool at_start;
 
 	/* Compressed input not yet handed to the decoder. */

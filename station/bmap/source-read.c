@@ -254,6 +254,12 @@ void bmap_source_want(struct bmap_source *s, const struct bmap_map *map)
 		s->input->want(s, map);
 }
 
+void bmap_source_want_only(struct bmap_source *s, const struct bmap_map *map)
+{
+	s->want_only = map && bmap_map_has_range_checksums(map);
+	bmap_source_want(s, map);
+}
+
 uint64_t bmap_source_tell(const struct bmap_source *s)
 {
 	return s->out_pos;

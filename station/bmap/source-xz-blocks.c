@@ -16,7 +16,8 @@
  * go to the end of the decoding order, are passed over when skipped, and
  * are decoded, their output dropped, once the image's last block is
  * through, so their checks still pass or fail before the end of the image
- * is reported. Mapped data comes out without waiting for the blocks of
+ * is reported; a caller that checks all it reads against range checksums
+ * (bmap_source_want_only) has them never decoded. Mapped data comes out without waiting for the blocks of
  * zeros between it (cards reading along the station's cache fill get it
  * sooner).
  */
@@ -196,7 +197,7 @@ void *xz_helper(void *arg)
 			while (p->next_claim < p->n_blocks && p->done[p->order[p->next_claim]])
 				p->next_claim++;
 			if (p->quit ||
-			    (p->ahead_state == AHEAD_IDLE && p->next_claim < p->n_blocks))
+			    (p->ahead_state == AHEAD_IDLE && p->next_claim < p->claim_end))
 				break;
 			pthread_cond_wait(&p->cond, &p->lock);
 		}
@@ -402,6 +403,7 @@ int xz_par_open(struct bmap_source *s, struct xz_par **ret)
 	p->cur = dec_new();
 	p->ahead = dec_new();
 	p->n_live = p->n_blocks;
+	p->claim_end = p->n_blocks;
 	if (!p->blocks || !p->order || !p->deferred || !p->done || !p->cur || !p->ahead ||
 	    p->n_blocks != n) {
 		xz_par_free(p);

@@ -5,7 +5,8 @@
  * buffer or decoded here; the blocks the caller does not want (no mapped
  * data) passed over when skipped and decoded last, their output dropped,
  * so that their checks still decide before the end of the image is
- * reported.
+ * reported; or, for a caller that checks what it reads against range
+ * checksums (bmap_source_want_only), never decoded.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -109,7 +110,7 @@ ssize_t xz_par_read(struct bmap_source *s, struct xz_par *p, uint8_t *buf, size_
 			size_t b = next_block(p);
 
 			if (b == p->n_blocks) {
-				if (!p->dropping && p->n_live < p->n_blocks)
+				if (!p->dropping && p->n_live < p->claim_end)
 					return par_drop_deferred(s, p);
 				/* The index and the stream footers were read first. */
 				s->in_pos = p->in_total;
@@ -189,8 +190,8 @@ int64_t xz_par_skip(struct bmap_source *s, struct xz_par *p, uint64_t n)
 }
 
 /* Marks the blocks that hold none of @map's ranges deferred, before any is
- * decoded. */
-void xz_par_want(struct xz_par *p, const struct bmap_map *map)
+ * decoded; with @only, past claim_end: never decoded. */
+void xz_par_want(struct xz_par *p, const struct bmap_map *map, bool only)
 {
 	size_t n_ranges = bmap_map_get_range_count(map), r = 0, live = 0;
 	uint64_t start = 0;
@@ -217,6 +218,7 @@ void xz_par_want(struct xz_par *p, const struct bmap_map *map)
 		if (!p->deferred[b])
 			p->order[live++] = b;
 	p->n_live = live;
+	p->claim_end = only ? live : p->n_blocks;
 	for (size_t b = 0; b < p->n_blocks; b++)
 		if (p->deferred[b])
 			p->order[live++] = b;

@@ -153,7 +153,7 @@ static void xz_want(struct bmap_source *s, const struct bmap_map *map)
 	struct xz_state *x = s->codec_state;
 
 	if (x->par)
-		xz_par_want(x->par, map);
+		xz_par_want(x->par, map, s->want_only);
 }
 
 static void xz_free(struct bmap_source *s)

@@ -63,6 +63,7 @@ struct xz_par {
 	 * bytes in image order, then (from n_live on) the others. */
 	size_t *order;
 	size_t n_live;
+	size_t claim_end;   /* positions from here are never decoded (n_blocks: all are) */
 	bool *deferred;	    /* not wanted: decoded last, passed over when skipped */
 	bool *done;	    /* decoded (under lock) */
 	size_t img_next;    /* the block the reader delivers next, in image order */
@@ -105,7 +106,8 @@ int xz_par_open(struct bmap_source *s, struct xz_par **ret);
 /* The codec's read, skip and want (see source-codec.h) for such a source. */
 ssize_t xz_par_read(struct bmap_source *s, struct xz_par *p, uint8_t *buf, size_t len);
 int64_t xz_par_skip(struct bmap_source *s, struct xz_par *p, uint64_t n);
-void xz_par_want(struct xz_par *p, const struct bmap_map *map);
+/* @only: the blocks holding none of @map's bytes are never decoded. */
+void xz_par_want(struct xz_par *p, const struct bmap_map *map, bool only);
 /* The first @len bytes of the image, decoded by the helper's decoder
  * before the helper starts (nothing the reader does changes). */
 ssize_t xz_par_peek(struct bmap_source *s, struct xz_par *p, uint8_t *buf, size_t len);

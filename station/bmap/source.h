@@ -61,6 +61,12 @@ int bmap_source_skip(struct bmap_source *s, uint64_t n);
  * (xz, by blocks), its integrity still checked before the end of the image
  * is reported. Changes no byte that is read. */
 void bmap_source_want(struct bmap_source *s, const struct bmap_map *map);
+/* bmap_source_want(), from a caller that checks every byte it reads
+ * against @map's range checksums: what holds none of them need not be
+ * decoded at all (an xz image's blocks without mapped data are then never
+ * decoded: a damaged one cannot reach what is copied, as the unmapped bytes
+ * of a raw image are never read). */
+void bmap_source_want_only(struct bmap_source *s, const struct bmap_map *map);
 /* Bytes received from the network so far (a URL); 0 for a file or a pipe.
  * Safe to call from any thread while another reads. */
 uint64_t bmap_source_get_transferred(const struct bmap_source *s);

@@ -458,7 +458,7 @@ int worker_run(const struct worker_job *job, int fd)
 	/* Read while it was filled: every mapped range was checked against
 	 * the bmap here as it was copied (and read back, with verify =
 	 * readback), so the card does not wait for the filler to check the
-	 * rest of the image (an xz image's blocks of zeros come last). A fill
+	 * rest of the image (a gzip or zstd stream to its end). A fill
 	 * that failed meanwhile fails it (with verify = none too, which checked
 	 * nothing itself). */
 	if (cache.filling) {

@@ -16,6 +16,7 @@
 
 #include "testutil.h"
 #include "source.h"
+#include "bmap-private.h"
 
 #define DATA_SIZE (3u * 1024 * 1024 + 12345)
 
@@ -691,6 +692,36 @@ static void test_xz_blocks(void **state)
 
 /* The compressed offset and total size of block @block (1-based) of an .xz
  * file, from `xz --robot -lvv`. */
+/* @map with the SHA-256 of each range of @img, through a 2.0 bmap file. */
+static struct bmap_map *checksummed_map(struct bmap_ctx *ctx, const struct bmap_map *map,
+					const uint8_t *img)
+{
+	char *path = tu_path(g.dir, "checksummed.bmap");
+	const struct bmap_range *rg = bmap_map_get_ranges(map);
+	struct bmap_writer *w;
+	struct bmap_map *out;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bmap_writer_new(ctx, fd, path, bmap_map_get_image_size(map), 4096,
+					 "sha256", &w), 0);
+	for (size_t i = 0; i < bmap_map_get_range_count(map); i++) {
+		uint64_t off, len;
+		uint8_t d[32];
+
+		bmap_map_range_bytes(map, i, &off, &len);
+		assert_int_equal(bmap_digest_buffer("sha256", img + off, len, d), 0);
+		assert_int_equal(bmap_writer_add_range(w, rg[i].first, rg[i].last, d), 0);
+	}
+	assert_int_equal(bmap_writer_finish(w), 0);
+	bmap_writer_free(w);
+	close(fd);
+	assert_int_equal(bmap_map_load(ctx, path, &out), 0);
+	assert_true(bmap_map_has_range_checksums(out));
+	free(path);
+	return out;
+}
+
 static void xz_block_at(const char *path, int block, size_t *ret_off, size_t *ret_size)
 {
 	char cmd[4096], line[512];
@@ -719,7 +750,9 @@ static void xz_block_at(const char *path, int block, size_t *ret_off, size_t *re
 /* Blocks of zeros between mapped data: told what is wanted, the xz reader
  * passes them over when they are skipped and decodes them after the last
  * block, so the data read is the same and a damaged block of zeros still
- * fails the image, at its end. */
+ * fails the image, at its end. Told by a caller that checks what it reads
+ * against range checksums (bmap_source_want_only), it never decodes them:
+ * a damaged block of zeros is never seen, one of data still fails. */
 static void test_xz_deferred(void **state)
 {
 	enum { BS = 64 << 10, NB = 12 };
@@ -729,7 +762,7 @@ static void test_xz_deferred(void **state)
 	uint8_t *img = calloc(1, size), *buf = malloc(size);
 	char *raw = tu_path(g.dir, "deferred.raw"), *path = tu_path(g.dir, "deferred.xz");
 	char *bad = tu_path(g.dir, "deferred-bad.xz"), *file;
-	struct bmap_map *map;
+	struct bmap_map *map, *cmap;
 	/* Mapped: inside block 1, blocks 4 to 5 (crossing), block 11's end
 	 * (the image's last, short block). Blocks 0, 2, 3, 6-10 hold none. */
 	static const uint64_t ranges[][2] = {
@@ -749,12 +782,15 @@ static void test_xz_deferred(void **state)
 	assert_int_equal(bmap_map_new(ctx, size, 4096, &map), 0);
 	for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++)
 		assert_int_equal(bmap_map_append_range(map, ranges[r][0], ranges[r][1]), 0);
+	cmap = checksummed_map(ctx, map, img);
 
 	file = tu_read_file(path, &len);
 	xz_block_at(path, 8, &zoff, &zsize);   /* zeros */
 	xz_block_at(path, 5, &doff, &dsize);   /* mapped data */
-	for (size_t a = 0; a < sizeof(aheads) / sizeof(aheads[0]); a++) {
-		setenv("BMAP_XZ_AHEAD", aheads[a], 1);
+	for (size_t a = 0; a < 2 * sizeof(aheads) / sizeof(aheads[0]); a++) {
+		bool only = a >= sizeof(aheads) / sizeof(aheads[0]);
+
+		setenv("BMAP_XZ_AHEAD", aheads[a % 2], 1);
 		for (int damage = 0; damage < 3; damage++) {
 			const char *use = damage ? bad : path;
 			struct bmap_source *s;
@@ -769,7 +805,10 @@ static void test_xz_deferred(void **state)
 				file[at] ^= 0x55;
 			}
 			assert_int_equal(bmap_source_open(ctx, use, &s), 0);
-			bmap_source_want(s, map);
+			if (only)
+				bmap_source_want_only(s, cmap);
+			else
+				bmap_source_want(s, map);
 			for (size_t i = 0; i < bmap_map_get_range_count(map) && !failed; i++) {
 				uint64_t off, rlen;
 
@@ -793,18 +832,20 @@ static void test_xz_deferred(void **state)
 					r = (int)bmap_source_read(s, buf, 1);
 				failed = r < 0;
 			}
-			if (damage == 0 && (failed || r != 0))
-				fail_msg("ahead '%s': %d: %s", aheads[a], r, bmap_ctx_get_error(ctx));
-			if (damage == 0)
+			if ((damage == 0 || (damage == 1 && only)) && (failed || r != 0))
+				fail_msg("ahead '%s'%s, damage %d: %d: %s", aheads[a % 2],
+					 only ? ", checksummed" : "", damage, r, bmap_ctx_get_error(ctx));
+			if (damage == 0 || (damage == 1 && only))
 				assert_int_equal(bmap_source_tell(s), size);
-			if (damage && (!failed || !strstr(bmap_ctx_get_error(ctx), "corrupt")))
+			if (damage && !(damage == 1 && only) && (!failed || !strstr(bmap_ctx_get_error(ctx), "corrupt")))
 				fail_msg("damaged block %s, ahead '%s': no error (%d: %s)",
-					 damage == 1 ? "of zeros" : "of data", aheads[a], r,
+					 damage == 1 ? "of zeros" : "of data", aheads[a % 2], r,
 					 bmap_ctx_get_error(ctx));
 			bmap_source_free(s);
 		}
 	}
 	unsetenv("BMAP_XZ_AHEAD");
+	bmap_map_free(cmap);
 	bmap_map_free(map);
 	free(file);
 	free(bad);
