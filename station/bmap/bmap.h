@@ -370,6 +370,13 @@ struct bmap_copy_opts {
 	 * (a card's sync may take long: the user is told first) */
 	void (*syncing)(void *userdata);
 	void *syncing_userdata;
+	/* The source's mapped data was checked against the map's SHA-256
+	 * range checksums when it was made (the station's image cache entry,
+	 * filled by a copy that checked them), and @dst is read back against
+	 * them afterwards: the data is not hashed again as it passes, and the
+	 * result's digest is made from the checksums. Ignored for a map
+	 * without SHA-256 range checksums. */
+	bool source_checked;
 };
 
 struct bmap_copy_result {

@@ -493,6 +493,8 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	e.source = src;
 	e.target = dst;
 	e.check = map && bmap_map_has_range_checksums(map) && !(opts && opts->no_verify);
+	e.source_checked = opts && opts->source_checked && map && bmap_map_has_range_checksums(map) &&
+			   strcmp(bmap_map_get_checksum_type(map), "sha256") == 0;
 	e.abort_on_mismatch = true;
 	e.image_name = bmap_source_get_name(src);
 	e.lazy = !map && opts && opts->source_map &&

@@ -53,6 +53,7 @@ struct engine {
 
 	/* per-range hashing */
 	bool check;             /* compare with the bmap's range checksums */
+	bool source_checked;    /* bmap_copy_opts.source_checked, with SHA-256 checksums */
 	bool abort_on_mismatch; /* copy stops; verify counts */
 	/* No map: the ranges are the self-mapped image's data, found as it
 	 * is read (opts->source_map). range_sha256 then grows, and only the
@@ -98,6 +99,7 @@ struct range_hash {
 	struct bmap_digest *other;
 	struct sha256_ni ni;
 	bool ni_on;
+	bool off; /* the source was checked (bmap_copy_opts.source_checked) */
 };
 int range_hash_init(struct engine *e, struct range_hash *h);
 /* A hash for range_hash_update2(): the SHA extensions where they are. */

@@ -68,6 +68,11 @@ int cache_fill_status(struct cache_use *u, char *why, size_t why_len);
  * and what the server announced (0: not said); else 0. */
 int cache_download(struct cache_use *u, uint64_t *ret_done, uint64_t *ret_total);
 void cache_release(struct cache_use *u);
+/* After a card copied from the complete entry @u without hashing failed its
+ * read-back (cache-check.c): 0 when the entry still matches @map (the card
+ * is at fault), -EBADMSG with @why when it does not: then it was removed. */
+int cache_entry_check(const struct cache_use *u, const struct bmap_map *map, char *why,
+		      size_t why_len);
 /* At the station's start, before any worker runs: removes what fills that
  * died left in @dir ("" or NULL: no cache), parts, temp files of earlier
  * versions and state files of keys with neither entry nor part, and logs

@@ -334,6 +334,10 @@ int worker_run(const struct worker_job *job, int fd)
 				bmap_source_free(src);
 				src = cached;
 				unchecked = false;
+				/* The entry was checked against the map as it was
+				 * filled, and the card is read back against it: its
+				 * data is not hashed again on the way to the card. */
+				copts.source_checked = job->verify == VERIFY_READBACK;
 				/* Written from as far as it is filled. The filler
 				 * feeds every card: on a busy machine it gets the CPU
 				 * first (its process keeps the nice value it was
@@ -448,6 +452,18 @@ int worker_run(const struct worker_job *job, int fd)
 		}
 		r = bmap_verify(ctx, dst, map, again, &copts, &vres);
 		bmap_source_free(again);
+		if (r == -EBADMSG && copts.source_checked) {
+			char why[PATH_MAX + 256];
+
+			/* Not hashed on the way: the card, the image (a fill
+			 * that fails its checks) or the entry may be at fault. */
+			if ((cache.filling ? cache_finished(&cache, why, sizeof(why))
+					   : cache_entry_check(&cache, map, why, sizeof(why))) < 0) {
+				ret = finish(fd, "failed", cres.bytes_written, cres.data_sha256, NULL,
+					     why);
+				goto out;
+			}
+		}
 		if (r < 0) {
 			ret = finish_failed(fd, dst, r, "verify_failed", "verifying",
 					    cres.bytes_written, cres.data_sha256,

@@ -205,6 +205,33 @@ static void test_copy_checksum_mismatch(void **state)
 	free(data);
 }
 
+/* A source checked when it was made (the station's cache entry) is not
+ * hashed again: a changed byte passes the copy, the result's digest is the
+ * one the checksums give (the good image's), and the read-back finds it. */
+static void test_copy_source_checked(void **state)
+{
+	struct fixture *f = *state;
+	char *bad = tu_path(f->dir, "checked.img");
+	char *data = tu_read_file(f->img, NULL);
+	struct bmap_copy_opts checked = { .source_checked = true };
+	struct bmap_copy_result good, res;
+	struct bmap_verify_result vres;
+	uint64_t off, len;
+
+	assert_int_equal(do_copy(f, f->img, f->map, NULL, &good), 0);
+	bmap_map_range_bytes(f->map, 2, &off, &len);
+	data[off + 7] ^= 0x10;
+	tu_write_file(bad, data, IMG_SIZE);
+	assert_int_equal(do_copy(f, bad, f->map, &checked, &res), 0);
+	assert_memory_equal(res.data_sha256, good.data_sha256, 32);
+	assert_int_equal(do_verify(f, bad, f->map, &vres), -EBADMSG);
+	assert_int_equal(vres.first_bad, 2);
+	/* Without it the copy checks. */
+	assert_int_equal(do_copy(f, bad, f->map, NULL, NULL), -EBADMSG);
+	free(bad);
+	free(data);
+}
+
 static void test_copy_wrong_size_image(void **state)
 {
 	struct fixture *f = *state;
@@ -466,6 +493,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_verify_names_bad_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_compare_without_checksums, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_copy_source_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_checksum_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_wrong_size_image, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_nobmap, setup, teardown),
