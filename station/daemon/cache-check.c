@@ -23,11 +23,11 @@ int cache_entry_check(const struct cache_use *u, const struct bmap_map *map, cha
 	struct bmap_target_opts topts = {.mode = BMAP_TARGET_READ,
 					 .image_size = bmap_map_get_image_size(map)};
 	struct bmap_verify_result res = {0};
-	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_ctx *ctx;
 	struct bmap_target *t = NULL;
 	int r;
 
-	if (!ctx || !u->path)
+	if (!u->path || !(ctx = bmap_ctx_new()))
 		return 0;
 	r = bmap_target_open(ctx, u->path, &topts, &t);
 	if (r >= 0)
