@@ -385,6 +385,10 @@ struct bmap_copy_result {
 	 * digests, in range order (the whole image is one range without a map). */
 	uint8_t data_sha256[32];
 	double seconds;
+	/* bmap_copy_opts.source_checked took effect: the data was not hashed
+	 * as it passed, and data_sha256 is made from the map's checksums (what
+	 * the card should hold, known only once it is read back). */
+	bool unhashed;
 };
 
 /* Copies the mapped ranges of @map (every byte when @map is NULL, the image's

@@ -542,6 +542,7 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 		ret_result->bytes_written = atomic_load(&e.done);
 		engine_data_digest(&e, ret_result->data_sha256);
 		ret_result->seconds = now_monotonic() - t0;
+		ret_result->unhashed = e.source_checked;
 	}
 	engine_done(&e);
 	return r;

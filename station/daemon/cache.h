@@ -69,10 +69,12 @@ int cache_fill_status(struct cache_use *u, char *why, size_t why_len);
 int cache_download(struct cache_use *u, uint64_t *ret_done, uint64_t *ret_total);
 void cache_release(struct cache_use *u);
 /* After a card copied from the complete entry @u without hashing failed its
- * read-back (cache-check.c): 0 when the entry still matches @map (the card
- * is at fault), -EBADMSG with @why when it does not: then it was removed. */
-int cache_entry_check(const struct cache_use *u, const struct bmap_map *map, char *why,
-		      size_t why_len);
+ * read-back (cache-check.c): the file the card was copied from, open as
+ * @data_fd, is checked against @map. 0 when it matches (the card is at
+ * fault), -EBADMSG with @why when it does not: then the entry's name was
+ * removed if it still names that file. -EINTR once @cancel is set. */
+int cache_entry_check(const struct cache_use *u, int data_fd, const struct bmap_map *map,
+		      atomic_int *cancel, char *why, size_t why_len);
 /* At the station's start, before any worker runs: removes what fills that
  * died left in @dir ("" or NULL: no cache), parts, temp files of earlier
  * versions and state files of keys with neither entry nor part, and logs

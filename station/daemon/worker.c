@@ -139,6 +139,26 @@ static int open_regular(const char *path)
 	return fd;
 }
 
+/* The image's source: the file open as @image_fd when there is one (the
+ * one the cache is keyed on, whatever the name holds by now), by a
+ * description of its own (its offset is not shared with the filler's);
+ * else @image by its name. */
+static int open_image(struct bmap_ctx *ctx, const char *image, int image_fd,
+		      struct bmap_source **ret)
+{
+	char self[64];
+	int fd;
+
+	if (image_fd >= 0) {
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", image_fd);
+		fd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd >= 0)
+			return bmap_source_open_fd(ctx, fd, image, ret);
+	}
+	/* (without /proc, by its name) */
+	return bmap_source_open_cancel(ctx, image, worker_cancel_pipe[0], ret);
+}
+
 int worker_run(const struct worker_job *job, int fd)
 {
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
@@ -224,7 +244,7 @@ int worker_run(const struct worker_job *job, int fd)
 	unchecked = image_fd >= 0;
 	bmap_ctx_set_check_whole(ctx, !unchecked);
 	/* A URL is opened by the cache's filler, once for every card. */
-	r = url ? 0 : bmap_source_open_cancel(ctx, job->image, worker_cancel_pipe[0], &src);
+	r = url ? 0 : open_image(ctx, job->image, image_fd, &src);
 	bmap_ctx_set_check_whole(ctx, true);
 	if (r < 0) {
 		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
@@ -374,7 +394,7 @@ int worker_run(const struct worker_job *job, int fd)
 	if (unchecked && bmap_source_get_compression(src) != BMAP_COMP_RAW) {
 		bmap_source_free(src);
 		src = NULL;
-		r = bmap_source_open_cancel(ctx, job->image, worker_cancel_pipe[0], &src);
+		r = open_image(ctx, job->image, image_fd, &src);
 		if (r < 0) {
 			ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
 			goto out;
@@ -410,9 +430,15 @@ int worker_run(const struct worker_job *job, int fd)
 		/* Data read while it was filled is checked here too, and a bad
 		 * image may fail here first (a range's checksum): the filler's
 		 * verdict, which comes soon after, names it. */
-		if (cache.filling && r == -EBADMSG && cache_finished(&cache, why, sizeof(why)) < 0) {
-			ret = finish(fd, "failed", 0, NULL, NULL, why);
-			goto out;
+		if (cache.filling && r == -EBADMSG) {
+			int c = cache_finished(&cache, why, sizeof(why));
+
+			if (c == -EINTR) {
+				r = c;
+			} else if (c < 0) {
+				ret = finish(fd, "failed", 0, NULL, NULL, why);
+				goto out;
+			}
 		}
 		ret = finish_failed(fd, dst, r, "failed", "writing", 0, NULL,
 				    bmap_ctx_get_error(ctx));
@@ -452,22 +478,35 @@ int worker_run(const struct worker_job *job, int fd)
 		}
 		r = bmap_verify(ctx, dst, map, again, &copts, &vres);
 		bmap_source_free(again);
-		if (r == -EBADMSG && copts.source_checked) {
-			char why[PATH_MAX + 256];
+		/* Not hashed on the way, the copy's digest is the map's: what
+		 * the card should hold, not what it was given. A failed row
+		 * records none. */
+		const uint8_t *data = cres.unhashed && r < 0 ? NULL : cres.data_sha256;
 
-			/* Not hashed on the way: the card, the image (a fill
-			 * that fails its checks) or the entry may be at fault. */
-			if ((cache.filling ? cache_finished(&cache, why, sizeof(why))
-					   : cache_entry_check(&cache, map, why, sizeof(why))) < 0) {
-				ret = finish(fd, "failed", cres.bytes_written, cres.data_sha256, NULL,
-					     why);
+		if (r == -EBADMSG && cres.unhashed) {
+			char why[PATH_MAX + 256];
+			int c;
+
+			/* The card, the image (a fill that fails its checks) or
+			 * the entry may be at fault. */
+			c = cache.filling ? cache_finished(&cache, why, sizeof(why))
+					  : cache_entry_check(&cache, bmap_source_get_fd(src), map,
+							      &worker_cancel, why, sizeof(why));
+			if (c == -EINTR) {
+				ret = finish_failed(fd, dst, c, "verify_failed", "verifying",
+						    cres.bytes_written, NULL,
+						    "interrupted while the card's read-back failure "
+						    "was told apart from the image cache's");
+				goto out;
+			}
+			if (c < 0) {
+				ret = finish(fd, "failed", cres.bytes_written, NULL, NULL, why);
 				goto out;
 			}
 		}
 		if (r < 0) {
 			ret = finish_failed(fd, dst, r, "verify_failed", "verifying",
-					    cres.bytes_written, cres.data_sha256,
-					    bmap_ctx_get_error(ctx));
+					    cres.bytes_written, data, bmap_ctx_get_error(ctx));
 			goto out;
 		}
 	}

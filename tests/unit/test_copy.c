@@ -219,11 +219,14 @@ static void test_copy_source_checked(void **state)
 	uint64_t off, len;
 
 	assert_int_equal(do_copy(f, f->img, f->map, NULL, &good), 0);
+	assert_false(good.unhashed);
 	bmap_map_range_bytes(f->map, 2, &off, &len);
 	data[off + 7] ^= 0x10;
 	tu_write_file(bad, data, IMG_SIZE);
 	assert_int_equal(do_copy(f, bad, f->map, &checked, &res), 0);
 	assert_memory_equal(res.data_sha256, good.data_sha256, 32);
+	/* The caller is told: the digest is the map's, not the data's. */
+	assert_true(res.unhashed);
 	assert_int_equal(do_verify(f, bad, f->map, &vres), -EBADMSG);
 	assert_int_equal(vres.first_bad, 2);
 	/* Without it the copy checks. */
