@@ -10,7 +10,6 @@
 # attached even when a later card fails), one line per card:
 #   DEV MAJ:MIN INSERTED_AT   (INSERTED_AT: time.time() before the attach)
 # Exits 1 with a message on the first card it cannot attach.
-import errno
 import fcntl
 import os
 import sys
@@ -27,7 +26,7 @@ def limit(cg, version, mm, w, r):
                 f.write(f"{mm} {v}\n")
     else:
         with open(f"{cg}/io.max", "w") as f:
-            f.write(f"{mm} wbps={w or 'max'} rbps={r or 'max'}\n")
+            f.write(f"{mm} wbps={int(w) or 'max'} rbps={int(r) or 'max'}\n")
 
 
 def main():
@@ -37,32 +36,39 @@ def main():
         for spec in sys.argv[4:]:
             path, w, r = spec.rsplit(":", 2)
             backing = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            why = "no free loop device"
+            # As attach_card_at_speed: a device another process takes first
+            # (EBUSY), one whose node is not there yet or that goes away
+            # meanwhile: tried again, for about five seconds.
             for _ in range(20):
-                n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
-                dev = f"/dev/loop{n}"
-                for _ in range(50):  # devtmpfs makes the node soon after
-                    if os.path.exists(dev):
-                        break
-                    time.sleep(0.01)
-                st = os.stat(dev)
-                mm = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
-                limit(cg, version, mm, w, r)
-                fd = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
-                at = time.time()
+                mm = None
                 try:
-                    fcntl.ioctl(fd, LOOP_SET_FD, backing)
+                    n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+                    dev = f"/dev/loop{n}"
+                    for _ in range(50):  # devtmpfs makes the node soon after
+                        if os.path.exists(dev):
+                            break
+                        time.sleep(0.01)
+                    st = os.stat(dev)
+                    mm = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+                    limit(cg, version, mm, w, r)
+                    fd = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
+                    at = time.time()
+                    try:
+                        fcntl.ioctl(fd, LOOP_SET_FD, backing)
+                    finally:
+                        os.close(fd)
                 except OSError as e:
-                    os.close(fd)
-                    limit(cg, version, mm, 0, 0)
-                    if e.errno != errno.EBUSY:  # taken by another process: the next one
-                        sys.exit(f"attach-cards: cannot attach {path} to {dev}: {e.strerror}")
+                    why = f"{e.strerror} ({dev if mm else 'loop-control'})"
+                    if mm:
+                        limit(cg, version, mm, 0, 0)
+                    time.sleep(0.25)
                     continue
-                os.close(fd)
                 o.write(f"{dev} {mm} {at:.6f}\n")
                 o.flush()
                 break
             else:
-                sys.exit(f"attach-cards: no free loop device for {path}")
+                sys.exit(f"attach-cards: cannot attach {path} to a loop device: {why}")
             os.close(backing)
 
 

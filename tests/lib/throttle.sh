@@ -156,15 +156,38 @@ attach_cards_at_speed() {
 		IFS=: read -r path w r <<<"$spec"
 		args+=("$path:$(to_bytes "$w"):$(to_bytes "$r")")
 	done
-	python3 "$TESTS_DIR/lib/attach-cards.py" "$THROTTLE_CG" "$THROTTLE_VERSION" "$out" "${args[@]}" || rc=$?
+	: >"$out"
+	# Registered before the cards are there: a test stopped meanwhile
+	# (SIGTERM, a timeout) stops the attaching and detaches what it did.
+	python3 "$TESTS_DIR/lib/attach-cards.py" "$THROTTLE_CG" "$THROTTLE_VERSION" "$out" "${args[@]}" &
+	_ATTACH_PID=$!
+	# First of all at exit: no card is attached after the others went.
+	[[ " ${_CLEANUP_CMDS[*]} " == *"_attach_cards_collect $out"* ]] ||
+		_CLEANUP_CMDS=("_attach_cards_collect $out" "${_CLEANUP_CMDS[@]}")
+	wait "$_ATTACH_PID" || rc=$?
+	_ATTACH_PID=
+	_attach_cards_collect "$out"
+	((rc == 0)) || fail "attach_cards_at_speed: attached ${#CARD_DEVS[@]} of $# cards"
+}
+
+# _attach_cards_collect OUT: the cards attach-cards.py attached (its OUT),
+# once its process is over, for detaching at exit; sets CARD_DEVS and
+# CARDS_INSERTED_AT.
+_attach_cards_collect() {
+	local dev mm at
+	if [[ -n ${_ATTACH_PID:-} ]]; then
+		kill "$_ATTACH_PID" 2>/dev/null
+		wait "$_ATTACH_PID" 2>/dev/null
+		_ATTACH_PID=
+	fi
 	CARD_DEVS=() CARDS_INSERTED_AT=()
+	[[ -f $1 ]] || return 0
 	while read -r dev mm at; do
-		_LOOPS+=("$dev")
+		[[ " ${_LOOPS[*]} " == *" $dev "* ]] || _LOOPS+=("$dev")
 		[[ " ${_THROTTLE_DEVS[*]} " == *" $mm "* ]] || _THROTTLE_DEVS+=("$mm")
 		CARD_DEVS+=("$dev")
 		CARDS_INSERTED_AT+=("$at")
-	done <"$out"
-	((rc == 0)) || fail "attach_cards_at_speed: attached ${#CARD_DEVS[@]} of $# cards"
+	done <"$1"
 }
 
 # throttled CMD...: runs CMD in the cgroup and returns its status. In a
