@@ -35,6 +35,21 @@ if [[ ${1:-} == --leave-behind ]]; then
 	exit 0
 fi
 
+# The child test stopped while attach_cards_at_speed attaches its cards:
+# writes the cards' files to OUT, then attaches them; the parent sends it
+# SIGTERM once the first is on a device.
+if [[ ${1:-} == --term-attaching ]]; then
+	specs=()
+	for i in $(seq 16); do
+		truncate -s 4M "$CARD_DIR/t$i.bin"
+		specs+=("$CARD_DIR/t$i.bin:20M:0")
+	done
+	echo "$CARD_DIR" >"$2"
+	ATTACH_CARDS_PAUSE=0.1 attach_cards_at_speed "${specs[@]}"
+	sleep 60
+	exit 0
+fi
+
 # rate LOG: bytes/s from dd's summary line.
 rate() { awk '/ copied, / { print $1 / $(NF - 3) }' "$1"; }
 # within RATE LIMIT: RATE is within 15% of LIMIT.
@@ -138,6 +153,37 @@ if [[ ${#left[@]} == 4 ]]; then
 		"(the child said: $(tr '\n' ' ' <"$TEST_TMP/left.log"))"
 else
 	bad "the child test said nothing: $(cat "$TEST_TMP/left.log")"
+fi
+
+# A test stopped while its cards are being attached (a timeout, a ^C)
+# detaches those it had: the cards attached before the SIGTERM stayed.
+bash "$0" --term-attaching "$TEST_TMP/term" 2>"$TEST_TMP/term.log" &
+child=$!
+on_exit "kill $child 2>/dev/null"
+# child_cards: the loop devices whose backing file is in the child's card
+# folder (their files are removed with it: "... (deleted)").
+child_cards() {
+	local b dir
+	dir=$(cat "$TEST_TMP/term" 2>/dev/null)
+	[[ -n $dir ]] || return 0
+	for b in /sys/block/loop*/loop/backing_file; do
+		[[ $(cat "$b" 2>/dev/null) == "$dir/"* ]] && echo "/dev/$(basename "${b%/loop/backing_file}")"
+	done
+}
+for _ in $(seq 500); do
+	[[ -n $(child_cards) ]] && break
+	sleep 0.01
+done
+kill -TERM "$child"
+wait "$child"
+rc=$?
+sleep 0.5 # (what went on attaching after it would show by now)
+mapfile -t left < <(child_cards)
+if ((${#left[@]})); then
+	bad "a test stopped while attaching its cards left ${#left[@]} of them attached (exit $rc): ${left[*]}"
+	for dev in "${left[@]}"; do losetup -d "$dev"; done
+else
+	log "a test stopped while attaching its cards (exit $rc): none left attached"
 fi
 
 finish "two cards at their own speeds, a stalled card, nothing left behind"

@@ -10,6 +10,7 @@
 # attached even when a later card fails), one line per card:
 #   DEV MAJ:MIN INSERTED_AT   (INSERTED_AT: time.time() before the attach)
 # Exits 1 with a message on the first card it cannot attach.
+# ATTACH_CARDS_PAUSE=SECONDS: a pause after each card (tests of the caller).
 import fcntl
 import os
 import sys
@@ -31,6 +32,9 @@ def limit(cg, version, mm, w, r):
 
 def main():
     cg, version, out = sys.argv[1:4]
+    # A pause after each card (seconds): for the test of a test stopped
+    # while its cards are attached (throttle-cards.sh).
+    pause = float(os.environ.get("ATTACH_CARDS_PAUSE", "0"))
     ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
     with open(out, "w") as o:
         for spec in sys.argv[4:]:
@@ -66,6 +70,7 @@ def main():
                     continue
                 o.write(f"{dev} {mm} {at:.6f}\n")
                 o.flush()
+                time.sleep(pause)
                 break
             else:
                 sys.exit(f"attach-cards: cannot attach {path} to a loop device: {why}")
