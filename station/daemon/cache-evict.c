@@ -160,6 +160,8 @@ int cache_evict(const char *dir, const char *keep, uint64_t need, uint64_t max_s
 			unlink(lock);
 			snprintf(lock, sizeof(lock), "%s/%.64s.fill", dir, s.e[oldest].name);
 			unlink(lock);
+			snprintf(lock, sizeof(lock), "%s/%.64s.bmap", dir, s.e[oldest].name);
+			unlink(lock);
 			s.total -= s.e[oldest].size;
 		}
 		if (fd >= 0)
