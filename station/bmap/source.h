@@ -33,6 +33,10 @@ void bmap_ctx_set_check_whole(struct bmap_ctx *ctx, bool check);
 /* Takes ownership of @fd. @name is used in messages. */
 int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			struct bmap_source **ret_source);
+/* bmap_source_open_fd() with bmap_source_open_cancel()'s @cancel_fd (which
+ * also ends the whole-file check of a .tar.gz, source-whole.c). */
+int bmap_source_open_fd_cancel(struct bmap_ctx *ctx, int fd, const char *name, int cancel_fd,
+			       struct bmap_source **ret_source);
 /* A raw image in the regular file @fd (taken), read from the file's first
  * byte at image offsets, whatever its first bytes are: nothing is detected
  * from them. For a file still being filled (its first bytes may not be there
