@@ -19,6 +19,7 @@
 
 #include "map-internal.h"
 #include "source-format.h"
+#include "source.h"
 
 int format_map_cut(const struct bmap_map *map, uint64_t piece, struct bmap_map **ret_map)
 {
@@ -65,4 +66,10 @@ int source_work_map(struct bmap_source *src, const struct bmap_map *map,
 	if (format_map_cut(map, FORMAT_CUT_PIECE, ret_map) < 0)
 		return bmap_error(src->ctx, -ENOMEM, "out of memory");
 	return 0;
+}
+
+int bmap_source_work_map(struct bmap_source *s, const struct bmap_map *map,
+			 struct bmap_map **ret_map)
+{
+	return source_work_map(s, map, ret_map);
 }
