@@ -188,7 +188,7 @@ struct lane {
 	uint64_t off, len, done;
 	struct range_hash h;
 	bool busy;
-	const uint8_t *data; /* this round's piece, published, to hash; NULL: zeros */
+	const uint8_t *data; /* this round's piece, published, to hash */
 	size_t n;
 	/* What the format said of the image from run_off to run_end: zeros
 	 * known without reading them, or not (source_prun). */
@@ -260,6 +260,52 @@ static int64_t lane_zeros(struct engine *e, struct lane *l, uint64_t at, size_t 
 	return 0;
 }
 
+/* Zeros the format knows of at the lane's next bytes: each run a chunk of
+ * no data for the writer (BLKZEROOUT), never read, and into the range's
+ * hash (never hashed when the range is nothing else); a range that ends
+ * so is checked, and the lane takes the next one (with @refill) until it
+ * has data to read or no range is left. Before any data piece of the
+ * round is acquired: a zero chunk takes a slot too, and the slots of the
+ * round's data are reused only after their hashing. -1 after
+ * engine_fail(). */
+static int lane_pass_zeros(struct engine *e, struct ring *ring, struct lane *l, bool *more,
+			   bool refill)
+{
+	while (l->busy) {
+		uint64_t at = l->off + l->done;
+		size_t n = COPY_WORKER_CHUNK;
+		struct chunk *ch;
+		int64_t z;
+
+		if (engine_stopped(e))
+			return -1;
+		z = lane_zeros(e, l, at, &n);
+		if (z <= 0)
+			return (int)z;
+		ch = ring_acquire(ring);
+		if (!ch)
+			return -1;
+		ch->len = (size_t)z;
+		ch->off = at;
+		ch->zero = true;
+		ring_publish(ring);
+		range_hash_zeros(&l->h, (uint64_t)z);
+		l->done += (uint64_t)z;
+		if (l->done < l->len)
+			continue;
+		l->busy = false;
+		if (range_hash_end(e, &l->h, l->i) < 0)
+			return -1;
+		if (!refill || !*more)
+			break;
+		if (engine_take_range(e, &l->i))
+			lane_start(e, l);
+		else
+			*more = false;
+	}
+	return 0;
+}
+
 /* Reads the lane's next piece (an image read at random: a raw file,
  * qcow2) into a slot of @ring and publishes it to the worker's writer.
  * It is hashed after that, while being written: the slot is reused only
@@ -276,23 +322,13 @@ static int lane_piece(struct engine *e, struct ring *ring, struct lane *l)
 
 	if (engine_stopped(e))
 		return -ECANCELED;
+	/* Data here (lane_zeros() passed the zeros): how much of it. */
 	z = lane_zeros(e, l, at, &n);
 	if (z < 0)
 		return -1;
 	ch = ring_acquire(ring);
 	if (!ch)
 		return -ECANCELED;
-	if (z > 0) {
-		/* Zeros the format knows of: BLKZEROOUT, never read. */
-		ch->len = (size_t)z;
-		ch->off = at;
-		ch->zero = true;
-		l->data = NULL;
-		l->n = (size_t)z;
-		ring_publish(ring);
-		return 0;
-	}
-	ch->zero = false;
 	if (engine_wait(e, at + n) < 0)
 		return -1;
 	got = source_pread(e->source, ch->data, n, at);
@@ -319,13 +355,8 @@ static int lane_piece(struct engine *e, struct ring *ring, struct lane *l)
 static int lanes_hash(struct engine *e, struct lane *lanes)
 {
 	struct lane *a = &lanes[0], *b = &lanes[1];
-	bool ad = a->busy && a->data, bd = b->busy && b->data;
+	bool ad = a->busy, bd = b->busy;
 
-	/* Zeros: into the hash that waits for data (never hashed when the
-	 * range is nothing else). */
-	for (int k = 0; k < 2; k++)
-		if (lanes[k].busy && !lanes[k].data)
-			range_hash_zeros(&lanes[k].h, lanes[k].n);
 	if (ad && bd) {
 		size_t m = a->n < b->n ? a->n : b->n;
 
@@ -395,6 +426,11 @@ static void *copy_worker(void *arg)
 		}
 		if (!lanes[0].busy && !lanes[1].busy)
 			break;
+		if (lane_pass_zeros(e, writer.ring, &lanes[0], &more, true) < 0 ||
+		    lane_pass_zeros(e, writer.ring, &lanes[1], &more, pair || !lanes[0].busy) < 0)
+			break;
+		if (!lanes[0].busy && !lanes[1].busy)
+			continue;
 		if ((lanes[0].busy && lane_piece(e, writer.ring, &lanes[0]) < 0) ||
 		    (lanes[1].busy && lane_piece(e, writer.ring, &lanes[1]) < 0) ||
 		    lanes_hash(e, lanes) < 0)
