@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The copy engine. A raw image file (or a qcow2 image, read at random) is
- * copied by a pool of workers, each taking whole ranges, two at a time
- * where their SHA-256 can be computed in lockstep (read, hash, write). A
+ * The copy engine. A raw image file (or a qcow2 image, or an uncompressed
+ * sparse image without CRC32 chunks, read at random; their own map cut into
+ * 16 MiB ranges, format-cut.c) is copied by a pool of workers, each taking
+ * whole ranges, two at a time where their SHA-256 can be computed in
+ * lockstep (read, hash, write; zeros the format knows of go by BLKZEROOUT,
+ * unread). A
  * stream (compressed, or a pipe) is read or decompressed by the calling
  * thread into a ring of 4 MiB aligned buffers, and a writer thread and a
  * hasher thread consume it, so
@@ -205,8 +208,8 @@ static void lane_start(struct engine *e, struct lane *l)
 	range_hash_start(&l->h);
 }
 
-/* The format's run at @at (up to @max), into the lane; false when the
- * format tells none. -1 after engine_fail(). */
+/* The format's run at @at (up to @max) into the lane: 1, or 0 when the
+ * format tells none (a raw file, qcow2); -1 after engine_fail(). */
 static int lane_run(struct engine *e, struct lane *l, uint64_t at, uint64_t max)
 {
 	bool zero;
@@ -307,7 +310,7 @@ static int lane_pass_zeros(struct engine *e, struct ring *ring, struct lane *l, 
 }
 
 /* Reads the lane's next piece (an image read at random: a raw file,
- * qcow2) into a slot of @ring and publishes it to the worker's writer.
+ * qcow2, an indexed sparse image) into a slot of @ring and publishes it to the worker's writer.
  * It is hashed after that, while being written: the slot is reused only
  * COPY_WORKER_SLOTS acquires later, after this round's hashing. */
 static int lane_piece(struct engine *e, struct ring *ring, struct lane *l)
