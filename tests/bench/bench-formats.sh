@@ -129,7 +129,7 @@ hash_floor() {
 	[[ -n $sha_rate ]] || return 0
 	awk -v b="$(largest_range "$1")" -v r="$sha_rate" -v m="$mapped_bytes" -v c="$(nproc)" \
 		'BEGIN { if (b > 16777216) b = 16777216; a = m / (r * c); o = b / r
-		printf "%.2f\n", a > o ? a : o }'
+		printf "%.2f\n", (a > o ? a : o) }'
 }
 
 # largest_range IMG: the bytes of the image's largest range (its bmap's).
