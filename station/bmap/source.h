@@ -100,6 +100,13 @@ uint64_t bmap_source_get_image_size(const struct bmap_source *s);
  * (a pipe, compressed) has not been read to its end: copy it with
  * opts.source_map, or bmap_source_read_map(). */
 int bmap_source_get_map(struct bmap_source *s, struct bmap_map **ret_map);
+/* The map copy and verify work by for @s and @map: a copy of @map cut into
+ * 16 MiB pieces when @s is a self-mapped image and @map has no range
+ * checksums, else NULL (see format-cut.c). For a copy of such an image from
+ * another source (a spill file of its disk), so that its data digest is the
+ * one a copy from @s gives. 0 or -ENOMEM. */
+int bmap_source_work_map(struct bmap_source *s, const struct bmap_map *map,
+			 struct bmap_map **ret_map);
 /* Reads the rest of the image to learn its map (a stream is consumed). */
 int bmap_source_read_map(struct bmap_source *s, struct bmap_map **ret_map);
 /* Header facts of a self-mapped image (-ENODATA for raw). */
