@@ -13,6 +13,7 @@ PACKAGES="
  zstd gzip xz-utils bzip2 lz4 lzop zip unzip sqlite3 time bc
  dpkg-dev systemd openssl python3 python3-prometheus-client tmux valgrind strace
  scdoc man-db
+ qemu-utils android-sdk-libsparse-utils
  nginx-light curl
  chromium python3-websocket
 "

@@ -397,6 +397,22 @@ int multi_run(const struct multi_args *a)
 		goto out;
 	}
 	m.image_size = image_size_of(m.map, src);
+	/* A qcow2's or sparse image's own map, cut as a copy from the image
+	 * cuts it: every destination copies from the spill file, raw, and
+	 * gets the data digest a copy from the image gives. */
+	{
+		struct bmap_map *work = NULL;
+
+		if (bmap_source_work_map(src, m.map, &work) < 0) {
+			error("%s", bmap_ctx_get_error(ctx));
+			ret = EXIT_FAILURE;
+			goto out;
+		}
+		if (work) {
+			bmap_map_free(m.map);
+			m.map = work;
+		}
+	}
 	/* A stream is decoded once; a raw file is read by each; verify against
 	 * checksums reads no image at all. No room for the spill: no
 	 * destination is touched. */

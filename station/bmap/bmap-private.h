@@ -40,3 +40,8 @@ static inline void bmap_digest_freep(struct bmap_digest **d)
 {
 	bmap_digest_free(*d);
 }
+
+static inline void bmap_map_freep(struct bmap_map **m)
+{
+	bmap_map_free(*m);
+}

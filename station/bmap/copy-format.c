@@ -76,7 +76,7 @@ int copy_produce_source_map(struct engine *e)
 	size_t slot = ring_slot_size(e->ring), range = 0;
 	struct chunk *ch = NULL;
 	bool any = false;
-	uint64_t prev_end = 0;
+	uint64_t prev_end = 0, range_off = 0;
 
 	for (;;) {
 		uint64_t len, off;
@@ -98,7 +98,19 @@ int copy_produce_source_map(struct engine *e)
 		start = !any || off != prev_end;
 		if (start && any)
 			range++;
+		if (start)
+			range_off = off;
 		any = true;
+		/* Cut as copy cuts the map of an image read at random
+		 * (format-cut.c), so that the data digests agree. */
+		if (!start && off - range_off >= FORMAT_CUT_PIECE) {
+			if (ch)
+				ring_publish(e->ring);
+			ch = NULL;
+			start = true;
+			range++;
+			range_off = off;
+		}
 		/* A fill of zeros: no buffer, BLKZEROOUT (see writer_thread). */
 		bool zero;
 		int64_t z = source_run(src, &zero);
@@ -110,6 +122,8 @@ int copy_produce_source_map(struct engine *e)
 
 			if (n > ZERO_MAX)
 				n = ZERO_MAX;
+			if (n > range_off + FORMAT_CUT_PIECE - off)
+				n = range_off + FORMAT_CUT_PIECE - off;
 			if (ch)
 				ring_publish(e->ring);
 			ch = ring_acquire(e->ring);
@@ -129,6 +143,14 @@ int copy_produce_source_map(struct engine *e)
 			size_t n;
 			ssize_t got;
 
+			if (off - range_off >= FORMAT_CUT_PIECE) {
+				if (ch)
+					ring_publish(e->ring);
+				ch = NULL;
+				start = true;
+				range++;
+				range_off = off;
+			}
 			if (!ch) {
 				ch = ring_acquire(e->ring);
 				if (!ch)
@@ -139,6 +161,8 @@ int copy_produce_source_map(struct engine *e)
 				start = false;
 			}
 			n = slot - ch->len < len ? slot - ch->len : (size_t)len;
+			if (n > range_off + FORMAT_CUT_PIECE - off)
+				n = (size_t)(range_off + FORMAT_CUT_PIECE - off);
 			got = bmap_source_read(src, ch->data + ch->len, n);
 			if (got < 0)
 				return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The copy engine. A raw image file (or a qcow2 image, read at random) is
- * copied by a pool of workers, each taking whole ranges, two at a time
- * where their SHA-256 can be computed in lockstep (read, hash, write). A
+ * The copy engine. A raw image file (or a qcow2 image, or an uncompressed
+ * sparse image without CRC32 chunks, read at random; their own map cut into
+ * 16 MiB ranges, format-cut.c) is copied by a pool of workers, each taking
+ * whole ranges, two at a time where their SHA-256 can be computed in
+ * lockstep (read, hash, write; zeros the format knows of go by BLKZEROOUT,
+ * unread). A
  * stream (compressed, or a pipe) is read or decompressed by the calling
  * thread into a ring of 4 MiB aligned buffers, and a writer thread and a
  * hasher thread consume it, so
@@ -190,6 +193,10 @@ struct lane {
 	bool busy;
 	const uint8_t *data; /* this round's piece, published, to hash */
 	size_t n;
+	/* What the format said of the image from run_off to run_end: zeros
+	 * known without reading them, or not (source_prun). */
+	uint64_t run_off, run_end;
+	bool run_zero, no_runs;
 };
 
 static void lane_start(struct engine *e, struct lane *l)
@@ -197,11 +204,113 @@ static void lane_start(struct engine *e, struct lane *l)
 	bmap_map_range_bytes(e->map, l->i, &l->off, &l->len);
 	l->done = 0;
 	l->busy = true;
+	l->run_off = l->run_end = 0;
 	range_hash_start(&l->h);
 }
 
+/* The format's run at @at (up to @max) into the lane: 1, or 0 when the
+ * format tells none (a raw file, qcow2); -1 after engine_fail(). */
+static int lane_run(struct engine *e, struct lane *l, uint64_t at, uint64_t max)
+{
+	bool zero;
+	int64_t k;
+
+	if (l->no_runs)
+		return 0;
+	if (at >= l->run_off && at < l->run_end)
+		return 1;
+	k = source_prun(e->source, at, max, &zero);
+	if (k == -ENOTSUP) {
+		l->no_runs = true;
+		return 0;
+	}
+	if (k < 0)
+		return engine_fail(e, (int)k, "%s", bmap_ctx_get_error(e->ctx)), -1;
+	if (k == 0)
+		return 0;
+	l->run_off = at;
+	l->run_end = at + (uint64_t)k;
+	l->run_zero = zero;
+	return 1;
+}
+
+/* A zero run of ZERO_MIN or more at the lane's next byte: its length (up
+ * to the range's end and ZERO_MAX), else 0, when the piece read is data
+ * (*@ret_data: up to where, a zero run of ZERO_MIN or more beginning
+ * there). -1 after engine_fail(). */
+static int64_t lane_zeros(struct engine *e, struct lane *l, uint64_t at, size_t *ret_data)
+{
+	uint64_t end = l->off + l->len;
+	int r = lane_run(e, l, at, end - at);
+	uint64_t z;
+
+	if (r <= 0)
+		return r;
+	z = (l->run_end < end ? l->run_end : end) - at;
+	if (l->run_zero && z >= ZERO_MIN)
+		return (int64_t)(z < ZERO_MAX ? z : ZERO_MAX);
+	/* Data: up to a long zero run that begins in this piece. */
+	if (!l->run_zero && l->run_end < end && l->run_end - at < *ret_data) {
+		uint64_t d = l->run_end - at;
+
+		r = lane_run(e, l, l->run_end, end - l->run_end);
+		if (r < 0)
+			return -1;
+		if (r > 0 && l->run_zero &&
+		    (l->run_end < end ? l->run_end : end) - l->run_off >= ZERO_MIN)
+			*ret_data = (size_t)d;
+	}
+	return 0;
+}
+
+/* Zeros the format knows of at the lane's next bytes: each run a chunk of
+ * no data for the writer (BLKZEROOUT), never read, and into the range's
+ * hash (never hashed when the range is nothing else); a range that ends
+ * so is checked, and the lane takes the next one (with @refill) until it
+ * has data to read or no range is left. Before any data piece of the
+ * round is acquired: a zero chunk takes a slot too, and the slots of the
+ * round's data are reused only after their hashing. -1 after
+ * engine_fail(). */
+static int lane_pass_zeros(struct engine *e, struct ring *ring, struct lane *l, bool *more,
+			   bool refill)
+{
+	while (l->busy) {
+		uint64_t at = l->off + l->done;
+		size_t n = COPY_WORKER_CHUNK;
+		struct chunk *ch;
+		int64_t z;
+
+		if (engine_stopped(e))
+			return -1;
+		z = lane_zeros(e, l, at, &n);
+		if (z <= 0)
+			return (int)z;
+		ch = ring_acquire(ring);
+		if (!ch)
+			return -1;
+		ch->len = (size_t)z;
+		ch->off = at;
+		ch->zero = true;
+		ring_publish(ring);
+		range_hash_zeros(&l->h, (uint64_t)z);
+		l->done += (uint64_t)z;
+		if (l->done < l->len)
+			continue;
+		l->busy = false;
+		if (range_hash_end(e, &l->h, l->i) < 0)
+			return -1;
+		if (!refill || !*more)
+			break;
+		if (engine_take_range(e, &l->i))
+			lane_start(e, l);
+		else
+			*more = false;
+	}
+	return 0;
+}
+
 /* Reads the lane's next piece (an image read at random: a raw file,
- * qcow2) into a slot of @ring and publishes it to the worker's writer.
+ * qcow2, an indexed sparse image) into a slot of @ring and publishes it to the worker's writer.
  * It is hashed after that, while being written: the slot is reused only
  * COPY_WORKER_SLOTS acquires later, after this round's hashing. */
 static int lane_piece(struct engine *e, struct ring *ring, struct lane *l)
@@ -212,9 +321,14 @@ static int lane_piece(struct engine *e, struct ring *ring, struct lane *l)
 							 : (size_t)(l->len - l->done);
 	struct chunk *ch;
 	ssize_t got;
+	int64_t z;
 
 	if (engine_stopped(e))
 		return -ECANCELED;
+	/* Data here (lane_zeros() passed the zeros): how much of it. */
+	z = lane_zeros(e, l, at, &n);
+	if (z < 0)
+		return -1;
 	ch = ring_acquire(ring);
 	if (!ch)
 		return -ECANCELED;
@@ -244,17 +358,18 @@ static int lane_piece(struct engine *e, struct ring *ring, struct lane *l)
 static int lanes_hash(struct engine *e, struct lane *lanes)
 {
 	struct lane *a = &lanes[0], *b = &lanes[1];
+	bool ad = a->busy, bd = b->busy;
 
-	if (a->busy && b->busy) {
+	if (ad && bd) {
 		size_t m = a->n < b->n ? a->n : b->n;
 
 		range_hash_update2(&a->h, a->data, &b->h, b->data, m);
 		range_hash_update(&a->h, a->data + m, a->n - m);
 		range_hash_update(&b->h, b->data + m, b->n - m);
-	} else {
-		struct lane *l = a->busy ? a : b;
-
-		range_hash_update(&l->h, l->data, l->n);
+	} else if (ad) {
+		range_hash_update(&a->h, a->data, a->n);
+	} else if (bd) {
+		range_hash_update(&b->h, b->data, b->n);
 	}
 	for (int k = 0; k < 2; k++) {
 		struct lane *l = &lanes[k];
@@ -314,6 +429,11 @@ static void *copy_worker(void *arg)
 		}
 		if (!lanes[0].busy && !lanes[1].busy)
 			break;
+		if (lane_pass_zeros(e, writer.ring, &lanes[0], &more, true) < 0 ||
+		    lane_pass_zeros(e, writer.ring, &lanes[1], &more, pair || !lanes[0].busy) < 0)
+			break;
+		if (!lanes[0].busy && !lanes[1].busy)
+			continue;
 		if ((lanes[0].busy && lane_piece(e, writer.ring, &lanes[0]) < 0) ||
 		    (lanes[1].busy && lane_piece(e, writer.ring, &lanes[1]) < 0) ||
 		    lanes_hash(e, lanes) < 0)
@@ -479,6 +599,7 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 	uint64_t expected = map ? bmap_map_get_mapped_bytes(map) : 0;
 	uint64_t image_size = bmap_source_get_image_size(src);
 	double t0 = now_monotonic();
+	_cleanup_(bmap_map_freep) struct bmap_map *work = NULL;
 	int r, rs;
 
 	r = check_before(ctx, src, map, dst, opts);
@@ -486,6 +607,12 @@ int bmap_copy(struct bmap_ctx *ctx, struct bmap_source *src, const struct bmap_m
 		return r;
 	if (map && dst->blockdev && dst->size < bmap_map_get_image_size(map))
 		return bmap_error(ctx, -ENOSPC, "device '%s' is smaller than the image", dst->name);
+	/* A self-mapped image's own map, cut for the workers (format-cut.c). */
+	r = source_work_map(src, map, &work);
+	if (r < 0)
+		return r;
+	if (work)
+		map = work;
 
 	r = engine_init(&e, ctx, map, opts);
 	if (r < 0)

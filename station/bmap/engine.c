@@ -195,6 +195,7 @@ void range_hash_free(struct range_hash *h)
 
 void range_hash_start(struct range_hash *h)
 {
+	h->fed = h->zeros = 0;
 	if (h->off)
 		return;
 	if (h->ni_on)
@@ -205,16 +206,38 @@ void range_hash_start(struct range_hash *h)
 		bmap_digest_reset(h->other);
 }
 
-void range_hash_update(struct range_hash *h, const void *buf, size_t len)
+static void feed(struct range_hash *h, const void *buf, size_t len)
 {
-	if (h->off)
-		return;
 	if (h->ni_on)
 		sha256_ni_update(&h->ni, buf, len);
 	else
 		bmap_digest_update(h->sha256, buf, len);
 	if (h->other)
 		bmap_digest_update(h->other, buf, len);
+	h->fed += len;
+}
+
+/* The zeros a range began with, now that more follows. */
+static void feed_zeros(struct range_hash *h)
+{
+	uint64_t len = h->zeros;
+
+	h->zeros = 0;
+	while (len > 0) {
+		size_t n = len < TARGET_ZEROS_SIZE ? (size_t)len : TARGET_ZEROS_SIZE;
+
+		feed(h, target_zeros, n);
+		len -= n;
+	}
+}
+
+void range_hash_update(struct range_hash *h, const void *buf, size_t len)
+{
+	if (h->off || len == 0)
+		return;
+	if (h->zeros)
+		feed_zeros(h);
+	feed(h, buf, len);
 }
 
 void range_hash_update2(struct range_hash *a, const void *da, struct range_hash *b,
@@ -222,12 +245,18 @@ void range_hash_update2(struct range_hash *a, const void *da, struct range_hash 
 {
 	if (a->off && b->off)
 		return;
-	if (!a->ni_on || !b->ni_on) {
+	if (!a->ni_on || !b->ni_on || a->off || b->off) {
 		range_hash_update(a, da, len);
 		range_hash_update(b, db, len);
 		return;
 	}
+	if (a->zeros)
+		feed_zeros(a);
+	if (b->zeros)
+		feed_zeros(b);
 	sha256_ni_update2(&a->ni, da, &b->ni, db, len);
+	a->fed += len;
+	b->fed += len;
 	if (a->other)
 		bmap_digest_update(a->other, da, len);
 	if (b->other)
@@ -253,12 +282,11 @@ static uint8_t *range_digest(struct engine *e, size_t range)
 
 void range_hash_zeros(struct range_hash *h, uint64_t len)
 {
-	while (!h->off && len > 0) {
-		size_t n = len < TARGET_ZEROS_SIZE ? (size_t)len : TARGET_ZEROS_SIZE;
-
-		range_hash_update(h, target_zeros, n);
-		len -= n;
-	}
+	if (h->off)
+		return;
+	h->zeros += len;
+	if (h->fed)
+		feed_zeros(h);
 }
 
 int range_hash_end(struct engine *e, struct range_hash *h, size_t range)
@@ -274,10 +302,19 @@ int range_hash_end(struct engine *e, struct range_hash *h, size_t range)
 		memcpy(mine, bmap_map_get_range_checksum(e->map, range), 32);
 		return 0;
 	}
-	if (h->ni_on)
-		sha256_ni_final(&h->ni, mine);
-	else
-		bmap_digest_final(h->sha256, mine);
+	if (h->zeros && !h->fed && !h->other) {
+		/* Zeros alone: the digest of so many zeros, memoized. */
+		if (engine_zero_sha256(h->zeros, sha_ni_wanted(), mine) < 0)
+			return engine_fail(e, -ENOMEM, "out of memory");
+		h->zeros = 0;
+	} else {
+		if (h->zeros)
+			feed_zeros(h);
+		if (h->ni_on)
+			sha256_ni_final(&h->ni, mine);
+		else
+			bmap_digest_final(h->sha256, mine);
+	}
 	if (!e->check)
 		return 0;
 	want = bmap_map_get_range_checksum(e->map, range);

@@ -100,6 +100,10 @@ struct range_hash {
 	struct sha256_ni ni;
 	bool ni_on;
 	bool off; /* the source was checked (bmap_copy_opts.source_checked) */
+	/* This range so far: bytes hashed, and zeros not hashed yet (a range
+	 * that begins with zeros; one of zeros alone is never hashed: its
+	 * digest is engine_zero_sha256()'s). */
+	uint64_t fed, zeros;
 };
 int range_hash_init(struct engine *e, struct range_hash *h);
 /* A hash for range_hash_update2(): the SHA extensions where they are. */
@@ -110,11 +114,17 @@ void range_hash_update(struct range_hash *h, const void *buf, size_t len);
 /* @len bytes each into two ranges' hashes, in lockstep where both are ni_on. */
 void range_hash_update2(struct range_hash *a, const void *da, struct range_hash *b,
 			const void *db, size_t len);
-/* @len zero bytes (a chunk marked zero). */
+/* @len zero bytes (a chunk marked zero): hashed only when data follows
+ * them in the range (see above). */
 void range_hash_zeros(struct range_hash *h, uint64_t len);
 /* Stores the range's SHA-256 and checks the bmap's checksum; returns
  * -EBADMSG after recording a mismatch. */
 int range_hash_end(struct engine *e, struct range_hash *h, size_t range);
+
+/* The SHA-256 of @len zero bytes (zero-digest.c), memoized: with @ni
+ * (the SHA extensions) at most 1 MiB of zeros is hashed for any length,
+ * without them each length once. 0 or -ENOMEM. */
+int engine_zero_sha256(uint64_t len, bool ni, uint8_t out[32]);
 
 /* Pipeline consumer: hashes and checks each range as its chunks pass. */
 struct engine_consumer {

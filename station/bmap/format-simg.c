@@ -7,7 +7,8 @@
  * image works from a pipe and through any codec: RAW and FILL chunks are
  * the map (a FILL of zeros is data too), which grows as the chunks go by.
  * A regular uncompressed file has its chunk headers walked at open, so its
- * map is known before the first byte is copied.
+ * map is known before the first byte is copied; without CRC32 chunks, it
+ * is also read at random, through its chunk index (format-simg-index.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,7 +19,7 @@
 #include <sys/stat.h>
 #include <isa-l/crc.h>
 
-#include "source-format.h"
+#include "format-simg.h"
 #include "util.h"
 
 #define SIMG_HDR 28
@@ -26,10 +27,10 @@
 #define SIMG_BUF (256u * 1024)
 
 enum {
-	CHUNK_RAW = 0xcac1,
-	CHUNK_FILL = 0xcac2,
-	CHUNK_DONT_CARE = 0xcac3,
-	CHUNK_CRC32 = 0xcac4,
+	CHUNK_RAW = SIMG_CHUNK_RAW,
+	CHUNK_FILL = SIMG_CHUNK_FILL,
+	CHUNK_DONT_CARE = SIMG_CHUNK_DONT_CARE,
+	CHUNK_CRC32 = SIMG_CHUNK_CRC32,
 };
 
 struct simg {
@@ -56,6 +57,7 @@ struct simg {
 	bool map_complete;
 	uint64_t n_raw, n_fill, n_dont_care, n_crc;
 	uint8_t *buf; /* SIMG_BUF bytes: skipped data, fill patterns */
+	struct simg_index *index; /* a walked file without CRC32 chunks */
 };
 
 static uint32_t le32(const uint8_t *p)
@@ -466,6 +468,9 @@ static int simg_walk(struct bmap_source *s, struct simg *g)
 	if (fstat(s->fd, &st) < 0)
 		return bmap_error(s->ctx, -errno, "cannot stat %s: %m", s->what);
 	size = (uint64_t)st.st_size;
+	/* No index past SIMG_INDEX_MAX chunks, nor without memory for it:
+	 * such an image is read as a stream. */
+	g->index = simg_index_new(s->fd, g->size, g->total_chunks);
 	for (g->chunk = 1; g->chunk <= g->total_chunks; g->chunk++) {
 		ssize_t n = off <= size ? loop_pread(s->fd, h, sizeof(h), off) : 0;
 		uint64_t voff = g->blocks * g->blk_sz;
@@ -479,9 +484,20 @@ static int simg_walk(struct bmap_source *s, struct simg *g)
 		r = chunk_check(s, g, h, &data);
 		if (r < 0)
 			return r;
-		off += g->chunk_hdr_sz + data;
-		if (off > size)
+		if (off + g->chunk_hdr_sz + data > size)
 			return simg_truncated(s, g, "inside");
+		if (g->index) {
+			uint8_t fill[4];
+
+			if (le16(h) == CHUNK_FILL &&
+			    loop_pread(s->fd, fill, 4, off + g->chunk_hdr_sz) != 4)
+				return simg_truncated(s, g, "inside");
+			if (simg_index_add(g->index, le16(h), voff, (uint64_t)le32(h + 4) * g->blk_sz,
+					   off + g->chunk_hdr_sz,
+					   le16(h) == CHUNK_FILL ? fill : NULL) < 0)
+				g->index = simg_index_free(g->index);
+		}
+		off += g->chunk_hdr_sz + data;
 		g->blocks += le32(h + 4);
 		if (chunk_counted(g, le16(h)) < 0)
 			return -EINVAL;
@@ -496,6 +512,9 @@ static int simg_walk(struct bmap_source *s, struct simg *g)
 	g->walked = true;
 	g->map_complete = true;
 	g->crc_on = g->n_crc > 0;
+	/* CRC32 chunks are checked: front to back, as a stream. */
+	if (g->n_crc > 0)
+		g->index = simg_index_free(g->index);
 	return 0;
 }
 
@@ -504,6 +523,7 @@ static void simg_free(struct bmap_source *s)
 	struct simg *g = s->fmt_state;
 
 	bmap_map_free(g->map);
+	simg_index_free(g->index);
 	free(g->buf);
 	free(g);
 	s->fmt_state = NULL;
@@ -593,6 +613,27 @@ static void simg_info(struct bmap_source *s, struct bmap_format_info *ret)
 	ret->counts_known = g->map_complete;
 }
 
+static bool simg_random(const struct bmap_source *s)
+{
+	const struct simg *g = s->fmt_state;
+
+	return g->index != NULL;
+}
+
+static ssize_t simg_pread(struct bmap_source *s, void *buf, size_t len, uint64_t off)
+{
+	const struct simg *g = s->fmt_state;
+
+	return simg_index_pread(s, g->index, buf, len, off);
+}
+
+static int64_t simg_prun(struct bmap_source *s, uint64_t off, uint64_t max, bool *ret_zero)
+{
+	const struct simg *g = s->fmt_state;
+
+	return simg_index_run(g->index, off, max, ret_zero);
+}
+
 const struct source_format source_format_simg = {
 	.format = BMAP_FORMAT_SIMG,
 	.open = simg_open,
@@ -600,6 +641,9 @@ const struct source_format source_format_simg = {
 	.skip = simg_skip,
 	.next_data = simg_next_data,
 	.run = simg_run,
+	.pread = simg_pread,
+	.random = simg_random,
+	.prun = simg_prun,
 	.map = simg_map,
 	.info = simg_info,
 	.free = simg_free,

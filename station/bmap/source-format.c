@@ -101,7 +101,7 @@ bool source_dec_random(const struct bmap_source *s)
 bool source_can_pread(const struct bmap_source *s)
 {
 	if (s->fmt)
-		return s->fmt->pread != NULL;
+		return s->fmt->pread && (!s->fmt->random || s->fmt->random(s));
 	return bmap_source_get_raw_fd(s) >= 0;
 }
 
@@ -110,6 +110,14 @@ ssize_t source_pread(struct bmap_source *s, void *buf, size_t len, uint64_t off)
 	if (s->fmt)
 		return s->fmt->pread(s, buf, len, off);
 	return loop_pread(s->fd, buf, len, off);
+}
+
+int64_t source_prun(struct bmap_source *s, uint64_t off, uint64_t max, bool *ret_zero)
+{
+	*ret_zero = false;
+	if (!s->fmt || !s->fmt->prun || !source_can_pread(s))
+		return -ENOTSUP;
+	return s->fmt->prun(s, off, max ? max : 1, ret_zero);
 }
 
 enum bmap_format bmap_source_get_format(const struct bmap_source *s)

@@ -38,6 +38,14 @@ struct source_format {
 	/* Optional, thread-safe: @len image bytes at @off (short only at
 	 * the end). NULL when the format is read as a stream. */
 	ssize_t (*pread)(struct bmap_source *s, void *buf, size_t len, uint64_t off);
+	/* Optional: whether pread works for this image (NULL: it always
+	 * does; a sparse image only once its chunks were indexed). */
+	bool (*random)(const struct bmap_source *s);
+	/* Optional, thread-safe, with pread: how many image bytes from @off
+	 * on, up to @max (> 0) at least, are of one kind (> 0; 0 at the
+	 * image's end; the next run may be of the same kind), and whether
+	 * they are zeros known without reading them; -errno with a detail. */
+	int64_t (*prun)(struct bmap_source *s, uint64_t off, uint64_t max, bool *ret_zero);
 	/* The map as far as it is known: *ret_complete false while a
 	 * stream has not been read to its end. Owned by the format. */
 	const struct bmap_map *(*map)(struct bmap_source *s, bool *ret_complete);
@@ -82,3 +90,24 @@ int source_next_data(struct bmap_source *s, uint64_t *ret_len);
 int source_map_add(struct bmap_map *map, uint64_t off, uint64_t len);
 /* A copy of @map at @block_size (ranges rounded out); NULL on -ENOMEM. */
 struct bmap_map *source_map_rescale(const struct bmap_map *map, uint32_t block_size);
+
+/* ---- the engines' work map of a self-mapped image (format-cut.c) ---- */
+
+/* Ranges of the work map: at most this many bytes each. */
+#define FORMAT_CUT_PIECE ((uint64_t)16 << 20)
+/* A copy of @map whose ranges are cut into pieces of at most @piece bytes
+ * (whole blocks) from each range's start; never merged again. 0 or
+ * -ENOMEM. */
+int format_map_cut(const struct bmap_map *map, uint64_t piece, struct bmap_map **ret_map);
+
+/* The work map of @src's @map for copy and verify: @map itself (NULL in
+ * *@ret_map) unless @src is a self-mapped image and @map has no range
+ * checksums (the image's own map, or a bmap without them), when it is
+ * format_map_cut() at FORMAT_CUT_PIECE. 0 or -ENOMEM. */
+int source_work_map(struct bmap_source *src, const struct bmap_map *map,
+		    struct bmap_map **ret_map);
+
+/* Thread-safe (the format's prun): how many image bytes from @off on (up
+ * to @max at least) are of one kind, and whether they are zeros known
+ * without reading them; -ENOTSUP when the format cannot tell at random. */
+int64_t source_prun(struct bmap_source *s, uint64_t off, uint64_t max, bool *ret_zero);

@@ -491,6 +491,12 @@ int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 	return open_fd(ctx, fd, name, NULL, -1, ret_source);
 }
 
+int bmap_source_open_fd_cancel(struct bmap_ctx *ctx, int fd, const char *name, int cancel_fd,
+			       struct bmap_source **ret_source)
+{
+	return open_fd(ctx, fd, name, NULL, cancel_fd, ret_source);
+}
+
 int bmap_source_open(struct bmap_ctx *ctx, const char *path, struct bmap_source **ret_source)
 {
 	return bmap_source_open_cancel(ctx, path, -1, ret_source);

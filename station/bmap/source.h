@@ -33,6 +33,10 @@ void bmap_ctx_set_check_whole(struct bmap_ctx *ctx, bool check);
 /* Takes ownership of @fd. @name is used in messages. */
 int bmap_source_open_fd(struct bmap_ctx *ctx, int fd, const char *name,
 			struct bmap_source **ret_source);
+/* bmap_source_open_fd() with bmap_source_open_cancel()'s @cancel_fd (which
+ * also ends the whole-file check of a .tar.gz, source-whole.c). */
+int bmap_source_open_fd_cancel(struct bmap_ctx *ctx, int fd, const char *name, int cancel_fd,
+			       struct bmap_source **ret_source);
 /* A raw image in the regular file @fd (taken), read from the file's first
  * byte at image offsets, whatever its first bytes are: nothing is detected
  * from them. For a file still being filled (its first bytes may not be there
@@ -96,6 +100,13 @@ uint64_t bmap_source_get_image_size(const struct bmap_source *s);
  * (a pipe, compressed) has not been read to its end: copy it with
  * opts.source_map, or bmap_source_read_map(). */
 int bmap_source_get_map(struct bmap_source *s, struct bmap_map **ret_map);
+/* The map copy and verify work by for @s and @map: a copy of @map cut into
+ * 16 MiB pieces when @s is a self-mapped image and @map has no range
+ * checksums, else NULL (see format-cut.c). For a copy of such an image from
+ * another source (a spill file of its disk), so that its data digest is the
+ * one a copy from @s gives. 0 or -ENOMEM. */
+int bmap_source_work_map(struct bmap_source *s, const struct bmap_map *map,
+			 struct bmap_map **ret_map);
 /* Reads the rest of the image to learn its map (a stream is consumed). */
 int bmap_source_read_map(struct bmap_source *s, struct bmap_map **ret_map);
 /* Header facts of a self-mapped image (-ENODATA for raw). */

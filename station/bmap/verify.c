@@ -225,11 +225,12 @@ static int read_image_lazy(struct engine *e)
 {
 	struct bmap_source *src = e->source;
 	size_t slot = ring_slot_size(e->ring), range = 0;
-	uint64_t prev_end = 0;
+	uint64_t prev_end = 0, range_off = 0;
 	bool any = false;
 
 	for (;;) {
 		uint64_t len, off;
+		bool start;
 		int r;
 
 		r = source_next_data(src, &len);
@@ -238,12 +239,24 @@ static int read_image_lazy(struct engine *e)
 		if (len == 0)
 			return 0;
 		off = bmap_source_tell(src);
-		if (any && off != prev_end)
+		start = !any || off != prev_end;
+		if (any && start)
 			range++;
+		if (start)
+			range_off = off;
 		for (uint64_t done = 0; done < len;) {
 			size_t n = len - done > slot ? slot : (size_t)(len - done);
 			struct chunk *ch;
 			ssize_t got;
+
+			/* Ranges cut as copy cuts them (format-cut.c). */
+			if (off + done - range_off >= FORMAT_CUT_PIECE) {
+				start = true;
+				range++;
+				range_off = off + done;
+			}
+			if (n > range_off + FORMAT_CUT_PIECE - (off + done))
+				n = (size_t)(range_off + FORMAT_CUT_PIECE - (off + done));
 
 			if (engine_stopped(e))
 				return -ECANCELED;
@@ -259,7 +272,8 @@ static int read_image_lazy(struct engine *e)
 			ch->len = n;
 			ch->off = off + done;
 			ch->range = range;
-			ch->range_start = done == 0 && (!any || off != prev_end);
+			ch->range_start = start;
+			start = false;
 			done += n;
 			ring_publish(e->ring);
 		}
@@ -299,6 +313,7 @@ int bmap_verify(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap
 	struct comparer cmp = { 0 };
 	struct engine e;
 	double t0 = now_monotonic();
+	_cleanup_(bmap_map_freep) struct bmap_map *work = NULL;
 	int r;
 
 	if (!checksums && !image)
@@ -313,6 +328,15 @@ int bmap_verify(struct bmap_ctx *ctx, struct bmap_target *dst, const struct bmap
 		return bmap_error(ctx, r, "cannot flush '%s' before reading it back: %s", dst->name,
 				  strerror(-r));
 	target_set_direct(dst, true); /* best effort: the cache was dropped anyway */
+	/* The ranges copy hashed a self-mapped image's data by (its map cut,
+	 * format-cut.c), so that the data digests agree. */
+	if (image && map) {
+		r = source_work_map(image, map, &work);
+		if (r < 0)
+			return r;
+		if (work)
+			map = work;
+	}
 
 	r = engine_init(&e, ctx, map, opts);
 	if (r < 0)

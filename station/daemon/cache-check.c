@@ -62,15 +62,13 @@ int cache_entry_check(const struct cache_use *u, int data_fd, const struct bmap_
 		fd = fcntl(data_fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	if (!(ctx = bmap_ctx_new())) {
-		close(fd);
-		return 0;
-	}
-	r = bmap_target_open_fd(ctx, fd, u->path, &topts, &t);
+	ctx = bmap_ctx_new();
+	r = ctx ? bmap_target_open_fd(ctx, fd, u->path, &topts, &t) : -ENOMEM;
 	if (r >= 0)
 		r = bmap_verify(ctx, t, map, NULL, &vopts, &res);
-	bmap_target_free(t);
+	bmap_target_free(t); /* (an adopted fd stays the caller's) */
 	bmap_ctx_free(ctx);
+	close(fd);
 	if (r == -EINTR)
 		return snprintf(why, why_len, "interrupted"), -EINTR;
 	if (r != -EBADMSG)
@@ -87,8 +85,9 @@ int cache_entry_check(const struct cache_use *u, int data_fd, const struct bmap_
 	else
 		snprintf(why, why_len,
 			 "the image cache entry '%s' is damaged (blocks range %" PRIu64 "-%" PRIu64
-			 " does not match the bmap): it was removed, the next card fills it "
-			 "again; put this card in again",
-			 u->path, rg->first, rg->last);
+			 " does not match the bmap): %s, the next card fills it again; put this "
+			 "card in again",
+			 u->path, rg->first, rg->last,
+			 r > 0 ? "it was removed" : "it was removed already");
 	return -EBADMSG;
 }

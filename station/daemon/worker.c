@@ -141,22 +141,30 @@ static int open_regular(const char *path)
 
 /* The image's source: the file open as @image_fd when there is one (the
  * one the cache is keyed on, whatever the name holds by now), by a
- * description of its own (its offset is not shared with the filler's);
- * else @image by its name. */
+ * description of its own (its offset is not shared with the filler's,
+ * which reads @image_fd); else @image by its name. The message is in @why. */
 static int open_image(struct bmap_ctx *ctx, const char *image, int image_fd,
-		      struct bmap_source **ret)
+		      struct bmap_source **ret, char *why, size_t why_len)
 {
 	char self[64];
-	int fd;
+	int fd, r;
 
-	if (image_fd >= 0) {
+	if (image_fd < 0) {
+		r = bmap_source_open_cancel(ctx, image, worker_cancel_pipe[0], ret);
+	} else {
 		snprintf(self, sizeof(self), "/proc/self/fd/%d", image_fd);
 		fd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-		if (fd >= 0)
-			return bmap_source_open_fd(ctx, fd, image, ret);
+		if (fd < 0)
+			return snprintf(why, why_len,
+					"cannot open the image file '%s' again through %s: %m "
+					"(is /proc mounted?)",
+					image, self),
+			       -errno;
+		r = bmap_source_open_fd_cancel(ctx, fd, image, worker_cancel_pipe[0], ret);
 	}
-	/* (without /proc, by its name) */
-	return bmap_source_open_cancel(ctx, image, worker_cancel_pipe[0], ret);
+	if (r < 0)
+		snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
+	return r;
 }
 
 /* A self-mapped image without a bmap, with the cache: unpacked there once
@@ -221,7 +229,7 @@ int worker_run(const struct worker_job *job, int fd)
 	bool self_map = false, self_stream = false, unchecked = false;
 	struct sigaction sa = { .sa_handler = on_term };
 	sigset_t all;
-	char reason[256];
+	char reason[1024];
 	_cleanup_close_ int image_fd = -1;
 	int r, ret;
 
@@ -288,10 +296,10 @@ int worker_run(const struct worker_job *job, int fd)
 	unchecked = image_fd >= 0;
 	bmap_ctx_set_check_whole(ctx, !unchecked);
 	/* A URL is opened by the cache's filler, once for every card. */
-	r = url ? 0 : open_image(ctx, job->image, image_fd, &src);
+	r = url ? 0 : open_image(ctx, job->image, image_fd, &src, reason, sizeof(reason));
 	bmap_ctx_set_check_whole(ctx, true);
 	if (r < 0) {
-		ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
+		ret = finish(fd, "failed", 0, NULL, NULL, reason);
 		goto out;
 	}
 	/* A qcow2 or Android sparse image without a bmap brings its own map
@@ -444,9 +452,9 @@ int worker_run(const struct worker_job *job, int fd)
 	if (unchecked && bmap_source_get_compression(src) != BMAP_COMP_RAW) {
 		bmap_source_free(src);
 		src = NULL;
-		r = open_image(ctx, job->image, image_fd, &src);
+		r = open_image(ctx, job->image, image_fd, &src, reason, sizeof(reason));
 		if (r < 0) {
-			ret = finish(fd, "failed", 0, NULL, NULL, bmap_ctx_get_error(ctx));
+			ret = finish(fd, "failed", 0, NULL, NULL, reason);
 			goto out;
 		}
 	}
@@ -507,7 +515,8 @@ int worker_run(const struct worker_job *job, int fd)
 		r = worker_discard(ctx, dst, map, &worker_cancel, note, sizeof(note));
 		if (r < 0) {
 			ret = finish_failed(fd, dst, r, "failed", "discarding", cres.bytes_written,
-					    cres.data_sha256, bmap_ctx_get_error(ctx));
+					    cres.unhashed ? NULL : cres.data_sha256,
+					    bmap_ctx_get_error(ctx));
 			goto out;
 		}
 		emit(fd, "note %s", note);
@@ -521,9 +530,9 @@ int worker_run(const struct worker_job *job, int fd)
 		w.phase = "verifying";
 		/* Without range checksums the image itself is read again. */
 		if (!bmap_map_has_range_checksums(map) &&
-		    bmap_source_open_cancel(ctx, job->image, worker_cancel_pipe[0], &again) < 0) {
+		    open_image(ctx, job->image, image_fd, &again, reason, sizeof(reason)) < 0) {
 			ret = finish(fd, "verify_failed", cres.bytes_written, cres.data_sha256, NULL,
-				     bmap_ctx_get_error(ctx));
+				     reason);
 			goto out;
 		}
 		r = bmap_verify(ctx, dst, map, again, &copts, &vres);

@@ -113,7 +113,9 @@ if card != bytes(want):
 PY
 }
 
-# one IMAGE KIND TAG [copy args]: copy with no bmap, check, verify, damage.
+# one IMAGE KIND TAG [copy args]: copy with no bmap, check, verify, damage;
+# the data digests copy and verify print in digest[TAG] and rdigest[TAG].
+declare -A digest rdigest
 one() {
 	local img=$1 kind=$2 tag=$3 ref=$d/ref.raw ext=$d/ext.txt
 	shift 3
@@ -131,10 +133,13 @@ one() {
 		return
 	fi
 	grep -q "the map comes from" "$d/copy.log" || bad "$tag: no line on where the map came from"
+	digest[$tag]=$(sed -nE 's/.*sha256 of the data written: ([0-9a-f]{64})$/\1/p' "$d/copy.log")
 	check_card "$tag" "$ext" "$ref"
 	if [[ $1 != - ]]; then
 		"$BMAPTOOL" verify "$img" "$dev" >"$d/verify.log" 2>&1 ||
 			bad "$tag: verify failed: $(tail -n 1 "$d/verify.log")"
+		rdigest[$tag]=$(sed -nE 's/.*sha256 of the data read back: ([0-9a-f]{64})$/\1/p' \
+			"$d/verify.log")
 		read -r off _ <"$ext"
 		printf '\x55' | dd of="$dev" bs=1 seek=$((off + 7)) conv=notrunc status=none
 		if "$BMAPTOOL" verify "$img" "$dev" >"$d/verify.log" 2>&1; then
@@ -206,6 +211,33 @@ for img in "$s" "$h"; do
 		one "$img" simg "${img##*/}.$z" "$img.$z"
 	done
 done
+
+# One data digest for an image however it is read: copy and verify cut a
+# sparse image's map into 16 MiB pieces for their workers (img2simg's image
+# maps the whole disk as one range of 40 MiB), a file read at random through
+# its chunk index, a pipe or a compressed file as the chunks go by, and a
+# copy to several destinations from the spill file of its disk.
+for img in "$s" "$h"; do
+	n=${img##*/}
+	want=${digest[simg file $n]}
+	[[ -n $want ]] || bad "$n: copy printed no data digest"
+	for tag in "simg pipe $n" "$n.xz" "$n.zstd" "$n.gzip"; do
+		[[ ${digest[$tag]} == "$want" ]] ||
+			bad "$tag: data digest ${digest[$tag]}, the file's is $want"
+	done
+	[[ ${rdigest[simg file $n]} == "$want" ]] ||
+		bad "$n: verify's digest ${rdigest[simg file $n]}, copy's $want"
+	rm -f "$d/m1.img" "$d/m2.img"
+	"$BMAPTOOL" copy "$img" "$d/m1.img" "$d/m2.img" >"$d/multi.log" 2>&1 ||
+		bad "$n: copy to two files failed: $(tail -n 1 "$d/multi.log")"
+	for m in m1 m2; do
+		got=$(sed -nE "s|.*$d/$m.img: sha256 of the data written: ([0-9a-f]{64})\$|\1|p" \
+			"$d/multi.log")
+		[[ $got == "$want" ]] || bad "$n: the copy to $m.img has data digest '$got', one copy $want"
+	done
+	checked=$((checked + 7))
+done
+rm -f "$d/m1.img" "$d/m2.img"
 
 # --nobmap: the whole disk, holes as zeros.
 fill_card

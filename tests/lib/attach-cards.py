@@ -13,11 +13,13 @@
 # ATTACH_CARDS_PAUSE=SECONDS: a pause after each card (tests of the caller).
 import fcntl
 import os
+import signal
 import sys
 import time
 
 LOOP_SET_FD = 0x4C00
 LOOP_CTL_GET_FREE = 0x4C82
+STOPS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def limit(cg, version, mm, w, r):
@@ -46,9 +48,10 @@ def main():
             # meanwhile: tried again, for about five seconds.
             for _ in range(20):
                 mm = None
+                where = "/dev/loop-control"
                 try:
                     n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
-                    dev = f"/dev/loop{n}"
+                    dev = where = f"/dev/loop{n}"
                     for _ in range(50):  # devtmpfs makes the node soon after
                         if os.path.exists(dev):
                             break
@@ -57,19 +60,26 @@ def main():
                     mm = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
                     limit(cg, version, mm, w, r)
                     fd = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
-                    at = time.time()
+                    # A signal between the attach and its record would
+                    # leave a card nobody detaches: held until recorded.
+                    signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
                     try:
+                        at = time.time()
                         fcntl.ioctl(fd, LOOP_SET_FD, backing)
+                        o.write(f"{dev} {mm} {at:.6f}\n")
+                        o.flush()
                     finally:
                         os.close(fd)
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
                 except OSError as e:
-                    why = f"{e.strerror} ({dev if mm else 'loop-control'})"
+                    why = f"{e.strerror} ({where})"
                     if mm:
-                        limit(cg, version, mm, 0, 0)
+                        try:
+                            limit(cg, version, mm, 0, 0)
+                        except OSError:
+                            pass
                     time.sleep(0.25)
                     continue
-                o.write(f"{dev} {mm} {at:.6f}\n")
-                o.flush()
                 time.sleep(pause)
                 break
             else:

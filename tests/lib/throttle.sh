@@ -149,7 +149,7 @@ attach_card_at_speed() {
 # already in). Sets CARD_DEVS and CARDS_INSERTED_AT (arrays, in the order
 # given); every device is detached on exit, also when a later one failed.
 attach_cards_at_speed() {
-	local spec path w r dev mm at out=$TEST_TMP/attach-cards.$$ rc=0
+	local spec path w r dev mm at cmd out=$TEST_TMP/attach-cards.$$ rc=0
 	local -a args=()
 	[[ -n $THROTTLE_CG ]] || fail "attach_cards_at_speed: call throttle_init first"
 	for spec in "$@"; do
@@ -162,8 +162,8 @@ attach_cards_at_speed() {
 	python3 "$TESTS_DIR/lib/attach-cards.py" "$THROTTLE_CG" "$THROTTLE_VERSION" "$out" "${args[@]}" &
 	_ATTACH_PID=$!
 	# First of all at exit: no card is attached after the others went.
-	[[ " ${_CLEANUP_CMDS[*]} " == *"_attach_cards_collect $out"* ]] ||
-		_CLEANUP_CMDS=("_attach_cards_collect $out" "${_CLEANUP_CMDS[@]}")
+	printf -v cmd '_attach_cards_collect %q' "$out"
+	[[ " ${_CLEANUP_CMDS[*]} " == *"$cmd"* ]] || _CLEANUP_CMDS=("$cmd" "${_CLEANUP_CMDS[@]}")
 	wait "$_ATTACH_PID" || rc=$?
 	_ATTACH_PID=
 	_attach_cards_collect "$out"

@@ -154,6 +154,38 @@ static void test_tar_compressed(void **state)
 	check("disk.txz", BMAP_COMP_XZ, BMAP_CONTAINER_TAR, false);
 }
 
+/* A .tar.gz is decoded whole when opened, to find a cut before a card is
+ * written: a cancel fd that is readable (a SIGTERM came) ends that at once,
+ * whether the image is opened by its name or from an fd (the station's
+ * worker reopens the file its cache is keyed on: with bmap_source_open_fd()
+ * the check ran to its end, and a job_timeout's worker was SIGKILLed). */
+static void test_tar_gz_check_cancelled(void **state)
+{
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	char *path = tu_path(g.dir, "cancel.tgz");
+	struct bmap_source *s = NULL;
+	int p[2], fd;
+
+	(void)state;
+	make("gzip", "tar -cf - disk.img | gzip -c > cancel.tgz");
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "x", 1), 1);
+	assert_int_equal(bmap_source_open_cancel(ctx, path, p[0], &s), -EINTR);
+	assert_null(s);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(bmap_source_open_fd_cancel(ctx, fd, path, p[0], &s), -EINTR);
+	assert_null(s);
+	/* Without a cancel, it opens. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(bmap_source_open_fd_cancel(ctx, fd, path, -1, &s), 0);
+	bmap_source_free(s);
+	close(p[0]);
+	close(p[1]);
+	free(path);
+	bmap_ctx_free(ctx);
+}
+
 static void test_tar_directories_first(void **state)
 {
 	(void)state;
@@ -196,6 +228,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tar_formats),
 		cmocka_unit_test(test_tar_compressed),
+		cmocka_unit_test(test_tar_gz_check_cancelled),
 		cmocka_unit_test(test_tar_directories_first),
 		cmocka_unit_test(test_zip),
 		cmocka_unit_test(test_not_an_archive),
