@@ -250,14 +250,14 @@ scenario() {
 	awk -v mapped="$mapped" '
 		function lim(sp,  a) { split(sp, a, "/"); return mapped / (a[1] * 1048576) + mapped / (a[2] * 1048576) }
 		function fmt(x) { return x == "-" ? "-" : sprintf("%.2f", x) }
-		BEGIN { printf "%-19s %-7s %7s %7s %7s %7s %7s %8s %6s %6s\n", "card", "MiB/s", "limit s",
+		BEGIN { printf "%-22s %-7s %7s %7s %7s %7s %7s %8s %6s %6s\n", "card", "MiB/s", "limit s",
 			"start", "1st wr", "write", "verify", "total s", "eff", "eff-io" }
 		{ # name speed ins started finished outcome bytes tw0 tw1 tr0 wbytes
 		  l = lim($2); tot = $5 - $3
 		  wr1 = $8 == "-" ? "-" : $8 - $3; wdur = $8 == "-" ? "-" : $9 - $8
 		  vdur = $9 == "-" ? "-" : $5 - $9
 		  e = l / tot; eio = $8 == "-" ? "-" : l / ($5 - $8)
-		  printf "%-19s %-7s %7.2f %7.2f %7s %7s %7s %8.2f %6.2f %6s%s\n", $1, $2, l, $4 - $3,
+		  printf "%-22s %-7s %7.2f %7.2f %7s %7s %7s %8.2f %6.2f %6s%s\n", $1, $2, l, $4 - $3,
 			fmt(wr1), fmt(wdur), fmt(vdur), tot, e, fmt(eio), $6 == "success" ? "" : "  " $6
 		  if (first_ins == "" || $3 < first_ins) first_ins = $3
 		  if ($5 > last_end) last_end = $5
