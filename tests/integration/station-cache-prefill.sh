@@ -11,7 +11,10 @@
 #  3. SIGHUP with another image: its entry is prefilled too;
 #  4. SIGHUP to a big bzip2 image, SIGTERM while it is prefilled: the
 #     station ends, the filler with it (its pid gone), no part and no
-#     entry left; the next start fills it anew (not taken as complete).
+#     entry left; the next start fills it anew (not taken as complete);
+#  5. a card inserted during that prefill reads along its fill, and a
+#     SIGHUP then stops the prefill but not its fill: the new prefill
+#     follows it, the card succeeds.
 . "$TESTS_DIR/lib/common.sh"
 . "$TESTS_DIR/lib/station.sh"
 . "$TESTS_DIR/lib/fill.sh"
@@ -26,7 +29,7 @@ im=$TEST_TMP/images
 mkdir -p "$im"
 mk_image_bmap "$im/a.img" "size=40M data=0:6M data=9M:6M data=30M:4M" zst
 mk_image_bmap "$im/b.img" "size=40M data=1M:5M data=20M:7M" zst
-mk_slow_bz2 "$im/big.img" 40
+mk_slow_bz2 "$im/big.img" 80
 db=$TEST_TMP/journal.db
 cache=$TEST_TMP/cache
 conf=$TEST_TMP/station.conf
@@ -134,10 +137,27 @@ grep -q "image cache prefill (pid $pf) stopped: the station stops" "$TEST_TMP/st
 	fail "the log does not say the prefill was stopped"
 log "SIGTERM during the prefill: filler $filler gone, no part, no entry"
 
-# The next start fills it anew.
+# 5. The next start fills it anew; a card reads along, a SIGHUP comes.
 start_station "$conf"
-wait_log "image cache prefill finished" 3 120 || fail "no prefill at the restart"
-grep -q "image cache prefill: profile p: filling '$cache/$kbig.part'" "$TEST_TMP/station.log" ||
+wait_log "image cache prefill: profile p: filling '$cache/$kbig.part'" 2 ||
 	fail "the restart did not fill the big image's entry anew"
+pf=$(sed -nE 's/.*image cache prefill started \(pid ([0-9]+)\).*/\1/p' "$TEST_TMP/station.log" | tail -n 1)
+card2=$(make_card "pf-2.img" 96M)
+insert_card "$card2"
+wait_log "pf-2.*cache used: $cache/$kbig.part \(read while it is filled\)" 1 ||
+	fail "the card inserted during the prefill did not read along its fill"
+filler=$(children_of "$pf")
+[[ -n $filler ]] || fail "the prefill $pf has no filler any more: the fill ended before the SIGHUP"
+kill -HUP "$STATION_PID"
+wait_log "image cache prefill \(pid $pf\) stopped for the new configuration" 1 ||
+	fail "SIGHUP did not stop the running prefill"
+wait_log "image cache prefill: profile p: following the fill of '$cache/$kbig.part'" 1 ||
+	fail "the new prefill did not follow the fill under way"
+wait_log "image cache prefill finished" 3 120 || fail "the new prefill did not finish"
+wait_for "$db" "select count(*) from jobs where serial = 'pf-2.img' and outcome = 'success'" 1 60 ||
+	fail "the card reading along the fill failed: $(q "$db" "select outcome, error from jobs where serial = 'pf-2.img'")"
+grep -q "image cache prefill: profile p: '$cache/$kbig.img' complete in" "$TEST_TMP/station.log" ||
+	fail "the new prefill does not say the entry is complete"
 entry_ok "$kbig" "$im/big.img"
-log "ok: prefilled at start and SIGHUP, used by the card, stopped cleanly with the station"
+"$BMAPTOOL" -q verify --bmap "$im/big.img.bmap" "$im/big.img" "$card2" || fail "the card does not hold big.img"
+log "ok: prefilled at start and SIGHUP, used by the cards (complete, and read along), stopped cleanly with the station, a fill under way kept at SIGHUP"
