@@ -14,7 +14,9 @@
 #     entry left; the next start fills it anew (not taken as complete);
 #  5. a card inserted during that prefill reads along its fill, and a
 #     SIGHUP then stops the prefill but not its fill: the new prefill
-#     follows it, the card succeeds.
+#     follows it, the card succeeds;
+#  6. two profiles in a cache with room for one: the second one's fill does
+#     not evict the first one's prefilled entry (a warning says no room).
 . "$TESTS_DIR/lib/common.sh"
 . "$TESTS_DIR/lib/station.sh"
 . "$TESTS_DIR/lib/fill.sh"
@@ -160,4 +162,28 @@ grep -q "image cache prefill: profile p: '$cache/$kbig.img' complete in" "$TEST_
 	fail "the new prefill does not say the entry is complete"
 entry_ok "$kbig" "$im/big.img"
 "$BMAPTOOL" -q verify --bmap "$im/big.img.bmap" "$im/big.img" "$card2" || fail "the card does not hold big.img"
+
+# 6. Room for one entry of two.
+stop_station
+cache2=$TEST_TMP/cache2
+cat >"$conf" <<CONF
+station = { name = "prefill"; database = "$db"; max_workers = 2;
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$cache2"; cache_max_size = "20M"; };
+profiles = (
+  { name = "a"; image = "$im/a.img.zst"; bmap = "$im/a.img.bmap";
+    removable_only = false; match = { serial = "pfa-*"; }; },
+  { name = "b"; image = "$im/b.img.zst"; bmap = "$im/b.img.bmap";
+    removable_only = false; match = { serial = "pfb-*"; }; }
+);
+CONF
+start_station "$conf"
+wait_log "image cache prefill finished" 4 || fail "no prefill with two profiles"
+grep -q "image cache prefill finished .*some profiles failed" "$TEST_TMP/station.log" ||
+	fail "the prefill does not say a profile failed"
+grep -q "image cache prefill: profile b: failed: no room in the cache (cache_max_size)" "$TEST_TMP/station.log" ||
+	fail "no warning that b's entry has no room: $(grep 'profile b' "$TEST_TMP/station.log")"
+cache=$cache2
+entry_ok "$ka" "$im/a.img"
+[[ -e $cache2/$kb.img || -e $cache2/$kb.part ]] && fail "b's entry was made beyond cache_max_size"
+log "room for one: a's prefilled entry kept, b refused with a warning"
 log "ok: prefilled at start and SIGHUP, used by the cards (complete, and read along), stopped cleanly with the station, a fill under way kept at SIGHUP"
