@@ -195,8 +195,11 @@ static _Noreturn void prefill_run(const struct station_config *cfg)
 		log_warn("image cache prefill: cannot lower its priority (nice %d): %m; it runs "
 			 "at the station's",
 			 PREFILL_NICE);
-	if (!held)
+	if (!held) {
+		log_warn("image cache prefill: out of memory; each profile's first card fills its "
+			 "entry");
 		_exit(EXIT_FAILURE);
+	}
 	for (size_t i = 0; i < cfg->n_profiles && !prefill_cancel; i++) {
 		const struct profile *p = &cfg->profiles[i];
 		char why[1024] = "";
