@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The image cache filled before any card asks (station.cache_prefill): at
- * the station's start and after each SIGHUP, one process of its own (nice
- * 10, its own process group) takes every profile in turn and asks the
+ * the station's start and after each SIGHUP, one process of its own (in
+ * its own process group, at the station's priority) takes every profile in turn and asks the
  * cache for its entry exactly as a worker would (cache_acquire(), so the
  * same filler, the same checks, the same room in cache_max_size): an entry
  * already complete is left as it is, a missing one is filled and waited
@@ -34,7 +34,6 @@
 #include "source.h"
 #include "util.h"
 
-#define PREFILL_NICE 10
 #define PREFILL_KILL_GRACE 5.0 /* seconds between SIGTERM and SIGKILL at shutdown */
 
 /* ---- the prefill process ---- */
@@ -187,14 +186,9 @@ static _Noreturn void prefill_run(const struct station_config *cfg)
 	sigaction(SIGUSR1, &sa, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Cards come first: the prefill (and the filler it forks) steps back.
-	 * Raising the nice value needs no privilege; if it fails all the same,
-	 * the prefill runs at the station's. */
-	errno = 0;
-	if (nice(PREFILL_NICE) < 0 && errno)
-		log_warn("image cache prefill: cannot lower its priority (nice %d): %m; it runs "
-			 "at the station's",
-			 PREFILL_NICE);
+	/* No nice of its own: the filler it forks feeds the cards that come
+	 * meanwhile (their workers step back to WORKER_FOLLOW_NICE behind a
+	 * filler), so it runs at the priority a worker's filler has. */
 	if (!held) {
 		log_warn("image cache prefill: out of memory; each profile's first card fills its "
 			 "entry");
