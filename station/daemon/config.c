@@ -46,7 +46,7 @@ static const char *const serve_keys[] = {
 };
 static const char *const station_keys[] = {
     "name", "database", "max_workers", "require_tag", "max_device_size", "job_timeout",
-    "hook_timeout", "hooks", "cache_dir", "cache_max_size", NULL,
+    "hook_timeout", "hooks", "cache_dir", "cache_max_size", "cache_prefill", NULL,
 };
 static const char *const slot_keys[] = {
     "name",
@@ -211,6 +211,12 @@ static int config_parse_station(struct config_ctx *c, const config_setting_t *st
 		if (r < 0)
 			return r;
 	}
+	s = config_setting_get_member(st, "cache_prefill");
+	if (s) {
+		r = config_get_bool(c, s, &cfg->cache_prefill);
+		if (r < 0)
+			return r;
+	}
 	s = config_setting_get_member(st, "hook_timeout");
 	if (s) {
 		r = config_get_int(c, s, "an integer (seconds)", &n);
@@ -360,6 +366,7 @@ static int config_defaults(struct station_config *cfg)
 	if (!cfg->name || !cfg->database || !cfg->require_tag || !cfg->cache_dir)
 		return -ENOMEM;
 	cfg->cache_max_size = 32ull << 30;
+	cfg->cache_prefill = true;
 	cfg->max_workers = CONFIG_DEFAULT_MAX_WORKERS;
 	cfg->max_device_size = CONFIG_DEFAULT_MAX_DEVICE_SIZE;
 	cfg->job_timeout = CONFIG_DEFAULT_JOB_TIMEOUT;

@@ -28,6 +28,7 @@ struct station_config {
 	unsigned hook_timeout;     /* seconds a hook may run, default 10 */
 	char *cache_dir;           /* decompress-once cache; "" = off */
 	uint64_t cache_max_size;   /* bytes the cache may hold, default 32 GiB */
+	bool cache_prefill;        /* fill each profile's entry before its cards, default true */
 	char *sync_conninfo;       /* sync.conninfo (libpq), NULL: none */
 	char *sync_station;        /* sync.station_name, NULL: name */
 	char *serve_listen;        /* serve.listen, NULL: 127.0.0.1:8080 */

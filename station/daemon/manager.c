@@ -234,6 +234,8 @@ void manager_reap(struct station *st)
 		}
 		if (probe_reaped(st, pid, status))
 			continue;
+		if (prefill_reaped(st, pid, status))
+			continue;
 		for (struct card *c = st->cards; c; c = c->next)
 			if (c->state == CARD_RUNNING && c->pid == pid) {
 				c->wstatus = status;
@@ -305,6 +307,7 @@ void manager_check_timers(struct station *st)
 
 	hooks_check_timers(st);
 	probe_check_timers(st);
+	prefill_check_timers(st);
 
 	for (struct card *c = st->cards; c; c = c->next) {
 		if (c->state != CARD_RUNNING)

@@ -99,6 +99,11 @@ struct station {
 	bool interrupt_done; /* rows left running by an earlier run are closed */
 	double live_failing, live_nag_at;
 	double start_retry_at;
+	/* the image cache's prefill (cache-prefill.c): its process (and group
+	 * leader), 0 when none runs */
+	pid_t prefill_pid;
+	double prefill_started, prefill_kill_at;
+	bool prefill_again; /* a reload came while it was ending: start anew */
 };
 
 /* log.c */
@@ -138,6 +143,17 @@ bool manager_interrupt_earlier(struct station *st);
 void manager_reap(struct station *st);
 void manager_stop_worker(struct card *c);
 void manager_check_timers(struct station *st);
+
+/* cache-prefill.c */
+/* Forks the prefill for st->cfg's profiles (station.cache_prefill), or
+ * marks it to start once the one ending is reaped. */
+void prefill_start(struct station *st);
+/* @group (shutdown): the prefill and its filler get SIGTERM, SIGKILL after
+ * a grace; else (reload) only the prefill stops, a fill under way goes on. */
+void prefill_stop(struct station *st, bool group);
+bool prefill_reaped(struct station *st, pid_t pid, int status);
+bool prefill_running(const struct station *st);
+void prefill_check_timers(struct station *st);
 
 /* udev-scan.c */
 void udev_scan_device(struct station *st, struct udev_device *u, const char *action);

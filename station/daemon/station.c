@@ -46,6 +46,9 @@ static void reload(struct station *st, const char *path)
 	config_free(st->cfg);
 	st->cfg = cfg;
 	log_info("SIGHUP: configuration reloaded from %s (%zu profiles)", path, cfg->n_profiles);
+	/* The image cache's entries for the profiles as they are now. */
+	prefill_stop(st, false);
+	prefill_start(st);
 	manager_schedule(st);
 }
 
@@ -178,6 +181,9 @@ static int setup(struct station *st, const char *config_path)
 	fcntl(udev_monitor_get_fd(st->mon), F_SETFL, O_NONBLOCK);
 	log_info("station '%s' running: %zu profile(s), up to %u worker(s), journal %s",
 		 st->cfg->name, st->cfg->n_profiles, st->cfg->max_workers, st->cfg->database);
+	/* Before the cards already present are seen: their workers follow
+	 * the prefill's fills. */
+	prefill_start(st);
 	udev_scan_enumerate(st);
 	sd_notify(0, "READY=1");
 	notify_tick(st, true);
@@ -200,7 +206,7 @@ int station_run(const char *config_path)
 		/* A damaged journal takes no row again: stop, never retry for ever. */
 		if (!st.stopping && journal_damaged(st.journal) && raise(SIGTERM) == 0)
 			log_err("%s; stopping the station", journal_damaged(st.journal));
-		if (st.stopping && st.running == 0 && !st.hooks) {
+		if (st.stopping && st.running == 0 && !st.hooks && !prefill_running(&st)) {
 			outbox_flush(&st, false);
 			if (!st.pending)
 				break;
@@ -251,6 +257,7 @@ int station_run(const char *config_path)
 					    si.ssi_signo);
 					st.stopping = true;
 					sd_notify(0, "STOPPING=1");
+					prefill_stop(&st, true);
 					for (struct card *c = st.cards; c; c = c->next)
 						if (c->state == CARD_RUNNING) {
 							c->stopping = true;

@@ -7,10 +7,17 @@
 #
 #   zst16, xz16          16 cards at 20/60 MiB/s write/read, inserted together
 #   zst-mixed, xz-mixed  4 cards at 90/180 and 12 at 12/40 MiB/s, together
+#   zst-mixed-warm, xz-mixed-warm
+#                        the same cards, but the station starts first with
+#                        cache_prefill on and the cards are inserted once its
+#                        log says the prefill finished (wait_prefilled)
 #
 # The image is tests/bench/mkimage.sh --small (1 GiB, ~76 MiB mapped, so 16
 # written cards fit in /dev/shm), compressed with zstd or xz; the cache
-# starts empty in every scenario, so building it is part of what is measured.
+# starts empty in every scenario; the cold ones (all but *-warm) set
+# cache_prefill = false, so building the cache is part of what is measured.
+# A warm scenario reports the prefill's time and CPU apart, and measures the
+# cards (times, CPU, memory) from the end of the prefill.
 # Speeds are MiB/s (20 = 20971520 bytes/s; the issue's "20 MB/s").
 #
 # Per card: insertion (when the bench attached it), the job's start and end
@@ -40,8 +47,8 @@ scenarios=("$@")
 [[ ${#scenarios[@]} -gt 0 ]] || scenarios=(zst16 xz16 zst-mixed xz-mixed)
 for s in "${scenarios[@]}"; do
 	case $s in
-	zst16 | xz16 | zst-mixed | xz-mixed) ;;
-	*) echo "usage: bench-line.sh [zst16|xz16|zst-mixed|xz-mixed]..." >&2; exit 2 ;;
+	zst16 | xz16 | zst-mixed | xz-mixed | zst-mixed-warm | xz-mixed-warm) ;;
+	*) echo "usage: bench-line.sh [zst16|xz16|zst-mixed|xz-mixed|zst-mixed-warm|xz-mixed-warm]..." >&2; exit 2 ;;
 	esac
 done
 
@@ -132,6 +139,23 @@ printf $o "mem %d %d %d %d\n", $dhwm, $wmax, $peak, scalar keys %worker;
 close $o;
 PERL
 
+# wait_prefilled FROM: waits until the station's log, after its line FROM,
+# says the image cache's prefill finished (fails the bench on a warning).
+wait_prefilled() {
+	local t0=$EPOCHREALTIME
+	for _ in $(seq 3000); do
+		if tail -n +$(($1 + 1)) "$TEST_TMP/station.log" | grep -q "image cache prefill finished"; then
+			tail -n +$(($1 + 1)) "$TEST_TMP/station.log" | grep -q "image cache prefill finished.*failed" &&
+				fail "the prefill failed: $(grep 'prefill' "$TEST_TMP/station.log" | tail -n 3)"
+			PREFILL_SECS=$(f3 "$EPOCHREALTIME - $t0")
+			return 0
+		fi
+		station_alive
+		sleep 0.1
+	done
+	fail "the prefill did not finish within 300 s"
+}
+
 # f3 EXPR: awk arithmetic, 3 decimals.
 f3() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 
@@ -139,17 +163,18 @@ failed=0
 n_scen=0
 # scenario NAME CODEC GROUP...: GROUP is COUNT:WRITE_MIBS:READ_MIBS.
 scenario() {
-	local name=$1 codec=$2 g count w r i k=0 conf cache lines probe ticks cpu card
-	local -a names=() speeds=() ins=() devs=() st
+	local name=$1 codec=$2 g count w r i k=0 conf cache lines probe ticks cpu card prefill=false
+	local -a names=() speeds=() ins=() devs=() st st0=(0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0)
 	shift 2
+	[[ $name == *-warm ]] && prefill=true
 	n_scen=$((n_scen + 1))
 	conf=$SHM/$name.conf
 	cache=$SHM/cache-$name
 	cat >"$conf" <<-CONF
 	station = { name = "bench-line"; database = "$db"; max_workers = 16;
-	            max_device_size = "4G"; cache_dir = "$cache"; };
+	            max_device_size = "4G"; cache_dir = "$cache"; cache_prefill = $prefill; };
 	profiles = ( { name = "$name"; image = "$img.$codec"; bmap = "$bmap";
-	               removable_only = false; verify = "readback"; match = { serial = "line-$name-*"; }; } );
+	               removable_only = false; verify = "readback"; match = { serial = "line-$name-[0-9][0-9]"; }; } );
 	CONF
 	for g in "$@"; do
 		IFS=: read -r count w r <<<"$g"
@@ -168,6 +193,11 @@ scenario() {
 		station_alive
 		sleep 0.1
 	done
+	if $prefill; then
+		wait_prefilled "$lines"
+		sleep 0.3 # the filler reaped too: its CPU is the daemon's children's
+		read -r -a st0 <"/proc/$STATION_PID/stat"
+	fi
 	perl "$TEST_TMP/probe.pl" "$TEST_TMP/probe.$name" "$STATION_PID" "$CARD_DIR" &
 	probe=$!
 	on_exit "kill $probe 2>/dev/null"
@@ -184,7 +214,7 @@ scenario() {
 	attach_cards_at_speed "${specs[@]}"
 	ins=("${CARDS_INSERTED_AT[@]}")
 	devs=("${CARD_DEVS[@]}")
-	wait_for "$db" "select count(*) from jobs where serial like 'line-$name-%' and finished is not null" "$k" 900 ||
+	wait_for "$db" "select count(*) from jobs where serial glob 'line-$name-[0-9][0-9]' and finished is not null" "$k" 900 ||
 		fail "$name: the jobs did not end"
 	# Every worker reaped: its CPU time is then in the daemon's cutime/cstime.
 	for _ in $(seq 100); do
@@ -210,9 +240,9 @@ scenario() {
 	LC_ALL=C join "$TEST_TMP/jobs.$name" \
 		<(awk '$1 == "card" { print $2, $3, $4, $5, $6 }' "$TEST_TMP/probe.$name" | LC_ALL=C sort) \
 		>"$TEST_TMP/cards.$name"
-	if [[ $(q "$db" "select count(*) from jobs where serial like 'line-$name-%' and outcome <> 'success'") != 0 ]]; then
+	if [[ $(q "$db" "select count(*) from jobs where serial glob 'line-$name-[0-9][0-9]' and outcome <> 'success'") != 0 ]]; then
 		failed=1
-		log "$name: FAILED: $(q "$db" "select serial, outcome, error from jobs where serial like 'line-$name-%' and outcome <> 'success'")"
+		log "$name: FAILED: $(q "$db" "select serial, outcome, error from jobs where serial glob 'line-$name-[0-9][0-9]' and outcome <> 'success'")"
 	fi
 
 	echo
@@ -220,14 +250,14 @@ scenario() {
 	awk -v mapped="$mapped" '
 		function lim(sp,  a) { split(sp, a, "/"); return mapped / (a[1] * 1048576) + mapped / (a[2] * 1048576) }
 		function fmt(x) { return x == "-" ? "-" : sprintf("%.2f", x) }
-		BEGIN { printf "%-19s %-7s %7s %7s %7s %7s %7s %8s %6s %6s\n", "card", "MiB/s", "limit s",
+		BEGIN { printf "%-22s %-7s %7s %7s %7s %7s %7s %8s %6s %6s\n", "card", "MiB/s", "limit s",
 			"start", "1st wr", "write", "verify", "total s", "eff", "eff-io" }
 		{ # name speed ins started finished outcome bytes tw0 tw1 tr0 wbytes
 		  l = lim($2); tot = $5 - $3
 		  wr1 = $8 == "-" ? "-" : $8 - $3; wdur = $8 == "-" ? "-" : $9 - $8
 		  vdur = $9 == "-" ? "-" : $5 - $9
 		  e = l / tot; eio = $8 == "-" ? "-" : l / ($5 - $8)
-		  printf "%-19s %-7s %7.2f %7.2f %7s %7s %7s %8.2f %6.2f %6s%s\n", $1, $2, l, $4 - $3,
+		  printf "%-22s %-7s %7.2f %7.2f %7s %7s %7s %8.2f %6.2f %6s%s\n", $1, $2, l, $4 - $3,
 			fmt(wr1), fmt(wdur), fmt(vdur), tot, e, fmt(eio), $6 == "success" ? "" : "  " $6
 		  if (first_ins == "" || $3 < first_ins) first_ins = $3
 		  if ($5 > last_end) last_end = $5
@@ -251,7 +281,14 @@ scenario() {
 			s, n[s], emin[s], es[s] / n[s], iomin[s], ok5[s], n[s]
 		  printf "  first byte written %.2f s after its card'\''s insertion, on the quickest card (issue: <= 1 s with xz)\n", ttfb
 		}' "$TEST_TMP/cards.$name"
-	cpu=$(awk -v t="$ticks" -v u="${st[13]}" -v s="${st[14]}" -v cu="${st[15]}" -v cs="${st[16]}" \
+	if $prefill; then
+		echo "  prefill: $PREFILL_SECS s from the station's start to 'image cache prefill finished'," \
+			"CPU $(awk -v t="$ticks" -v u="${st0[13]}" -v s="${st0[14]}" -v cu="${st0[15]}" -v cs="${st0[16]}" \
+				'BEGIN { printf "%.2f s (daemon and prefill, user+sys)", (u + s + cu + cs) / t }');" \
+			"the cards' figures below start after it"
+	fi
+	cpu=$(awk -v t="$ticks" -v u="$((st[13] - st0[13]))" -v s="$((st[14] - st0[14]))" \
+		-v cu="$((st[15] - st0[15]))" -v cs="$((st[16] - st0[16]))" \
 		'BEGIN { printf "daemon %.2f s, workers %.2f s (user+sys); total %.2f s, %.2f s per card",
 			(u + s) / t, (cu + cs) / t, (u + s + cu + cs) / t, (u + s + cu + cs) / t / '"$k"' }')
 	echo "  CPU: $cpu"
@@ -273,6 +310,8 @@ for s in "${scenarios[@]}"; do
 	xz16) scenario xz16 xz 16:20:60 ;;
 	zst-mixed) scenario zst-mixed zst 4:90:180 12:12:40 ;;
 	xz-mixed) scenario xz-mixed xz 4:90:180 12:12:40 ;;
+	zst-mixed-warm) scenario zst-mixed-warm zst 4:90:180 12:12:40 ;;
+	xz-mixed-warm) scenario xz-mixed-warm xz 4:90:180 12:12:40 ;;
 	esac
 done
 exit "$failed"

@@ -47,7 +47,7 @@ for d in "${devs[@]}"; do detach_loop "$d"; done
 
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "bench"; database = "$TEST_TMP/journal.db"; max_device_size = "4G";
-            cache_dir = "$TEST_TMP/cache"; };
+            cache_dir = "$TEST_TMP/cache"; cache_prefill = false; };
 profiles = ( { name = "bench"; image = "$img"; bmap = "$BENCH_DIR/bench.img.bmap";
                removable_only = false; verify = "readback"; match = { serial = "card-*"; }; } );
 CONF

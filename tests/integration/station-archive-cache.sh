@@ -32,7 +32,7 @@ fi
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "archive-cache"; database = "$db"; max_workers = 4;
-  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; cache_prefill = false; };
 profiles = (
   { name = "tarzst"; image = "$im/disk.img.tar.zst"; removable_only = false;
     verify = "readback"; match = { serial = "a-*"; }; },

@@ -30,7 +30,7 @@ cp "$im/disk.img.bmap" "$im/cut.img.bmap"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "archive-recheck"; database = "$db"; max_workers = 2;
-  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; cache_prefill = false; };
 profiles = (
   { name = "targz"; image = "$im/disk.img.tar.gz"; removable_only = false;
     verify = "readback"; match = { serial = "a-*"; }; },

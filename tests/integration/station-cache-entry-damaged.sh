@@ -30,7 +30,7 @@ zstd -q "$im/bad.img" -o "$im/bad.img.zst" || fail "zstd"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "entry-damaged"; database = "$db"; max_workers = 2;
-  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; cache_prefill = false; };
 profiles = (
   { name = "zst"; image = "$im/disk.img.zst"; bmap = "$im/disk.img.bmap"; removable_only = false;
     verify = "readback"; match = { serial = "a-*"; }; },

@@ -33,7 +33,7 @@ limit=$(echo "$mapped / $(to_bytes $W) + $mapped / $(to_bytes $R)" | bc -l)
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "cache-readers"; database = "$db"; max_workers = 4;
-  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; cache_prefill = false; };
 profiles = (
   { name = "z"; image = "$im/disk.img.zst"; bmap = "$im/disk.img.bmap";
     removable_only = false; verify = "readback"; match = { serial = "r-*"; }; }

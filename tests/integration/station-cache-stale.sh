@@ -33,7 +33,7 @@ cache=$TEST_TMP/cache
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "cache-stale"; database = "$db"; max_workers = 4;
   require_tag = "bmap-station"; max_device_size = "1G";
-  cache_dir = "$cache"; cache_max_size = "36M"; };
+  cache_dir = "$cache"; cache_max_size = "36M"; cache_prefill = false; };
 profiles = (
   { name = "one"; image = "$im/one.img.bz2"; bmap = "$im/one.img.bmap";
     removable_only = false; verify = "readback"; match = { serial = "a-*"; }; },

@@ -27,7 +27,7 @@ db=$TEST_TMP/journal.db
 cache=$TEST_TMP/cache
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "crash-filler"; database = "$db"; max_workers = 4;
-  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$cache"; };
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$cache"; cache_prefill = false; };
 profiles = (
   { name = "z"; image = "$im/disk.img.bz2"; bmap = "$im/disk.img.bmap";
     removable_only = false; verify = "readback"; match = { serial = "k-*"; }; }

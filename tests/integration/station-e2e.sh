@@ -39,6 +39,7 @@ station = {
   require_tag = "bmap-station";
   max_device_size = "1G";
   cache_dir = "$TEST_TMP/cache";
+  cache_prefill = false; # counts the cache's fills by its cards
 };
 profiles = (
   { name = "small-cards"; image = "images/disk.img.zst"; removable_only = false;

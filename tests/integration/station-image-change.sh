@@ -46,6 +46,7 @@ station = {
   require_tag = "bmap-station";
   max_device_size = "1G";
   cache_dir = "$cache";
+  cache_prefill = false; # holds the entries' locks at known points
 };
 profiles = (
   { name = "z"; image = "images/cur.img.zst"; bmap = "images/cur.img.bmap";

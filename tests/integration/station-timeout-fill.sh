@@ -33,7 +33,7 @@ cache=$TEST_TMP/cache
 write_conf() {
 	cat >"$TEST_TMP/station.conf" <<-CONF
 	station = { name = "timeout-fill"; database = "$db"; max_workers = 4; job_timeout = $1;
-	  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$cache"; };
+	  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$cache"; cache_prefill = false; };
 	profiles = (
 	  { name = "z"; image = "$im/disk.img.bz2"; bmap = "$im/disk.img.bmap";
 	    removable_only = false; verify = "readback"; match = { serial = "t-*"; }; }

@@ -66,7 +66,7 @@ req="signature = \"required\"; keyring = \"$TEST_TMP/release.keyring\"; fingerpr
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "url"; database = "$db"; max_workers = 4;
-  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; cache_prefill = false; };
 profiles = (
   { name = "url"; image = "$base/disk.img.zst"; removable_only = false;
     verify = "readback"; match = { serial = "a-*"; }; },

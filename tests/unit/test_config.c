@@ -164,6 +164,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->require_tag, "bmap-station");
 	assert_int_equal(cfg->max_device_size, 256 * GiB);
 	assert_int_equal(cfg->job_timeout, 3600);
+	assert_true(cfg->cache_prefill);
 	assert_int_equal(cfg->n_slots, 0);
 	assert_null(cfg->slots);
 	assert_int_equal(cfg->n_profiles, 1);
@@ -198,7 +199,7 @@ static void test_values(void **state)
 	cfg = load_ok(
 	    f, "station = {\n"
 	       "  max_workers = 64; job_timeout = 90; require_tag = \"\";\n"
-	       "  max_device_size = 1099511627776L;\n"
+	       "  max_device_size = 1099511627776L; cache_prefill = false;\n"
 	       "};\n"
 	       "profiles = (\n"
 	       "  { name = \"a\"; image = \"/a\"; verify = \"checksums\"; removable_only = false;\n"
@@ -215,6 +216,7 @@ static void test_values(void **state)
 	assert_int_equal(cfg->job_timeout, 90);
 	assert_string_equal(cfg->require_tag, "");
 	assert_int_equal(cfg->max_device_size, 1ull << 40);
+	assert_false(cfg->cache_prefill);
 	assert_int_equal(cfg->n_profiles, 4);
 	assert_int_equal(cfg->profiles[0].verify, VERIFY_CHECKSUMS);
 	assert_false(cfg->profiles[0].removable_only);
@@ -463,6 +465,8 @@ static void test_wrong_types(void **state)
 		     "station.name: must be a string");
 	load_refused(f, "station = { job_timeout = \"1h\"; };\n" MIN_PROFILE, 1,
 		     "station.job_timeout: must be an integer");
+	load_refused(f, "station = {\n  cache_prefill = \"yes\";\n};\n" MIN_PROFILE, 2,
+		     "station.cache_prefill: must be true or false");
 	load_refused(
 	    f, "profiles = ( { name = \"p\"; image = \"/i\";\n removable_only = \"yes\"; } );\n", 2,
 	    "profiles.[0].removable_only: must be true or false");
