@@ -37,7 +37,8 @@ PY
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "selfmap-cache-corrupt"; database = "$db"; max_workers = 2;
-  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache"; };
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "$TEST_TMP/cache";
+  cache_prefill = false; };
 profiles = (
   { name = "badsimg"; image = "$im/bad.simg"; removable_only = false;
     verify = "readback"; match = { serial = "b-*"; }; }

@@ -8,7 +8,8 @@
 # simg2img / qemu-img convert -O raw make of the image on every byte that
 # bmap maps (and on the raw image's data), read back by the station. The
 # CPU the station's children took (workers and filler, cutime+cstime) is
-# printed. Before the cache unpacked them, every card decoded the image
+# printed. With station.cache_prefill, both entries are made before any
+# card. Before the cache unpacked them, every card decoded the image
 # itself, and the log said "cache not used".
 . "$TESTS_DIR/lib/common.sh"
 . "$TESTS_DIR/lib/station.sh"
@@ -39,7 +40,8 @@ ls "$im"/*.bmap >/dev/null 2>&1 && fail "a bmap lies next to the images"
 db=$TEST_TMP/journal.db
 cat >"$TEST_TMP/station.conf" <<CONF
 station = { name = "selfmap-cache"; database = "$db"; max_workers = 5;
-  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "${SELFMAP_CACHE_DIR-$TEST_TMP/cache}"; };
+  require_tag = "bmap-station"; max_device_size = "1G"; cache_dir = "${SELFMAP_CACHE_DIR-$TEST_TMP/cache}";
+  cache_prefill = false; };
 profiles = (
   { name = "simgxz"; image = "$im/disk.simg.xz"; removable_only = false;
     verify = "readback"; match = { serial = "s-*"; }; },
@@ -85,6 +87,11 @@ for f in disk.simg.xz:simg.raw:s-1,s-2,s-3 disk.qcow2:qcow2.raw:q-1,q-2; do
 	n=$(grep -c "cache used: $entry" "$TEST_TMP/station.log")
 	[[ $n == $((${#cs[@]} - 1)) ]] ||
 		fail "$img: $n cards used the entry, not $((${#cs[@]} - 1)): $(grep cache "$TEST_TMP/station.log")"
+	# (a bmap with checksums: each DEST is checked against them, so the
+	# peer's output is checked as a DEST too)
+	cp --sparse=always "$TEST_TMP/$ref" "$TEST_TMP/peer.raw"
+	"$BMAPTOOL" -q verify --bmap "$TEST_TMP/cache/$key.bmap" "$TEST_TMP/$ref" "$TEST_TMP/peer.raw" ||
+		fail "the peer's virtual disk $ref does not match the entry's bmap of $img"
 	"$BMAPTOOL" -q verify --bmap "$TEST_TMP/cache/$key.bmap" "$TEST_TMP/$ref" "$entry" ||
 		fail "the entry of $img is not the peer's virtual disk"
 	for s in "${cs[@]}"; do
@@ -98,4 +105,22 @@ for f in disk.simg.xz:simg.raw:s-1,s-2,s-3 disk.qcow2:qcow2.raw:q-1,q-2; do
 done
 grep -q "cache not used" "$TEST_TMP/station.log" &&
 	fail "a card did not use the cache: $(grep 'cache not used' "$TEST_TMP/station.log")"
-log "ok: a .simg.xz and a compressed qcow2 were each unpacked once into the cache for 5 cards"
+
+# With station.cache_prefill, the station unpacks both before any card.
+stop_station
+rm -rf "$TEST_TMP/cache"
+sed -i 's/cache_prefill = false/cache_prefill = true/' "$TEST_TMP/station.conf"
+start_station "$TEST_TMP/station.conf"
+for img in disk.simg.xz disk.qcow2; do
+	key=$(
+		{ stat -c '%d %i %s %.9Y %.9Z' "$im/$img" | tr -d '\n'; printf 'self-mapped\0'; } |
+			sha256sum | cut -c1-64
+	)
+	for _ in $(seq 300); do
+		[[ -f $TEST_TMP/cache/$key.img ]] && break
+		sleep 0.1
+	done
+	[[ -f $TEST_TMP/cache/$key.img && -f $TEST_TMP/cache/$key.bmap ]] ||
+		fail "the prefill did not unpack $img: $(ls "$TEST_TMP/cache"; tail -5 "$TEST_TMP/station.log")"
+done
+log "ok: a .simg.xz and a compressed qcow2 were each unpacked once into the cache for 5 cards, and by the prefill"
