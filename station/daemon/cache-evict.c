@@ -202,6 +202,10 @@ static void sweep_orphans(DIR *d, struct scan *s)
 			snprintf(name, sizeof(name), "%.64s.fill", de->d_name);
 			if (fstatat(dirfd(d), name, &st, 0) == 0)
 				removed(s, dirfd(d), name, &st);
+			/* the bmap of a self-mapped image's entry that is gone */
+			snprintf(name, sizeof(name), "%.64s.bmap", de->d_name);
+			if (fstatat(dirfd(d), name, &st, 0) == 0)
+				removed(s, dirfd(d), name, &st);
 			if (fstat(fd, &st) == 0)
 				removed(s, dirfd(d), de->d_name, &st);
 		}
