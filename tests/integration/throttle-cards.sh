@@ -50,6 +50,15 @@ if [[ ${1:-} == --term-attaching ]]; then
 	exit 0
 fi
 
+# The child test that attaches two cards together and detaches them itself:
+# its exit must not detach their numbers again (another test's by then).
+if [[ ${1:-} == --attach-detach ]]; then
+	truncate -s 4M "$CARD_DIR/d1.bin" "$CARD_DIR/d2.bin"
+	attach_cards_at_speed "$CARD_DIR/d1.bin:20M:0" "$CARD_DIR/d2.bin:20M:0"
+	for dev in "${CARD_DEVS[@]}"; do detach_loop "$dev"; done
+	exit 0
+fi
+
 # rate LOG: bytes/s from dd's summary line.
 rate() { awk '/ copied, / { print $1 / $(NF - 3) }' "$1"; }
 # within RATE LIMIT: RATE is within 15% of LIMIT.
@@ -184,6 +193,13 @@ if ((${#left[@]})); then
 	for dev in "${left[@]}"; do losetup -d "$dev"; done
 else
 	log "a test stopped while attaching its cards (exit $rc): none left attached"
+fi
+
+bash "$0" --attach-detach 2>"$TEST_TMP/detach.log" || bad "the attach-detach child failed: $(cat "$TEST_TMP/detach.log")"
+if grep -q 'could not detach' "$TEST_TMP/detach.log"; then
+	bad "cards a test had detached were detached again at its exit: $(cat "$TEST_TMP/detach.log")"
+else
+	log "cards attached together and detached by the test are not detached again at its exit"
 fi
 
 finish "two cards at their own speeds, a stalled card, nothing left behind"

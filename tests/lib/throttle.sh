@@ -167,6 +167,9 @@ attach_cards_at_speed() {
 	wait "$_ATTACH_PID" || rc=$?
 	_ATTACH_PID=
 	_attach_cards_collect "$out"
+	# Collected: the exit command must not take them again (the caller may
+	# have detached them by then, and another test attached those numbers).
+	rm -f -- "$out"
 	((rc == 0)) || fail "attach_cards_at_speed: attached ${#CARD_DEVS[@]} of $# cards"
 }
 
