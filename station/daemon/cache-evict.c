@@ -160,6 +160,8 @@ int cache_evict(const char *dir, const char *keep, uint64_t need, uint64_t max_s
 			unlink(lock);
 			snprintf(lock, sizeof(lock), "%s/%.64s.fill", dir, s.e[oldest].name);
 			unlink(lock);
+			snprintf(lock, sizeof(lock), "%s/%.64s.bmap", dir, s.e[oldest].name);
+			unlink(lock);
 			s.total -= s.e[oldest].size;
 		}
 		if (fd >= 0)
@@ -198,6 +200,10 @@ static void sweep_orphans(DIR *d, struct scan *s)
 			continue;
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
 			snprintf(name, sizeof(name), "%.64s.fill", de->d_name);
+			if (fstatat(dirfd(d), name, &st, 0) == 0)
+				removed(s, dirfd(d), name, &st);
+			/* the bmap of a self-mapped image's entry that is gone */
+			snprintf(name, sizeof(name), "%.64s.bmap", de->d_name);
 			if (fstatat(dirfd(d), name, &st, 0) == 0)
 				removed(s, dirfd(d), name, &st);
 			if (fstat(fd, &st) == 0)

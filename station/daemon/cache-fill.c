@@ -104,14 +104,6 @@ struct fill_state *cache_fill_map(const char *path, int *ret_fd)
 
 /* ---- the filler ---- */
 
-struct filler {
-	struct fill_state *fill;
-	struct bmap_source *src; /* for the bytes downloaded */
-	atomic_int *cancel; /* the worker's flag: its SIGTERM handler, kept across the
-			     * fork, stops the fill too (a station stopped as a whole) */
-	pid_t worker, station;
-};
-
 /* In the filler, for its parent-death signal's handler. */
 static pid_t filler_station;
 static char filler_part[PATH_MAX];
@@ -133,7 +125,7 @@ static void on_parent_death(int sig)
 }
 
 /* The writer's progress, published to the readers. */
-static void fill_written(void *userdata, uint64_t end)
+void cache_fill_written(void *userdata, uint64_t end)
 {
 	struct filler *f = userdata;
 
@@ -154,26 +146,13 @@ static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image
 	    .keep_size = true, /* sized by the parent: readers may have it open */
 	};
 	struct bmap_copy_opts copts = {
-	    .cancel = f->cancel, .written = fill_written, .written_userdata = f};
-	/* Restarted: the worker's end is only looked at, never an error. */
-	struct sigaction sa = {.sa_handler = on_parent_death, .sa_flags = SA_RESTART};
+	    .cancel = f->cancel, .written = cache_fill_written, .written_userdata = f};
 	struct bmap_ctx *ctx;
 	struct bmap_source *src = NULL;
 	struct bmap_target *dst = NULL;
-	pid_t parent;
 	int r;
 
-	filler_station = f->station;
-	snprintf(filler_part, sizeof(filler_part), "%s", part);
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGRTMIN, &sa, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGRTMIN) < 0)
-		_exit(EXIT_FAILURE);
-	/* A parent that died before the signal was set sent none. */
-	parent = getppid();
-	if (parent != f->worker && parent != f->station) {
-		unlink(part);
-		_exit(EXIT_FAILURE);
-	}
+	cache_filler_setup(f, part);
 	ctx = bmap_ctx_new();
 	r = ctx ? 0 : -ENOMEM;
 	if (r >= 0)
@@ -191,11 +170,36 @@ static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image
 	f->src = NULL;
 	bmap_target_free(dst);
 	bmap_source_free(src);
+	cache_filler_end(f, ctx, r, bmap_map_get_image_size(map), part, path);
+}
+
+void cache_filler_setup(struct filler *f, const char *part)
+{
+	/* Restarted: the worker's end is only looked at, never an error. */
+	struct sigaction sa = {.sa_handler = on_parent_death, .sa_flags = SA_RESTART};
+	pid_t parent;
+
+	filler_station = f->station;
+	snprintf(filler_part, sizeof(filler_part), "%s", part);
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGRTMIN, &sa, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGRTMIN) < 0)
+		_exit(EXIT_FAILURE);
+	/* A parent that died before the signal was set sent none. */
+	parent = getppid();
+	if (parent != f->worker && parent != f->station) {
+		unlink(part);
+		_exit(EXIT_FAILURE);
+	}
+}
+
+_Noreturn void cache_filler_end(struct filler *f, struct bmap_ctx *ctx, int r, uint64_t size,
+				const char *part, const char *path)
+{
 	/* Only a complete, verified entry gets its name. */
 	if (r >= 0 && rename(part, path) < 0)
 		r = -errno;
 	if (r >= 0) {
-		atomic_store(&f->fill->written, bmap_map_get_image_size(map));
+		atomic_store(&f->fill->written, size);
 		atomic_store(&f->fill->status, FILL_DONE);
 	} else {
 		const char *e = ctx ? bmap_ctx_get_error(ctx) : "";
@@ -210,9 +214,12 @@ static _Noreturn void fill_run(struct filler *f, int image_fd, const char *image
 }
 
 int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char *image,
-		     const struct bmap_map *map, atomic_int *cancel, const char *part,
-		     const char *path, char *why, size_t why_len)
+		     const struct bmap_map *map, uint64_t self_size, atomic_int *cancel,
+		     const char *part, const char *path, char *why, size_t why_len)
 {
+	/* A self-mapped image (@map NULL): its virtual disk, at most. */
+	uint64_t image_size = map ? bmap_map_get_image_size(map) : self_size;
+	uint64_t mapped = map ? bmap_map_get_mapped_bytes(map) : self_size;
 	struct fill_state *fill = u->fill;
 	struct filler f = {.fill = fill, .cancel = cancel, .station = getppid()};
 	struct stat st;
@@ -225,13 +232,13 @@ int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char 
 	atomic_store(&fill->download_size, 0);
 	/* What the part will take, counted against cache_max_size from the
 	 * start (its blocks are only what is filled so far). */
-	atomic_store(&fill->size, bmap_map_get_mapped_bytes(map));
+	atomic_store(&fill->size, mapped);
 	fill->error[0] = '\0';
 	atomic_store(&fill->status, FILL_RUNNING);
 	/* A new inode: a reader of an earlier, dead fill cannot mistake it. */
 	unlink(part);
 	fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, (off_t)bmap_map_get_image_size(map)) < 0 ||
+	if (fd < 0 || ftruncate(fd, (off_t)image_size) < 0 ||
 	    fstat(fd, &st) < 0) {
 		r = -errno;
 		snprintf(why, why_len, "cannot create '%s': %s", part, strerror(-r));
@@ -261,6 +268,8 @@ int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char 
 		if (keep_hi > keep_lo + 1)
 			close_range((unsigned)keep_lo + 1, (unsigned)keep_hi - 1, 0);
 		close_range((unsigned)keep_hi + 1, ~0u, 0);
+		if (!map)
+			cache_self_run(&f, image_fd, image, part, path);
 		fill_run(&f, image_fd, image, map, part, path);
 	}
 	close(lock_fd);

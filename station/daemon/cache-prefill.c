@@ -73,6 +73,43 @@ enum prefill_result { PF_FILLED, PF_COMPLETE, PF_NOT_CACHED, PF_FAILED, PF_STOPP
 /* One profile's entry: made complete (@u then holds it, so that the next
  * profile's fill cannot evict it), found complete, not a thing the cache
  * serves (@why says why), or failed (@why). */
+/* A profile's qcow2 or Android sparse image without a bmap: its entry
+ * (unpacked once, with the bmap made of it: cache_acquire_self), as a
+ * worker would ask; PF_NOT_CACHED for any other image (@why unset). */
+static enum prefill_result prefill_self(const struct station_config *cfg, const struct profile *p,
+					struct cache_use *u, double *ret_secs, char *why,
+					size_t why_len)
+{
+	struct bmap_ctx *ctx = bmap_ctx_new();
+	struct bmap_source *src = NULL;
+	struct bmap_map *map = NULL;
+	_cleanup_close_ int image_fd = open_regular(p->image);
+	enum prefill_result res = PF_NOT_CACHED;
+	double t0 = now_monotonic();
+	int r;
+
+	if (!ctx || image_fd < 0)
+		goto out;
+	bmap_ctx_set_check_whole(ctx, false);
+	r = bmap_source_open(ctx, p->image, &src);
+	if (r < 0 || bmap_source_get_format(src) == BMAP_FORMAT_RAW)
+		goto out;
+	r = cache_acquire_self(ctx, cfg->cache_dir, cfg->cache_max_size, image_fd, p->image,
+			       bmap_source_get_image_size(src), &prefill_cancel, u, &map, why,
+			       why_len);
+	if (r < 0) {
+		res = r == -EINTR ? PF_STOPPED : PF_FAILED;
+		goto out;
+	}
+	*ret_secs = now_monotonic() - t0;
+	res = u->built ? PF_FILLED : PF_COMPLETE;
+out:
+	bmap_map_free(map);
+	bmap_source_free(src);
+	bmap_ctx_free(ctx);
+	return res;
+}
+
 static enum prefill_result prefill_one(const struct station_config *cfg, const struct profile *p,
 				       struct cache_use *u, double *ret_secs, char *why,
 				       size_t why_len)
@@ -105,6 +142,11 @@ static enum prefill_result prefill_one(const struct station_config *cfg, const s
 		}
 	} else if (bmap_discover(p->image, &bmap_path) < 0) {
 		bmap_path = NULL;
+	}
+	if (!bmap_path && !url) {
+		res = prefill_self(cfg, p, u, ret_secs, why, why_len);
+		if (res != PF_NOT_CACHED)
+			goto out;
 	}
 	if (!bmap_path) {
 		snprintf(why, why_len,

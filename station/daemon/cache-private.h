@@ -9,6 +9,10 @@
  *   KEY.lock  every reader of the entry (or of its part) holds a shared
  *             flock; eviction takes it exclusively, never waiting for it
  *   KEY.part  the entry while it is filled
+ *   KEY.bmap  next to KEY.img of a self-mapped image (qcow2, Android
+ *             sparse) that came without a bmap: the 2.0 bmap of its virtual
+ *             disk, SHA-256 of each range, made by its filler (cache-self.c)
+ *             and named before KEY.img
  *   KEY.fill  the fill's state (struct fill_state), mapped shared by the
  *             filler and its readers; the filler holds an OFD write lock on
  *             it for as long as it lives, so a reader can tell a filler
@@ -21,8 +25,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cache.h"
+
+struct bmap_source;
 
 enum { FILL_RUNNING = 1, FILL_DONE = 2 };
 
@@ -55,8 +62,38 @@ struct fill_state *cache_fill_map(const char *path, int *ret_fd);
  * size, the shared state reset for it, and the filler forked. The filler
  * keeps the lock; the caller's @lock_fd is closed either way. */
 int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char *image,
-		     const struct bmap_map *map, atomic_int *cancel, const char *part,
-		     const char *path, char *why, size_t why_len);
+		     const struct bmap_map *map, uint64_t self_size, atomic_int *cancel,
+		     const char *part, const char *path, char *why, size_t why_len);
+
+/* The filler process's own state (cache-fill.c, cache-self.c). */
+struct filler {
+	struct fill_state *fill;
+	struct bmap_source *src; /* for the bytes downloaded */
+	atomic_int *cancel; /* the worker's flag: its SIGTERM handler, kept across the
+			     * fork, stops the fill too (a station stopped as a whole) */
+	pid_t worker, station;
+};
+
+/* In the forked filler, first: its parent-death signal set up (the part
+ * removed and the process ended once the station is gone). */
+void cache_filler_setup(struct filler *f, const char *part);
+/* The filler's last step: with @r >= 0 the part named @path and the fill
+ * done (@size written), else the fill failed with @ctx's error and the
+ * part removed. Frees @ctx; never returns. */
+_Noreturn void cache_filler_end(struct filler *f, struct bmap_ctx *ctx, int r, uint64_t size,
+				const char *part, const char *path);
+/* A bmap_written_fn publishing the part's progress to the readers. */
+void cache_fill_written(void *userdata, uint64_t end);
+
+/* cache-self.c */
+/* The forked filler of a self-mapped image without a bmap: its virtual
+ * disk into @part (holes not written, a simg's CRC32 chunks checked), the
+ * bmap of what was written into KEY.bmap (@path with .bmap for .img), then
+ * @part named @path. Never returns. */
+_Noreturn void cache_self_run(struct filler *f, int image_fd, const char *image,
+			      const char *part, const char *path);
+/* KEY.bmap for the entry @path (KEY.img) into @out. */
+void cache_self_bmap_path(const char *path, char *out, size_t len);
 
 /* cache-evict.c */
 /* Frees room for @need more bytes in @dir: stale files first (parts whose

@@ -88,7 +88,13 @@ static int cache_key(struct bmap_ctx *ctx, int fd, const char *image, const stru
 		return -ENOMEM;
 	bmap_digest_update(d, id, (size_t)n);
 bmap:
-	bmap_digest_update(d, bmap_map_get_file_sha256(map), 32);
+	/* A self-mapped image without a bmap (@map NULL): the entry is its
+	 * virtual disk with the bmap its filler makes, another entry than the
+	 * same file's with a bmap. */
+	if (map)
+		bmap_digest_update(d, bmap_map_get_file_sha256(map), 32);
+	else
+		bmap_digest_update(d, "self-mapped", 12);
 	bmap_digest_final(d, digest);
 	bmap_digest_free(d);
 	hex_encode(digest, 32, out);
@@ -217,19 +223,22 @@ static int follow(struct cache_use *u, const char *part)
 	return u->path ? 0 : -ENOMEM;
 }
 
-int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
-		  const char *image, const struct bmap_map *map, atomic_int *cancel,
-		  struct cache_use *ret, char *why, size_t why_len)
+/* cache_acquire(), or with @map NULL the entry of the self-mapped image
+ * @image_fd of virtual size @self_size (cache_acquire_self). */
+static int acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
+		   const char *image, const struct bmap_map *map, uint64_t self_size,
+		   atomic_int *cancel, struct cache_use *ret, char *why, size_t why_len)
 {
 	char key[65], lock[PATH_MAX], path[PATH_MAX], part[PATH_MAX], fillp[PATH_MAX];
 	uint64_t download_size = 0;
+	uint64_t need = map ? bmap_map_get_mapped_bytes(map) : self_size;
 	int r;
 
 	*ret = (struct cache_use){.lock_fd = -1, .fill_fd = -1, .data_fd = -1, .cancel = cancel};
-	if (!bmap_map_has_range_checksums(map))
+	if (map && !bmap_map_has_range_checksums(map))
 		return snprintf(why, why_len, "the bmap has no checksums to verify a cache with"),
 		       -EINVAL;
-	if (bmap_map_get_mapped_bytes(map) > max_size)
+	if (need > max_size)
 		return snprintf(why, why_len, "the image's data is larger than cache_max_size"),
 		       -EFBIG;
 	r = cache_key(ctx, image_fd, image, map, key, &download_size);
@@ -285,14 +294,14 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 				close(lock_fd);
 				goto complete;
 			}
-			r = cache_evict(dir, key, bmap_map_get_mapped_bytes(map), max_size);
+			r = cache_evict(dir, key, need, max_size);
 			if (r < 0) {
 				close(lock_fd);
 				snprintf(why, why_len, "no room in the cache (cache_max_size)");
 				goto fail;
 			}
-			r = cache_fill_start(ret, lock_fd, image_fd, image, map, cancel, part, path,
-					     why, why_len);
+			r = cache_fill_start(ret, lock_fd, image_fd, image, map, self_size, cancel,
+					     part, path, why, why_len);
 			if (r < 0)
 				goto fail;
 			atomic_store(&ret->fill->download_size, download_size);
@@ -322,6 +331,7 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 			return 0;
 		if (r != -EAGAIN) {
 			snprintf(why, why_len, "%s", ret->fill->error);
+			ret->fill_failed = r != -ENOMEM;
 			goto fail;
 		}
 		if (cancel && *cancel) {
@@ -339,6 +349,64 @@ complete:
 	if (ret->path)
 		return 0;
 	r = -ENOMEM;
+fail:
+	cache_release(ret);
+	return r;
+}
+
+int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
+		  const char *image, const struct bmap_map *map, atomic_int *cancel,
+		  struct cache_use *ret, char *why, size_t why_len)
+{
+	return acquire(ctx, dir, max_size, image_fd, image, map, 0, cancel, ret, why, why_len);
+}
+
+int cache_acquire_self(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
+		       const char *image, uint64_t virtual_size, atomic_int *cancel,
+		       struct cache_use *ret, struct bmap_map **ret_map, char *why,
+		       size_t why_len)
+{
+	char bmap[PATH_MAX];
+	bool built;
+	int r;
+
+	*ret_map = NULL;
+	if (image_fd < 0)
+		return snprintf(why, why_len, "'%s' is not a regular file: nothing to cache", image),
+		       -ESPIPE;
+	r = acquire(ctx, dir, max_size, image_fd, image, NULL, virtual_size, cancel, ret, why,
+		    why_len);
+	if (r < 0)
+		return r;
+	/* Its bmap is made at the fill's end: nothing of the part can be
+	 * checked before (see cache-self.c). */
+	if (ret->filling) {
+		r = fill_wait(ret, UINT64_MAX, why, why_len);
+		if (r < 0) {
+			ret->fill_failed = r != -EINTR && r != -ESTALE;
+			goto fail;
+		}
+		built = ret->built;
+		cache_release(ret);
+		r = acquire(ctx, dir, max_size, image_fd, image, NULL, virtual_size, cancel, ret,
+			    why, why_len);
+		if (r < 0)
+			return r;
+		ret->built = built;
+		if (ret->filling) {
+			r = -ESTALE;
+			snprintf(why, why_len, "the image cache's entry '%s' was refilled under this job",
+				 ret->path);
+			goto fail;
+		}
+	}
+	cache_self_bmap_path(ret->path, bmap, sizeof(bmap));
+	r = bmap_map_load(ctx, bmap, ret_map);
+	if (r < 0) {
+		snprintf(why, why_len, "%s", bmap_ctx_get_error(ctx));
+		goto fail;
+	}
+	return 0;
 fail:
 	cache_release(ret);
 	return r;

@@ -28,6 +28,9 @@ struct cache_use {
 	 * copy's wait function (userdata: this struct), and ask cache_finished
 	 * for the fill's verdict before calling the card good. */
 	bool filling;
+	/* cache_acquire*() failed because the entry's fill failed (the image
+	 * is bad: its reason is in why), not because the cache cannot serve. */
+	bool fill_failed;
 	/* private */
 	struct fill_state *fill;
 	int fill_fd;
@@ -55,6 +58,17 @@ struct cache_use {
 int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
 		  const char *image, const struct bmap_map *map, atomic_int *cancel,
 		  struct cache_use *ret, char *why, size_t why_len);
+/* The same for a self-mapped image (qcow2, Android sparse) without a bmap,
+ * open as @image_fd (a regular file), of virtual disk size @virtual_size:
+ * the entry is its virtual disk with the bmap its filler made of it
+ * (cache-self.c), returned as *@ret_map (with SHA-256 range checksums; for
+ * the caller to free). Returns once the entry is complete (never filling):
+ * nothing of it can be checked before its bmap is made. A fill that fails
+ * (a simg's wrong CRC32) fails with its reason in @why and leaves no entry. */
+int cache_acquire_self(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
+		       const char *image, uint64_t virtual_size, atomic_int *cancel,
+		       struct cache_use *ret, struct bmap_map **ret_map, char *why,
+		       size_t why_len);
 /* A bmap_wait_fn: returns once the entry's bytes below @end are filled;
  * -errno with @why when the fill failed or its process is gone. */
 int cache_wait(void *cache_use, uint64_t end, char *why, size_t why_len);

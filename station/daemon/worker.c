@@ -167,6 +167,50 @@ static int open_image(struct bmap_ctx *ctx, const char *image, int image_fd,
 	return r;
 }
 
+/* A self-mapped image without a bmap, with the cache: unpacked there once
+ * (cache-self.c), then copied from the entry with the bmap made of it, as
+ * a compressed image's entry. 0 with *@src and *@map replaced; -1 when the
+ * cache cannot serve (a note says why; the image is read straight); a fill
+ * that failed (a simg's wrong CRC32: never served, never read straight)
+ * fails the card: finish()'s value + 1. */
+static int worker_cache_self(struct bmap_ctx *ctx, const struct worker_job *job, int fd,
+			     int image_fd, struct cache_use *cache, struct bmap_source **src,
+			     struct bmap_map **map)
+{
+	const char *format = bmap_format_name(bmap_source_get_format(*src));
+	struct bmap_source *cached = NULL;
+	struct bmap_map *entry_map = NULL;
+	char why[1024];
+	int r, cfd;
+
+	r = cache_acquire_self(ctx, job->cache_dir, job->cache_max_size, image_fd, job->image,
+			       bmap_source_get_image_size(*src), &worker_cancel, cache, &entry_map,
+			       why, sizeof(why));
+	if (r == -EINTR)
+		return finish(fd, "interrupted", 0, NULL, NULL, why) + 1;
+	if (r < 0 && cache->fill_failed)
+		return finish(fd, "failed", 0, NULL, NULL, why) + 1;
+	if (r < 0) {
+		emit(fd, "note cache not used for the %s image: %s", format, why);
+		return -1;
+	}
+	cfd = cache->data_fd;
+	cache->data_fd = -1;
+	if (bmap_source_open_raw_fd(ctx, cfd, cache->path, &cached) < 0) {
+		emit(fd, "note cache not used: %s", bmap_ctx_get_error(ctx));
+		bmap_map_free(entry_map);
+		cache_release(cache);
+		return -1;
+	}
+	bmap_source_free(*src);
+	*src = cached;
+	bmap_map_free(*map);
+	*map = entry_map;
+	emit(fd, "note cache %s: %s (the %s image's virtual disk, with the bmap made of it)",
+	     cache->built ? "built" : "used", cache->path, format);
+	return 0;
+}
+
 int worker_run(const struct worker_job *job, int fd)
 {
 	struct bmap_target_opts topts = { .mode = BMAP_TARGET_WRITE };
@@ -339,11 +383,17 @@ int worker_run(const struct worker_job *job, int fd)
 	/* A compressed image is decompressed once into the cache and every
 	 * card is copied from there; without the cache, straight from it. */
 	if (job->cache_dir && *job->cache_dir && self_map) {
-		/* The cache checks what it holds against range checksums: a
-		 * self-mapped image has none, and is read straight. */
-		emit(fd, "note cache not used: the %s image's own map has no checksums to verify "
-			 "a cache with (give the profile a bmap made by bmaptool create to cache it)",
-		     bmap_format_name(bmap_source_get_format(src)));
+		r = worker_cache_self(ctx, job, fd, image_fd, &cache, &src, &map);
+		if (r > 0) {
+			ret = r - 1;
+			goto out;
+		}
+		if (r == 0) {
+			self_stream = false;
+			copts.source_map = false;
+			unchecked = false;
+			copts.source_checked = job->verify == VERIFY_READBACK;
+		}
 	} else if (job->cache_dir && *job->cache_dir &&
 		   (url || bmap_source_get_compression(src) != BMAP_COMP_RAW)) {
 		char why[512];
