@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bmap-private.h"
@@ -73,6 +74,19 @@ out:
 	return r;
 }
 
+/* Whether the file open as @fd is not what @before says: written to,
+ * truncated or grown since. */
+static bool image_changed(int fd, const struct stat *before)
+{
+	struct stat now;
+
+	return fstat(fd, &now) < 0 || now.st_size != before->st_size ||
+	       now.st_mtim.tv_sec != before->st_mtim.tv_sec ||
+	       now.st_mtim.tv_nsec != before->st_mtim.tv_nsec ||
+	       now.st_ctim.tv_sec != before->st_ctim.tv_sec ||
+	       now.st_ctim.tv_nsec != before->st_ctim.tv_nsec;
+}
+
 _Noreturn void cache_self_run(struct filler *f, int image_fd, const char *image,
 			      const char *part, const char *path)
 {
@@ -88,12 +102,15 @@ _Noreturn void cache_self_run(struct filler *f, int image_fd, const char *image,
 	struct bmap_target *dst = NULL;
 	struct bmap_map *map = NULL;
 	uint64_t size = 0;
+	struct stat before;
 	int r;
 
 	cache_filler_setup(f, part);
 	cache_self_bmap_path(path, bmap, sizeof(bmap));
 	ctx = bmap_ctx_new();
 	r = ctx ? 0 : -ENOMEM;
+	if (r >= 0 && fstat(image_fd, &before) < 0)
+		r = bmap_error(ctx, -errno, "cannot stat '%s': %m", image);
 	if (r >= 0)
 		r = bmap_source_open_fd(ctx, image_fd, image, &src);
 	if (r >= 0 && bmap_source_get_format(src) == BMAP_FORMAT_RAW)
@@ -117,6 +134,16 @@ _Noreturn void cache_self_run(struct filler *f, int image_fd, const char *image,
 		r = bmap_source_get_map(src, &map);
 	if (r >= 0 && fsync(bmap_target_get_fd(dst)) < 0)
 		r = bmap_error(ctx, -errno, "cannot write '%s': %m", part);
+	/* The bmap is made of what was unpacked, and nothing checks that
+	 * against the image (it has no checksums, or a simg only some CRC32s):
+	 * an image written to while it was read (cp onto it, rsync --inplace)
+	 * would give an entry of old and new bytes that every card then
+	 * passes. */
+	if (r >= 0 && image_changed(image_fd, &before))
+		r = bmap_error(ctx, -EIO,
+			       "the image '%s' changed while it was unpacked into the image cache: "
+			       "nothing of it is served; put the card in again once it is complete",
+			       image);
 	if (r >= 0)
 		r = write_bmap(ctx, bmap_target_get_fd(dst), part, map, bmap);
 	bmap_target_free(dst);

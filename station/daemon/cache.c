@@ -414,6 +414,10 @@ fail:
 
 void cache_release(struct cache_use *u)
 {
+	/* Nothing to read along any more (fill_failed stays: the caller's
+	 * verdict on a failed acquire). */
+	u->filling = false;
+	u->built = false;
 	if (u->lock_fd >= 0)
 		close(u->lock_fd);
 	u->lock_fd = -1;

@@ -13,7 +13,9 @@
  *
  *   DEVICE  /dev/loopN (matched by st_rdev), MAJOR:MINOR, or
  *           backing=FILE: the loop device whose backing file is FILE, so a
- *           rule can be written before the loop number is known
+ *           rule can be written before the loop number is known, or
+ *           file=FILE: the regular file FILE itself (by device and inode,
+ *           as it was when the rule was read: an image read slowly)
  *   OP      read | write: every read or write call (read, pread, preadv...);
  *           pread | pwrite: only the positioned ones (pread, preadv...), so
  *           that a plain read() (libblkid's probe, say) is left alone
@@ -59,6 +61,8 @@ enum fault { F_ERRNO, F_SHORT, F_DELAY };
 
 struct rule {
 	dev_t dev;
+	bool by_file;
+	ino_t ino;
 	bool by_backing;
 	char backing[256];
 	enum op op;
@@ -153,7 +157,13 @@ static bool parse_rule(char *line, struct rule *r)
 		return false;
 	memset(r, 0, sizeof(*r));
 	r->count = UINT64_MAX;
-	if (strncmp(tok[0], "backing=", 8) == 0) {
+	if (strncmp(tok[0], "file=", 5) == 0) {
+		if (stat(tok[0] + 5, &st) < 0 || !S_ISREG(st.st_mode))
+			return false;
+		r->by_file = true;
+		r->dev = st.st_dev;
+		r->ino = st.st_ino;
+	} else if (strncmp(tok[0], "backing=", 8) == 0) {
 		r->by_backing = true;
 		snprintf(r->backing, sizeof(r->backing), "%s", tok[0] + 8);
 	} else if (sscanf(tok[0], "%u:%u", &maj, &min) == 2) {
@@ -254,7 +264,7 @@ static bool find_fault(int fd, enum op op, bool positioned, uint64_t *off, size_
 
 	if (!path || !len)
 		return false;
-	if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
+	if (fstat(fd, &st) < 0 || !(S_ISBLK(st.st_mode) || S_ISREG(st.st_mode)))
 		return false;
 	if (!positioned)
 		*off = position(fd);
@@ -269,7 +279,10 @@ static bool find_fault(int fd, enum op op, bool positioned, uint64_t *off, size_
 		idx++;
 		if (r.op != op || (r.positioned_only && !positioned) || *off + len <= r.after)
 			continue;
-		if (r.by_backing ? !backed_by(st.st_rdev, r.backing) : r.dev != st.st_rdev)
+		if (r.by_file ? r.dev != st.st_dev || r.ino != st.st_ino
+			      : !S_ISBLK(st.st_mode) ||
+				    (r.by_backing ? !backed_by(st.st_rdev, r.backing)
+						  : r.dev != st.st_rdev))
 			continue;
 		if (atomic_fetch_add(&injected[idx - 1], 1) >= r.count)
 			continue;
