@@ -143,6 +143,14 @@ static enum prefill_result prefill_one(const struct station_config *cfg, const s
 	} else if (bmap_discover(p->image, &bmap_path) < 0) {
 		bmap_path = NULL;
 	}
+	if (!bmap_path && !url && p->sig.mode == SIG_REQUIRED) {
+		/* The worker refuses every card of it: nothing to fill. */
+		snprintf(why, why_len,
+			 "the profile has signature = \"required\" and the image '%s' no bmap",
+			 p->image);
+		res = PF_NOT_CACHED;
+		goto out;
+	}
 	if (!bmap_path && !url) {
 		res = prefill_self(cfg, p, u, ret_secs, why, why_len);
 		if (res != PF_NOT_CACHED)
@@ -249,6 +257,8 @@ static _Noreturn void prefill_run(const struct station_config *cfg)
 
 			if (n > 5 && strcmp(held[i].path + n - 5, ".part") == 0)
 				n -= 5;
+			else if (n > 4 && strcmp(held[i].path + n - 4, ".img") == 0)
+				n -= 4; /* (a self-mapped entry: complete when it is served) */
 			log_info("image cache prefill: profile %s: '%.*s.img' complete in %.1f s",
 				 p->name, (int)n, held[i].path, secs);
 			break;

@@ -300,6 +300,15 @@ static int acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int
 				snprintf(why, why_len, "no room in the cache (cache_max_size)");
 				goto fail;
 			}
+			/* A filler forked now would inherit a cancel already set
+			 * (a reload's SIGUSR1 to the prefill) and fail at once,
+			 * failing the cards that read along it. */
+			if (cancel && *cancel) {
+				close(lock_fd);
+				r = -EINTR;
+				snprintf(why, why_len, "interrupted");
+				goto fail;
+			}
 			r = cache_fill_start(ret, lock_fd, image_fd, image, map, self_size, cancel,
 					     part, path, why, why_len);
 			if (r < 0)
