@@ -214,12 +214,13 @@ _Noreturn void cache_filler_end(struct filler *f, struct bmap_ctx *ctx, int r, u
 }
 
 int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char *image,
-		     const struct bmap_map *map, uint64_t self_size, atomic_int *cancel,
-		     const char *part, const char *path, char *why, size_t why_len)
+		     const struct bmap_map *map, uint64_t self_size, uint64_t self_data,
+		     atomic_int *cancel, const char *part, const char *path, char *why,
+		     size_t why_len)
 {
-	/* A self-mapped image (@map NULL): its virtual disk, at most. */
+	/* A self-mapped image (@map NULL): its virtual disk, its data. */
 	uint64_t image_size = map ? bmap_map_get_image_size(map) : self_size;
-	uint64_t mapped = map ? bmap_map_get_mapped_bytes(map) : self_size;
+	uint64_t mapped = map ? bmap_map_get_mapped_bytes(map) : self_data;
 	struct fill_state *fill = u->fill;
 	struct filler f = {.fill = fill, .cancel = cancel, .station = getppid()};
 	struct stat st;

@@ -73,6 +73,20 @@ enum prefill_result { PF_FILLED, PF_COMPLETE, PF_NOT_CACHED, PF_FAILED, PF_STOPP
 /* One profile's entry: made complete (@u then holds it, so that the next
  * profile's fill cannot evict it), found complete, not a thing the cache
  * serves (@why says why), or failed (@why). */
+/* The data a self-mapped image's entry takes: its map's, when it is known
+ * before the image is read; else (a simg read as a stream) its virtual disk. */
+static uint64_t self_data_size(struct bmap_source *src)
+{
+	struct bmap_map *m = NULL;
+	uint64_t n;
+
+	if (bmap_source_get_map(src, &m) < 0 || !m)
+		return bmap_source_get_image_size(src);
+	n = bmap_map_get_mapped_bytes(m);
+	bmap_map_free(m);
+	return n;
+}
+
 /* A profile's qcow2 or Android sparse image without a bmap: its entry
  * (unpacked once, with the bmap made of it: cache_acquire_self), as a
  * worker would ask; PF_NOT_CACHED for any other image (@why unset). */
@@ -95,8 +109,8 @@ static enum prefill_result prefill_self(const struct station_config *cfg, const 
 	if (r < 0 || bmap_source_get_format(src) == BMAP_FORMAT_RAW)
 		goto out;
 	r = cache_acquire_self(ctx, cfg->cache_dir, cfg->cache_max_size, image_fd, p->image,
-			       bmap_source_get_image_size(src), &prefill_cancel, u, &map, why,
-			       why_len);
+			       bmap_source_get_image_size(src), self_data_size(src),
+			       &prefill_cancel, u, &map, why, why_len);
 	if (r < 0) {
 		res = r == -EINTR ? PF_STOPPED : PF_FAILED;
 		goto out;

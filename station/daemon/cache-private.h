@@ -62,7 +62,8 @@ struct fill_state *cache_fill_map(const char *path, int *ret_fd);
  * size, the shared state reset for it, and the filler forked. The filler
  * keeps the lock; the caller's @lock_fd is closed either way. */
 int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char *image,
-		     const struct bmap_map *map, uint64_t self_size, atomic_int *cancel,
+		     const struct bmap_map *map, uint64_t self_size, uint64_t self_data,
+		     atomic_int *cancel,
 		     const char *part, const char *path, char *why, size_t why_len);
 
 /* The filler process's own state (cache-fill.c, cache-self.c). */

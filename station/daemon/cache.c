@@ -224,14 +224,16 @@ static int follow(struct cache_use *u, const char *part)
 }
 
 /* cache_acquire(), or with @map NULL the entry of the self-mapped image
- * @image_fd of virtual size @self_size (cache_acquire_self). */
+ * @image_fd of virtual size @self_size holding @self_data bytes of data
+ * (cache_acquire_self). */
 static int acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
 		   const char *image, const struct bmap_map *map, uint64_t self_size,
-		   atomic_int *cancel, struct cache_use *ret, char *why, size_t why_len)
+		   uint64_t self_data, atomic_int *cancel, struct cache_use *ret, char *why,
+		   size_t why_len)
 {
 	char key[65], lock[PATH_MAX], path[PATH_MAX], part[PATH_MAX], fillp[PATH_MAX];
 	uint64_t download_size = 0;
-	uint64_t need = map ? bmap_map_get_mapped_bytes(map) : self_size;
+	uint64_t need = map ? bmap_map_get_mapped_bytes(map) : self_data;
 	int r;
 
 	*ret = (struct cache_use){.lock_fd = -1, .fill_fd = -1, .data_fd = -1, .cancel = cancel};
@@ -309,7 +311,7 @@ static int acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int
 				snprintf(why, why_len, "interrupted");
 				goto fail;
 			}
-			r = cache_fill_start(ret, lock_fd, image_fd, image, map, self_size, cancel,
+			r = cache_fill_start(ret, lock_fd, image_fd, image, map, self_size, self_data, cancel,
 					     part, path, why, why_len);
 			if (r < 0)
 				goto fail;
@@ -367,11 +369,11 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 		  const char *image, const struct bmap_map *map, atomic_int *cancel,
 		  struct cache_use *ret, char *why, size_t why_len)
 {
-	return acquire(ctx, dir, max_size, image_fd, image, map, 0, cancel, ret, why, why_len);
+	return acquire(ctx, dir, max_size, image_fd, image, map, 0, 0, cancel, ret, why, why_len);
 }
 
 int cache_acquire_self(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
-		       const char *image, uint64_t virtual_size, atomic_int *cancel,
+		       const char *image, uint64_t virtual_size, uint64_t data_size, atomic_int *cancel,
 		       struct cache_use *ret, struct bmap_map **ret_map, char *why,
 		       size_t why_len)
 {
@@ -383,7 +385,7 @@ int cache_acquire_self(struct bmap_ctx *ctx, const char *dir, uint64_t max_size,
 	if (image_fd < 0)
 		return snprintf(why, why_len, "'%s' is not a regular file: nothing to cache", image),
 		       -ESPIPE;
-	r = acquire(ctx, dir, max_size, image_fd, image, NULL, virtual_size, cancel, ret, why,
+	r = acquire(ctx, dir, max_size, image_fd, image, NULL, virtual_size, data_size, cancel, ret, why,
 		    why_len);
 	if (r < 0)
 		return r;
@@ -397,7 +399,7 @@ int cache_acquire_self(struct bmap_ctx *ctx, const char *dir, uint64_t max_size,
 		}
 		built = ret->built;
 		cache_release(ret);
-		r = acquire(ctx, dir, max_size, image_fd, image, NULL, virtual_size, cancel, ret,
+		r = acquire(ctx, dir, max_size, image_fd, image, NULL, virtual_size, data_size, cancel, ret,
 			    why, why_len);
 		if (r < 0)
 			return r;

@@ -59,15 +59,17 @@ int cache_acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int 
 		  const char *image, const struct bmap_map *map, atomic_int *cancel,
 		  struct cache_use *ret, char *why, size_t why_len);
 /* The same for a self-mapped image (qcow2, Android sparse) without a bmap,
- * open as @image_fd (a regular file), of virtual disk size @virtual_size:
+ * open as @image_fd (a regular file), of virtual disk size @virtual_size
+ * holding @data_size bytes of data (what the entry takes in the cache;
+ * @virtual_size when its map is not known before it is read):
  * the entry is its virtual disk with the bmap its filler made of it
  * (cache-self.c), returned as *@ret_map (with SHA-256 range checksums; for
  * the caller to free). Returns once the entry is complete (never filling):
  * nothing of it can be checked before its bmap is made. A fill that fails
  * (a simg's wrong CRC32) fails with its reason in @why and leaves no entry. */
 int cache_acquire_self(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int image_fd,
-		       const char *image, uint64_t virtual_size, atomic_int *cancel,
-		       struct cache_use *ret, struct bmap_map **ret_map, char *why,
+		       const char *image, uint64_t virtual_size, uint64_t data_size,
+		       atomic_int *cancel, struct cache_use *ret, struct bmap_map **ret_map, char *why,
 		       size_t why_len);
 /* A bmap_wait_fn: returns once the entry's bytes below @end are filled;
  * -errno with @why when the fill failed or its process is gone. */

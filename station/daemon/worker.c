@@ -184,8 +184,9 @@ static int worker_cache_self(struct bmap_ctx *ctx, const struct worker_job *job,
 	int r, cfd;
 
 	r = cache_acquire_self(ctx, job->cache_dir, job->cache_max_size, image_fd, job->image,
-			       bmap_source_get_image_size(*src), &worker_cancel, cache, &entry_map,
-			       why, sizeof(why));
+			       bmap_source_get_image_size(*src),
+			       *map ? bmap_map_get_mapped_bytes(*map) : bmap_source_get_image_size(*src),
+			       &worker_cancel, cache, &entry_map, why, sizeof(why));
 	if (r == -EINTR)
 		return finish(fd, "interrupted", 0, NULL, NULL, why) + 1;
 	if (r < 0 && cache->fill_failed)
