@@ -42,6 +42,11 @@ ssize_t loop_pread(int fd, void *buf, size_t len, uint64_t off);
 int loop_write(int fd, const void *buf, size_t len);
 int loop_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 
+/* @path opened for reading (O_NONBLOCK, O_CLOEXEC) if it is a regular
+ * file, else -1. A FIFO is never opened: even a non-blocking open counts
+ * as its reader, and a second reader would take part of its data. */
+int open_if_regular(const char *path);
+
 /* Parses a size such as "4096", "64K", "4G", "1.5M" (binary units). */
 int parse_size(const char *s, uint64_t *ret);
 

@@ -51,23 +51,6 @@ static void on_term(int sig)
 	prefill_cancel = 1;
 }
 
-/* @path opened for reading if it is a regular file (a FIFO is read once,
- * by a card: never opened here), else -1. */
-static int open_regular(const char *path)
-{
-	struct stat st;
-	int fd;
-
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-		return -1;
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
 enum prefill_result { PF_FILLED, PF_COMPLETE, PF_NOT_CACHED, PF_FAILED, PF_STOPPED };
 
 /* One profile's entry: made complete (@u then holds it, so that the next
@@ -97,7 +80,7 @@ static enum prefill_result prefill_self(const struct station_config *cfg, const 
 	struct bmap_ctx *ctx = bmap_ctx_new();
 	struct bmap_source *src = NULL;
 	struct bmap_map *map = NULL;
-	_cleanup_close_ int image_fd = open_regular(p->image);
+	_cleanup_close_ int image_fd = open_if_regular(p->image);
 	enum prefill_result res = PF_NOT_CACHED;
 	double t0 = now_monotonic();
 	int r;
@@ -179,7 +162,7 @@ static enum prefill_result prefill_one(const struct station_config *cfg, const s
 		goto out;
 	}
 	if (!url) {
-		image_fd = open_regular(p->image);
+		image_fd = open_if_regular(p->image);
 		if (image_fd < 0) {
 			snprintf(why, why_len, "'%s' is not a regular file: nothing to cache",
 				 p->image);

@@ -121,24 +121,6 @@ static int finish_failed(int fd, struct bmap_target *dst, int err, const char *o
 	return finish(fd, outcome, bytes, data, NULL, error);
 }
 
-/* @path opened for reading if it is a regular file (a FIFO is not opened:
- * a second reader would take part of its data), else -1. */
-static int open_regular(const char *path)
-{
-	struct stat st;
-	int fd;
-
-	/* Even a non-blocking open would count as a FIFO's reader. */
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-		return -1;
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
 /* The image's source: the file open as @image_fd when there is one (the
  * one the cache is keyed on, whatever the name holds by now), by a
  * description of its own (its offset is not shared with the filler's,
@@ -288,7 +270,7 @@ int worker_run(const struct worker_job *job, int fd)
 	 * the source: what a rename onto the image's name brings later is
 	 * another job's. */
 	if (job->cache_dir && *job->cache_dir && !url)
-		image_fd = open_regular(job->image);
+		image_fd = open_if_regular(job->image);
 	/* With the cache, only the image's headers are read here: its filler
 	 * checks a compressed file whole before any of it reaches a card, and
 	 * a complete entry was checked when it was filled (a .tar.gz would
