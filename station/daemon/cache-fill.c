@@ -192,9 +192,26 @@ void cache_filler_setup(struct filler *f, const char *part)
 	}
 }
 
+bool cache_filler_owns_part(const struct filler *f, const char *part)
+{
+	struct stat st;
+
+	return stat(part, &st) == 0 && (uint64_t)st.st_ino == atomic_load(&f->fill->ino);
+}
+
 _Noreturn void cache_filler_end(struct filler *f, struct bmap_ctx *ctx, int r, uint64_t size,
 				const char *part, const char *path)
 {
+	/* An eviction racing a new fill can leave a second filler of the key
+	 * (with a KEY.fill of its own) whose part took the name: never named,
+	 * nor removed, by this one. */
+	bool mine = cache_filler_owns_part(f, part);
+
+	if (r >= 0 && !mine) {
+		r = -ESTALE;
+		if (ctx)
+			bmap_error(ctx, r, "'%s' was replaced by another fill of the same image", part);
+	}
 	/* Only a complete, verified entry gets its name. */
 	if (r >= 0 && rename(part, path) < 0)
 		r = -errno;
@@ -207,7 +224,8 @@ _Noreturn void cache_filler_end(struct filler *f, struct bmap_ctx *ctx, int r, u
 		snprintf(f->fill->error, sizeof(f->fill->error),
 			 "filling the image cache failed: %s", *e ? e : strerror(-r));
 		atomic_store(&f->fill->status, r == -EINTR || r == -ECANCELED ? -EINTR : r);
-		unlink(part);
+		if (mine)
+			unlink(part);
 	}
 	bmap_ctx_free(ctx);
 	_exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);

@@ -78,9 +78,11 @@ struct filler {
 /* In the forked filler, first: its parent-death signal set up (the part
  * removed and the process ended once the station is gone). */
 void cache_filler_setup(struct filler *f, const char *part);
+/* Whether @part is still the file this filler fills (its inode). */
+bool cache_filler_owns_part(const struct filler *f, const char *part);
 /* The filler's last step: with @r >= 0 the part named @path and the fill
  * done (@size written), else the fill failed with @ctx's error and the
- * part removed. Frees @ctx; never returns. */
+ * part removed (if it is still this filler's). Frees @ctx; never returns. */
 _Noreturn void cache_filler_end(struct filler *f, struct bmap_ctx *ctx, int r, uint64_t size,
 				const char *part, const char *path);
 /* A bmap_written_fn publishing the part's progress to the readers. */

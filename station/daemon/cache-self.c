@@ -139,6 +139,10 @@ _Noreturn void cache_self_run(struct filler *f, int image_fd, const char *image,
 	 * an image written to while it was read (cp onto it, rsync --inplace)
 	 * would give an entry of old and new bytes that every card then
 	 * passes. */
+	/* (its bmap would be named next to another fill's part) */
+	if (r >= 0 && !cache_filler_owns_part(f, part))
+		r = bmap_error(ctx, -ESTALE, "'%s' was replaced by another fill of the same image",
+			       part);
 	if (r >= 0 && image_changed(image_fd, &before))
 		r = bmap_error(ctx, -EIO,
 			       "the image '%s' changed while it was unpacked into the image cache: "
