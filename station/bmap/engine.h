@@ -133,6 +133,12 @@ struct engine_consumer {
 	unsigned index;
 };
 void *engine_range_hasher(void *arg);
+/* copy.c: writes the chunks of a consumer's ring (struct engine_consumer)
+ * to the target. */
+void *copy_writer_thread(void *arg);
+/* copy-lanes.c: a copy worker of an image read at random (argument: the
+ * engine), for engine_run_workers(). */
+void *copy_worker(void *arg);
 
 /* ---- the copy's producers for self-mapped images (copy-format.c) ---- */
 
