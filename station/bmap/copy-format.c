@@ -67,6 +67,19 @@ int64_t copy_format_piece(struct engine *e, uint8_t *buf, size_t max, uint64_t a
 	return (int64_t)got;
 }
 
+/* A new range at @off, the current one being a whole piece of the cut
+ * (FORMAT_CUT_PIECE): the chunk so far published. */
+static void next_piece(struct engine *e, struct chunk **ch, bool *start, size_t *range,
+		       uint64_t *range_off, uint64_t off)
+{
+	if (*ch)
+		ring_publish(e->ring);
+	*ch = NULL;
+	*start = true;
+	(*range)++;
+	*range_off = off;
+}
+
 /* No map, a self-mapped image: its data as the image says where it is
  * (a sparse image's chunks), contiguous pieces packed into whole slots. A
  * range is each run of data between holes. */
@@ -103,14 +116,8 @@ int copy_produce_source_map(struct engine *e)
 		any = true;
 		/* Cut as copy cuts the map of an image read at random
 		 * (format-cut.c), so that the data digests agree. */
-		if (!start && off - range_off >= FORMAT_CUT_PIECE) {
-			if (ch)
-				ring_publish(e->ring);
-			ch = NULL;
-			start = true;
-			range++;
-			range_off = off;
-		}
+		if (!start && off - range_off >= FORMAT_CUT_PIECE)
+			next_piece(e, &ch, &start, &range, &range_off, off);
 		/* A fill of zeros: no buffer, BLKZEROOUT (see writer_thread). */
 		bool zero;
 		int64_t z = source_run(src, &zero);
@@ -143,14 +150,8 @@ int copy_produce_source_map(struct engine *e)
 			size_t n;
 			ssize_t got;
 
-			if (off - range_off >= FORMAT_CUT_PIECE) {
-				if (ch)
-					ring_publish(e->ring);
-				ch = NULL;
-				start = true;
-				range++;
-				range_off = off;
-			}
+			if (off - range_off >= FORMAT_CUT_PIECE)
+				next_piece(e, &ch, &start, &range, &range_off, off);
 			if (!ch) {
 				ch = ring_acquire(e->ring);
 				if (!ch)
