@@ -109,42 +109,12 @@ static void test_cut_pieces(void **state)
 
 /* ---- Android sparse images made here ---- */
 
-struct sb {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static void put(struct sb *b, const void *data, size_t len)
+static void chunk(struct tu_buf *b, uint16_t type, uint32_t blocks, uint32_t data)
 {
-	if (b->len + len > b->cap) {
-		b->cap = (b->len + len) * 2;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-}
-
-static void put16(struct sb *b, uint16_t v)
-{
-	uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
-
-	put(b, x, 2);
-}
-
-static void put32(struct sb *b, uint32_t v)
-{
-	uint8_t x[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
-
-	put(b, x, 4);
-}
-
-static void chunk(struct sb *b, uint16_t type, uint32_t blocks, uint32_t data)
-{
-	put16(b, type);
-	put16(b, 0);
-	put32(b, blocks);
-	put32(b, 12 + data);
+	tu_put16(b, type);
+	tu_put16(b, 0);
+	tu_put32(b, blocks);
+	tu_put32(b, 12 + data);
 }
 
 /* The disk: data (RAW, 1 MiB), a fill of 0x5a5aa5a5 (20 MiB), a fill of
@@ -162,7 +132,7 @@ static uint8_t *make_simg(const char *path, bool crc, size_t *ret_size)
 {
 	const size_t size = (size_t)RAW1 + FILL1 + ZERO1 + HOLE1 + RAW2 + ZERO2;
 	uint8_t *disk = calloc(1, size), *p;
-	struct sb b = { 0 };
+	struct tu_buf b = { 0 };
 	uint32_t v = 0x5a5aa5a5u;
 
 	assert_non_null(disk);
@@ -171,26 +141,26 @@ static uint8_t *make_simg(const char *path, bool crc, size_t *ret_size)
 		memcpy(disk + RAW1 + i, &v, 4);
 	p = disk + RAW1 + FILL1 + ZERO1 + HOLE1;
 	tu_pattern(p, RAW2, 72);
-	put32(&b, 0xed26ff3a);
-	put16(&b, 1);
-	put16(&b, 0);
-	put16(&b, 28);
-	put16(&b, 12);
-	put32(&b, BS);
-	put32(&b, (uint32_t)(size / BS));
-	put32(&b, crc ? 7 : 6);
-	put32(&b, 0);
+	tu_put32(&b, 0xed26ff3a);
+	tu_put16(&b, 1);
+	tu_put16(&b, 0);
+	tu_put16(&b, 28);
+	tu_put16(&b, 12);
+	tu_put32(&b, BS);
+	tu_put32(&b, (uint32_t)(size / BS));
+	tu_put32(&b, crc ? 7 : 6);
+	tu_put32(&b, 0);
 	chunk(&b, 0xcac1, RAW1 / BS, RAW1);
-	put(&b, disk, RAW1);
+	tu_put(&b, disk, RAW1);
 	chunk(&b, 0xcac2, FILL1 / BS, 4);
-	put32(&b, v);
+	tu_put32(&b, v);
 	chunk(&b, 0xcac2, ZERO1 / BS, 4);
-	put32(&b, 0);
+	tu_put32(&b, 0);
 	chunk(&b, 0xcac3, HOLE1 / BS, 0);
 	chunk(&b, 0xcac1, RAW2 / BS, RAW2);
-	put(&b, p, RAW2);
+	tu_put(&b, p, RAW2);
 	chunk(&b, 0xcac2, ZERO2 / BS, 4);
-	put32(&b, 0);
+	tu_put32(&b, 0);
 	if (crc) {
 		uint8_t *crcbuf = disk;
 		uint32_t c = 0xffffffffu;
@@ -201,7 +171,7 @@ static uint8_t *make_simg(const char *path, bool crc, size_t *ret_size)
 				c = c >> 1 ^ (0xedb88320u & -(c & 1));
 		}
 		chunk(&b, 0xcac4, 0, 4);
-		put32(&b, ~c);
+		tu_put32(&b, ~c);
 	}
 	tu_write_file(path, b.p, b.len);
 	free(b.p);

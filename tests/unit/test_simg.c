@@ -23,41 +23,11 @@
 
 /* ---- building sparse images ---- */
 
-struct sb {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static void put(struct sb *b, const void *data, size_t len)
-{
-	if (b->len + len > b->cap) {
-		b->cap = (b->len + len) * 2;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-}
-
-static void put16(struct sb *b, uint16_t v)
-{
-	uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
-
-	put(b, x, 2);
-}
-
-static void put32(struct sb *b, uint32_t v)
-{
-	uint8_t x[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
-
-	put(b, x, 4);
-}
-
-static void put_zeros(struct sb *b, size_t n)
+static void put_zeros(struct tu_buf *b, size_t n)
 {
 	uint8_t *z = calloc(1, n ? n : 1);
 
-	put(b, z, n);
+	tu_put(b, z, n);
 	free(z);
 }
 
@@ -69,13 +39,13 @@ struct layout {
 	uint32_t odd_total_sz;   /* non-zero: chunk 1's total_sz */
 };
 
-static void chunk_hdr(struct sb *b, const struct layout *l, uint16_t type, uint32_t blocks,
+static void chunk_hdr(struct tu_buf *b, const struct layout *l, uint16_t type, uint32_t blocks,
 		      uint32_t data)
 {
-	put16(b, type);
-	put16(b, 0);
-	put32(b, blocks);
-	put32(b, l->chunk_hdr_sz + data);
+	tu_put16(b, type);
+	tu_put16(b, 0);
+	tu_put32(b, blocks);
+	tu_put32(b, l->chunk_hdr_sz + data);
 	if (l->chunk_hdr_sz > 12)
 		put_zeros(b, l->chunk_hdr_sz - 12u);
 }
@@ -85,10 +55,10 @@ static void chunk_hdr(struct sb *b, const struct layout *l, uint16_t type, uint3
 /* The image: RAW 0-2, DONT_CARE 3-4, FILL 5-6 (0xdeadbeef), CRC32, FILL 7
  * (zeros), DONT_CARE 8-12, RAW 13, CRC32. Mapped: 0-2, 5-7, 13. Fills
  * @img (N_BLOCKS * BS) with what it reads as. */
-static struct sb make_simg(const struct layout *l, uint8_t *img)
+static struct tu_buf make_simg(const struct layout *l, uint8_t *img)
 {
 	static const uint8_t fill[4] = { 0xef, 0xbe, 0xad, 0xde };
-	struct sb b = { 0 };
+	struct tu_buf b = { 0 };
 	uint32_t crc;
 
 	memset(img, 0, N_BLOCKS * BS);
@@ -97,35 +67,35 @@ static struct sb make_simg(const struct layout *l, uint8_t *img)
 		img[i] = fill[i % 4];
 	tu_pattern(img + 13 * BS, BS, 8);
 
-	put32(&b, 0xed26ff3a);
-	put16(&b, l->major);
-	put16(&b, l->minor);
-	put16(&b, l->file_hdr_sz);
-	put16(&b, l->chunk_hdr_sz);
-	put32(&b, BS);
-	put32(&b, N_BLOCKS + l->total_blks_delta);
-	put32(&b, 8);
-	put32(&b, 0);
+	tu_put32(&b, 0xed26ff3a);
+	tu_put16(&b, l->major);
+	tu_put16(&b, l->minor);
+	tu_put16(&b, l->file_hdr_sz);
+	tu_put16(&b, l->chunk_hdr_sz);
+	tu_put32(&b, BS);
+	tu_put32(&b, N_BLOCKS + l->total_blks_delta);
+	tu_put32(&b, 8);
+	tu_put32(&b, 0);
 	if (l->file_hdr_sz > 28)
 		put_zeros(&b, l->file_hdr_sz - 28u);
 
 	chunk_hdr(&b, l, 0xcac1, 3, 3 * BS);
 	if (l->odd_total_sz)
 		memcpy(b.p + b.len - l->chunk_hdr_sz + 8, &l->odd_total_sz, 4);
-	put(&b, img, 3 * BS);
+	tu_put(&b, img, 3 * BS);
 	chunk_hdr(&b, l, 0xcac3, 2, 0);
 	chunk_hdr(&b, l, l->odd_type ? l->odd_type : 0xcac2, 2, 4);
-	put(&b, fill, 4);
+	tu_put(&b, fill, 4);
 	crc = crc32_gzip_refl(0, img, 7 * BS);
 	chunk_hdr(&b, l, 0xcac4, 0, 4);
-	put32(&b, l->bad_crc ? crc ^ 1 : crc);
+	tu_put32(&b, l->bad_crc ? crc ^ 1 : crc);
 	chunk_hdr(&b, l, 0xcac2, 1, 4);
-	put32(&b, 0);
+	tu_put32(&b, 0);
 	chunk_hdr(&b, l, 0xcac3, 5, 0);
 	chunk_hdr(&b, l, 0xcac1, 1, BS);
-	put(&b, img + 13 * BS, BS);
+	tu_put(&b, img + 13 * BS, BS);
 	chunk_hdr(&b, l, 0xcac4, 0, 4);
-	put32(&b, crc32_gzip_refl(0, img, N_BLOCKS * BS));
+	tu_put32(&b, crc32_gzip_refl(0, img, N_BLOCKS * BS));
 	return b;
 }
 
@@ -166,7 +136,7 @@ static void run(const char *fmt, ...)
 
 static char *write_simg(const char *name, const struct layout *l)
 {
-	struct sb b = make_simg(l, g.img);
+	struct tu_buf b = make_simg(l, g.img);
 	char *path = tu_path(g.dir, name);
 
 	tu_write_file(path, b.p, b.len);
@@ -468,7 +438,7 @@ static void test_crc_over_hole(void **state)
 	static const uint8_t pat[4] = { 0x78, 0x56, 0x34, 0x12 };
 	struct bmap_ctx *ctx = bmap_ctx_new();
 	uint8_t *zeros = calloc(1, 1 << 20), data[BS], *fill = malloc(BS);
-	struct sb b = { 0 };
+	struct tu_buf b = { 0 };
 	struct bmap_source *s;
 	struct bmap_map *map;
 	uint32_t crc;
@@ -483,22 +453,22 @@ static void test_crc_over_hole(void **state)
 		crc = crc32_gzip_refl(crc, fill, BS);
 	for (uint32_t i = 0; i < hole_blocks / 256; i++)
 		crc = crc32_gzip_refl(crc, zeros, 1 << 20);
-	put32(&b, 0xed26ff3a);
-	put16(&b, 1);
-	put16(&b, 0);
-	put16(&b, 28);
-	put16(&b, 12);
-	put32(&b, BS);
-	put32(&b, hole_blocks + fill_blocks + 1);
-	put32(&b, 4);
-	put32(&b, 0);
+	tu_put32(&b, 0xed26ff3a);
+	tu_put16(&b, 1);
+	tu_put16(&b, 0);
+	tu_put16(&b, 28);
+	tu_put16(&b, 12);
+	tu_put32(&b, BS);
+	tu_put32(&b, hole_blocks + fill_blocks + 1);
+	tu_put32(&b, 4);
+	tu_put32(&b, 0);
 	chunk_hdr(&b, &plain, 0xcac1, 1, BS);
-	put(&b, data, BS);
+	tu_put(&b, data, BS);
 	chunk_hdr(&b, &plain, 0xcac2, fill_blocks, 4);
-	put(&b, pat, 4);
+	tu_put(&b, pat, 4);
 	chunk_hdr(&b, &plain, 0xcac3, hole_blocks, 0);
 	chunk_hdr(&b, &plain, 0xcac4, 0, 4);
-	put32(&b, crc);
+	tu_put32(&b, crc);
 	tu_write_file(path, b.p, b.len);
 	/* Through a codec: the stream decides the CRC. */
 	run("zstd -q -c '%s' > '%s.zst'", path, path);
@@ -614,7 +584,7 @@ static void test_refusals(void **state)
 /* Cut anywhere, the image is refused as truncated, never read past. */
 static void test_truncated(void **state)
 {
-	struct sb b = make_simg(&plain, g.img);
+	struct tu_buf b = make_simg(&plain, g.img);
 	char *path = tu_path(g.dir, "cut.simg");
 
 	(void)state;
@@ -767,27 +737,27 @@ static void test_huge_fill_skipped_cheaply(void **state)
 {
 	static const uint8_t pat[4] = { 1, 2, 3, 4 };
 	char *path = tu_path(g.dir, "hugefill.simg");
-	struct sb b = { 0 };
+	struct tu_buf b = { 0 };
 	int status;
 	pid_t pid;
 
 	(void)state;
-	put32(&b, 0xed26ff3a);
-	put16(&b, 1);
-	put16(&b, 0);
-	put16(&b, 28);
-	put16(&b, 12);
-	put32(&b, BS);
-	put32(&b, 0xffffffffu);
-	put32(&b, 2);
-	put32(&b, 0);
+	tu_put32(&b, 0xed26ff3a);
+	tu_put16(&b, 1);
+	tu_put16(&b, 0);
+	tu_put16(&b, 28);
+	tu_put16(&b, 12);
+	tu_put32(&b, BS);
+	tu_put32(&b, 0xffffffffu);
+	tu_put32(&b, 2);
+	tu_put32(&b, 0);
 	chunk_hdr(&b, &plain, 0xcac2, 0xffffffffu, 4);
-	put(&b, pat, 4);
+	tu_put(&b, pat, 4);
 	chunk_hdr(&b, &plain, 0xcac4, 0, 4);
 	/* Wrong (the right one is 0: x has order 2^32 - 1 modulo the CRC
 	 * polynomial, and this fill's bits are a multiple of it): reading the
 	 * map must get to it and fail, not pass. */
-	put32(&b, 0x12345678);
+	tu_put32(&b, 0x12345678);
 	tu_write_file(path, b.p, b.len);
 	free(b.p);
 	fflush(NULL);
@@ -834,27 +804,27 @@ static void test_zero_fill_written(void **state)
 	char *path = tu_path(g.dir, "zerofill.simg"), *out = tu_path(g.dir, "zerofill.out");
 	const size_t size = (size_t)(fill_blocks + 2) * BS;
 	uint8_t *img = calloc(1, size), digests[64], want[32];
-	struct sb b = { 0 };
+	struct tu_buf b = { 0 };
 	char cmd[512];
 
 	(void)state;
 	tu_pattern(img, BS, 21);
 	tu_pattern(img + (fill_blocks + 1) * BS, BS, 22);
-	put32(&b, 0xed26ff3a);
-	put16(&b, 1);
-	put16(&b, 0);
-	put16(&b, 28);
-	put16(&b, 12);
-	put32(&b, BS);
-	put32(&b, fill_blocks + 2);
-	put32(&b, 3);
-	put32(&b, 0);
+	tu_put32(&b, 0xed26ff3a);
+	tu_put16(&b, 1);
+	tu_put16(&b, 0);
+	tu_put16(&b, 28);
+	tu_put16(&b, 12);
+	tu_put32(&b, BS);
+	tu_put32(&b, fill_blocks + 2);
+	tu_put32(&b, 3);
+	tu_put32(&b, 0);
 	chunk_hdr(&b, &plain, 0xcac1, 1, BS);
-	put(&b, img, BS);
+	tu_put(&b, img, BS);
 	chunk_hdr(&b, &plain, 0xcac2, fill_blocks, 4);
-	put32(&b, 0);
+	tu_put32(&b, 0);
 	chunk_hdr(&b, &plain, 0xcac1, 1, BS);
-	put(&b, img + (fill_blocks + 1) * BS, BS);
+	tu_put(&b, img + (fill_blocks + 1) * BS, BS);
 	tu_write_file(path, b.p, b.len);
 	free(b.p);
 	/* One range, the whole image: its digest is over every byte. */

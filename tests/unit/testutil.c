@@ -114,3 +114,28 @@ void tu_assert_same_file(const char *a, const char *b)
 	free(da);
 	free(db);
 }
+
+void tu_put(struct tu_buf *b, const void *data, size_t len)
+{
+	if (b->len + len > b->cap) {
+		b->cap = (b->len + len) * 2;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+}
+
+void tu_put16(struct tu_buf *b, uint16_t v)
+{
+	uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+
+	tu_put(b, x, 2);
+}
+
+void tu_put32(struct tu_buf *b, uint32_t v)
+{
+	uint8_t x[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+	tu_put(b, x, 4);
+}

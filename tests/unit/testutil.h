@@ -21,5 +21,15 @@ char *tu_read_file(const char *path, size_t *ret_len);
 void tu_write_file(const char *path, const void *buf, size_t len);
 /* Fills @buf with a deterministic pattern from @seed. */
 void tu_pattern(void *buf, size_t len, uint32_t seed);
+
+/* A growing buffer of bytes, for images built in a test (@p freed by the
+ * test); tu_put16/32 append little-endian values. */
+struct tu_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+void tu_put(struct tu_buf *b, const void *data, size_t len);
+void tu_put16(struct tu_buf *b, uint16_t v);
+void tu_put32(struct tu_buf *b, uint32_t v);
 /* Fails the test unless files @a and @b hold the same bytes. */
 void tu_assert_same_file(const char *a, const char *b);
