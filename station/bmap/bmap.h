@@ -194,6 +194,7 @@ struct bmap_create_opts {
 	uint32_t block_size;  /* 0: 4096 */
 	bool no_checksum;     /* ranges without chksum= */
 	unsigned threads;     /* hashing threads, 0: automatic */
+	atomic_int *cancel;   /* set non-zero to stop (-EINTR, "interrupted") */
 };
 
 struct bmap_create_result {

@@ -45,6 +45,7 @@ struct creator {
 	bool sha_ni; /* two ranges per thread (sha256-ni.c) */
 	struct bmap_source *src; /* a self-mapped image: read through it, not fd */
 	struct bmap_writer *w;
+	atomic_int *cancel;
 
 	struct job *jobs;
 	size_t n_jobs;
@@ -86,7 +87,11 @@ static ssize_t read_piece(const struct creator *c, uint8_t *buf, size_t max, uin
 			  uint64_t end)
 {
 	size_t n = end - off > max ? max : (size_t)(end - off);
-	ssize_t got = c->src ? source_pread(c->src, buf, n, off) : loop_pread(c->fd, buf, n, off);
+	ssize_t got;
+
+	if (c->cancel && atomic_load(c->cancel))
+		return -EINTR;
+	got = c->src ? source_pread(c->src, buf, n, off) : loop_pread(c->fd, buf, n, off);
 
 	if (got < 0)
 		return got;
@@ -276,6 +281,8 @@ static int flush_batch(struct creator *c)
 		for (unsigned t = 0; t < started; t++)
 			pthread_join(tids[t], NULL);
 		r = atomic_load(&c->error);
+		if (r == -EINTR)
+			return bmap_error(c->ctx, r, "interrupted");
 		if (r < 0)
 			return bmap_error(c->ctx, r, "cannot read image file '%s': %s", c->name,
 					  c->error_msg[0] ? c->error_msg : strerror(-r));
@@ -342,6 +349,7 @@ int bmap_create(struct bmap_ctx *ctx, int image_fd, const char *image_name, int 
 	c.bs = opts && opts->block_size ? opts->block_size : 4096;
 	c.checksums = !(opts && opts->no_checksum);
 	c.threads = opts && opts->threads ? opts->threads : default_threads();
+	c.cancel = opts ? opts->cancel : NULL;
 	if (c.threads > MAX_THREADS)
 		c.threads = MAX_THREADS;
 	if (c.bs < 512 || (c.bs & (c.bs - 1)))
@@ -403,8 +411,11 @@ static int hash_in_order(struct creator *c, const struct bmap_map *map)
 		bmap_digest_reset(d);
 		for (uint64_t done = 0; done < len;) {
 			size_t n = len - done < HASH_CHUNK ? (size_t)(len - done) : HASH_CHUNK;
-			ssize_t got = bmap_source_read(c->src, buf, n);
+			ssize_t got;
 
+			if (c->cancel && atomic_load(c->cancel))
+				return bmap_error(c->ctx, -EINTR, "interrupted");
+			got = bmap_source_read(c->src, buf, n);
 			if (got < 0)
 				return (int)got;
 			if ((size_t)got < n)
@@ -439,6 +450,7 @@ int bmap_create_from_source(struct bmap_ctx *ctx, struct bmap_source *src,
 	c.bs = opts && opts->block_size ? opts->block_size : 4096;
 	c.checksums = !(opts && opts->no_checksum);
 	c.threads = opts && opts->threads ? opts->threads : default_threads();
+	c.cancel = opts ? opts->cancel : NULL;
 	if (c.threads > MAX_THREADS)
 		c.threads = MAX_THREADS;
 	if (c.bs < 512 || (c.bs & (c.bs - 1)))

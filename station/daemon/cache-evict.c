@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The room the image cache takes (see cache-private.h for its files):
- * what counts against cache_max_size (complete entries, parts being
- * filled, fill states), the stale files that are removed on sight (parts
- * whose filler died: SIGKILL, a power cut; temp files of versions before
- * the filler, KEY.img.tmp.PID), eviction of the oldest entries nobody
- * reads, and the sweep at the station's start.
+ * what counts against cache_max_size (complete entries and their bmaps,
+ * parts being filled, fill states), the stale files that are removed on
+ * sight (parts and KEY.bmap.tmp whose filler died: SIGKILL, a power cut;
+ * temp files of versions before the filler, KEY.img.tmp.PID), eviction of
+ * the oldest entries nobody reads, and the sweep at the station's start.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,7 +23,7 @@
 #include "manager.h"
 #include "util.h"
 
-enum cache_file { CF_OTHER, CF_IMG, CF_PART, CF_FILL, CF_LOCK, CF_OLD_TMP };
+enum cache_file { CF_OTHER, CF_IMG, CF_PART, CF_FILL, CF_LOCK, CF_BMAP, CF_BMAP_TMP, CF_OLD_TMP };
 
 /* What a name in the cache folder is: KEY followed by a known suffix. */
 static enum cache_file classify(const char *name)
@@ -32,7 +32,8 @@ static enum cache_file classify(const char *name)
 		const char *suffix;
 		enum cache_file kind;
 	} kinds[] = {
-	    {".img", CF_IMG}, {".part", CF_PART}, {".fill", CF_FILL}, {".lock", CF_LOCK}};
+	    {".img", CF_IMG},	{".part", CF_PART},	    {".fill", CF_FILL},
+	    {".lock", CF_LOCK}, {".bmap", CF_BMAP}, {".bmap.tmp", CF_BMAP_TMP}};
 	const char *rest = name + 64;
 
 	for (int i = 0; i < 64; i++)
@@ -89,6 +90,14 @@ static int scan(DIR *d, const char *keep, struct scan *s)
 		case CF_OLD_TMP:
 			removed(s, dirfd(d), de->d_name, &st);
 			break;
+		case CF_BMAP_TMP:
+			/* A self-mapped image's bmap being written: left behind
+			 * by a filler that died. */
+			if (!cache_fill_alive_at(dirfd(d), de->d_name))
+				removed(s, dirfd(d), de->d_name, &st);
+			else
+				s->total += (uint64_t)st.st_blocks * 512;
+			break;
 		case CF_PART:
 			/* The caller holds this key's fill lock and replaces its
 			 * part: the new one is what it asks room for. */
@@ -141,7 +150,7 @@ int cache_evict(const char *dir, const char *keep, uint64_t need, uint64_t max_s
 	r = scan(d, keep, &s);
 	while (r == 0 && s.total + need > max_size) {
 		size_t oldest = SIZE_MAX;
-		char lock[PATH_MAX], img[PATH_MAX];
+		char lock[PATH_MAX], file[PATH_MAX];
 		int fd;
 
 		for (size_t i = 0; i < s.n; i++)
@@ -151,17 +160,21 @@ int cache_evict(const char *dir, const char *keep, uint64_t need, uint64_t max_s
 			r = -ENOSPC;
 			break;
 		}
-		snprintf(img, sizeof(img), "%s/%s", dir, s.e[oldest].name);
 		snprintf(lock, sizeof(lock), "%s/%.64s.lock", dir, s.e[oldest].name);
 		/* An entry a worker is reading holds a shared lock: it stays. */
 		fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			unlink(img);
-			unlink(lock);
-			snprintf(lock, sizeof(lock), "%s/%.64s.fill", dir, s.e[oldest].name);
-			unlink(lock);
-			snprintf(lock, sizeof(lock), "%s/%.64s.bmap", dir, s.e[oldest].name);
-			unlink(lock);
+			static const char *const files[] = {".img", ".fill", ".bmap", ".lock"};
+
+			/* KEY.lock last: a worker that opened it meanwhile waits
+			 * for this lock, then sees it removed and opens the new
+			 * one (cache_lock_entry), and finds none of the entry's
+			 * other files; one that came after finds them gone too. */
+			for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+				snprintf(file, sizeof(file), "%s/%.64s%s", dir, s.e[oldest].name,
+					 files[i]);
+				unlink(file);
+			}
 			s.total -= s.e[oldest].size;
 		}
 		if (fd >= 0)

@@ -7,12 +7,13 @@
  * Per entry KEY (64 hex digits), in the cache folder:
  *   KEY.img   a complete entry (verified against the bmap as it was made)
  *   KEY.lock  every reader of the entry (or of its part) holds a shared
- *             flock; eviction takes it exclusively, never waiting for it
+ *             flock; eviction takes it exclusively, never waiting for it,
+ *             and removes it last, after the entry's other files
  *   KEY.part  the entry while it is filled
  *   KEY.bmap  next to KEY.img of a self-mapped image (qcow2, Android
  *             sparse) that came without a bmap: the 2.0 bmap of its virtual
  *             disk, SHA-256 of each range, made by its filler (cache-self.c)
- *             and named before KEY.img
+ *             and named before KEY.img (written as KEY.bmap.tmp first)
  *   KEY.fill  the fill's state (struct fill_state), mapped shared by the
  *             filler and its readers; the filler holds an OFD write lock on
  *             it for as long as it lives, so a reader can tell a filler
@@ -44,6 +45,11 @@ struct fill_state {
 };
 
 #define FILL_MAP_SIZE 4096u
+
+/* cache.c */
+/* Opens KEY.lock @lock (creating it) and takes its shared lock, on the
+ * file that name still names once the lock is held: 0 with *ret_fd. */
+int cache_lock_entry(const char *lock, int *ret_fd);
 
 /* cache-fill.c */
 /* Takes the filler's lock (an OFD write lock on the whole KEY.fill open

@@ -40,11 +40,11 @@ void cache_self_bmap_path(const char *path, char *out, size_t len)
 
 /* The bmap of the disk just filled into @part (open as @part_fd), by @map:
  * written to @bmap (a temp file first), hashed from the part (its pages are
- * still in memory). */
+ * still in memory); @cancel stops it. */
 static int write_bmap(struct bmap_ctx *ctx, int part_fd, const char *part,
-		      const struct bmap_map *map, const char *bmap)
+		      const struct bmap_map *map, const char *bmap, atomic_int *cancel)
 {
-	struct bmap_create_opts opts = {.block_size = 4096};
+	struct bmap_create_opts opts = {.block_size = 4096, .cancel = cancel};
 	struct bmap_source *raw = NULL;
 	char tmp[PATH_MAX];
 	int out, fd, r;
@@ -149,7 +149,7 @@ _Noreturn void cache_self_run(struct filler *f, int image_fd, const char *image,
 			       "nothing of it is served; put the card in again once it is complete",
 			       image);
 	if (r >= 0)
-		r = write_bmap(ctx, bmap_target_get_fd(dst), part, map, bmap);
+		r = write_bmap(ctx, bmap_target_get_fd(dst), part, map, bmap, f->cancel);
 	bmap_target_free(dst);
 	bmap_source_free(src);
 	bmap_map_free(map);

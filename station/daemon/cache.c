@@ -194,6 +194,35 @@ int cache_download(struct cache_use *u, uint64_t *ret_done, uint64_t *ret_total)
 	return 1;
 }
 
+int cache_lock_entry(const char *lock, int *ret_fd)
+{
+	for (unsigned tries = 0; tries < 100; tries++) {
+		struct stat held, named;
+		int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		int r;
+
+		if (fd < 0)
+			return -errno;
+		/* Readers share the entry; only eviction, which never waits,
+		 * takes it exclusively. */
+		if (flock(fd, LOCK_SH) < 0) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		/* Eviction removes KEY.lock while it holds it: a lock this
+		 * reader waited for on the removed file guards nothing (the
+		 * next eviction locks the file named now). */
+		if (fstat(fd, &held) == 0 && stat(lock, &named) == 0 &&
+		    held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+			*ret_fd = fd;
+			return 0;
+		}
+		close(fd);
+	}
+	return -ESTALE;
+}
+
 /* The entry being filled, opened as a reader would: 0 with u->path set,
  * -EAGAIN while a fill is set up or has just ended (look again). */
 static int follow(struct cache_use *u, const char *part)
@@ -258,13 +287,8 @@ static int acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int
 	snprintf(path, sizeof(path), "%s/%s.img", dir, key);
 	snprintf(part, sizeof(part), "%s/%s.part", dir, key);
 	snprintf(fillp, sizeof(fillp), "%s/%s.fill", dir, key);
-	ret->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (ret->lock_fd < 0)
-		return snprintf(why, why_len, "cannot open '%s': %m", lock), -errno;
-	/* Readers share the entry; only eviction, which never waits, takes it
-	 * exclusively. */
-	if (flock(ret->lock_fd, LOCK_SH) < 0) {
-		r = -errno;
+	r = cache_lock_entry(lock, &ret->lock_fd);
+	if (r < 0) {
 		snprintf(why, why_len, "cannot lock '%s': %s", lock, strerror(-r));
 		goto fail;
 	}

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <isa-l/crc.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
@@ -729,6 +730,49 @@ static void test_create(void **state)
 	free(comp);
 }
 
+/* Regression: create had no cancel, so the station's filler of a sparse
+ * image went on hashing its part after a SIGTERM. Cancelled, both ways of
+ * hashing (at random from a file, in order from a stream) stop with
+ * -EINTR and "interrupted", and write no bmap. */
+static void test_create_cancelled(void **state)
+{
+	char *path = write_simg("cancel.simg", &plain), *bmap = tu_path(g.dir, "cancel.bmap");
+	char *comp = tu_path(g.dir, "cancel.simg.gz");
+	atomic_int cancel = 1;
+
+	(void)state;
+	run("gzip -c '%s' > '%s'", path, comp);
+	for (int c = 0; c < 2; c++) {
+		struct bmap_ctx *ctx = bmap_ctx_new();
+		struct bmap_create_opts copts = { .block_size = 8192, .cancel = &cancel };
+		struct bmap_source *s;
+		struct bmap_map *own;
+		struct stat st;
+		int fd;
+
+		assert_int_equal(bmap_source_open(ctx, c ? comp : path, &s), 0);
+		if (c) {
+			assert_int_equal(bmap_source_read_map(s, &own), 0);
+			bmap_source_free(s);
+			assert_int_equal(bmap_source_open(ctx, comp, &s), 0);
+		} else {
+			assert_int_equal(bmap_source_get_map(s, &own), 0);
+		}
+		fd = open(bmap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		assert_int_equal(bmap_create_from_source(ctx, s, own, fd, bmap, &copts, NULL), -EINTR);
+		assert_string_equal(bmap_ctx_get_error(ctx), "interrupted");
+		assert_int_equal(fstat(fd, &st), 0);
+		assert_int_equal(st.st_size, 0);
+		close(fd);
+		bmap_source_free(s);
+		bmap_map_free(own);
+		bmap_ctx_free(ctx);
+	}
+	free(path);
+	free(bmap);
+	free(comp);
+}
+
 /* Regression: skipping a FILL chunk computed its CRC over every byte of
  * it, so a 60-byte image whose one FILL chunk says 16 TiB kept `info` (or
  * any skip) busy for hours. Now it costs a few thousand steps: the child
@@ -895,6 +939,7 @@ int main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_img2simg),
 		cmocka_unit_test(test_create),
+		cmocka_unit_test(test_create_cancelled),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
