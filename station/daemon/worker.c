@@ -471,8 +471,14 @@ int worker_run(const struct worker_job *job, int fd)
 		/* Data read while it was filled is checked here too, and a bad
 		 * image may fail here first (a range's checksum): the filler's
 		 * verdict, which comes soon after, names it. */
-		if (cache.filling && r == -EBADMSG) {
-			int c = cache_finished(&cache, why, sizeof(why));
+		/* Copied from a complete entry, hashed on the way (verify =
+		 * checksums, none): a range that does not match is the entry's
+		 * damage, found by the copy itself; checked, it is removed as
+		 * after a read-back failure. */
+		if (r == -EBADMSG && (cache.filling || cache.path)) {
+			int c = cache.filling ? cache_finished(&cache, why, sizeof(why))
+					      : cache_entry_check(&cache, bmap_source_get_fd(src), map,
+								  &worker_cancel, why, sizeof(why));
 
 			if (c == -EINTR) {
 				r = c;

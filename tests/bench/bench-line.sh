@@ -7,7 +7,7 @@
 #
 #   zst16, xz16          16 cards at 20/60 MiB/s write/read, inserted together
 #   zst-mixed, xz-mixed  4 cards at 90/180 and 12 at 12/40 MiB/s, together
-#   zst-mixed-warm, xz-mixed-warm
+#   zst16-warm, xz16-warm, zst-mixed-warm, xz-mixed-warm
 #                        the same cards, but the station starts first with
 #                        cache_prefill on and the cards are inserted once its
 #                        log says the prefill finished (wait_prefilled)
@@ -47,8 +47,8 @@ scenarios=("$@")
 [[ ${#scenarios[@]} -gt 0 ]] || scenarios=(zst16 xz16 zst-mixed xz-mixed)
 for s in "${scenarios[@]}"; do
 	case $s in
-	zst16 | xz16 | zst-mixed | xz-mixed | zst-mixed-warm | xz-mixed-warm) ;;
-	*) echo "usage: bench-line.sh [zst16|xz16|zst-mixed|xz-mixed|zst-mixed-warm|xz-mixed-warm]..." >&2; exit 2 ;;
+	zst16 | xz16 | zst-mixed | xz-mixed | zst16-warm | xz16-warm | zst-mixed-warm | xz-mixed-warm) ;;
+	*) echo "usage: bench-line.sh [{zst16|xz16|zst-mixed|xz-mixed}[-warm]]..." >&2; exit 2 ;;
 	esac
 done
 
@@ -308,6 +308,8 @@ for s in "${scenarios[@]}"; do
 	case $s in
 	zst16) scenario zst16 zst 16:20:60 ;;
 	xz16) scenario xz16 xz 16:20:60 ;;
+	zst16-warm) scenario zst16-warm zst 16:20:60 ;;
+	xz16-warm) scenario xz16-warm xz 16:20:60 ;;
 	zst-mixed) scenario zst-mixed zst 4:90:180 12:12:40 ;;
 	xz-mixed) scenario xz-mixed xz 4:90:180 12:12:40 ;;
 	zst-mixed-warm) scenario zst-mixed-warm zst 4:90:180 12:12:40 ;;

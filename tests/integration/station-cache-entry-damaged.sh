@@ -34,6 +34,8 @@ station = { name = "entry-damaged"; database = "$db"; max_workers = 2;
 profiles = (
   { name = "zst"; image = "$im/disk.img.zst"; bmap = "$im/disk.img.bmap"; removable_only = false;
     verify = "readback"; match = { serial = "a-*"; }; },
+  { name = "sum"; image = "$im/disk.img.zst"; bmap = "$im/disk.img.bmap"; removable_only = false;
+    verify = "checksums"; match = { serial = "s-*"; }; },
   { name = "bad"; image = "$im/bad.img.zst"; bmap = "$im/bad.img.bmap"; removable_only = false;
     verify = "readback"; match = { serial = "b-*"; }; }
 );
@@ -41,19 +43,21 @@ CONF
 start_station "$TEST_TMP/station.conf"
 station_ready "$db"
 
-card() { # card N OUTCOME: inserts card a-N, waits for OUTCOME
-	c[$1]=$(make_card "a-$1.img" 32M)
+card() { # card N OUTCOME [PREFIX]: inserts card PREFIX-N (a-N), waits for OUTCOME
+	c[$1]=$(make_card "${3:-a}-$1.img" 32M)
 	insert_card "${c[$1]}"
-	wait_for "$db" "select outcome from jobs where serial = 'a-$1.img'" "$2" 60 ||
-		fail "card a-$1: $(q "$db" "select serial, outcome, error from jobs")"
+	wait_for "$db" "select outcome from jobs where serial = '${3:-a}-$1.img'" "$2" 60 ||
+		fail "card ${3:-a}-$1: $(q "$db" "select serial, outcome, error from jobs")"
+}
+flip() { # flip: one byte in the middle of the 6 MiB range of the entry, in place
+	local off=$((7 * 1048576 + 12345)) b
+	b=$(od -An -tu1 -j "$off" -N1 "$entry" | tr -d ' ')
+	printf "\\$(printf '%03o' $((b ^ 0xff)))" | dd of="$entry" bs=1 seek="$off" conv=notrunc status=none
 }
 card 1 success
 entry=$TEST_TMP/cache/$(cache_key "$im/disk.img.zst" "$im/disk.img.bmap").img
 [[ -f $entry ]] || fail "no cache entry $entry: $(ls "$TEST_TMP/cache")"
-# One byte in the middle of the 6 MiB range, flipped in place.
-off=$((7 * 1048576 + 12345))
-b=$(od -An -tu1 -j "$off" -N1 "$entry" | tr -d ' ')
-printf "\\$(printf '%03o' $((b ^ 0xff)))" | dd of="$entry" bs=1 seek="$off" conv=notrunc status=none
+flip
 
 card 2 failed
 err=$(q "$db" "select error from jobs where serial = 'a-2.img'")
@@ -65,6 +69,18 @@ card 3 success
 "$BMAPTOOL" -q verify --bmap "$im/disk.img.bmap" "$im/disk.img" "${c[3]}" || fail "a-3 does not hold the image"
 n=$(grep -c "cache built" "$TEST_TMP/station.log")
 [[ $n == 2 ]] || fail "the cache was built $n times, not twice: $(grep cache "$TEST_TMP/station.log")"
+
+# With verify = checksums the card's copy hashes what it reads from the
+# entry and finds the damage itself. Regression: the entry stayed, and
+# every later card failed on it ("checksum mismatch").
+flip
+card 1 failed s
+err=$(q "$db" "select error from jobs where serial = 's-1.img'")
+[[ $err == *"image cache entry '$entry' is damaged"* && $err == *removed* ]] ||
+	fail "card s-1's error does not name the damaged entry: $err"
+[[ ! -e $entry ]] || fail "the damaged entry $entry is still there after a checksums copy"
+card 2 success s
+"$BMAPTOOL" -q verify --bmap "$im/disk.img.bmap" "$im/disk.img" "${c[2]}" || fail "s-2 does not hold the image"
 for i in 1 2; do
 	b[$i]=$(make_card "b-$i.img" 32M)
 	insert_card "${b[$i]}"
