@@ -124,6 +124,32 @@ static void on_parent_death(int sig)
 	_exit(EXIT_FAILURE);
 }
 
+static atomic_int *filler_cancel;
+
+static void on_filler_stop(int sig)
+{
+	(void)sig;
+	if (filler_cancel)
+		*filler_cancel = 1;
+}
+
+/* In the forked filler, before anything else: its own handlers (the
+ * worker's SIGTERM handler also writes to the worker's cancel pipe, whose
+ * number, closed here, the part or a socket may get), a reload's SIGUSR1
+ * ignored (a fill under way goes on), then the signals the fork waited
+ * for, @was. */
+static void filler_signals(struct filler *f, const sigset_t *was)
+{
+	struct sigaction sa = {.sa_handler = on_filler_stop};
+
+	filler_cancel = f->cancel;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGUSR1, SIG_IGN);
+	sigprocmask(SIG_SETMASK, was, NULL);
+}
+
 /* The writer's progress, published to the readers. */
 void cache_fill_written(void *userdata, uint64_t end)
 {
@@ -241,6 +267,7 @@ int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char 
 	uint64_t mapped = map ? bmap_map_get_mapped_bytes(map) : self_data;
 	struct fill_state *fill = u->fill;
 	struct filler f = {.fill = fill, .cancel = cancel, .station = getppid()};
+	sigset_t stop, was;
 	struct stat st;
 	pid_t pid;
 	int fd, r;
@@ -265,11 +292,28 @@ int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char 
 	}
 	close(fd);
 	fd = -1;
+	/* A filler forked with a cancel already set (a reload's SIGUSR1 to
+	 * the prefill, a card pulled) would fail at once, failing the cards
+	 * that read along it: the stop signals wait from this check to the
+	 * fork (the child inherits none of them pending). */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &stop, &was);
+	if (cancel && *cancel) {
+		sigprocmask(SIG_SETMASK, &was, NULL);
+		r = -EINTR;
+		snprintf(why, why_len, "interrupted");
+		goto fail;
+	}
 	atomic_store(&fill->ino, (uint64_t)st.st_ino);
 	u->ino = (uint64_t)st.st_ino;
 	f.worker = getpid();
 	fflush(NULL);
 	pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &was, NULL);
 	if (pid < 0) {
 		r = -errno;
 		snprintf(why, why_len, "cannot fork the cache's filler: %s", strerror(-r));
@@ -287,6 +331,7 @@ int cache_fill_start(struct cache_use *u, int lock_fd, int image_fd, const char 
 		if (keep_hi > keep_lo + 1)
 			close_range((unsigned)keep_lo + 1, (unsigned)keep_hi - 1, 0);
 		close_range((unsigned)keep_hi + 1, ~0u, 0);
+		filler_signals(&f, &was);
 		if (!map)
 			cache_self_run(&f, image_fd, image, part, path);
 		fill_run(&f, image_fd, image, map, part, path);

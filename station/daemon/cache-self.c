@@ -153,7 +153,6 @@ _Noreturn void cache_self_run(struct filler *f, int image_fd, const char *image,
 	bmap_target_free(dst);
 	bmap_source_free(src);
 	bmap_map_free(map);
-	if (r < 0)
-		unlink(bmap);
+	/* (a KEY.bmap there on a failure is another fill's: left alone) */
 	cache_filler_end(f, ctx, r, size, part, path);
 }

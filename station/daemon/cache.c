@@ -223,6 +223,28 @@ int cache_lock_entry(const char *lock, int *ret_fd)
 	return -ESTALE;
 }
 
+/* The cache folder's room lock, .room.lock (no entry's name): -1 when it
+ * cannot be had, then the fill goes without it. */
+static int lock_room(const char *dir)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/.room.lock", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0 && flock(fd, LOCK_EX) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void unlock_room(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
 /* The entry being filled, opened as a reader would: 0 with u->path set,
  * -EAGAIN while a fill is set up or has just ended (look again). */
 static int follow(struct cache_use *u, const char *part)
@@ -300,7 +322,7 @@ static int acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int
 	}
 	/* A fill being set up or just ending is looked at again, for a while. */
 	for (unsigned tries = 0; tries < 400; tries++) {
-		int lock_fd;
+		int lock_fd, room_fd;
 
 		ret->data_fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (ret->data_fd >= 0)
@@ -313,6 +335,9 @@ static int acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int
 		}
 		r = cache_fill_lock(lock_fd);
 		if (r == 0) {
+			/* An earlier fill's failure is not this one's: readers
+			 * that come while it is set up wait for it (follow). */
+			atomic_store(&ret->fill->ino, 0);
 			/* Nobody fills it: this worker starts a filler, unless
 			 * one finished just now. */
 			ret->data_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -320,29 +345,38 @@ static int acquire(struct bmap_ctx *ctx, const char *dir, uint64_t max_size, int
 				close(lock_fd);
 				goto complete;
 			}
+			/* Room is made and the part counted (created, its size
+			 * published) by one fill at a time: two fills of other
+			 * images would each find room for itself alone. */
+			room_fd = lock_room(dir);
 			r = cache_evict(dir, key, need, max_size);
 			if (r < 0) {
+				unlock_room(room_fd);
 				close(lock_fd);
-				snprintf(why, why_len, "no room in the cache (cache_max_size)");
-				goto fail;
-			}
-			/* A filler forked now would inherit a cancel already set
-			 * (a reload's SIGUSR1 to the prefill) and fail at once,
-			 * failing the cards that read along it. */
-			if (cancel && *cancel) {
-				close(lock_fd);
-				r = -EINTR;
-				snprintf(why, why_len, "interrupted");
+				if (r == -ENOSPC)
+					snprintf(why, why_len,
+						 "no room in the image cache '%s' (cache_max_size)", dir);
+				else
+					snprintf(why, why_len, "cannot make room in the image cache '%s': %s",
+						 dir, strerror(-r));
 				goto fail;
 			}
 			r = cache_fill_start(ret, lock_fd, image_fd, image, map, self_size, self_data, cancel,
 					     part, path, why, why_len);
+			unlock_room(room_fd);
 			if (r < 0)
 				goto fail;
 			atomic_store(&ret->fill->download_size, download_size);
 			ret->built = true;
 			ret->filling = true;
 			ret->data_fd = open(part, O_RDONLY | O_CLOEXEC);
+			/* A fill that ended before this worker got the CPU back
+			 * has named its part already. */
+			if (ret->data_fd < 0 && errno == ENOENT &&
+			    (ret->data_fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+				ret->filling = false;
+				goto complete;
+			}
 			if (ret->data_fd < 0) {
 				r = -errno;
 				snprintf(why, why_len, "cannot open '%s': %s", part, strerror(-r));

@@ -180,7 +180,7 @@ start_station "$conf"
 wait_log "image cache prefill finished" 4 || fail "no prefill with two profiles"
 grep -q "image cache prefill finished .*some profiles failed" "$TEST_TMP/station.log" ||
 	fail "the prefill does not say a profile failed"
-grep -q "image cache prefill: profile b: failed: no room in the cache (cache_max_size)" "$TEST_TMP/station.log" ||
+grep -q "image cache prefill: profile b: failed: no room in the image cache .*cache2. (cache_max_size)" "$TEST_TMP/station.log" ||
 	fail "no warning that b's entry has no room: $(grep 'profile b' "$TEST_TMP/station.log")"
 cache=$cache2
 entry_ok "$ka" "$im/a.img"

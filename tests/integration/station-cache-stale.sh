@@ -94,7 +94,7 @@ card=$(make_card b-1.img 48M)
 insert_card "$card"
 wait_for "$db" "select outcome from jobs where serial='b-1.img'" success 60 ||
 	fail "b-1: $(q "$db" "select outcome, error from jobs where serial='b-1.img'")"
-grep -q "b-1.img.*cache not used: no room in the cache" "$TEST_TMP/station.log" ||
+grep -q "b-1.img.*cache not used: no room in the image cache .*(cache_max_size)" "$TEST_TMP/station.log" ||
 	fail "two.img was cached beside a fill that leaves no room for it: $(grep b-1.img "$TEST_TMP/station.log")"
 
 # The filler killed: its part stays until the next eviction.
