@@ -18,7 +18,9 @@
  *             filler and its readers; the filler holds an OFD write lock on
  *             it for as long as it lives, so a reader can tell a filler
  *             that died from one that is slow
- * and, left by versions before the filler, KEY.img.tmp.PID (removed).
+ * and, left by versions before the filler, KEY.img.tmp.PID (removed);
+ * for the whole folder, .room.lock, held by the fill that makes room
+ * (eviction) until its part is counted.
  */
 #pragma once
 
