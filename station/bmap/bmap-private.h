@@ -2,12 +2,15 @@
 /* Internal helpers shared by libbmap's files; never installed. */
 #pragma once
 
+#include <pthread.h>
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include "bmap.h"
 
 struct bmap_ctx {
 	char error[1024];
+	pthread_mutex_t error_lock; /* the copy's threads record details too */
 	bmap_log_fn log_fn;
 	void *log_userdata;
 	bool tls_insecure; /* URLs: servers' certificates not checked */
@@ -18,6 +21,9 @@ struct bmap_ctx {
  * "return bmap_error(ctx, -EINVAL, ...)". */
 int bmap_error(struct bmap_ctx *ctx, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The detail last recorded, copied into @buf (another thread of a copy
+ * may be recording one meanwhile). */
+void bmap_ctx_copy_error(struct bmap_ctx *ctx, char *buf, size_t len);
 void bmap_log(struct bmap_ctx *ctx, enum bmap_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

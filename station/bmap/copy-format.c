@@ -31,7 +31,7 @@ int64_t copy_format_piece(struct engine *e, uint8_t *buf, size_t max, uint64_t a
 	if (at > pos) {
 		r = bmap_source_skip(src, at - pos);
 		if (r < 0)
-			return engine_fail(e, r, "%s (%s)", bmap_ctx_get_error(e->ctx), what), -1;
+			return engine_fail_ctx(e, r, what), -1;
 	}
 	while (got < max) {
 		bool zero;
@@ -40,7 +40,7 @@ int64_t copy_format_piece(struct engine *e, uint8_t *buf, size_t max, uint64_t a
 		ssize_t n;
 
 		if (run < 0)
-			return engine_fail(e, (int)run, "%s", bmap_ctx_get_error(e->ctx)), -1;
+			return engine_fail_ctx(e, (int)run, NULL), -1;
 		if (zero && (uint64_t)run >= ZERO_MIN) {
 			uint64_t z = (uint64_t)run < left ? (uint64_t)run : left;
 
@@ -49,14 +49,14 @@ int64_t copy_format_piece(struct engine *e, uint8_t *buf, size_t max, uint64_t a
 			z = z < ZERO_MAX ? z : ZERO_MAX;
 			r = bmap_source_skip(src, z);
 			if (r < 0)
-				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx)), -1;
+				return engine_fail_ctx(e, r, NULL), -1;
 			*ret_zero = true;
 			return (int64_t)z;
 		}
 		k = run == 0 || (uint64_t)run > max - got ? max - got : (size_t)run;
 		n = bmap_source_read(src, buf + got, k);
 		if (n < 0)
-			return engine_fail(e, (int)n, "%s", bmap_ctx_get_error(e->ctx)), -1;
+			return engine_fail_ctx(e, (int)n, NULL), -1;
 		if ((size_t)n < k)
 			return engine_fail(e, -EPIPE,
 					   "%s ends at byte %" PRIu64 ", inside %s: the bmap does not "
@@ -100,7 +100,7 @@ int copy_produce_source_map(struct engine *e)
 			return -ECANCELED;
 		r = source_next_data(src, &len);
 		if (r < 0)
-			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+			return engine_fail_ctx(e, r, NULL);
 		off = bmap_source_tell(src);
 		if (ch && (len == 0 || off != ch->off + ch->len)) {
 			ring_publish(e->ring);
@@ -123,7 +123,7 @@ int copy_produce_source_map(struct engine *e)
 		int64_t z = source_run(src, &zero);
 
 		if (z < 0)
-			return engine_fail(e, (int)z, "%s", bmap_ctx_get_error(e->ctx));
+			return engine_fail_ctx(e, (int)z, NULL);
 		if (zero && (uint64_t)z >= ZERO_MIN) {
 			uint64_t n = (uint64_t)z < len ? (uint64_t)z : len;
 
@@ -140,7 +140,7 @@ int copy_produce_source_map(struct engine *e)
 					      .range = range, .range_start = start, .zero = true };
 			r = bmap_source_skip(src, n);
 			if (r < 0)
-				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+				return engine_fail_ctx(e, r, NULL);
 			ring_publish(e->ring);
 			ch = NULL;
 			prev_end = off + n;
@@ -166,7 +166,7 @@ int copy_produce_source_map(struct engine *e)
 				n = (size_t)(range_off + FORMAT_CUT_PIECE - off);
 			got = bmap_source_read(src, ch->data + ch->len, n);
 			if (got < 0)
-				return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
+				return engine_fail_ctx(e, (int)got, NULL);
 			if ((size_t)got < n)
 				return engine_fail(e, -EPIPE, "%s ends at byte %" PRIu64 ", inside its data",
 						   e->image_name, off + (uint64_t)got);

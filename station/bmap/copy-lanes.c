@@ -62,7 +62,7 @@ static int lane_run(struct engine *e, struct lane *l, uint64_t at, uint64_t max)
 		return 0;
 	}
 	if (k < 0)
-		return engine_fail(e, (int)k, "%s", bmap_ctx_get_error(e->ctx)), -1;
+		return engine_fail_ctx(e, (int)k, NULL), -1;
 	if (k == 0)
 		return 0;
 	l->run_off = at;
@@ -173,7 +173,7 @@ static int lane_piece(struct engine *e, struct ring *ring, struct lane *l)
 		return -1;
 	got = source_pread(e->source, ch->data, n, at);
 	if (got < 0 && bmap_source_get_format(e->source) != BMAP_FORMAT_RAW)
-		return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
+		return engine_fail_ctx(e, (int)got, NULL);
 	if (got < 0)
 		return engine_fail(e, (int)got, "cannot read %s at byte %" PRIu64 ": %s",
 				   e->image_name, at, strerror((int)-got));

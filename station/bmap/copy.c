@@ -79,7 +79,7 @@ static int read_image(struct engine *e, int raw_fd, uint8_t *buf, size_t len, ui
 						   "or the image is truncated",
 						   e->image_name, off, what);
 			if (r < 0)
-				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+				return engine_fail_ctx(e, r, NULL);
 		}
 		n = bmap_source_read(src, buf, len);
 	}

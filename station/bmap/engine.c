@@ -78,6 +78,15 @@ int engine_fail(struct engine *e, int err, const char *fmt, ...)
 	return err;
 }
 
+int engine_fail_ctx(struct engine *e, int err, const char *what)
+{
+	char detail[sizeof(e->ctx->error)];
+
+	bmap_ctx_copy_error(e->ctx, detail, sizeof(detail));
+	return what ? engine_fail(e, err, "%s (%s)", detail, what)
+		    : engine_fail(e, err, "%s", detail);
+}
+
 bool engine_stopped(struct engine *e)
 {
 	if (atomic_load(&e->failed))
@@ -470,11 +479,11 @@ int engine_drain_stream(struct engine *e)
 			return 0;
 		}
 		if (r < 0)
-			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+			return engine_fail_ctx(e, r, NULL);
 	}
 	n = bmap_source_read(e->source, &extra, 1);
 	if (n < 0)
-		return engine_fail(e, (int)n, "%s", bmap_ctx_get_error(e->ctx));
+		return engine_fail_ctx(e, (int)n, NULL);
 	if (n > 0)
 		return engine_fail(e, -EBADMSG,
 				   "%s is longer than the bmap's image size (%" PRIu64

@@ -75,6 +75,10 @@ int engine_init(struct engine *e, struct bmap_ctx *ctx, const struct bmap_map *m
 /* The pipeline shape: a ring with @n_consumers consumers. */
 int engine_init_ring(struct engine *e, unsigned n_consumers);
 void engine_done(struct engine *e);
+/* engine_fail() with the context's detail (a format's or a source's
+ * words, copied: other threads may record theirs meanwhile), and @what
+ * in parentheses after it when not NULL. */
+int engine_fail_ctx(struct engine *e, int err, const char *what);
 /* Records the first failure and stops everything; returns @err. */
 int engine_fail(struct engine *e, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -299,8 +299,9 @@ ssize_t qcow2_pread(struct bmap_source *s, void *buf, size_t len, uint64_t off)
 	if (err == 0)
 		err = run_flush(q, r, &run);
 	if (err < 0) {
-		/* The context's detail is one string: the first failing
-		 * thread's words win, under the pool's lock. */
+		/* The context's detail is one string (bmap_error locks it):
+		 * the last failing thread's words are there; the engine keeps
+		 * the first failure it is told of. */
 		pthread_mutex_lock(&q->lock);
 		if (err == -ENOMEM)
 			bmap_error(s->ctx, err, "out of memory reading %s", s->what);

@@ -181,7 +181,7 @@ static int read_image(struct engine *e)
 		if (off > pos) {
 			r = bmap_source_skip(src, off - pos);
 			if (r < 0)
-				return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+				return engine_fail_ctx(e, r, NULL);
 		}
 		for (uint64_t done = 0; done < len;) {
 			size_t n = len - done > slot ? slot : (size_t)(len - done);
@@ -198,7 +198,7 @@ static int read_image(struct engine *e)
 				return r;
 			got = bmap_source_read(src, ch->data, n);
 			if (got < 0)
-				return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
+				return engine_fail_ctx(e, (int)got, NULL);
 			if (got == 0 && !e->map)
 				return 0;
 			if ((size_t)got < n && e->map)
@@ -235,7 +235,7 @@ static int read_image_lazy(struct engine *e)
 
 		r = source_next_data(src, &len);
 		if (r < 0)
-			return engine_fail(e, r, "%s", bmap_ctx_get_error(e->ctx));
+			return engine_fail_ctx(e, r, NULL);
 		if (len == 0)
 			return 0;
 		off = bmap_source_tell(src);
@@ -265,7 +265,7 @@ static int read_image_lazy(struct engine *e)
 				return ring_error(e->ring);
 			got = bmap_source_read(src, ch->data, n);
 			if (got < 0)
-				return engine_fail(e, (int)got, "%s", bmap_ctx_get_error(e->ctx));
+				return engine_fail_ctx(e, (int)got, NULL);
 			if ((size_t)got < n)
 				return engine_fail(e, -EPIPE, "%s ends at byte %" PRIu64 ", inside its data",
 						   e->image_name, off + done + (uint64_t)got);
@@ -287,7 +287,7 @@ static void compare(struct engine *e, struct comparer *cmp)
 	pthread_t tid;
 
 	if (engine_init_ring(e, 1) < 0) {
-		engine_fail(e, -ENOMEM, "%s", bmap_ctx_get_error(e->ctx));
+		engine_fail_ctx(e, -ENOMEM, NULL);
 		return;
 	}
 	cmp->c = (struct engine_consumer){ .e = e, .ring = e->ring, .index = 0 };
