@@ -681,6 +681,21 @@ static void test_img2simg(void **state)
 	free(out);
 }
 
+/* @path opened for bmap_create_from_source with its own map: a file's map
+ * is known at open; a @stream's is read first, then it is opened again. */
+static void open_for_create(struct bmap_ctx *ctx, const char *path, bool stream,
+			    struct bmap_source **s, struct bmap_map **own)
+{
+	assert_int_equal(bmap_source_open(ctx, path, s), 0);
+	if (stream) {
+		assert_int_equal(bmap_source_read_map(*s, own), 0);
+		bmap_source_free(*s);
+		assert_int_equal(bmap_source_open(ctx, path, s), 0);
+	} else {
+		assert_int_equal(bmap_source_get_map(*s, own), 0);
+	}
+}
+
 /* create from a sparse image: a file (its map known at open) and a
  * compressed one (its map read first, then hashed in order from a second
  * reading); the checksums are those of the data. */
@@ -699,14 +714,7 @@ static void test_create(void **state)
 		struct bmap_map *own, *made;
 		int fd;
 
-		assert_int_equal(bmap_source_open(ctx, c ? comp : path, &s), 0);
-		if (c) {
-			assert_int_equal(bmap_source_read_map(s, &own), 0);
-			bmap_source_free(s);
-			assert_int_equal(bmap_source_open(ctx, comp, &s), 0);
-		} else {
-			assert_int_equal(bmap_source_get_map(s, &own), 0);
-		}
+		open_for_create(ctx, c ? comp : path, c, &s, &own);
 		fd = open(bmap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		assert_int_equal(bmap_create_from_source(ctx, s, own, fd, bmap, &copts, NULL), 0);
 		close(fd);
@@ -750,14 +758,7 @@ static void test_create_cancelled(void **state)
 		struct stat st;
 		int fd;
 
-		assert_int_equal(bmap_source_open(ctx, c ? comp : path, &s), 0);
-		if (c) {
-			assert_int_equal(bmap_source_read_map(s, &own), 0);
-			bmap_source_free(s);
-			assert_int_equal(bmap_source_open(ctx, comp, &s), 0);
-		} else {
-			assert_int_equal(bmap_source_get_map(s, &own), 0);
-		}
+		open_for_create(ctx, c ? comp : path, c, &s, &own);
 		fd = open(bmap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		assert_int_equal(bmap_create_from_source(ctx, s, own, fd, bmap, &copts, NULL), -EINTR);
 		assert_string_equal(bmap_ctx_get_error(ctx), "interrupted");
