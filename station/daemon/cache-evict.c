@@ -73,6 +73,30 @@ static void removed(struct scan *s, int dirfd, const char *name, const struct st
 	}
 }
 
+/* Removes @name (a part, a temp bmap) of a fill that died, taking the
+ * fill's lock for it: a new fill of that key, which replaces the part
+ * under that lock, cannot come between the look and the removal. False
+ * when a filler holds the lock (it lives) or the name is another file. */
+static bool removed_if_dead(struct scan *s, int dirfd, const char *name, const struct stat *st)
+{
+	char fill[80];
+	struct stat now;
+	bool gone = false;
+	int fd;
+
+	snprintf(fill, sizeof(fill), "%.64s.fill", name);
+	fd = openat(dirfd, fill, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return false;
+	if (cache_fill_lock(fd) == 0 && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    now.st_dev == st->st_dev && now.st_ino == st->st_ino) {
+		removed(s, dirfd, name, st);
+		gone = true;
+	}
+	close(fd); /* (and the lock with it) */
+	return gone;
+}
+
 /* Reads @dir: stale files removed, the rest counted, complete entries
  * listed (but @keep's). */
 static int scan(DIR *d, const char *keep, struct scan *s)
@@ -93,9 +117,7 @@ static int scan(DIR *d, const char *keep, struct scan *s)
 		case CF_BMAP_TMP:
 			/* A self-mapped image's bmap being written: left behind
 			 * by a filler that died. */
-			if (!cache_fill_alive_at(dirfd(d), de->d_name))
-				removed(s, dirfd(d), de->d_name, &st);
-			else
+			if (!removed_if_dead(s, dirfd(d), de->d_name, &st))
 				s->total += (uint64_t)st.st_blocks * 512;
 			break;
 		case CF_PART:
@@ -103,9 +125,7 @@ static int scan(DIR *d, const char *keep, struct scan *s)
 			 * part: the new one is what it asks room for. */
 			if (mine)
 				break;
-			if (!cache_fill_alive_at(dirfd(d), de->d_name)) {
-				removed(s, dirfd(d), de->d_name, &st);
-			} else {
+			if (!removed_if_dead(s, dirfd(d), de->d_name, &st)) {
 				/* A part being filled takes what it will hold. */
 				uint64_t size = cache_fill_size_at(dirfd(d), de->d_name);
 				uint64_t now = (uint64_t)st.st_blocks * 512;

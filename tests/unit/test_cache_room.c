@@ -64,9 +64,11 @@ static void test_bmaps_count_and_stale_tmp_goes(void **state)
 	put(dir, KEY_A ".lock", 0);
 	put(dir, KEY_B ".bmap", MIB); /* the bmap of an entry being refilled */
 	put(dir, KEY_B ".bmap.tmp", 4096);
+	put(dir, KEY_B ".part", MIB); /* its filler died */
 	/* 2 MiB in use, 1.5 MiB allowed: the one complete entry must go. */
 	assert_int_equal(cache_evict(dir, NULL, 0, 3 * MIB / 2), 0);
 	assert_false(exists(dir, KEY_B ".bmap.tmp"));
+	assert_false(exists(dir, KEY_B ".part"));
 	assert_false(exists(dir, KEY_A ".img"));
 	assert_false(exists(dir, KEY_A ".lock"));
 	assert_true(exists(dir, KEY_B ".bmap"));
@@ -85,7 +87,8 @@ static void test_live_fill_tmp_stays(void **state)
 	(void)state;
 	put(dir, KEY_A ".img", MIB);
 	put(dir, KEY_B ".bmap.tmp", MIB);
-	put(dir, KEY_B ".fill", 4096);
+	put(dir, KEY_B ".part", 4096);
+	tu_truncate(fill, 4096); /* its state: zeros (size unknown) */
 	/* The lock is held by another process, as a filler holds it. */
 	pid = fork();
 	assert_true(pid >= 0);
@@ -105,6 +108,7 @@ static void test_live_fill_tmp_stays(void **state)
 	assert_true(cache_fill_alive(fd));
 	assert_int_equal(cache_evict(dir, NULL, 0, 3 * MIB / 2), 0);
 	assert_true(exists(dir, KEY_B ".bmap.tmp"));
+	assert_true(exists(dir, KEY_B ".part"));
 	assert_false(exists(dir, KEY_A ".img"));
 	kill(pid, SIGKILL);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
