@@ -109,14 +109,6 @@ static void test_cut_pieces(void **state)
 
 /* ---- Android sparse images made here ---- */
 
-static void chunk(struct tu_buf *b, uint16_t type, uint32_t blocks, uint32_t data)
-{
-	tu_put16(b, type);
-	tu_put16(b, 0);
-	tu_put32(b, blocks);
-	tu_put32(b, 12 + data);
-}
-
 /* The disk: data (RAW, 1 MiB), a fill of 0x5a5aa5a5 (20 MiB), a fill of
  * zeros (40 MiB), a hole (DONT_CARE, 8 MiB), data (RAW, 64 KiB + 4 KiB),
  * a fill of zeros (16 KiB); with @crc, a CRC32 chunk at the end (over
@@ -141,25 +133,17 @@ static uint8_t *make_simg(const char *path, bool crc, size_t *ret_size)
 		memcpy(disk + RAW1 + i, &v, 4);
 	p = disk + RAW1 + FILL1 + ZERO1 + HOLE1;
 	tu_pattern(p, RAW2, 72);
-	tu_put32(&b, 0xed26ff3a);
-	tu_put16(&b, 1);
-	tu_put16(&b, 0);
-	tu_put16(&b, 28);
-	tu_put16(&b, 12);
-	tu_put32(&b, BS);
-	tu_put32(&b, (uint32_t)(size / BS));
-	tu_put32(&b, crc ? 7 : 6);
-	tu_put32(&b, 0);
-	chunk(&b, 0xcac1, RAW1 / BS, RAW1);
+	tu_simg_header(&b, BS, (uint32_t)(size / BS), crc ? 7 : 6);
+	tu_simg_chunk(&b, 0xcac1, RAW1 / BS, RAW1);
 	tu_put(&b, disk, RAW1);
-	chunk(&b, 0xcac2, FILL1 / BS, 4);
+	tu_simg_chunk(&b, 0xcac2, FILL1 / BS, 4);
 	tu_put32(&b, v);
-	chunk(&b, 0xcac2, ZERO1 / BS, 4);
+	tu_simg_chunk(&b, 0xcac2, ZERO1 / BS, 4);
 	tu_put32(&b, 0);
-	chunk(&b, 0xcac3, HOLE1 / BS, 0);
-	chunk(&b, 0xcac1, RAW2 / BS, RAW2);
+	tu_simg_chunk(&b, 0xcac3, HOLE1 / BS, 0);
+	tu_simg_chunk(&b, 0xcac1, RAW2 / BS, RAW2);
 	tu_put(&b, p, RAW2);
-	chunk(&b, 0xcac2, ZERO2 / BS, 4);
+	tu_simg_chunk(&b, 0xcac2, ZERO2 / BS, 4);
 	tu_put32(&b, 0);
 	if (crc) {
 		uint8_t *crcbuf = disk;
@@ -170,7 +154,7 @@ static uint8_t *make_simg(const char *path, bool crc, size_t *ret_size)
 			for (int k = 0; k < 8; k++)
 				c = c >> 1 ^ (0xedb88320u & -(c & 1));
 		}
-		chunk(&b, 0xcac4, 0, 4);
+		tu_simg_chunk(&b, 0xcac4, 0, 4);
 		tu_put32(&b, ~c);
 	}
 	tu_write_file(path, b.p, b.len);

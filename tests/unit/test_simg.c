@@ -454,15 +454,7 @@ static void test_crc_over_hole(void **state)
 		crc = crc32_gzip_refl(crc, fill, BS);
 	for (uint32_t i = 0; i < hole_blocks / 256; i++)
 		crc = crc32_gzip_refl(crc, zeros, 1 << 20);
-	tu_put32(&b, 0xed26ff3a);
-	tu_put16(&b, 1);
-	tu_put16(&b, 0);
-	tu_put16(&b, 28);
-	tu_put16(&b, 12);
-	tu_put32(&b, BS);
-	tu_put32(&b, hole_blocks + fill_blocks + 1);
-	tu_put32(&b, 4);
-	tu_put32(&b, 0);
+	tu_simg_header(&b, BS, hole_blocks + fill_blocks + 1, 4);
 	chunk_hdr(&b, &plain, 0xcac1, 1, BS);
 	tu_put(&b, data, BS);
 	chunk_hdr(&b, &plain, 0xcac2, fill_blocks, 4);
@@ -787,15 +779,7 @@ static void test_huge_fill_skipped_cheaply(void **state)
 	pid_t pid;
 
 	(void)state;
-	tu_put32(&b, 0xed26ff3a);
-	tu_put16(&b, 1);
-	tu_put16(&b, 0);
-	tu_put16(&b, 28);
-	tu_put16(&b, 12);
-	tu_put32(&b, BS);
-	tu_put32(&b, 0xffffffffu);
-	tu_put32(&b, 2);
-	tu_put32(&b, 0);
+	tu_simg_header(&b, BS, 0xffffffffu, 2);
 	chunk_hdr(&b, &plain, 0xcac2, 0xffffffffu, 4);
 	tu_put(&b, pat, 4);
 	chunk_hdr(&b, &plain, 0xcac4, 0, 4);
@@ -855,15 +839,7 @@ static void test_zero_fill_written(void **state)
 	(void)state;
 	tu_pattern(img, BS, 21);
 	tu_pattern(img + (fill_blocks + 1) * BS, BS, 22);
-	tu_put32(&b, 0xed26ff3a);
-	tu_put16(&b, 1);
-	tu_put16(&b, 0);
-	tu_put16(&b, 28);
-	tu_put16(&b, 12);
-	tu_put32(&b, BS);
-	tu_put32(&b, fill_blocks + 2);
-	tu_put32(&b, 3);
-	tu_put32(&b, 0);
+	tu_simg_header(&b, BS, fill_blocks + 2, 3);
 	chunk_hdr(&b, &plain, 0xcac1, 1, BS);
 	tu_put(&b, img, BS);
 	chunk_hdr(&b, &plain, 0xcac2, fill_blocks, 4);

@@ -139,3 +139,25 @@ void tu_put32(struct tu_buf *b, uint32_t v)
 
 	tu_put(b, x, 4);
 }
+
+void tu_simg_header(struct tu_buf *b, uint32_t blk_sz, uint32_t total_blks,
+		    uint32_t total_chunks)
+{
+	tu_put32(b, 0xed26ff3a);
+	tu_put16(b, 1);
+	tu_put16(b, 0);
+	tu_put16(b, 28);
+	tu_put16(b, 12);
+	tu_put32(b, blk_sz);
+	tu_put32(b, total_blks);
+	tu_put32(b, total_chunks);
+	tu_put32(b, 0); /* image checksum: unused */
+}
+
+void tu_simg_chunk(struct tu_buf *b, uint16_t type, uint32_t blocks, uint32_t data)
+{
+	tu_put16(b, type);
+	tu_put16(b, 0);
+	tu_put32(b, blocks);
+	tu_put32(b, 12 + data);
+}

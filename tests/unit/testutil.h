@@ -31,5 +31,10 @@ struct tu_buf {
 void tu_put(struct tu_buf *b, const void *data, size_t len);
 void tu_put16(struct tu_buf *b, uint16_t v);
 void tu_put32(struct tu_buf *b, uint32_t v);
+/* Android sparse images: the file header (version 1.0, headers of 28 and
+ * 12 bytes) and a chunk's header (its total size @data bytes more). */
+void tu_simg_header(struct tu_buf *b, uint32_t blk_sz, uint32_t total_blks,
+		    uint32_t total_chunks);
+void tu_simg_chunk(struct tu_buf *b, uint16_t type, uint32_t blocks, uint32_t data);
 /* Fails the test unless files @a and @b hold the same bytes. */
 void tu_assert_same_file(const char *a, const char *b);
