@@ -125,6 +125,19 @@ static int finish_failed(int fd, struct bmap_target *dst, int err, const char *o
  * one the cache is keyed on, whatever the name holds by now), by a
  * description of its own (its offset is not shared with the filler's,
  * which reads @image_fd); else @image by its name. The message is in @why. */
+/* After a range of a card copied from the image cache failed its
+ * checksum: the fill's verdict when the card read along it, else the
+ * complete entry checked again (cache_entry_check: removed if damaged).
+ * 0 when the cache is not at fault, -EINTR, or -errno with @why. */
+static int cache_at_fault(struct cache_use *cache, struct bmap_source *src,
+			  const struct bmap_map *map, char *why, size_t why_len)
+{
+	if (cache->filling)
+		return cache_finished(cache, why, why_len);
+	return cache_entry_check(cache, bmap_source_get_fd(src), map, &worker_cancel, why,
+				 why_len);
+}
+
 static int open_image(struct bmap_ctx *ctx, const char *image, int image_fd,
 		      struct bmap_source **ret, char *why, size_t why_len)
 {
@@ -466,19 +479,15 @@ int worker_run(const struct worker_job *job, int fd)
 
 	r = bmap_copy(ctx, src, map, dst, &copts, &cres);
 	if (r < 0) {
-		char why[1024];
+		char why[PATH_MAX + 256];
 
-		/* Data read while it was filled is checked here too, and a bad
-		 * image may fail here first (a range's checksum): the filler's
-		 * verdict, which comes soon after, names it. */
-		/* Copied from a complete entry, hashed on the way (verify =
-		 * checksums, none): a range that does not match is the entry's
-		 * damage, found by the copy itself; checked, it is removed as
-		 * after a read-back failure. */
+		/* A range's checksum, hashed on the way: data read while it
+		 * was filled is checked here too, so a bad image may fail here
+		 * first (the filler's verdict, which comes soon after, names
+		 * it); from a complete entry (verify = checksums, none) it is
+		 * the entry's damage, found by the copy itself. */
 		if (r == -EBADMSG && (cache.filling || cache.path)) {
-			int c = cache.filling ? cache_finished(&cache, why, sizeof(why))
-					      : cache_entry_check(&cache, bmap_source_get_fd(src), map,
-								  &worker_cancel, why, sizeof(why));
+			int c = cache_at_fault(&cache, src, map, why, sizeof(why));
 
 			if (c == -EINTR) {
 				r = c;
@@ -537,9 +546,7 @@ int worker_run(const struct worker_job *job, int fd)
 
 			/* The card, the image (a fill that fails its checks) or
 			 * the entry may be at fault. */
-			c = cache.filling ? cache_finished(&cache, why, sizeof(why))
-					  : cache_entry_check(&cache, bmap_source_get_fd(src), map,
-							      &worker_cancel, why, sizeof(why));
+			c = cache_at_fault(&cache, src, map, why, sizeof(why));
 			if (c == -EINTR) {
 				ret = finish_failed(fd, dst, c, "verify_failed", "verifying",
 						    cres.bytes_written, NULL,
